@@ -1,0 +1,189 @@
+"""The local backend: a reusable process pool over the ready tasks.
+
+Workers are loky processes (joblib's executor): started once, reused across
+runs of the same session, and they keep each workdir's data loaded between
+tasks.  Small tasks are sent in batches sized from measured durations, so
+dispatch does not dominate.  Each worker's BLAS/OpenMP pools are limited to
+``cpu_count // n_workers`` threads (environment at start-up plus
+threadpoolctl), so nested parallelism does not oversubscribe the cores.
+"""
+
+import os
+import time
+from collections import deque
+
+from ..tasks import TaskError, run_task
+from .base import Backend, effective_n_jobs, make_progress
+
+#: Environment variables read by BLAS/OpenMP runtimes when they start.
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+    "BLIS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS",
+)
+#: A batch of small tasks should keep a worker busy about this long.
+TARGET_BATCH_SECONDS = 0.05
+
+_worker_thread_limit = None
+
+
+def _limit_threads(n_threads):
+    global _worker_thread_limit
+    if n_threads and _worker_thread_limit != n_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n_threads)
+        _worker_thread_limit = n_threads
+
+
+def run_batch(workdir, task_ids, n_threads=None):
+    """Run tasks in a worker; returns ``[(task_id, error or None, seconds)]``."""
+    _limit_threads(n_threads)
+    outcomes = []
+    for task_id in task_ids:
+        start = time.perf_counter()
+        try:
+            run_task(workdir, task_id)
+            error = None
+        except TaskError as exc:
+            error = str(exc)
+        except Exception as exc:  # a bug must not kill the whole batch
+            error = f"Task {task_id!r} failed: {type(exc).__name__}: {exc}"
+        outcomes.append((task_id, error, time.perf_counter() - start))
+    return outcomes
+
+
+class _Graph:
+    """Dependency bookkeeping: which tasks are ready, which are blocked."""
+
+    def __init__(self, workflow, task_ids):
+        wanted = set(task_ids)
+        by_id = {task.id: task for task in workflow.tasks}
+        self.waiting_on = {i: {d for d in by_id[i].deps if d in wanted} for i in task_ids}
+        self.dependents = {}
+        for task_id, deps in self.waiting_on.items():
+            for dep in deps:
+                self.dependents.setdefault(dep, []).append(task_id)
+        self.ready = deque(i for i in task_ids if not self.waiting_on[i])
+
+    def finished(self, task_id):
+        for child in self.dependents.get(task_id, ()):
+            self.waiting_on[child].discard(task_id)
+            if not self.waiting_on[child]:
+                self.ready.append(child)
+
+    def blocked_by(self, task_id):
+        """Every task that (transitively) depends on ``task_id``."""
+        blocked, stack = set(), [task_id]
+        while stack:
+            for child in self.dependents.get(stack.pop(), ()):
+                if child not in blocked:
+                    blocked.add(child)
+                    stack.append(child)
+        return blocked
+
+
+class LocalBackend(Backend):
+    """Run tasks in worker processes on this machine (the default backend).
+
+    Parameters
+    ----------
+    threads_per_worker : int, optional
+        BLAS/OpenMP threads per worker; default ``cpu_count // n_workers``.
+
+    Examples
+    --------
+    >>> res = wf.run(backend="local", n_jobs=2)     # doctest: +SKIP
+    """
+
+    name = "local"
+
+    def __init__(self, threads_per_worker=None):
+        self.threads_per_worker = threads_per_worker
+
+    def run(self, workflow, task_ids, n_jobs=None, progress=True):
+        n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
+        graph = _Graph(workflow, task_ids)
+        bar = make_progress(len(task_ids), progress)
+        try:
+            if n_workers == 1:
+                return self._run_in_process(workflow, graph, bar)
+            return self._run_in_pool(workflow, graph, bar, n_workers)
+        finally:
+            bar.close()
+
+    def _run_in_process(self, workflow, graph, bar):
+        failed = {}
+        while graph.ready:
+            task_id = graph.ready.popleft()
+            ((_, error, _),) = run_batch(workflow.workdir, [task_id])
+            self._record(graph, failed, task_id, error, bar)
+        return failed
+
+    def _record(self, graph, failed, task_id, error, bar):
+        if error is None:
+            graph.finished(task_id)
+            bar.update(1)
+            return
+        failed[task_id] = error
+        blocked = graph.blocked_by(task_id)
+        for child in blocked:
+            failed.setdefault(child, f"not run: depends on failed task {task_id!r}")
+        bar.update(1 + len(blocked))
+
+    def _executor(self, n_workers, n_threads):
+        from joblib.externals.loky import get_reusable_executor
+
+        env = {name: str(n_threads) for name in THREAD_VARIABLES}
+        return get_reusable_executor(max_workers=n_workers, env=env, timeout=300)
+
+    def _run_in_pool(self, workflow, graph, bar, n_workers):
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
+        executor = self._executor(n_workers, n_threads)
+        failed, in_flight, crashes = {}, {}, {}
+        mean_seconds = None
+        try:
+            while graph.ready or in_flight:
+                while graph.ready and len(in_flight) < 2 * n_workers:
+                    size = self._batch_size(len(graph.ready), n_workers, mean_seconds)
+                    batch = [graph.ready.popleft() for _ in range(size)]
+                    future = executor.submit(run_batch, str(workflow.workdir), batch, n_threads)
+                    in_flight[future] = batch
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    batch = in_flight.pop(future)
+                    try:
+                        outcomes = future.result()
+                    except BrokenProcessPool as exc:
+                        # A worker died (killed, out of memory): retry its
+                        # tasks once in a fresh pool, then give up on them.
+                        executor = self._executor(n_workers, n_threads)
+                        for task_id in batch:
+                            crashes[task_id] = crashes.get(task_id, 0) + 1
+                            if crashes[task_id] > 1:
+                                self._record(graph, failed, task_id, f"worker process died: {exc}", bar)
+                            else:
+                                graph.ready.appendleft(task_id)
+                        continue
+                    for task_id, error, seconds in outcomes:
+                        mean_seconds = seconds if mean_seconds is None else 0.8 * mean_seconds + 0.2 * seconds
+                        self._record(graph, failed, task_id, error, bar)
+        except KeyboardInterrupt:
+            # Finished outputs are complete files; running tasks are simply
+            # abandoned (their temporary files are never trusted).
+            for future in in_flight:
+                future.cancel()
+            executor.shutdown(wait=False, kill_workers=True)
+            raise
+        return failed
+
+    @staticmethod
+    def _batch_size(n_ready, n_workers, mean_seconds):
+        if mean_seconds is None:
+            return 1
+        by_duration = int(TARGET_BATCH_SECONDS / max(mean_seconds, 1e-6))
+        fair_share = max(1, n_ready // (2 * n_workers))
+        return max(1, min(by_duration, fair_share))

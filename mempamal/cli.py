@@ -1,0 +1,128 @@
+"""Command line: ``mempamal task|run|status|results|export|demo``.
+
+``mempamal task WORKDIR ID`` is the command behind every exported task line,
+soma-workflow job and Makefile target.
+"""
+
+import argparse
+import json
+import sys
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="mempamal", description="Embarrassingly parallel scikit-learn evaluations.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    task = sub.add_parser("task", help="run one task of a workdir (skipped if already done)")
+    task.add_argument("workdir")
+    task.add_argument("task_id")
+    task.add_argument("--force", action="store_true", help="run even if its output exists")
+
+    run = sub.add_parser("run", help="run every unfinished task of a workdir")
+    run.add_argument("workdir")
+    run.add_argument("-b", "--backend", default="local")
+    run.add_argument("-n", "--n-jobs", type=int, default=-1)
+    run.add_argument("--no-progress", action="store_true")
+
+    status = sub.add_parser("status", help="task counts: done, pending, failed")
+    status.add_argument("workdir")
+    status.add_argument("--json", action="store_true")
+
+    results = sub.add_parser("results", help="summary and best parameters of a finished workdir")
+    results.add_argument("workdir")
+    results.add_argument("--json", action="store_true", help="print results.json")
+
+    export = sub.add_parser("export", help="write the task graph for another runner")
+    export.add_argument("workdir")
+    export.add_argument("--format", "-f", default="commands", choices=["commands", "shell", "makefile", "soma-workflow"])
+    export.add_argument("-o", "--output", required=True)
+    export.add_argument("--python", help="interpreter path on the machines that run the tasks")
+    export.add_argument("--remote-workdir", help="workdir path on the machines that run the tasks")
+
+    demo = sub.add_parser("demo", help="nested CV of a logistic regression on breast_cancer")
+    demo.add_argument("-w", "--workdir", default="runs/demo")
+    demo.add_argument("-n", "--n-jobs", type=int, default=-1)
+    demo.add_argument("-b", "--backend", default="local")
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``mempamal`` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    from .store import WorkdirError
+    from .tasks import TaskError
+    from .workflow import WorkflowError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (TaskError, WorkdirError, WorkflowError, FileExistsError, ValueError) as exc:
+        print(f"mempamal {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mempamal: interrupted; finished tasks are kept, run again to resume.", file=sys.stderr)
+        return 130
+
+
+def _task(args):
+    from .tasks import run_task
+
+    run_task(args.workdir, args.task_id, force=args.force)
+    return 0
+
+
+def _run(args):
+    from .workflow import Workflow
+
+    results = Workflow.open(args.workdir).run(backend=args.backend, n_jobs=args.n_jobs, progress=not args.no_progress)
+    print(results.summary().to_string())
+    return 0
+
+
+def _status(args):
+    from .workflow import Workflow
+
+    status = Workflow.open(args.workdir).status()
+    if args.json:
+        print(json.dumps(status, indent=1))
+        return 0
+    print(f"{args.workdir}: {status['done']}/{status['total']} tasks done, "
+          f"{status['pending']} pending, {status['failed']} failed")
+    for kind, counts in status["by_kind"].items():
+        print(f"  {kind:<7} {counts['done']:>7}/{counts['total']}")
+    return 0
+
+
+def _results(args):
+    from .results import Results
+
+    results = Results.load(args.workdir)
+    if args.json:
+        print(json.dumps(results.raw, indent=1))
+        return 0
+    print(results.summary().to_string())
+    if results.nested:
+        print("\nbest parameters per outer fold:")
+        for fold, params in enumerate(results.best_params):
+            print(f"  {fold}: {params}")
+    if results.pvalue is not None:
+        print(f"\npermutation test ({results.permutation_metric}): score={results.score:.4f} pvalue={results.pvalue:.4g}")
+    return 0
+
+
+def _export(args):
+    from .workflow import Workflow
+
+    path = Workflow.open(args.workdir).export(
+        args.output, format=args.format, python=args.python, workdir=args.remote_workdir)
+    print(f"wrote {path}")
+    return 0
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    run_demo(workdir=args.workdir, n_jobs=args.n_jobs, backend=args.backend)
+    return 0
+
+
+_COMMANDS = {"task": _task, "run": _run, "status": _status, "results": _results, "export": _export, "demo": _demo}

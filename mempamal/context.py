@@ -1,0 +1,172 @@
+"""What a worker process knows about a workdir, loaded once and reused.
+
+Loading the experiment pickle, memory-mapping the data and parsing the task
+list cost far more than a small task; a worker keeps them for as long as the
+workdir's build id (in ``manifest.json``) stays the same, so a rebuilt
+workdir is never served from a stale cache.
+"""
+
+from collections import OrderedDict
+from pathlib import Path
+
+from . import store
+from .grid import expand_grid, prefix_keys
+from .scoring import build_scorer
+from .splits import SplitSet
+
+_CONTEXTS = OrderedDict()
+_MAX_CONTEXTS = 2
+_MAX_OUTER_SUBSETS = 2
+
+
+def load_context(workdir):
+    """The cached :class:`WorkdirContext` of ``workdir`` (reloaded after a rebuild)."""
+    workdir = Path(workdir)
+    manifest = store.read_json(workdir / store.MANIFEST)
+    key = str(workdir.resolve())
+    context = _CONTEXTS.get(key)
+    if context is None or context.identity != (manifest["build_id"], manifest["tasks_digest"]):
+        context = WorkdirContext(workdir, manifest)
+        _CONTEXTS[key] = context
+        while len(_CONTEXTS) > _MAX_CONTEXTS:
+            _CONTEXTS.popitem(last=False)
+    _CONTEXTS.move_to_end(key)
+    return context
+
+
+def load_task_table(workdir):
+    """Parse ``tasks.json`` into ``({id: record}, split_set_info)``."""
+    table = store.read_json(Path(workdir) / store.TASKS)
+    chunks = table["chunks"]
+    records = {}
+    for task_id, kind, deps, split_set, outer, inner, chunk in table["tasks"]:
+        records[task_id] = {
+            "id": task_id, "kind": kind, "deps": deps, "split_set": split_set,
+            "outer": outer, "inner": inner, "points": None if chunk is None else chunks[chunk],
+        }
+    return records, table["split_sets"]
+
+
+class WorkdirContext:
+    """Experiment, data, splits and task records of one workdir."""
+
+    def __init__(self, workdir, manifest):
+        import cloudpickle
+
+        self.workdir = Path(workdir)
+        self.manifest = manifest
+        self.identity = (manifest["build_id"], manifest["tasks_digest"])
+        store.check_workdir_is_safe(self.workdir)
+        try:
+            with open(self.workdir / store.EXPERIMENT, "rb") as handle:
+                self.experiment = cloudpickle.load(handle)
+        except FileNotFoundError:
+            raise store.WorkdirError(f"Missing file {self.workdir / store.EXPERIMENT}.") from None
+        except Exception as exc:
+            raise store.WorkdirError(
+                f"Could not load {self.workdir / store.EXPERIMENT} ({type(exc).__name__}: {exc}); "
+                "the classes it uses must be importable here."
+            ) from None
+        experiment = self.experiment
+        self.estimator = experiment.estimator
+        self.refit = experiment.refit
+        self.error_score = experiment.error_score
+        self.scorer, self.metrics, _ = build_scorer(self.estimator, experiment.scoring, self.error_score)
+        if experiment.param_grid is None:
+            self.candidates, self.prefix_keys = [], None
+        else:
+            self.candidates, descriptions = expand_grid(experiment.param_grid)
+            self.prefix_keys = prefix_keys(self.estimator, descriptions)
+        self.records, self.split_set_info = load_task_table(self.workdir)
+        self._data = None
+        self._targets = {}
+        self._split_sets = {}
+        self._outer_subsets = OrderedDict()
+
+    # ------------------------------------------------------------ lookup
+    def task(self, task_id):
+        try:
+            return self.records[task_id]
+        except KeyError:
+            raise store.WorkdirError(
+                f"No task {task_id!r} in {self.workdir / store.TASKS} "
+                f"(it has {len(self.records)} tasks, e.g. {next(iter(self.records), None)!r})."
+            ) from None
+
+    def read_output(self, task_id):
+        path = store.output_path(self.workdir, task_id)
+        if not path.exists():
+            raise store.WorkdirError(f"the output of dependency {task_id!r} ({path}) is missing; run it first")
+        return store.read_json(path)
+
+    def n_inner_splits(self, split_set, outer):
+        return self.split_set_info[split_set]["n_inner"][outer]
+
+    def estimator_with(self, candidate_index):
+        from sklearn.base import clone
+
+        estimator = clone(self.estimator)
+        if candidate_index is not None:
+            estimator.set_params(**clone(self.candidates[candidate_index], safe=False))
+        return estimator
+
+    # -------------------------------------------------------------- data
+    @property
+    def data(self):
+        if self._data is None:
+            folder = self.workdir / store.DATA_DIR
+            kinds = self.manifest["data"]
+            self._data = tuple(store.load_array_like(folder, name, kinds[name]) for name in ("X", "y", "groups"))
+        return self._data
+
+    def target(self, split_set):
+        """y, or y in the permuted order of a permutation split set."""
+        if split_set not in self._targets:
+            from sklearn.utils import _safe_indexing
+
+            y = self.data[1]
+            order = self.split_set(split_set).target_order
+            self._targets = {split_set: y if order is None else _safe_indexing(y, order)}
+        return self._targets[split_set]
+
+    def split_set(self, name):
+        if name not in self._split_sets:
+            self._split_sets[name] = SplitSet(self.workdir, name)
+            if len(self._split_sets) > 4:
+                self._split_sets.pop(next(iter(self._split_sets)))
+        return self._split_sets[name]
+
+    def outer_train_subset(self, split_set, outer):
+        """``(X_train, y_train)`` of one outer fold, as cross_validate slices it."""
+        from sklearn.utils.metaestimators import _safe_split
+
+        key = (split_set, outer)
+        if key not in self._outer_subsets:
+            train, _ = self.split_set(split_set).outer(outer)
+            X = self.data[0]
+            self._outer_subsets[key] = _safe_split(self.estimator, X, self.target(split_set), train)
+            while len(self._outer_subsets) > _MAX_OUTER_SUBSETS:
+                self._outer_subsets.popitem(last=False)
+        return self._outer_subsets[key]
+
+    def outer_split_data(self, split_set, outer):
+        """``(X_train, y_train, X_test, y_test)`` of one outer fold."""
+        from sklearn.utils.metaestimators import _safe_split
+
+        # Fresh slices, not the cached subset: the refit estimator may
+        # modify its input in place (e.g. StandardScaler(copy=False)).
+        train, test = self.split_set(split_set).outer(outer)
+        X_train, y_train = _safe_split(self.estimator, self.data[0], self.target(split_set), train)
+        X_test, y_test = _safe_split(self.estimator, self.data[0], self.target(split_set), test, train)
+        return X_train, y_train, X_test, y_test
+
+    def inner_split_data(self, split_set, outer, inner):
+        """``(X_train, y_train, X_test, y_test)`` of one inner split, sliced
+        from the outer training subset exactly as GridSearchCV slices it."""
+        from sklearn.utils.metaestimators import _safe_split
+
+        X_outer, y_outer = self.outer_train_subset(split_set, outer)
+        train, test = self.split_set(split_set).inner(outer, inner)
+        X_train, y_train = _safe_split(self.estimator, X_outer, y_outer, train)
+        X_test, y_test = _safe_split(self.estimator, X_outer, y_outer, test, train)
+        return X_train, y_train, X_test, y_test

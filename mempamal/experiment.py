@@ -1,0 +1,256 @@
+"""Experiment: what to evaluate, checked up front, turned into a workdir.
+
+Everything is validated before the first file is written; the manifest is
+written last, so an interrupted build is never trusted by a later run.
+"""
+
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from . import store, validation
+from .fingerprint import data_hash, describe, fingerprint
+from .grid import chunk_points, expand_grid, prefix_keys
+from .splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
+from .workflow import Workflow, make_task_table, tasks_digest
+
+
+class Experiment:
+    """A scikit-learn evaluation to run as a task graph.
+
+    Parameters
+    ----------
+    estimator : estimator or Pipeline
+        Any scikit-learn compatible estimator, including classes defined in a
+        notebook (stored with cloudpickle).
+    param_grid : dict or list of dicts, optional
+        As ``GridSearchCV``; ``None`` means plain cross-validation.
+    cv, inner_cv : int, CV splitter or iterable
+        Outer and inner splitting, as ``check_cv``. ``inner_cv=None`` is
+        5-fold, like GridSearchCV; it is used only with ``param_grid``.
+    scoring : str, callable, list or dict, optional
+        As scikit-learn; several metrics need ``refit`` to name one.
+    refit : bool, str or callable
+        The metric (or callable) choosing the best grid point.
+    n_permutations : int
+        ``> 0`` adds a permutation test (``permutation_test_score``).
+    random_state : int, RandomState or None
+        Seed of the permutations.
+    error_score : 'raise' or float
+        Score of a failing fit (the error is kept), as scikit-learn.
+
+    Examples
+    --------
+    >>> import numpy as np, mempamal as mp
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = load_iris(return_X_y=True)
+    >>> exp = mp.Experiment(LogisticRegression(max_iter=500),
+    ...                     param_grid={"C": np.logspace(-2, 2, 5)}, cv=5, inner_cv=3)
+    >>> wf = exp.build(X, y, workdir="runs/iris")       # doctest: +SKIP
+    >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
+    >>> res.summary()                                   # doctest: +SKIP
+    """
+
+    def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
+                 n_permutations=0, random_state=None, error_score=np.nan):
+        validation.check_estimator(estimator)
+        validation.check_param_grid(estimator, param_grid)
+        validation.check_cv_argument(cv, "cv")
+        validation.check_cv_argument(inner_cv, "inner_cv")
+        validation.check_error_score(error_score)
+        self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
+        validation.check_n_permutations(n_permutations)
+        validation.warn_unused_inner_cv(param_grid, inner_cv)
+        self.estimator = estimator
+        self.param_grid = param_grid
+        # A generator of splits can be read only once (and not pickled).
+        self.cv = _materialize_iterable(cv)
+        self.inner_cv = _materialize_iterable(inner_cv)
+        self.scoring = scoring
+        self.refit = refit
+        self.n_permutations = int(n_permutations)
+        self.random_state = random_state
+        self.error_score = error_score
+
+    @property
+    def nested(self):
+        """True when a grid search runs inside each outer fold."""
+        return self.param_grid is not None
+
+    @property
+    def candidates(self):
+        """The grid points, in ``ParameterGrid`` order (empty for plain CV)."""
+        return expand_grid(self.param_grid)[0] if self.nested else []
+
+    def describe(self):
+        """A session-independent description (used to recognize a workdir)."""
+        names = ("estimator", "param_grid", "cv", "inner_cv", "scoring", "refit",
+                 "n_permutations", "random_state", "error_score")
+        return {name: describe(getattr(self, name)) for name in names}
+
+    def __repr__(self):
+        grid = f", {len(self.candidates)} grid points" if self.nested else ""
+        perms = f", {self.n_permutations} permutations" if self.n_permutations else ""
+        return f"Experiment({type(self.estimator).__name__}{grid}, cv={self.cv!r}{perms})"
+
+    def _repr_html_(self):
+        from .display import experiment_html
+
+        return experiment_html(self)
+
+    # ------------------------------------------------------------ build
+    def build(self, X, y, groups=None, workdir="mempamal-run", overwrite=False, chunk_size="auto"):
+        """Validate the data, compute the splits and write the workdir.
+
+        Rebuilding the same experiment on the same data into the same
+        workdir keeps every finished task; a different experiment or data is
+        refused unless ``overwrite=True``.
+
+        Returns the :class:`mempamal.Workflow`.
+        """
+        validation.check_data(X, y, groups)
+        if chunk_size != "auto" and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f"The 'chunk_size' argument of build must be 'auto' or an int >= 1; got {chunk_size!r}.")
+        X, y, groups = (validation.as_indexable(v) for v in (X, y, groups))
+        workdir = Path(workdir)
+        identity = fingerprint({"experiment": self.describe(), "data": data_hash(X, y, groups)})
+        reuse = self._prepare_workdir(workdir, identity, overwrite)
+        split_sets = None if reuse else self._compute_split_sets(X, y, groups)
+        if split_sets is None:
+            split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
+        else:
+            split_set_info = {name: {"n_outer": len(s["outer"]), "n_inner": [len(f) for f in s["inner"]]}
+                              for name, (s, _) in split_sets.items()}
+        table = self._task_table(split_set_info, chunk_size)
+        if reuse:
+            _update_task_table(workdir, table)
+        else:
+            self._write_new_workdir(workdir, identity, X, y, groups, split_sets, table)
+        return Workflow.open(workdir)
+
+    def run(self, X, y, groups=None, workdir="mempamal-run", backend="local", n_jobs=-1,
+            overwrite=False, progress=True, **options):
+        """Build and run in one call; returns the :class:`mempamal.Results`."""
+        workflow = self.build(X, y, groups=groups, workdir=workdir, overwrite=overwrite)
+        return workflow.run(backend=backend, n_jobs=n_jobs, progress=progress, **options)
+
+    def _compute_split_sets(self, X, y, groups):
+        """``{name: (split_set, target_order)}`` for the data and each permutation."""
+        from sklearn.utils import _safe_indexing
+
+        # One private copy of each splitter, used in scikit-learn's call order.
+        if hasattr(self.cv, "split"):
+            cv = copy_splitter(self.cv)
+        elif self.cv is None or isinstance(self.cv, int):
+            cv = self.cv
+        else:
+            cv = list(self.cv)  # an iterable of splits is consumed once, then reused
+        split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested), None)}
+        orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
+                                         self.n_permutations, self.random_state)
+        for index, order in enumerate(orders):
+            y_permuted = _safe_indexing(y, order)
+            split_sets[permutation_name(index)] = (
+                compute_split_set(self.estimator, X, y_permuted, groups, cv, self.inner_cv, self.nested), order)
+        return split_sets
+
+    def _task_table(self, split_set_info, chunk_size):
+        if self.nested:
+            _, descriptions = expand_grid(self.param_grid)
+            keys = prefix_keys(self.estimator, descriptions)
+            main = split_set_info[MAIN]
+            chunks = chunk_points(len(descriptions), keys, sum(main["n_inner"]), chunk_size)
+        else:
+            chunks = []
+        return {"chunks": chunks, "split_sets": split_set_info,
+                "tasks": make_task_table(split_set_info, chunks, self.nested)}
+
+    def _prepare_workdir(self, workdir, identity, overwrite):
+        """True to reuse an existing build; clears or refuses otherwise."""
+        if not workdir.exists() or not any(workdir.iterdir()):
+            return False
+        if not store.is_workdir(workdir):
+            raise FileExistsError(
+                f"The 'workdir' argument of build must be a new or empty folder, or a mempamal "
+                f"workdir; {workdir} holds other files. Choose another workdir."
+            )
+        manifest_path = workdir / store.MANIFEST
+        if manifest_path.exists():
+            manifest = store.read_json(manifest_path)
+            if manifest.get("fingerprint") == identity and not overwrite:
+                return True
+            if not overwrite:
+                raise FileExistsError(
+                    f"{workdir} already holds a different experiment or data (built "
+                    f"{manifest.get('created', '?')}). Pass overwrite=True to replace it, or "
+                    f"choose another workdir."
+                )
+        # An incomplete build (marker without manifest) is never trusted.
+        shutil.rmtree(workdir)
+        return False
+
+    def _write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table):
+        import cloudpickle
+
+        store.make_private_dir(workdir)
+        store.atomic_write_bytes(workdir / store.MARKER, b"mempamal workdir\n")
+        store.atomic_write_bytes(workdir / store.EXPERIMENT, cloudpickle.dumps(self))
+        data_dir = store.make_private_dir(workdir / store.DATA_DIR)
+        kinds = {name: store.save_array_like(data_dir, name, value)
+                 for name, value in (("X", X), ("y", y), ("groups", groups))}
+        store.make_private_dir(workdir / store.SPLITS_DIR)
+        for name, (split_set, order) in split_sets.items():
+            save_split_set(workdir, name, split_set, order)
+        for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
+            store.make_private_dir(workdir / folder)
+        store.write_json(workdir / store.TASKS, table)
+        store.write_json(workdir / store.MANIFEST, {
+            "fingerprint": identity, "build_id": uuid.uuid4().hex,
+            "tasks_digest": tasks_digest(table), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "python": sys.executable, "mempamal_version": _version(), "data": kinds,
+            "metrics": self.metrics, "n_tasks": len(table["tasks"]),
+        })
+
+
+def _update_task_table(workdir, table):
+    """Rebuild of the same experiment: keep outputs of tasks that did not change."""
+    old = store.read_json(workdir / store.TASKS)
+    if old == table:
+        return
+    old_chunks, new_chunks = old["chunks"], table["chunks"]
+
+    def definition(row, chunks):
+        return row[:6] + [None if row[6] is None else chunks[row[6]]]
+
+    old_rows = {row[0]: definition(row, old_chunks) for row in old["tasks"]}
+    for row in table["tasks"]:
+        if old_rows.get(row[0]) != definition(row, new_chunks):
+            path = store.output_path(workdir, row[0])
+            if path.exists():
+                path.unlink()
+    store.write_json(workdir / store.TASKS, table)
+    manifest = store.read_json(workdir / store.MANIFEST)
+    manifest["tasks_digest"] = tasks_digest(table)
+    manifest["n_tasks"] = len(table["tasks"])
+    store.write_json(workdir / store.MANIFEST, manifest)
+
+
+def _materialize_iterable(cv):
+    if cv is None or isinstance(cv, int) or hasattr(cv, "split"):
+        return cv
+    return [(np.asarray(train), np.asarray(test)) for train, test in cv]
+
+
+def _n_samples(value):
+    return value.shape[0] if hasattr(value, "shape") else len(value)
+
+
+def _version():
+    from . import __version__
+
+    return __version__

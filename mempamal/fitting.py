@@ -1,0 +1,142 @@
+"""Fit and score grid points exactly as ``GridSearchCV`` does, sharing prefixes.
+
+For each point the estimator is ``clone(base).set_params(**clone(params))``,
+fitted on the training split and scored with ``sklearn``'s own ``_score`` on
+the test split.  When points of one task give the same parameters to the
+leading steps of a Pipeline, those steps are fitted once (with the very calls
+``Pipeline.fit`` makes: ``fit_transform`` step by step) and the fitted steps
+are reused; the assembled Pipeline is then scored as a whole, so scorers see
+the same object type as in scikit-learn.
+"""
+
+import time
+import traceback
+
+from .scoring import scores_as_dict
+
+
+def _is_raise(error_score):
+    return isinstance(error_score, str) and error_score == "raise"
+
+
+def _fit_transform_step(transformer, X, y):
+    # The same branches as sklearn.pipeline._fit_transform_one without weights.
+    if hasattr(transformer, "fit_transform"):
+        return transformer.fit_transform(X, y), transformer
+    return transformer.fit(X, y).transform(X), transformer
+
+
+def _private_copy(X):
+    """A copy a step may modify in place without touching the cached one.
+
+    ``order="K"`` keeps the memory layout, which can affect BLAS results.
+    """
+    import numpy as np
+
+    if X is None:
+        return None
+    if isinstance(X, np.ndarray):
+        return X.copy(order="K")
+    if hasattr(X, "copy"):
+        return X.copy()
+    import copy
+
+    return copy.deepcopy(X)
+
+
+def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
+    """Fit ``pipeline`` reusing transformers fitted for an earlier point.
+
+    ``cache[level]`` holds ``(key, fitted_step, output)`` of the last point's
+    step ``level``; points are visited in prefix order so one entry per level
+    is enough and memory stays bounded.
+    """
+    pipeline._validate_params()
+    pipeline.steps = list(pipeline.steps)
+    pipeline._validate_steps()
+    Xt = X
+    for level, (name, transformer) in enumerate(pipeline.steps[:-1]):
+        entry = cache.get(level)
+        if entry is not None and entry[0] == point_keys[level]:
+            pipeline.steps[level] = (name, entry[1])
+            Xt = entry[2]
+            continue
+        for stale in [lvl for lvl in cache if lvl >= level]:
+            del cache[stale]
+        if transformer is None or (isinstance(transformer, str) and transformer == "passthrough"):
+            cache[level] = (point_keys[level], transformer, Xt)
+            continue
+        Xt, fitted = _fit_transform_step(transformer, _private_copy(Xt) if level else Xt, y)
+        cache[level] = (point_keys[level], fitted, Xt)
+        pipeline.steps[level] = (name, fitted)
+    final = pipeline.steps[-1][1]
+    if not (isinstance(final, str) and final == "passthrough"):
+        final.fit(_private_copy(Xt) if len(pipeline.steps) > 1 else Xt, y)
+    return pipeline
+
+
+def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=None):
+    """Fit ``estimator`` and score it; failures become ``error_score`` like sklearn.
+
+    Returns ``{"scores": {metric: float}, "fit_time", "score_time", "error",
+    "fit_failed"}``.  With ``error_score="raise"`` the estimator's exception
+    propagates.
+    """
+    from sklearn.model_selection._validation import _score
+
+    start = time.perf_counter()
+    try:
+        if fit is None:
+            estimator.fit(X_train, y_train)
+        else:
+            fit(estimator)
+    except Exception:
+        if _is_raise(error_score):
+            raise
+        fit_time = time.perf_counter() - start
+        error = traceback.format_exc()
+        return {
+            "scores": {name: float(error_score) for name in metrics},
+            "fit_time": fit_time,
+            "score_time": 0.0,
+            "error": error,
+            "fit_failed": True,
+        }
+    fit_time = time.perf_counter() - start
+    start = time.perf_counter()
+    scores = _score(estimator, X_test, y_test, scorer, None, error_score)
+    score_time = time.perf_counter() - start
+    return {
+        "scores": scores_as_dict(scores, metrics),
+        "fit_time": fit_time,
+        "score_time": score_time,
+        "error": None,
+        "fit_failed": False,
+    }
+
+
+def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error_score):
+    """Fit/score every grid point in ``points`` on one split.
+
+    ``data`` is ``(X_train, y_train, X_test, y_test)``; ``keys`` are the
+    prefix keys of :func:`mempamal.grid.prefix_keys` or None.  Results come
+    back in the order of ``points`` whatever order they were computed in.
+    """
+    from sklearn.base import clone
+
+    order = sorted(points, key=lambda p: keys[p]) if keys is not None else list(points)
+    cache = {}
+    results = {}
+    for point in order:
+        estimator = clone(base).set_params(**clone(candidates[point], safe=False))
+        # GridSearchCV slices fresh arrays for every fit; estimators that
+        # work in place (copy=False) must not see another point's leftovers.
+        X_train, y_train, X_test, y_test = (_private_copy(part) for part in data)
+        fit = None
+        if keys is not None:
+            def fit(pipeline, point_keys=keys[point], X_train=X_train, y_train=y_train):
+                fit_pipeline_sharing_prefix(pipeline, X_train, y_train, point_keys, cache)
+        results[point] = fit_and_score(
+            estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=fit
+        )
+    return [results[point] for point in points]

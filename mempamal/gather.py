@@ -1,0 +1,65 @@
+"""The ``final`` task's job: every outer result in one ``results.json``."""
+
+import numpy as np
+
+from .splits import MAIN
+
+
+def permutation_metric(metrics, refit):
+    """The metric a permutation test uses: the refit metric, else the first.
+
+    ``permutation_test_score`` takes a single scorer; with several metrics we
+    test the one that selects models.
+    """
+    return refit if isinstance(refit, str) and refit in metrics else metrics[0]
+
+
+def _outputs_by_split_set(context, deps):
+    """``{split_set: [output of fold 0, fold 1, ...]}`` of the final's deps."""
+    grouped = {}
+    for dep in deps:
+        record = context.task(dep)
+        grouped.setdefault(record["split_set"], {})[record["outer"]] = context.read_output(dep)
+    return {name: [folds[k] for k in sorted(folds)] for name, folds in grouped.items()}
+
+
+def gather_results(context, record):
+    """Assemble the results dictionary from the select/score outputs."""
+    metrics = context.metrics
+    nested = bool(context.candidates)
+    grouped = _outputs_by_split_set(context, record["deps"])
+    folds = grouped[MAIN]
+    results = {
+        "metrics": metrics,
+        "nested": nested,
+        "n_outer": len(folds),
+        "test_scores": {m: [fold["test_scores"][m] for fold in folds] for m in metrics},
+        "fit_time": [fold["fit_time"] for fold in folds],
+        "score_time": [fold["score_time"] for fold in folds],
+        "errors": [fold["error"] for fold in folds],
+        "best_index": [fold["best_index"] for fold in folds] if nested else None,
+        "inner": None,
+        "permutation": None,
+    }
+    if nested:
+        results["inner"] = [
+            {"scores": fold["inner_scores"], "fit_time": fold["inner_fit_time"],
+             "score_time": fold["inner_score_time"], "n_failed_fits": fold["n_failed_fits"]}
+            for fold in folds
+        ]
+    n_permutations = context.experiment.n_permutations
+    if n_permutations:
+        metric = permutation_metric(metrics, context.refit)
+        # permutation_test_score averages fold scores with np.mean, in fold order.
+        score = float(np.mean(results["test_scores"][metric]))
+        permutation_scores = []
+        for index in range(n_permutations):
+            perm_folds = grouped[f"perm-{index}"]
+            permutation_scores.append(float(np.mean([f["test_scores"][metric] for f in perm_folds])))
+        perm_array = np.array(permutation_scores)
+        pvalue = (np.sum(perm_array >= score) + 1.0) / (n_permutations + 1)
+        results["permutation"] = {
+            "metric": metric, "score": score,
+            "permutation_scores": permutation_scores, "pvalue": float(pvalue),
+        }
+    return results

@@ -1,0 +1,162 @@
+"""Results: what a finished workdir says, in scikit-learn's shapes."""
+
+from pathlib import Path
+
+import numpy as np
+
+from . import store
+from .search_table import search_statistics
+
+
+class Results:
+    """Scores, best parameters and inner searches of a finished workdir.
+
+    Attributes
+    ----------
+    test_scores : dict
+        ``{metric: ndarray(n_outer)}`` — ``cross_validate``'s ``test_<metric>``.
+    best_params : list of dict or None
+        The ``best_params_`` of each outer fold's grid search.
+    permutation_scores, pvalue, score :
+        As ``permutation_test_score`` (None without permutations).
+
+    Examples
+    --------
+    >>> res = mp.Results.load("runs/iris")      # doctest: +SKIP
+    >>> res.summary()                           # doctest: +SKIP
+                mean       std    median
+    score   0.966667  0.021082  0.966667
+    """
+
+    def __init__(self, workdir, raw, experiment):
+        self.workdir = Path(workdir)
+        self.raw = raw
+        self.experiment = experiment
+        self.metrics = list(raw["metrics"])
+        self.test_scores = {m: np.array(v, dtype=np.float64) for m, v in raw["test_scores"].items()}
+        self.fit_time = np.array(raw["fit_time"], dtype=np.float64)
+        self.score_time = np.array(raw["score_time"], dtype=np.float64)
+        self.errors = list(raw["errors"])
+        self.nested = raw["nested"]
+        self.n_outer = raw["n_outer"]
+        candidates = experiment.candidates
+        self.best_index = list(raw["best_index"]) if self.nested else None
+        self.best_params = (
+            [None if i is None else dict(candidates[i]) for i in self.best_index] if self.nested else None
+        )
+        permutation = raw.get("permutation")
+        self.permutation_metric = permutation["metric"] if permutation else None
+        self.score = permutation["score"] if permutation else None
+        self.permutation_scores = np.array(permutation["permutation_scores"]) if permutation else None
+        self.pvalue = permutation["pvalue"] if permutation else None
+
+    @classmethod
+    def load(cls, workdir):
+        """Read ``results.json`` (and the experiment, for parameter objects)."""
+        import cloudpickle
+
+        workdir = Path(workdir)
+        path = workdir / store.RESULTS
+        if not path.exists():
+            from .workflow import Workflow
+
+            status = Workflow.open(workdir).status()
+            raise store.WorkdirError(
+                f"{workdir} has no results yet: {status['pending']} of {status['total']} tasks "
+                "are unfinished. Run it with Workflow.open(workdir).run()."
+            )
+        raw = store.read_json(path)
+        store.check_workdir_is_safe(workdir)
+        with open(workdir / store.EXPERIMENT, "rb") as handle:
+            experiment = cloudpickle.load(handle)
+        return cls(workdir, raw, experiment)
+
+    # ------------------------------------------------------------ tables
+    def cv_results(self, outer_fold):
+        """The inner search of ``outer_fold`` as ``GridSearchCV.cv_results_``.
+
+        Examples
+        --------
+        >>> res.cv_results(0)["mean_test_score"]          # doctest: +SKIP
+        """
+        if not self.nested:
+            raise ValueError("cv_results is only defined for nested cross-validation (a param_grid was given).")
+        if not 0 <= outer_fold < self.n_outer:
+            raise IndexError(f"outer_fold must be in [0, {self.n_outer}); got {outer_fold}.")
+        from sklearn.model_selection._search import _yield_masked_array_for_each_param
+
+        inner = self.raw["inner"][outer_fold]
+        candidates = self.experiment.candidates
+        stats = search_statistics(inner["scores"], inner["fit_time"], inner["score_time"])
+        results = {key: stats[key] for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")}
+        for param, masked in _yield_masked_array_for_each_param(candidates):
+            results[param] = masked
+        results["params"] = candidates
+        results.update({k: v for k, v in stats.items() if k.startswith(("split", "mean_test", "std_test", "rank_test"))})
+        return results
+
+    def summary(self):
+        """DataFrame with mean, std and median of the outer test score per metric."""
+        import pandas as pd
+
+        rows = {m: {"mean": np.mean(s), "std": np.std(s), "median": np.median(s)} for m, s in self.test_scores.items()}
+        return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "std", "median"])
+
+    def to_frame(self):
+        """One row per outer fold: test scores, best parameters, times, error."""
+        import pandas as pd
+
+        frame = pd.DataFrame({f"test_{m}": s for m, s in self.test_scores.items()})
+        frame.index.name = "outer_fold"
+        if self.nested:
+            keys = sorted({k for params in self.best_params if params for k in params})
+            for key in keys:
+                frame[f"param_{key}"] = [None if p is None else p.get(key) for p in self.best_params]
+        frame["fit_time"] = self.fit_time
+        frame["score_time"] = self.score_time
+        frame["error"] = self.errors
+        return frame
+
+    def timeline(self):
+        """DataFrame of every finished task: kind, start, end, host, pid."""
+        import pandas as pd
+
+        rows = []
+        for task_id in sorted(store.finished_task_ids(self.workdir)):
+            output = store.read_json(store.output_path(self.workdir, task_id))
+            rows.append({key: output.get(key) for key in ("task", "kind", "start", "end", "host", "pid")})
+        return pd.DataFrame(rows, columns=["task", "kind", "start", "end", "host", "pid"])
+
+    # ------------------------------------------------------------ plots
+    def plot_scores(self, ax=None, metric=None):
+        """Outer-fold scores per metric with mean ± std (a ScoresDisplay)."""
+        from .display import ScoresDisplay
+
+        return ScoresDisplay.from_results(self, metric=metric).plot(ax=ax)
+
+    def plot_grid(self, ax=None, **kwargs):
+        """Mean inner score over one or two grid parameters (a GridDisplay)."""
+        from .display import GridDisplay
+
+        return GridDisplay.from_results(self, **kwargs).plot(ax=ax)
+
+    def plot_permutation(self, ax=None):
+        """Null distribution, observed score and p-value (a PermutationDisplay)."""
+        from .display import PermutationDisplay
+
+        return PermutationDisplay.from_results(self).plot(ax=ax)
+
+    def plot_timeline(self, ax=None):
+        """Tasks as bars per worker over time (a TimelineDisplay)."""
+        from .display import TimelineDisplay
+
+        return TimelineDisplay.from_results(self).plot(ax=ax)
+
+    def _repr_html_(self):
+        from .display import results_html
+
+        return results_html(self)
+
+    def __repr__(self):
+        means = ", ".join(f"{m}={s.mean():.4f}" for m, s in self.test_scores.items())
+        return f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"

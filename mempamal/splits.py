@@ -1,0 +1,145 @@
+"""Outer, inner and permutation splits, computed once at build time.
+
+Splits are made exactly where scikit-learn makes them: the outer splitter on
+the whole data (``cross_validate``), the inner splitter on the outer training
+subset (what ``GridSearchCV.fit`` sees), and for a permutation test the folds
+are recomputed on each permuted ``y`` (``permutation_test_score``).  Storing
+them makes a shuffling splitter without a seed reproducible within a workdir.
+
+A *split set* is one file ``splits/<name>.npz``: ``main`` for the real data
+and ``perm-<m>`` for the m-th permutation (which also stores the permutation
+of ``y``).  Inner indices are relative to the outer training subset.
+"""
+
+import copy
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .store import SPLITS_DIR
+
+MAIN = "main"
+
+
+def permutation_name(index):
+    """Name of the split set of permutation ``index`` (``perm-3``)."""
+    return f"perm-{index}"
+
+
+def permuted_target_indices(n_samples, groups, n_permutations, random_state):
+    """Row orders of ``y`` for each permutation, in scikit-learn's sequence.
+
+    Mirrors ``sklearn.model_selection._validation._shuffle``: one
+    ``permutation`` call per permutation when there are no groups, otherwise
+    one per group (in ``np.unique`` order), all drawn from one RandomState.
+
+    Examples
+    --------
+    >>> orders = permuted_target_indices(4, None, 2, 0)
+    >>> [sorted(order.tolist()) for order in orders]
+    [[0, 1, 2, 3], [0, 1, 2, 3]]
+    """
+    from sklearn.utils import check_random_state
+
+    rng = check_random_state(random_state)
+    orders = []
+    for _ in range(n_permutations):
+        if groups is None:
+            orders.append(rng.permutation(n_samples))
+        else:
+            order = np.arange(len(groups))
+            for group in np.unique(groups):
+                mask = groups == group
+                order[mask] = rng.permutation(order[mask])
+            orders.append(order)
+    return orders
+
+
+def _split_all(splitter, X, y, groups, argument_name):
+    try:
+        return [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(X, y, groups)]
+    except ValueError as exc:
+        raise ValueError(f"The {argument_name!r} splitter could not split the data: {exc}") from exc
+
+
+def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested):
+    """All (outer, inner) splits of one dataset, as scikit-learn would make them.
+
+    Returns ``{"outer": [(train, test), ...], "inner": [[(train, test), ...], ...]}``
+    where ``inner[k]`` indexes the training subset of outer fold ``k``.
+    """
+    from sklearn.base import clone, is_classifier
+    from sklearn.model_selection import check_cv
+    from sklearn.utils import _safe_indexing
+
+    classifier = is_classifier(estimator)
+    outer_splitter = check_cv(cv, y, classifier=classifier)
+    outer = _split_all(outer_splitter, X, y, groups, "cv")
+    inner = []
+    if nested:
+        for train, _ in outer:
+            X_train = _safe_indexing(X, train)
+            y_train = _safe_indexing(y, train)
+            groups_train = None if groups is None else _safe_indexing(groups, train)
+            # cross_validate clones GridSearchCV per fold, which deep-copies
+            # its ``cv``: every fold starts from the same splitter state.
+            fold_cv = inner_cv if isinstance(inner_cv, int) or inner_cv is None else clone(inner_cv, safe=False)
+            inner_splitter = check_cv(fold_cv, y_train, classifier=classifier)
+            inner.append(_split_all(inner_splitter, X_train, y_train, groups_train, "inner_cv"))
+    return {"outer": outer, "inner": inner}
+
+
+def save_split_set(workdir, name, split_set, target_order=None):
+    """Write one split set atomically as ``splits/<name>.npz``."""
+    arrays = {}
+    for k, (train, test) in enumerate(split_set["outer"]):
+        arrays[f"outer_train_{k}"] = train
+        arrays[f"outer_test_{k}"] = test
+    for k, fold_splits in enumerate(split_set["inner"]):
+        for j, (train, test) in enumerate(fold_splits):
+            arrays[f"inner_train_{k}_{j}"] = train
+            arrays[f"inner_test_{k}_{j}"] = test
+    if target_order is not None:
+        arrays["target_order"] = target_order
+    folder = Path(workdir) / SPLITS_DIR
+    tmp = folder / f".{name}.tmp.npz"
+    np.savez(tmp, **arrays)
+    os.replace(tmp, folder / f"{name}.npz")
+
+
+class SplitSet:
+    """Read access to one stored split set (arrays loaded on first use).
+
+    Examples
+    --------
+    >>> split_set = SplitSet("runs/iris", "main")   # doctest: +SKIP
+    >>> train, test = split_set.outer(0)            # doctest: +SKIP
+    """
+
+    def __init__(self, workdir, name):
+        self.path = Path(workdir) / SPLITS_DIR / f"{name}.npz"
+        self._arrays = None
+
+    def _load(self):
+        if self._arrays is None:
+            with np.load(self.path) as archive:
+                self._arrays = {key: archive[key] for key in archive.files}
+        return self._arrays
+
+    def outer(self, fold):
+        arrays = self._load()
+        return arrays[f"outer_train_{fold}"], arrays[f"outer_test_{fold}"]
+
+    def inner(self, fold, inner_fold):
+        arrays = self._load()
+        return arrays[f"inner_train_{fold}_{inner_fold}"], arrays[f"inner_test_{fold}_{inner_fold}"]
+
+    @property
+    def target_order(self):
+        return self._load().get("target_order")
+
+
+def copy_splitter(splitter):
+    """A private copy of a user splitter, so computing splits never mutates theirs."""
+    return copy.deepcopy(splitter)

@@ -1,0 +1,160 @@
+"""``run_task(workdir, task_id)``: the one function every backend runs.
+
+A task reads the workdir, computes, and atomically writes its one output
+``outputs/<id>.json``.  It never imports a backend or Jupyter code: it runs
+headless on cluster nodes as ``python -m mempamal task WORKDIR ID``.
+
+Estimator failures are *results* (the score becomes ``error_score`` and the
+traceback is kept in the output, as scikit-learn does); only infrastructure
+problems (missing or corrupt files, ``error_score="raise"``) raise
+:class:`TaskError`, which names the task.
+"""
+
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+
+from . import store
+from .context import load_context
+from .fitting import evaluate_points, fit_and_score
+from .search_table import best_index, search_statistics
+
+
+class TaskError(RuntimeError):
+    """A task could not run; the message names the task and the cause."""
+
+
+def run_task(workdir, task_id, *, force=False):
+    """Run task ``task_id`` of ``workdir`` unless its output already exists.
+
+    Returns ``"done"`` or ``"skipped"`` (output already there).
+
+    Examples
+    --------
+    >>> run_task("runs/iris", "fit-o0-i0-c0")    # doctest: +SKIP
+    'done'
+    """
+    workdir = Path(workdir)
+    target = store.output_path(workdir, task_id)
+    if target.exists() and not force:
+        return "skipped"
+    started = time.time()
+    try:
+        context = load_context(workdir)
+        record = context.task(task_id)
+        handler = _HANDLERS[record["kind"]]
+        payload = handler(context, record)
+    except TaskError:
+        raise
+    except store.WorkdirError as exc:
+        raise TaskError(f"Task {task_id!r} of {workdir} could not run: {exc}") from exc
+    except Exception as exc:
+        _write_log(workdir, task_id)
+        raise TaskError(
+            f"Task {task_id!r} of {workdir} failed: {type(exc).__name__}: {exc} "
+            f"(traceback in {store.log_path(workdir, task_id)})"
+        ) from exc
+    payload.update(
+        task=task_id, kind=record["kind"], start=started, end=time.time(),
+        host=socket.gethostname(), pid=os.getpid(),
+    )
+    store.write_json(target, payload)
+    stale_log = store.log_path(workdir, task_id)
+    if stale_log.exists():
+        stale_log.unlink()
+    return "done"
+
+
+def _write_log(workdir, task_id):
+    try:
+        store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode())
+    except OSError:
+        pass  # The exception itself still reaches the caller.
+
+
+def _run_fit(context, record):
+    """Fit/score a chunk of grid points on one inner split of one outer fold."""
+    data = context.inner_split_data(record["split_set"], record["outer"], record["inner"])
+    results = evaluate_points(
+        context.estimator, context.candidates, record["points"], context.prefix_keys,
+        data, context.scorer, context.metrics, context.error_score,
+    )
+    return {
+        "points": record["points"],
+        "scores": {m: [r["scores"][m] for r in results] for m in context.metrics},
+        "fit_time": [r["fit_time"] for r in results],
+        "score_time": [r["score_time"] for r in results],
+        "fit_failed": [r["fit_failed"] for r in results],
+        "errors": [r["error"] for r in results],
+    }
+
+
+def _gather_inner_tables(context, record):
+    n_candidates = len(context.candidates)
+    n_splits = context.n_inner_splits(record["split_set"], record["outer"])
+    nan = float("nan")
+    scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
+    fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
+    score_times = [[0.0] * n_splits for _ in range(n_candidates)]
+    n_failed, first_error = 0, None
+    for dep in record["deps"]:
+        output = context.read_output(dep)
+        inner = context.task(dep)["inner"]
+        for row, point in enumerate(output["points"]):
+            for metric in context.metrics:
+                scores[metric][point][inner] = output["scores"][metric][row]
+            fit_times[point][inner] = output["fit_time"][row]
+            score_times[point][inner] = output["score_time"][row]
+            if output["fit_failed"][row]:
+                n_failed += 1
+                first_error = first_error or output["errors"][row]
+    return scores, fit_times, score_times, n_failed, first_error
+
+
+def _run_select(context, record):
+    """Pick the best grid point of one outer fold, refit it, score outer test."""
+    scores, fit_times, score_times, n_failed, first_error = _gather_inner_tables(context, record)
+    stats = search_statistics(scores, fit_times, score_times)
+    stats["params"] = context.candidates
+    n_fits = len(context.candidates) * len(fit_times[0])
+    outcome = {"inner_scores": scores, "inner_fit_time": fit_times, "inner_score_time": score_times,
+               "n_failed_fits": n_failed}
+    if n_failed == n_fits:
+        # GridSearchCV raises "All the N fits failed"; cross_validate turns
+        # that into error_score for the outer fold.
+        outcome.update(best_index=None, refit_time=0.0, error=f"All the {n_fits} inner fits failed:\n{first_error}",
+                       test_scores={m: float(context.error_score) for m in context.metrics},
+                       fit_time=0.0, score_time=0.0)
+        return outcome
+    best = best_index(stats, context.refit, context.metrics)
+    estimator = context.estimator_with(best)
+    X_train, y_train, X_test, y_test = context.outer_split_data(record["split_set"], record["outer"])
+    result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
+                           context.scorer, context.metrics, context.error_score)
+    outcome.update(best_index=best, test_scores=result["scores"], fit_time=result["fit_time"],
+                   score_time=result["score_time"], error=result["error"])
+    return outcome
+
+
+def _run_score(context, record):
+    """Plain cross-validation: fit on outer train, score outer test."""
+    estimator = context.estimator_with(None)
+    X_train, y_train, X_test, y_test = context.outer_split_data(record["split_set"], record["outer"])
+    result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
+                           context.scorer, context.metrics, context.error_score)
+    return {"test_scores": result["scores"], "fit_time": result["fit_time"],
+            "score_time": result["score_time"], "error": result["error"]}
+
+
+def _run_final(context, record):
+    """Gather every outer result into ``results.json``."""
+    from .gather import gather_results
+
+    results = gather_results(context, record)
+    store.write_json(Path(context.workdir) / store.RESULTS, results)
+    return {"results": store.RESULTS}
+
+
+_HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final}

@@ -1,0 +1,232 @@
+"""Task and Workflow: the graph of an experiment, its status, run and export.
+
+The graph (DESIGN.md §4)::
+
+    fit-o<k>-i<j>-c<c>  ->  select-o<k>  -\\
+                            score-o<k>   ---> final
+    perm-<m>-...        (same shape)     -/
+
+Ids are stable: the same experiment, data and chunking give the same ids, so
+a rebuilt workdir resumes where it stopped.
+"""
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import store
+from .splits import MAIN, permutation_name
+
+
+class WorkflowError(RuntimeError):
+    """Some tasks failed; ``failed`` maps their ids to the error messages."""
+
+    def __init__(self, failed, workdir=None):
+        self.failed = dict(failed)
+        first_id, first_message = next(iter(self.failed.items()))
+        more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+        super().__init__(
+            f"{len(self.failed)} task(s) failed in {workdir}{more}; first {first_id!r}: {first_message}"
+        )
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of work: ``python -m mempamal task WORKDIR <id>``.
+
+    Examples
+    --------
+    >>> wf = mp.Workflow.open("runs/iris")          # doctest: +SKIP
+    >>> wf.tasks[0]                                  # doctest: +SKIP
+    Task(id='fit-o0-i0-c0', kind='fit', deps=(), ...)
+    """
+
+    id: str
+    kind: str
+    deps: tuple
+    command: tuple = field(repr=False)
+    split_set: str = MAIN
+    outer: int = None
+    inner: int = None
+    points: tuple = field(default=None, repr=False)
+
+    @property
+    def permutation(self):
+        """Index of the permutation this task belongs to, or None."""
+        if self.split_set == MAIN:
+            return None
+        return int(self.split_set.split("-", 1)[1])
+
+
+def make_task_table(split_set_info, chunks, nested):
+    """The task rows of ``tasks.json``: ``[id, kind, deps, split_set, outer, inner, chunk]``.
+
+    ``split_set_info`` maps each split set name (``main``, ``perm-<m>``, in
+    order) to ``{"n_outer": K, "n_inner": [J_0, ..., J_K-1]}``.
+    """
+    rows, final_deps = [], []
+    for split_set, info in split_set_info.items():
+        prefix = "" if split_set == MAIN else f"{split_set}-"
+        for outer in range(info["n_outer"]):
+            if not nested:
+                task_id = f"{prefix}score-o{outer}"
+                rows.append([task_id, "score", [], split_set, outer, None, None])
+                final_deps.append(task_id)
+                continue
+            fit_ids = []
+            for inner in range(info["n_inner"][outer]):
+                for chunk in range(len(chunks)):
+                    task_id = f"{prefix}fit-o{outer}-i{inner}-c{chunk}"
+                    rows.append([task_id, "fit", [], split_set, outer, inner, chunk])
+                    fit_ids.append(task_id)
+            select_id = f"{prefix}select-o{outer}"
+            rows.append([select_id, "select", fit_ids, split_set, outer, None, None])
+            final_deps.append(select_id)
+    rows.append(["final", "final", final_deps, None, None, None, None])
+    return rows
+
+
+def tasks_digest(table):
+    """Hash of the task table: changes exactly when some task's definition does."""
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def task_command(workdir, task_id, python=None):
+    """The command line that runs one task anywhere the workdir is mounted."""
+    return (python or sys.executable, "-m", "mempamal", "task", str(workdir), task_id)
+
+
+class Workflow:
+    """The task graph stored in a workdir.
+
+    Get one from :meth:`mempamal.Experiment.build` or :meth:`Workflow.open`.
+
+    Examples
+    --------
+    >>> wf = exp.build(X, y, workdir="runs/iris")      # doctest: +SKIP
+    >>> len(wf.tasks), wf.status()["pending"]           # doctest: +SKIP
+    (81, 81)
+    >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
+    """
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir).absolute()
+        self.manifest = store.read_json(self.workdir / store.MANIFEST)
+        self._tasks = None
+
+    @classmethod
+    def open(cls, workdir):
+        """Reopen a built workdir (e.g. after a crash) to inspect, run or export it."""
+        workdir = Path(workdir)
+        if not (workdir / store.MANIFEST).exists():
+            if store.is_workdir(workdir):
+                raise store.WorkdirError(
+                    f"{workdir} holds an incomplete build (no {store.MANIFEST}); build it again."
+                )
+            raise store.WorkdirError(f"{workdir} is not a mempamal workdir (no {store.MANIFEST}).")
+        return cls(workdir)
+
+    # ------------------------------------------------------------ graph
+    @property
+    def tasks(self):
+        """All tasks, in an order where every task comes after its dependencies."""
+        if self._tasks is None:
+            from .context import load_task_table
+
+            records, _ = load_task_table(self.workdir)
+            python = self.manifest.get("python")
+            self._tasks = [
+                Task(r["id"], r["kind"], tuple(r["deps"]), task_command(self.workdir, r["id"], python),
+                     r["split_set"] or MAIN, r["outer"], r["inner"],
+                     None if r["points"] is None else tuple(r["points"]))
+                for r in records.values()
+            ]
+        return self._tasks
+
+    def task(self, task_id):
+        """The :class:`Task` with id ``task_id``."""
+        for task in self.tasks:
+            if task.id == task_id:
+                return task
+        raise KeyError(f"No task {task_id!r} in {self.workdir}.")
+
+    def done_ids(self):
+        """Ids of the tasks whose output exists."""
+        return store.finished_task_ids(self.workdir) & {task.id for task in self.tasks}
+
+    def pending_ids(self):
+        """Ids still to run, in dependency order."""
+        done = store.finished_task_ids(self.workdir)
+        return [task.id for task in self.tasks if task.id not in done]
+
+    def failed_ids(self):
+        """Ids that failed last time they ran (an error log and no output)."""
+        done = store.finished_task_ids(self.workdir)
+        logs = Path(self.workdir) / store.LOGS_DIR
+        names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()
+        return sorted(names - done)
+
+    def status(self):
+        """Counts of tasks: total, done, pending, failed, and done/total per kind.
+
+        Examples
+        --------
+        >>> wf.status()                                     # doctest: +SKIP
+        {'total': 81, 'done': 12, 'pending': 69, 'failed': 0, 'by_kind': {...}}
+        """
+        done = store.finished_task_ids(self.workdir)
+        by_kind = {}
+        for task in self.tasks:
+            counts = by_kind.setdefault(task.kind, {"done": 0, "total": 0})
+            counts["total"] += 1
+            counts["done"] += task.id in done
+        n_done = sum(c["done"] for c in by_kind.values())
+        return {
+            "total": len(self.tasks), "done": n_done, "pending": len(self.tasks) - n_done,
+            "failed": len(self.failed_ids()), "by_kind": by_kind,
+        }
+
+    # -------------------------------------------------------------- run
+    def run(self, backend="local", n_jobs=None, progress=True, **options):
+        """Run every unfinished task and return the :class:`mempamal.Results`.
+
+        ``backend`` is a registered name (``"local"``, ``"ipyparallel"``,
+        ``"soma-workflow"``) or a :class:`mempamal.backends.Backend`;
+        ``n_jobs`` counts workers like scikit-learn (-1 = all cores).
+        Finished tasks are never run again.
+        """
+        from .backends import get_backend
+        from .results import Results
+
+        runner = get_backend(backend, **options)
+        pending = self.pending_ids()
+        if pending:
+            failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress)
+            if failed:
+                raise WorkflowError(failed, self.workdir)
+        return Results.load(self.workdir)
+
+    def export(self, path, format="commands", **options):
+        """Write the graph for another runner: ``commands``, ``shell``,
+        ``makefile`` or ``soma-workflow`` (see :mod:`mempamal.backends.export`)."""
+        from .backends.export import export_workflow
+
+        return export_workflow(self, path, format=format, **options)
+
+    # ----------------------------------------------------------- display
+    def plot(self, ax=None):
+        """Draw the dependency graph (tasks layered fit → select → final)."""
+        from .display import GraphDisplay
+
+        return GraphDisplay.from_workflow(self).plot(ax=ax)
+
+    def _repr_html_(self):
+        from .display import workflow_html
+
+        return workflow_html(self)
+
+    def __repr__(self):
+        status = self.status()
+        return f"<Workflow {self.workdir}: {status['total']} tasks, {status['done']} done>"
