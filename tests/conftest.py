@@ -1,0 +1,65 @@
+"""Shared helpers: scikit-learn's own answer for an Experiment, and comparisons."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's files: HOME and config dirs are temporary."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IPYTHONDIR", str(home / ".ipython"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+
+
+def sklearn_reference(experiment, X, y, groups=None):
+    """What scikit-learn itself computes for ``experiment`` (DESIGN.md §3)."""
+    from sklearn.model_selection import GridSearchCV, cross_validate
+
+    if experiment.param_grid is None:
+        estimator, params = experiment.estimator, None
+    else:
+        estimator = GridSearchCV(
+            experiment.estimator, experiment.param_grid, cv=experiment.inner_cv,
+            scoring=experiment.scoring, refit=experiment.refit, error_score=experiment.error_score,
+        )
+        params = None if groups is None else {"groups": groups}
+    return cross_validate(
+        estimator, X, y, groups=groups, cv=experiment.cv, scoring=experiment.scoring,
+        params=params, return_estimator=True, error_score=experiment.error_score,
+    )
+
+
+def assert_matches_sklearn(results, experiment, X, y, groups=None, atol=1e-12):
+    """Outer scores, best params and inner cv_results_ equal scikit-learn's."""
+    reference = sklearn_reference(experiment, X, y, groups)
+    for metric in results.metrics:
+        key = "test_score" if metric == "score" else f"test_{metric}"
+        np.testing.assert_allclose(results.test_scores[metric], reference[key], rtol=0, atol=atol,
+                                   err_msg=f"outer {metric}")
+    if experiment.param_grid is None:
+        return reference
+    for fold, search in enumerate(reference["estimator"]):
+        if not hasattr(search, "best_params_"):
+            continue  # this outer fold failed in sklearn too
+        assert _same_params(results.best_params[fold], search.best_params_), (fold, results.best_params[fold])
+        ours = results.cv_results(fold)
+        for key, value in search.cv_results_.items():
+            if key.startswith(("mean_test", "std_test", "rank_test", "split")):
+                np.testing.assert_allclose(ours[key], value, rtol=0, atol=atol, err_msg=f"fold {fold} {key}")
+        assert [repr(p) for p in ours["params"]] == [repr(p) for p in search.cv_results_["params"]]
+    return reference
+
+
+def _same_params(ours, theirs):
+    return repr(sorted(ours.items())) == repr(sorted(theirs.items()))
+
+
+def comparable(raw):
+    """results.json without the timings (which legitimately differ run to run)."""
+    raw = dict(raw)
+    raw.pop("fit_time"), raw.pop("score_time")
+    if raw.get("inner"):
+        raw["inner"] = [{k: v for k, v in fold.items() if k in ("scores", "n_failed_fits")} for fold in raw["inner"]]
+    return repr(raw)
