@@ -55,7 +55,9 @@ def check_param_grid(estimator, param_grid):
         raise type(exc)(f"Invalid 'param_grid' for Experiment: {exc}") from None
     valid = set(estimator.get_params(deep=True))
     for subgrid in subgrids:
-        unknown = [key for key in subgrid if key not in valid and key.split("__", 1)[0] not in subgrid]
+        # "clf__C" is valid when "clf" itself is replaced in the same sub-grid.
+        unknown = [key for key in subgrid
+                   if key not in valid and not ("__" in key and key.split("__", 1)[0] in subgrid)]
         if unknown:
             raise ValueError(
                 f"The 'param_grid' parameter of Experiment names {sorted(unknown)}, which "
