@@ -16,6 +16,7 @@ Adding one is one class and one registry line::
 
 import importlib
 import os
+from collections import deque
 
 _REGISTRY = {
     # Built-in backends are imported on first use so that `import mempamal`
@@ -94,12 +95,56 @@ def effective_n_jobs(n_jobs):
     return n_jobs
 
 
-def dependency_order(workflow, task_ids):
-    """``(ids, deps)``: ids in a runnable order and each id's unfinished deps."""
-    wanted = set(task_ids)
-    by_id = {task.id: task for task in workflow.tasks}
-    deps = {task_id: [d for d in by_id[task_id].deps if d in wanted] for task_id in task_ids}
-    return list(task_ids), deps
+class DependencyTracker:
+    """Which tasks are ready, which are blocked: the scheduler every backend shares.
+
+    Examples
+    --------
+    >>> tracker = DependencyTracker(workflow, workflow.pending_ids())   # doctest: +SKIP
+    >>> task_id = tracker.ready.popleft()                               # doctest: +SKIP
+    >>> tracker.record(task_id, None, failed={}, bar=None)              # doctest: +SKIP
+    """
+
+    def __init__(self, workflow, task_ids):
+        wanted = set(task_ids)
+        by_id = {task.id: task for task in workflow.tasks}
+        self.waiting_on = {i: {d for d in by_id[i].deps if d in wanted} for i in task_ids}
+        self.dependents = {}
+        for task_id, deps in self.waiting_on.items():
+            for dep in deps:
+                self.dependents.setdefault(dep, []).append(task_id)
+        self.ready = deque(i for i in task_ids if not self.waiting_on[i])
+
+    def finished(self, task_id):
+        for child in self.dependents.get(task_id, ()):
+            self.waiting_on[child].discard(task_id)
+            if not self.waiting_on[child]:
+                self.ready.append(child)
+
+    def blocked_by(self, task_id):
+        """Every task that (transitively) depends on ``task_id``."""
+        blocked, stack = set(), [task_id]
+        while stack:
+            for child in self.dependents.get(stack.pop(), ()):
+                if child not in blocked:
+                    blocked.add(child)
+                    stack.append(child)
+        return blocked
+
+
+    def record(self, task_id, error, failed, bar=None):
+        """Mark ``task_id`` finished (``error`` None) or failed, blocking its dependents."""
+        if error is None:
+            self.finished(task_id)
+            if bar is not None:
+                bar.update(1)
+            return
+        failed[task_id] = error
+        blocked = self.blocked_by(task_id)
+        for child in blocked:
+            failed.setdefault(child, f"not run: depends on failed task {task_id!r}")
+        if bar is not None:
+            bar.update(1 + len(blocked))
 
 
 def make_progress(total, progress, desc="mempamal"):

@@ -10,10 +10,9 @@ threadpoolctl), so nested parallelism does not oversubscribe the cores.
 
 import os
 import time
-from collections import deque
 
 from ..tasks import TaskError, run_task
-from .base import Backend, effective_n_jobs, make_progress
+from .base import Backend, DependencyTracker, effective_n_jobs, make_progress
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.
 THREAD_VARIABLES = (
@@ -52,36 +51,6 @@ def run_batch(workdir, task_ids, n_threads=None):
     return outcomes
 
 
-class _Graph:
-    """Dependency bookkeeping: which tasks are ready, which are blocked."""
-
-    def __init__(self, workflow, task_ids):
-        wanted = set(task_ids)
-        by_id = {task.id: task for task in workflow.tasks}
-        self.waiting_on = {i: {d for d in by_id[i].deps if d in wanted} for i in task_ids}
-        self.dependents = {}
-        for task_id, deps in self.waiting_on.items():
-            for dep in deps:
-                self.dependents.setdefault(dep, []).append(task_id)
-        self.ready = deque(i for i in task_ids if not self.waiting_on[i])
-
-    def finished(self, task_id):
-        for child in self.dependents.get(task_id, ()):
-            self.waiting_on[child].discard(task_id)
-            if not self.waiting_on[child]:
-                self.ready.append(child)
-
-    def blocked_by(self, task_id):
-        """Every task that (transitively) depends on ``task_id``."""
-        blocked, stack = set(), [task_id]
-        while stack:
-            for child in self.dependents.get(stack.pop(), ()):
-                if child not in blocked:
-                    blocked.add(child)
-                    stack.append(child)
-        return blocked
-
-
 class LocalBackend(Backend):
     """Run tasks in worker processes on this machine (the default backend).
 
@@ -102,7 +71,7 @@ class LocalBackend(Backend):
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True):
         n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
-        graph = _Graph(workflow, task_ids)
+        graph = DependencyTracker(workflow, task_ids)
         bar = make_progress(len(task_ids), progress)
         try:
             if n_workers == 1:
@@ -116,19 +85,8 @@ class LocalBackend(Backend):
         while graph.ready:
             task_id = graph.ready.popleft()
             ((_, error, _),) = run_batch(workflow.workdir, [task_id])
-            self._record(graph, failed, task_id, error, bar)
+            graph.record(task_id, error, failed, bar)
         return failed
-
-    def _record(self, graph, failed, task_id, error, bar):
-        if error is None:
-            graph.finished(task_id)
-            bar.update(1)
-            return
-        failed[task_id] = error
-        blocked = graph.blocked_by(task_id)
-        for child in blocked:
-            failed.setdefault(child, f"not run: depends on failed task {task_id!r}")
-        bar.update(1 + len(blocked))
 
     def _executor(self, n_workers, n_threads):
         from joblib.externals.loky import get_reusable_executor
@@ -164,13 +122,13 @@ class LocalBackend(Backend):
                         for task_id in batch:
                             crashes[task_id] = crashes.get(task_id, 0) + 1
                             if crashes[task_id] > 1:
-                                self._record(graph, failed, task_id, f"worker process died: {exc}", bar)
+                                graph.record(task_id, f"worker process died: {exc}", failed, bar)
                             else:
                                 graph.ready.appendleft(task_id)
                         continue
                     for task_id, error, seconds in outcomes:
                         mean_seconds = seconds if mean_seconds is None else 0.8 * mean_seconds + 0.2 * seconds
-                        self._record(graph, failed, task_id, error, bar)
+                        graph.record(task_id, error, failed, bar)
         except KeyboardInterrupt:
             # Finished outputs are complete files; running tasks are simply
             # abandoned (their temporary files are never trusted).
