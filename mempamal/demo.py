@@ -48,7 +48,8 @@ def run_demo(workdir="runs/demo", n_jobs=-1, backend="local", progress=True, out
     out(results.summary().to_string(float_format=lambda v: f"{v:.4f}"))
     out("\nBest parameters per outer fold:")
     for fold, params in enumerate(results.best_params):
-        out(f"  fold {fold}: {params}")
+        readable = {name: getattr(value, "item", lambda v=value: v)() for name, value in params.items()}
+        out(f"  fold {fold}: {readable}")
     figure_path = Path(workdir) / "scores.png"
     display = results.plot_scores()
     display.figure_.savefig(figure_path, dpi=100, bbox_inches="tight")
