@@ -6,6 +6,7 @@ workdir's build id (in ``manifest.json``) stays the same, so a rebuilt
 workdir is never served from a stale cache.
 """
 
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -20,13 +21,26 @@ _MAX_OUTER_SUBSETS = 2
 
 
 def load_context(workdir):
-    """The cached :class:`WorkdirContext` of ``workdir`` (reloaded after a rebuild)."""
-    workdir = Path(workdir)
-    manifest = store.read_json(workdir / store.MANIFEST)
-    key = str(workdir.resolve())
+    """The cached :class:`WorkdirContext` of ``workdir`` (reloaded after a rebuild).
+
+    A build or rebuild replaces ``manifest.json`` atomically (a new file), so
+    an unchanged ``stat`` of it means an unchanged workdir; it is re-read
+    only when that changes -- one ``stat`` per task instead of a JSON parse.
+    """
+    key = str(workdir)
+    manifest_path = os.path.join(key, store.MANIFEST)
+    try:
+        info = os.stat(manifest_path)
+    except FileNotFoundError:
+        raise store.WorkdirError(f"Missing file {manifest_path}.") from None
+    signature = (info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns)
     context = _CONTEXTS.get(key)
-    if context is None or context.identity != (manifest["build_id"], manifest["tasks_digest"]):
-        context = WorkdirContext(workdir, manifest)
+    if context is None or context.manifest_signature != signature:
+        manifest = store.read_json(manifest_path)
+        context = _CONTEXTS.get(key)
+        if context is None or context.identity != (manifest["build_id"], manifest["tasks_digest"]):
+            context = WorkdirContext(Path(workdir), manifest)
+        context.manifest_signature = signature
         _CONTEXTS[key] = context
         while len(_CONTEXTS) > _MAX_CONTEXTS:
             _CONTEXTS.popitem(last=False)
@@ -82,6 +96,8 @@ class WorkdirContext:
         self._targets = {}
         self._split_sets = {}
         self._outer_subsets = OrderedDict()
+        self._inner_split = (None, None)
+        self.manifest_signature = None
 
     # ------------------------------------------------------------ lookup
     def task(self, task_id):
@@ -165,8 +181,17 @@ class WorkdirContext:
         from the outer training subset exactly as GridSearchCV slices it."""
         from sklearn.utils.metaestimators import _safe_split
 
+        # Consecutive fit tasks of a worker mostly share their split; the
+        # slices are kept for the next one (never handed to an estimator:
+        # every grid point fits and scores private copies of them).
+        key, data = self._inner_split
+        if key == (split_set, outer, inner):
+            return data
+        self._inner_split = (None, None)
         X_outer, y_outer = self.outer_train_subset(split_set, outer)
         train, test = self.split_set(split_set).inner(outer, inner)
         X_train, y_train = _safe_split(self.estimator, X_outer, y_outer, train)
         X_test, y_test = _safe_split(self.estimator, X_outer, y_outer, test, train)
-        return X_train, y_train, X_test, y_test
+        data = (X_train, y_train, X_test, y_test)
+        self._inner_split = ((split_set, outer, inner), data)
+        return data

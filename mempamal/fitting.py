@@ -44,12 +44,24 @@ def _private_copy(X):
     return copy.deepcopy(X)
 
 
+class LazyCopy:
+    """A private copy of ``X`` made on first use (a reused prefix never needs it)."""
+
+    def __init__(self, X):
+        self.X = X
+
+    def get(self):
+        return _private_copy(self.X)
+
+
 def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
     """Fit ``pipeline`` reusing transformers fitted for an earlier point.
 
     ``cache[level]`` holds ``(key, fitted_step, output)`` of the last point's
     step ``level``; points are visited in prefix order so one entry per level
-    is enough and memory stays bounded.
+    is enough and memory stays bounded.  ``X`` may be a :class:`LazyCopy`
+    of the training data: the copy is made only when the first step is
+    actually fitted, so a point reusing the prefix copies nothing.
     """
     pipeline._validate_params()
     pipeline.steps = list(pipeline.steps)
@@ -63,12 +75,16 @@ def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
             continue
         for stale in [lvl for lvl in cache if lvl >= level]:
             del cache[stale]
+        if isinstance(Xt, LazyCopy):
+            Xt = Xt.get()
         if transformer is None or (isinstance(transformer, str) and transformer == "passthrough"):
             cache[level] = (point_keys[level], transformer, Xt)
             continue
         Xt, fitted = _fit_transform_step(transformer, _private_copy(Xt) if level else Xt, y)
         cache[level] = (point_keys[level], fitted, Xt)
         pipeline.steps[level] = (name, fitted)
+    if isinstance(Xt, LazyCopy):
+        Xt = Xt.get()
     final = pipeline.steps[-1][1]
     if not (isinstance(final, str) and final == "passthrough"):
         final.fit(_private_copy(Xt) if len(pipeline.steps) > 1 else Xt, y)
@@ -131,11 +147,16 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
         estimator = clone(base).set_params(**clone(candidates[point], safe=False))
         # GridSearchCV slices fresh arrays for every fit; estimators that
         # work in place (copy=False) must not see another point's leftovers.
-        X_train, y_train, X_test, y_test = (_private_copy(part) for part in data)
+        # With prefix sharing, the training copy is made only if this point
+        # fits the first step itself (a reused prefix never reads it).
+        X_train, y_train, X_test, y_test = data
+        y_train, X_test, y_test = _private_copy(y_train), _private_copy(X_test), _private_copy(y_test)
         fit = None
         if keys is not None:
-            def fit(pipeline, point_keys=keys[point], X_train=X_train, y_train=y_train):
-                fit_pipeline_sharing_prefix(pipeline, X_train, y_train, point_keys, cache)
+            def fit(pipeline, point_keys=keys[point], y_train=y_train):
+                fit_pipeline_sharing_prefix(pipeline, LazyCopy(X_train), y_train, point_keys, cache)
+        else:
+            X_train = _private_copy(X_train)
         results[point] = fit_and_score(
             estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=fit
         )

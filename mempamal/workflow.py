@@ -133,15 +133,15 @@ class Workflow:
     def tasks(self):
         """All tasks, in an order where every task comes after its dependencies."""
         if self._tasks is None:
-            from .context import load_task_table
-
-            records, _ = load_task_table(self.workdir)
-            python = self.manifest.get("python")
+            # Straight from the rows (a graph can have 100,000 tasks): one
+            # shared tuple per chunk, the command prefix computed once.
+            table = store.read_json(self.workdir / store.TASKS)
+            chunks = [tuple(chunk) for chunk in table["chunks"]]
+            command = task_command(self.workdir, "", self.manifest.get("python"))[:-1]
             self._tasks = [
-                Task(r["id"], r["kind"], tuple(r["deps"]), task_command(self.workdir, r["id"], python),
-                     r["split_set"] or MAIN, r["outer"], r["inner"],
-                     None if r["points"] is None else tuple(r["points"]))
-                for r in records.values()
+                Task(task_id, kind, tuple(deps), command + (task_id,), split_set or MAIN, outer, inner,
+                     None if chunk is None else chunks[chunk])
+                for task_id, kind, deps, split_set, outer, inner, chunk in table["tasks"]
             ]
         return self._tasks
 

@@ -1,8 +1,10 @@
 """The local backend: a reusable process pool over the ready tasks.
 
-Workers are loky processes (joblib's executor): started once, reused across
-runs of the same session, and they keep each workdir's data loaded between
-tasks.  Small tasks are sent in batches sized from measured durations, so
+Workers are loky processes: started once, reused across runs of the same
+session, and they keep each workdir's data loaded between tasks.  The pool is
+mempamal's own, not loky's global reusable executor: that one is joblib's
+(scikit-learn's ``n_jobs``), and sharing it would make the two restart each
+other's workers -- or break joblib outright.  Small tasks are sent in batches sized from measured durations, so
 dispatch does not dominate.  Each worker's BLAS/OpenMP pools are limited to
 ``cpu_count // n_workers`` threads (environment at start-up plus
 threadpoolctl), so nested parallelism does not oversubscribe the cores.
@@ -22,7 +24,48 @@ THREAD_VARIABLES = (
 #: A batch of small tasks should keep a worker busy about this long.
 TARGET_BATCH_SECONDS = 0.05
 
+#: Idle workers exit after this many seconds (restarted on demand).
+IDLE_WORKER_TIMEOUT = 300
+
 _worker_thread_limit = None
+_pool = {"key": None, "executor": None}
+
+
+def _get_executor(n_workers, env):
+    """The session's worker pool, (re)started when its size or environment changes."""
+    from joblib.externals.loky import ProcessPoolExecutor
+
+    key = (n_workers, tuple(sorted(env.items())))
+    executor = _pool["executor"]
+    if executor is not None and getattr(getattr(executor, "_flags", None), "broken", None):
+        _discard_executor(executor)
+    elif executor is not None and _pool["key"] != key:
+        shutdown_pool()
+    if _pool["executor"] is None:
+        executor = ProcessPoolExecutor(max_workers=n_workers, env=env or None, timeout=IDLE_WORKER_TIMEOUT)
+        _pool.update(key=key, executor=executor)
+    return _pool["executor"]
+
+
+def _discard_executor(executor):
+    """Kill a broken or interrupted pool; the next run starts a new one."""
+    if _pool["executor"] is executor:
+        _pool.update(key=None, executor=None)
+    executor.shutdown(wait=False, kill_workers=True)
+
+
+def shutdown_pool():
+    """Stop the worker processes kept for later runs (they also exit when idle).
+
+    Examples
+    --------
+    >>> from mempamal.backends.local import shutdown_pool
+    >>> shutdown_pool()
+    """
+    executor = _pool["executor"]
+    _pool.update(key=None, executor=None)
+    if executor is not None:
+        executor.shutdown(wait=True)
 
 
 def _limit_threads(n_threads):
@@ -58,6 +101,9 @@ class LocalBackend(Backend):
     ----------
     threads_per_worker : int, optional
         BLAS/OpenMP threads per worker; default ``cpu_count // n_workers``.
+    limit_threads : bool, default True
+        False leaves BLAS/OpenMP thread pools alone (each worker may then
+        start one thread per core: oversubscription); for comparisons.
 
     Examples
     --------
@@ -66,8 +112,15 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, threads_per_worker=None):
+    def __init__(self, threads_per_worker=None, limit_threads=True):
+        if threads_per_worker is not None and (
+                not isinstance(threads_per_worker, int) or isinstance(threads_per_worker, bool)
+                or threads_per_worker < 1):
+            raise ValueError(
+                f"The 'threads_per_worker' parameter of the local backend must be an int >= 1 "
+                f"or None; got {threads_per_worker!r} instead.")
         self.threads_per_worker = threads_per_worker
+        self.limit_threads = bool(limit_threads)
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True):
         n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
@@ -89,18 +142,17 @@ class LocalBackend(Backend):
         return failed
 
     def _executor(self, n_workers, n_threads):
-        from joblib.externals.loky import get_reusable_executor
-
-        env = {name: str(n_threads) for name in THREAD_VARIABLES}
-        return get_reusable_executor(max_workers=n_workers, env=env, timeout=300)
+        env = {name: str(n_threads) for name in THREAD_VARIABLES} if n_threads else {}
+        return _get_executor(n_workers, env)
 
     def _run_in_pool(self, workflow, graph, bar, n_workers):
         from concurrent.futures import FIRST_COMPLETED, wait
 
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
-        n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
-        executor = self._executor(n_workers, n_threads)
+        n_threads = None
+        if self.limit_threads:
+            n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
         failed, in_flight, crashes = {}, {}, {}
         mean_seconds = None
         try:
@@ -108,17 +160,18 @@ class LocalBackend(Backend):
                 while graph.ready and len(in_flight) < 2 * n_workers:
                     size = self._batch_size(len(graph.ready), n_workers, mean_seconds)
                     batch = [graph.ready.popleft() for _ in range(size)]
+                    executor = self._executor(n_workers, n_threads)
                     future = executor.submit(run_batch, str(workflow.workdir), batch, n_threads)
-                    in_flight[future] = batch
+                    in_flight[future] = (batch, executor)
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for future in done:
-                    batch = in_flight.pop(future)
+                    batch, executor = in_flight.pop(future)
                     try:
                         outcomes = future.result()
                     except BrokenProcessPool as exc:
                         # A worker died (killed, out of memory): retry its
                         # tasks once in a fresh pool, then give up on them.
-                        executor = self._executor(n_workers, n_threads)
+                        _discard_executor(executor)
                         for task_id in batch:
                             crashes[task_id] = crashes.get(task_id, 0) + 1
                             if crashes[task_id] > 1:
@@ -132,9 +185,9 @@ class LocalBackend(Backend):
         except KeyboardInterrupt:
             # Finished outputs are complete files; running tasks are simply
             # abandoned (their temporary files are never trusted).
-            for future in in_flight:
+            for future, (_, executor) in in_flight.items():
                 future.cancel()
-            executor.shutdown(wait=False, kill_workers=True)
+                _discard_executor(executor)
             raise
         return failed
 

@@ -1,0 +1,87 @@
+"""Case 2 - expensive shared prefix: Pipeline(StandardScaler, PCA, LogisticRegression).
+
+Wide data (1000 x 2000), grid PCA n_components (2 values) x C (8 values),
+outer 5 x inner 3 folds.  GridSearchCV refits the scaler and the PCA for
+every one of the 16 points; ``Pipeline(memory=...)`` caches them on disk;
+mempamal keeps the 8 points sharing a PCA in one task and fits it once
+(DESIGN.md section 4).  scikit-learn runs with n_jobs on the outer loop or
+the inner search (the best of each is reported), mempamal on every core.
+
+    .venv/bin/python benchmarks/bench_shared_prefix.py [--quick] [--repeats N]
+"""
+
+import shutil
+import tempfile
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+import mempamal as mp
+from _common import Timer, cpu_count, emit, header, interleaved, parse_args, run_mempamal, same_nested_results
+
+
+def make_pipeline(memory=None):
+    # A seeded PCA: the randomized solver is then deterministic, as it must
+    # be for bit-for-bit comparisons.
+    return Pipeline([("scale", StandardScaler()), ("pca", PCA(random_state=0)),
+                     ("logreg", LogisticRegression(max_iter=1000))], memory=memory)
+
+
+def main():
+    args = parse_args(__doc__.splitlines()[0], default_repeats=3)
+    header("Case 2: shared prefix, Pipeline(StandardScaler, PCA, LogisticRegression), 1000x2000", args)
+    n_samples, n_features = (300, 600) if args.quick else (1000, 2000)
+    X, y = make_classification(n_samples=n_samples, n_features=n_features, n_informative=20, random_state=0)
+    grid = {"pca__n_components": [10, 40], "logreg__C": np.logspace(-3, 2, 8)}
+    outer = StratifiedKFold(5, shuffle=True, random_state=0)
+    inner = StratifiedKFold(3, shuffle=True, random_state=1)
+    n_cores = cpu_count()
+
+    def sklearn_way(inner_jobs, outer_jobs, cached):
+        def evaluate():
+            folder = tempfile.mkdtemp(prefix="sklearn-memory-") if cached else None
+            try:
+                search = GridSearchCV(make_pipeline(memory=folder), grid, cv=inner, n_jobs=inner_jobs)
+                return cross_validate(search, X, y, cv=outer, n_jobs=outer_jobs, return_estimator=True)
+            finally:
+                if folder:
+                    shutil.rmtree(folder, ignore_errors=True)
+        return evaluate
+
+    plain = {f"sklearn cross_validate(n_jobs={n_cores})": sklearn_way(None, n_cores, False),
+             f"sklearn GridSearchCV(n_jobs={n_cores})": sklearn_way(n_cores, None, False)}
+    cached = {f"sklearn memory= cross_validate(n_jobs={n_cores})": sklearn_way(None, n_cores, True),
+              f"sklearn memory= GridSearchCV(n_jobs={n_cores})": sklearn_way(n_cores, None, True)}
+    experiment = mp.Experiment(make_pipeline(), grid, cv=outer, inner_cv=inner)
+    mempamal_name = f"mempamal local n_jobs={n_cores}"
+    timer = Timer()
+    interleaved(timer, {**plain, **cached,
+                        mempamal_name: lambda: run_mempamal(experiment, X, y, n_jobs=n_cores)}, args.repeats)
+
+    for name in [*plain, *cached, mempamal_name]:
+        print(f"  {name:<48} {timer.describe(name)}")
+    best_plain = min(plain, key=timer.median)
+    best_cached = min(cached, key=timer.median)
+    ratio = timer.median(mempamal_name) / timer.median(best_plain)
+    ratio_cached = timer.median(mempamal_name) / timer.median(best_cached)
+    reference = timer.outputs[best_plain]
+    identical = same_nested_results(reference, timer.outputs[mempamal_name]) and all(
+        np.array_equal(reference["test_score"], timer.outputs[name]["test_score"]) for name in [*plain, *cached])
+    print(f"  ratio mempamal / best sklearn without memory = {ratio:.3f}  (target <= 0.3)")
+    print(f"  ratio mempamal / best sklearn with memory=   = {ratio_cached:.3f}  (target < 1)")
+    print(f"  scores and best params identical: {identical}")
+    emit(f"2 shared prefix (StandardScaler+PCA+LogReg, {n_samples}x{n_features})", {
+        "sklearn": timer.median(best_plain), "sklearn_setting": best_plain,
+        "mempamal": timer.median(mempamal_name), "ratio": ratio, "target": "<= 0.3",
+        "ok": ratio <= 0.3 and ratio_cached < 1, "identical": identical,
+        "extra": f"vs memory= ({best_cached}, {timer.median(best_cached):.2f} s): {ratio_cached:.2f}",
+    }, quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
