@@ -30,7 +30,7 @@ def diabetes():
     return X[:200], y[:200]
 
 
-class FailsForLargeC(BaseEstimator, ClassifierMixin):
+class FailsForLargeC(ClassifierMixin, BaseEstimator):
     """Logistic regression whose fit raises for C > 1 (to test error_score)."""
 
     def __init__(self, C=1.0):

@@ -74,7 +74,7 @@ SLOW_SCRIPT = textwrap.dedent("""
     from sklearn.linear_model import LogisticRegression
     import mempamal as mp
 
-    class SlowLogistic(BaseEstimator, ClassifierMixin):
+    class SlowLogistic(ClassifierMixin, BaseEstimator):
         # Defined in __main__: workers get it through cloudpickle.
         def __init__(self, C=1.0, delay=0.15):
             self.C, self.delay = C, delay

@@ -1,0 +1,80 @@
+"""The same tests on every registered backend: same answers, resume, failures by id."""
+
+import json
+import warnings
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+import mempamal as mp
+
+from conftest import assert_matches_sklearn, comparable
+
+X, y = load_iris(return_X_y=True)
+
+EXPERIMENTS = {
+    "plain": lambda: mp.Experiment(LogisticRegression(max_iter=300), cv=3),
+    "nested-multimetric": lambda: mp.Experiment(
+        LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2,
+        scoring=["accuracy", "f1_macro"], refit="f1_macro"),
+    "permutations": lambda: mp.Experiment(LogisticRegression(max_iter=300), cv=3, n_permutations=2, random_state=0),
+}
+
+
+@pytest.fixture(scope="module")
+def ipp_client(tmp_path_factory):
+    """One real ipyparallel cluster for the module, in a temporary IPython dir."""
+    from mempamal.backends.ipyparallel import _LocalCluster
+
+    with _LocalCluster(2) as local:
+        yield local.client
+
+
+@pytest.fixture(params=mp.available_backends())
+def backend_options(request, ipp_client):
+    name = request.param
+    options = {"client": ipp_client} if name == "ipyparallel" else {}
+    return name, options
+
+
+def _local_raw(experiment, tmp_path, chunk_size):
+    workflow = experiment.build(X, y, workdir=tmp_path / "reference", chunk_size=chunk_size)
+    workflow.run(backend="local", n_jobs=1, progress=False)
+    return comparable(json.loads((workflow.workdir / "results.json").read_text()))
+
+
+@pytest.mark.parametrize("case", sorted(EXPERIMENTS))
+def test_backend_gives_the_local_backends_and_sklearns_answer(backend_options, case, tmp_path):
+    name, options = backend_options
+    workflow = EXPERIMENTS[case]().build(X, y, workdir=tmp_path / "wd", chunk_size=2)
+    results = workflow.run(backend=name, n_jobs=2, progress=False, **options)
+    assert comparable(results.raw) == _local_raw(EXPERIMENTS[case](), tmp_path, 2)
+    assert_matches_sklearn(results, EXPERIMENTS[case](), X, y)
+
+
+def test_backend_resumes_running_only_unfinished_tasks(backend_options, tmp_path):
+    name, options = backend_options
+    workflow = EXPERIMENTS["nested-multimetric"]().build(X, y, workdir=tmp_path / "wd", chunk_size=2)
+    first = [task.id for task in workflow.tasks[:3]]
+    for task_id in first:
+        mp.run_task(workflow.workdir, task_id)
+    stamps = {i: (workflow.workdir / "outputs" / f"{i}.json").stat().st_mtime_ns for i in first}
+    workflow.run(backend=name, n_jobs=2, progress=False, **options)
+    assert {i: (workflow.workdir / "outputs" / f"{i}.json").stat().st_mtime_ns for i in first} == stamps
+    assert workflow.status()["pending"] == 0
+
+
+def test_backend_reports_failed_task_by_id_and_skips_dependents(backend_options, tmp_path):
+    name, options = backend_options
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [1.0, -1.0]}, cv=3,
+                               inner_cv=2, error_score="raise")
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(mp.WorkflowError) as info:
+            workflow.run(backend=name, n_jobs=2, progress=False, **options)
+    failed = info.value.failed
+    assert "fit-o0-i0-c1" in failed and "C" in failed["fit-o0-i0-c1"]
+    assert failed["select-o0"].startswith("not run") and failed["final"].startswith("not run")
+    assert "fit-o0-i0-c0" not in failed
