@@ -78,3 +78,24 @@ def test_backend_reports_failed_task_by_id_and_skips_dependents(backend_options,
     assert "fit-o0-i0-c1" in failed and "C" in failed["fit-o0-i0-c1"]
     assert failed["select-o0"].startswith("not run") and failed["final"].startswith("not run")
     assert "fit-o0-i0-c0" not in failed
+
+
+def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path):
+    from mempamal.backends.base import DependencyTracker, _REGISTRY
+
+    class InProcessBackend(mp.Backend):
+        def run(self, workflow, task_ids, n_jobs=None, progress=True):
+            tracker, failed = DependencyTracker(workflow, task_ids), {}
+            while tracker.ready:
+                task_id = tracker.ready.popleft()
+                mp.run_task(workflow.workdir, task_id)
+                tracker.record(task_id, None, failed)
+            return failed
+
+    mp.register_backend("in-process-test", InProcessBackend)
+    try:
+        experiment = EXPERIMENTS["nested-multimetric"]()
+        results = experiment.build(X, y, workdir=tmp_path / "wd").run(backend="in-process-test", progress=False)
+        assert_matches_sklearn(results, experiment, X, y)
+    finally:
+        _REGISTRY.pop("in-process-test")
