@@ -53,6 +53,175 @@ class ScoresDisplay:
         return self
 
 
+class GridDisplay:
+    """Mean inner test score over the grid, one curve (or heatmap) per outer fold.
+
+    One varying parameter gives a validation curve per outer fold; two give
+    a heatmap of the inner score averaged over the outer folds.
+
+    Examples
+    --------
+    >>> GridDisplay.from_results(res, params=["clf__C"]).plot()     # doctest: +SKIP
+    """
+
+    def __init__(self, params, values, scores, metric):
+        self.params, self.values, self.scores, self.metric = params, values, scores, metric
+
+    @classmethod
+    def from_results(cls, results, params=None, metric=None):
+        if not results.nested:
+            raise ValueError("plot_grid needs a nested experiment (a param_grid).")
+        metric = metric or _refit_metric(results)
+        first = results.cv_results(0)
+        varying = [k[len("param_"):] for k, v in first.items()
+                   if k.startswith("param_") and len({repr(x) for x in v}) > 1]
+        params = list(params or varying[:2])
+        if not 1 <= len(params) <= 2 or any(p not in varying for p in params):
+            raise ValueError(f"The 'params' argument must name one or two varying grid parameters among {varying}; got {params}.")
+        axes_values = [_unique([p[name] for p in first["params"] if name in p]) for name in params]
+        scores = np.full((results.n_outer,) + tuple(len(v) for v in axes_values), np.nan)
+        counts = np.zeros_like(scores)
+        for fold in range(results.n_outer):
+            table = results.cv_results(fold)
+            for point, mean in zip(table["params"], table[f"mean_test_{metric}"]):
+                if not all(name in point for name in params):
+                    continue
+                index = (fold,) + tuple(_position(v, point[name]) for v, name in zip(axes_values, params))
+                # Points differing only in other parameters: keep the best, as a search would.
+                if counts[index] == 0 or mean > scores[index]:
+                    scores[index] = mean
+                counts[index] += 1
+        return cls(params, axes_values, scores, metric)
+
+    def plot(self, ax=None):
+        ax = _axes(ax)
+        if len(self.params) == 1:
+            xs = _numeric_positions(self.values[0])
+            self.lines_ = [ax.plot(xs, fold_scores, "o-", alpha=0.8, label=f"outer fold {fold}")[0]
+                           for fold, fold_scores in enumerate(self.scores)]
+            if _is_log_spaced(self.values[0]):
+                ax.set_xscale("log")
+            if not _all_numbers(self.values[0]):
+                ax.set_xticks(xs)
+                ax.set_xticklabels([_label(v) for v in self.values[0]], rotation=30)
+            ax.set_xlabel(self.params[0])
+            ax.set_ylabel(f"mean inner {self.metric}")
+            ax.legend(fontsize=8)
+        else:
+            mean = np.nanmean(self.scores, axis=0)
+            self.image_ = ax.imshow(mean, origin="lower", aspect="auto", cmap="viridis")
+            ax.figure.colorbar(self.image_, ax=ax, label=f"mean inner {self.metric} (over outer folds)")
+            for (row, col), value in np.ndenumerate(mean):
+                ax.text(col, row, f"{value:.3f}", ha="center", va="center", fontsize=8, color="white")
+            ax.set_yticks(range(len(self.values[0])))
+            ax.set_yticklabels([_label(v) for v in self.values[0]])
+            ax.set_xticks(range(len(self.values[1])))
+            ax.set_xticklabels([_label(v) for v in self.values[1]], rotation=30)
+            ax.set_ylabel(self.params[0])
+            ax.set_xlabel(self.params[1])
+        ax.set_title("Inner grid search")
+        self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+
+class PermutationDisplay:
+    """Null distribution of permutation scores, the observed score and the p-value."""
+
+    def __init__(self, permutation_scores, score, pvalue, metric):
+        self.permutation_scores = np.asarray(permutation_scores)
+        self.score, self.pvalue, self.metric = score, pvalue, metric
+
+    @classmethod
+    def from_results(cls, results):
+        if results.permutation_scores is None:
+            raise ValueError("plot_permutation needs an experiment with n_permutations > 0.")
+        return cls(results.permutation_scores, results.score, results.pvalue, results.permutation_metric)
+
+    def plot(self, ax=None, bins=20):
+        ax = _axes(ax)
+        _, _, self.bars_ = ax.hist(self.permutation_scores, bins=bins, color="#999999", label="permuted y")
+        self.line_ = ax.axvline(self.score, color="#d62728", lw=2,
+                                label=f"observed {self.score:.3f} (p = {self.pvalue:.3g})")
+        ax.set_xlabel(f"mean outer {self.metric}")
+        ax.set_ylabel("permutations")
+        ax.set_title(f"Permutation test ({len(self.permutation_scores)} permutations)")
+        ax.legend(fontsize=8)
+        self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+
+class TimelineDisplay:
+    """Tasks as horizontal bars per worker (host:pid) over wall-clock time."""
+
+    def __init__(self, timeline):
+        self.timeline = timeline
+
+    @classmethod
+    def from_results(cls, results):
+        return cls(results.timeline())
+
+    def plot(self, ax=None):
+        ax = _axes(ax)
+        frame = self.timeline.dropna(subset=["start", "end"])
+        origin = frame["start"].min() if len(frame) else 0.0
+        workers = sorted({f"{h}:{p}" for h, p in zip(frame["host"], frame["pid"])})
+        row = {worker: index for index, worker in enumerate(workers)}
+        colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c"}
+        self.bars_ = {}
+        for kind, group in frame.groupby("kind"):
+            ys = [row[f"{h}:{p}"] for h, p in zip(group["host"], group["pid"])]
+            self.bars_[kind] = ax.barh(ys, group["end"] - group["start"], left=group["start"] - origin,
+                                       height=0.6, color=colors.get(kind, "#7f7f7f"), label=kind,
+                                       edgecolor="white", linewidth=0.4)
+        ax.set_yticks(range(len(workers)))
+        ax.set_yticklabels(workers, fontsize=8)
+        ax.set_xlabel("seconds since the first task started")
+        ax.set_title(f"{len(frame)} tasks on {len(workers)} workers")
+        if len(frame):
+            ax.legend(fontsize=8)
+        self.ax_, self.figure_ = ax, ax.figure
+        return self
+
+
+def _refit_metric(results):
+    refit = results.experiment.refit
+    return refit if isinstance(refit, str) and refit in results.metrics else results.metrics[0]
+
+
+def _unique(values):
+    seen = []
+    for value in values:
+        if not any(repr(value) == repr(other) for other in seen):
+            seen.append(value)
+    return seen
+
+
+def _position(values, value):
+    return next(i for i, other in enumerate(values) if repr(other) == repr(value))
+
+
+def _all_numbers(values):
+    return all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values)
+
+
+def _numeric_positions(values):
+    return [float(v) for v in values] if _all_numbers(values) else list(range(len(values)))
+
+
+def _is_log_spaced(values):
+    if not _all_numbers(values) or len(values) < 3 or min(values) <= 0:
+        return False
+    ratios = np.diff(np.log(sorted(float(v) for v in values)))
+    return np.allclose(ratios, ratios[0]) and ratios[0] > 0.5
+
+
+def _label(value):
+    if isinstance(value, float) or isinstance(value, np.floating):
+        return f"{value:.3g}"
+    text = repr(value)
+    return text if len(text) <= 20 else text[:17] + "..."
+
+
 _KIND_LAYER = {"fit": 0, "score": 0, "select": 1, "final": 2}
 _STATUS_COLOR = {"done": "#2ca02c", "pending": "#c7c7c7", "failed": "#d62728"}
 
