@@ -1,0 +1,223 @@
+"""``%mempamal`` and ``%%mempamal``: thin magics over the public API.
+
+``%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [--preview] [--export FMT:PATH]``
+runs the cell in the user namespace; the cell defines ``estimator``, ``X``,
+``y`` and optionally ``groups``, ``cv``, ``inner_cv``, ``param_grid``,
+``scoring``, ``refit``, ``n_permutations``, ``random_state``,
+``error_score``.  The magic builds the workflow, previews or runs it, shows
+the summary and the scores plot, and stores the Results in ``NAME``.
+
+``%mempamal status|results [WORKDIR]``, ``%mempamal export FMT PATH``,
+``%mempamal resume``, ``%mempamal gui``, ``%mempamal cluster start -n N``,
+``%mempamal cluster stop``.
+
+Every scenario here is reachable from plain Python: the magic only calls
+:class:`mempamal.Experiment`, :class:`mempamal.Workflow` and
+:class:`mempamal.Results`.
+"""
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import HTML, display
+
+#: Cell variables handed to Experiment (beyond estimator, X, y, groups).
+EXPERIMENT_VARIABLES = ("param_grid", "cv", "inner_cv", "scoring", "refit", "n_permutations",
+                        "random_state", "error_score")
+LINE_COMMANDS = ("status", "results", "export", "resume", "gui", "cluster")
+
+
+def experiment_from_namespace(namespace):
+    """``(Experiment, X, y, groups)`` from the variables a cell defined.
+
+    Examples
+    --------
+    >>> ns = {"estimator": LogisticRegression(), "X": X, "y": y, "cv": 3}   # doctest: +SKIP
+    >>> experiment, X, y, groups = experiment_from_namespace(ns)            # doctest: +SKIP
+    """
+    import mempamal as mp
+
+    missing = [name for name in ("estimator", "X", "y") if name not in namespace]
+    if missing:
+        raise UsageError(f"%%mempamal: the cell must define 'estimator', 'X' and 'y'; missing {missing}.")
+    options = {name: namespace[name] for name in EXPERIMENT_VARIABLES if name in namespace}
+    try:
+        experiment = mp.Experiment(namespace["estimator"], **options)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"%%mempamal: {exc}") from None
+    return experiment, namespace["X"], namespace["y"], namespace.get("groups")
+
+
+def _show_figure(display_object):
+    import matplotlib.pyplot as plt
+
+    display(display_object.figure_)
+    plt.close(display_object.figure_)  # shown once, not again by the inline backend
+
+
+@magics_class
+class MempamalMagics(Magics):
+    """The ``mempamal`` line and cell magic (see the module docstring)."""
+
+    def __init__(self, shell):
+        super().__init__(shell)
+        self.last_workdir = None
+        self.last_run = {"backend": "local", "n_jobs": -1}
+        self.cluster = None
+
+    @magic_arguments()
+    @argument("command", nargs="*", help="line magic: status|results [WORKDIR], export FMT PATH, resume, gui, "
+                                          "cluster start -n N, cluster stop")
+    @argument("-b", "--backend", default="local", help="local, ipyparallel, soma-workflow or a registered name")
+    @argument("-n", "--n-jobs", type=int, default=-1, help="workers (-1 = all cores)")
+    @argument("-w", "--workdir", default=None, help="workdir (default: mempamal-runs/NAME)")
+    @argument("-o", "--output", default="mempamal_results", help="variable receiving the Results")
+    @argument("--preview", action="store_true", help="show the task list and graph, run nothing")
+    @argument("--export", default=None, metavar="FMT:PATH", help="also export the graph (e.g. makefile:Makefile)")
+    @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
+    @line_cell_magic
+    def mempamal(self, line, cell=None):
+        """Build, preview or run a mempamal experiment from a cell, or manage runs."""
+        args = parse_argstring(self.mempamal, line)
+        if cell is not None:
+            if args.command:
+                raise UsageError(f"%%mempamal takes options only; got {args.command}.")
+            return self.run_cell(cell, args)
+        if not args.command or args.command[0] not in LINE_COMMANDS:
+            raise UsageError(f"%mempamal needs a command among {list(LINE_COMMANDS)}; got {args.command}.")
+        return getattr(self, f"_line_{args.command[0]}")(args.command[1:], args)
+
+    # ---------------------------------------------------------------- cell
+    def run_cell(self, cell, args):
+        """The ``%%mempamal`` cell: define, build, then preview or run."""
+        namespace = self.shell.user_ns
+        self.shell.ex(cell)
+        experiment, X, y, groups = experiment_from_namespace(namespace)
+        workdir = args.workdir or f"mempamal-runs/{args.output}"
+        try:
+            workflow = experiment.build(X, y, groups=groups, workdir=workdir, overwrite=args.overwrite)
+        except FileExistsError as exc:
+            raise UsageError(f"%%mempamal: {exc} (add --overwrite)") from None
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"%%mempamal: {exc}") from None
+        self.last_workdir = workdir
+        self.last_run = {"backend": args.backend, "n_jobs": args.n_jobs}
+        if args.export:
+            self._export(workflow, args.export)
+        if args.preview:
+            return self._preview(workflow)
+        self._run(workflow, args.output)
+        return None
+
+    def _preview(self, workflow):
+        import pandas as pd
+
+        display(HTML(workflow._repr_html_()))
+        table = pd.DataFrame([{"id": t.id, "kind": t.kind, "deps": len(t.deps), "points": len(t.points or ())}
+                              for t in workflow.tasks])
+        display(table)
+        _show_figure(workflow.plot())
+
+    def _run(self, workflow, output):
+        from mempamal import WorkflowError
+
+        options = dict(self.last_run)
+        if options["backend"] == "ipyparallel" and self.cluster is not None:
+            options["client"] = self.cluster.client
+        try:
+            results = workflow.run(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
+        except (WorkflowError, ValueError, ImportError) as exc:
+            raise UsageError(f"%%mempamal: {exc}") from None
+        self.shell.user_ns[output] = results
+        display(HTML(results._repr_html_()))
+        _show_figure(results.plot_scores())
+        return results
+
+    def _export(self, workflow, spec):
+        fmt, _, path = spec.partition(":")
+        if not path:
+            raise UsageError(f"--export expects FMT:PATH (e.g. makefile:Makefile); got {spec!r}.")
+        try:
+            print(f"exported {workflow.export(path, format=fmt)}")
+        except (ValueError, ImportError) as exc:
+            raise UsageError(f"%mempamal export: {exc}") from None
+
+    # ---------------------------------------------------------------- line
+    def _workflow(self, words, command):
+        from mempamal import WorkdirError, Workflow
+
+        workdir = words[0] if words else self.last_workdir
+        if workdir is None:
+            raise UsageError(f"%mempamal {command}: give a WORKDIR (no %%mempamal cell has run yet).")
+        try:
+            return Workflow.open(workdir)
+        except WorkdirError as exc:
+            raise UsageError(f"%mempamal {command}: {exc}") from None
+
+    def _line_status(self, words, args):
+        workflow = self._workflow(words, "status")
+        display(HTML(workflow._repr_html_()))
+        return None
+
+    def _line_results(self, words, args):
+        from mempamal import Results, WorkdirError
+
+        workflow = self._workflow(words, "results")
+        try:
+            results = Results.load(workflow.workdir)
+        except WorkdirError as exc:
+            raise UsageError(f"%mempamal results: {exc}") from None
+        self.shell.user_ns[args.output] = results
+        display(HTML(results._repr_html_()))
+        return None
+
+    def _line_export(self, words, args):
+        if len(words) != 2:
+            raise UsageError("%mempamal export FMT PATH (e.g. %mempamal export soma-workflow wf.json)")
+        self._export(self._workflow([], "export"), f"{words[0]}:{words[1]}")
+
+    def _line_resume(self, words, args):
+        self._run(self._workflow(words, "resume"), args.output)
+
+    def _line_gui(self, words, args):
+        from .widgets import ExperimentBuilder
+
+        builder = ExperimentBuilder(namespace=self.shell.user_ns)
+        display(builder)
+        return None
+
+    def _line_cluster(self, words, args):
+        from mempamal.backends.ipyparallel import _LocalCluster
+
+        action = words[0] if words else None
+        if action == "start":
+            if self.cluster is not None:
+                raise UsageError("%mempamal cluster: a cluster is already running; stop it first.")
+            n_engines = args.n_jobs if args.n_jobs > 0 else None
+            from mempamal.backends.base import effective_n_jobs
+
+            self.cluster = _LocalCluster(effective_n_jobs(n_engines or -1)).__enter__()
+            print(f"ipyparallel cluster started with {len(self.cluster.client.ids)} engines; "
+                  "%%mempamal -b ipyparallel uses it")
+        elif action == "stop":
+            if self.cluster is None:
+                raise UsageError("%mempamal cluster: no cluster is running.")
+            self.cluster.__exit__(None, None, None)
+            self.cluster = None
+            print("ipyparallel cluster stopped")
+        else:
+            raise UsageError("%mempamal cluster start -n N | %mempamal cluster stop")
+
+
+def load_ipython_extension(ipython):
+    """Register the magics (``%load_ext mempamal``)."""
+    ipython.register_magics(MempamalMagics)
+
+
+def unload_ipython_extension(ipython):
+    """Forget the magics and stop a cluster the magics started."""
+    magics = ipython.magics_manager.registry.get("MempamalMagics")
+    if magics is not None and magics.cluster is not None:
+        magics.cluster.__exit__(None, None, None)
+    for kind in ("line", "cell"):
+        ipython.magics_manager.magics[kind].pop("mempamal", None)
