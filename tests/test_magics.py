@@ -1,0 +1,99 @@
+"""The magics in a real IPython shell: same results as the API, one-line UsageErrors."""
+
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+import mempamal as mp
+
+from conftest import assert_matches_sklearn
+
+BODY = """
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True)
+estimator = LogisticRegression(max_iter=300)
+param_grid = {"C": [0.1, 1.0]}
+cv, inner_cv = 3, 2
+"""
+
+
+@pytest.fixture
+def shell(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    ip = InteractiveShell.instance(config=config)
+    ip.run_line_magic("load_ext", "mempamal")
+    yield ip
+    ip.run_line_magic("unload_ext", "mempamal")
+    InteractiveShell.clear_instance()
+
+
+def test_cell_magic_runs_the_cell_experiment_and_stores_results(shell, tmp_path):
+    shell.run_cell_magic("mempamal", "-n 1 -w wd -o res", BODY)
+    results = shell.user_ns["res"]
+    ns = shell.user_ns
+    experiment = mp.Experiment(ns["estimator"], param_grid=ns["param_grid"], cv=3, inner_cv=2)
+    assert_matches_sklearn(results, experiment, ns["X"], ns["y"])
+    assert results.workdir == (tmp_path / "wd")
+
+
+def test_preview_builds_but_runs_nothing_and_export_writes_the_file(shell, tmp_path):
+    shell.run_cell_magic("mempamal", "-w wd --preview --export makefile:Makefile", BODY)
+    workflow = mp.Workflow.open(tmp_path / "wd")
+    assert workflow.status()["done"] == 0
+    assert (tmp_path / "Makefile").read_text().count("mempamal task") == len(workflow.tasks)
+    assert "mempamal_results" not in shell.user_ns
+
+
+def test_line_commands_status_results_export_resume(shell, tmp_path):
+    shell.run_cell_magic("mempamal", "-n 1 -w wd --preview", BODY)
+    shell.run_line_magic("mempamal", "resume -n 1")
+    first = shell.user_ns["mempamal_results"].test_scores["score"]
+    del shell.user_ns["mempamal_results"]
+    shell.run_line_magic("mempamal", "results wd")
+    np.testing.assert_array_equal(shell.user_ns["mempamal_results"].test_scores["score"], first)
+    shell.run_line_magic("mempamal", "export commands cmds.json")
+    assert (tmp_path / "cmds.json").exists()
+    assert shell.run_line_magic("mempamal", "status") is None
+
+
+@pytest.mark.parametrize("line, body, message", [
+    ("-n 1", "x = 1", "must define 'estimator', 'X' and 'y'; missing"),
+    ("-n 1 -w wd2", BODY + "scoring = 'acuracy'", "'scoring' parameter"),
+    ("-n 1 --export yaml", BODY, "FMT:PATH"),
+    ("-n 1 --nope", BODY, "unrecognized arguments"),
+])
+def test_bad_cells_raise_one_line_usage_errors(shell, line, body, message):
+    with pytest.raises(UsageError, match=message):
+        shell.run_cell_magic("mempamal", line, body)
+
+
+def test_usage_errors_print_one_line_without_traceback(shell, capsys):
+    result = shell.run_cell("%mempamal bogus")
+    assert isinstance(result.error_in_exec, UsageError)
+    printed = capsys.readouterr()
+    assert "needs a command" in printed.out + printed.err and "Traceback" not in printed.out + printed.err
+
+
+def test_different_experiment_in_same_workdir_needs_overwrite(shell):
+    shell.run_cell_magic("mempamal", "-n 1 -w wd", BODY)
+    with pytest.raises(UsageError, match="--overwrite"):
+        shell.run_cell_magic("mempamal", "-n 1 -w wd", BODY.replace("[0.1, 1.0]", "[0.5]"))
+    shell.run_cell_magic("mempamal", "-n 1 -w wd --overwrite -o res", BODY.replace("[0.1, 1.0]", "[0.5]"))
+    assert shell.user_ns["res"].best_params[0] == {"C": 0.5}
+
+
+def test_cluster_start_run_on_engines_and_stop(shell):
+    shell.run_line_magic("mempamal", "cluster start -n 1")
+    try:
+        shell.run_cell_magic("mempamal", "-b ipyparallel -w wd -o res", BODY)
+    finally:
+        shell.run_line_magic("mempamal", "cluster stop")
+    hosts = {row.pid for row in shell.user_ns["res"].timeline().itertuples() if row.kind == "fit"}
+    assert len(hosts) == 1  # the one engine
+    with pytest.raises(UsageError, match="no cluster is running"):
+        shell.run_line_magic("mempamal", "cluster stop")
