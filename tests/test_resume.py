@@ -159,3 +159,28 @@ def test_interrupted_results_are_not_loadable_until_finished(tmp_path):
     results = workflow.run(n_jobs=1, progress=False)
     assert_matches_sklearn(results, _experiment(), X, y)
     assert np.isfinite(results.pvalue)
+
+
+def test_ctrl_c_on_cli_run_stops_cleanly_keeping_finished_work(tmp_path):
+    script = tmp_path / "build_only.py"
+    script.write_text(SLOW_SCRIPT.replace("wf.run(n_jobs=2, progress=False)", ""))
+    workdir = tmp_path / "wd"
+    built = subprocess.run([sys.executable, str(script), str(workdir)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    process = subprocess.Popen([sys.executable, "-m", "mempamal", "run", str(workdir), "-n", "2", "--no-progress"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = workdir / "outputs"
+    deadline = time.time() + 120
+    while len(list(outputs.glob("*.json"))) < 4 and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted; finished tasks are kept" in stderr
+    kept = list(outputs.glob("*.json"))
+    assert kept and all(json.loads(path.read_text()) for path in kept)
+    status = mp.Workflow.open(workdir).status()
+    assert 0 < status["done"] < status["total"]
+    finished = subprocess.run([sys.executable, "-m", "mempamal", "run", str(workdir), "--no-progress"],
+                              capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
