@@ -85,3 +85,16 @@ def test_grid_text_parses_lists_and_ranges_and_names_bad_lines():
     assert grid["b"] == ["x", "y"]
     with pytest.raises(ValueError, match="grid line 2"):
         parse_grid_text("a: [1]\nb = 3")
+
+
+def test_live_fold_scores_table_reads_finished_fold_outputs(tmp_path):
+    from mempamal.jupyter.widgets import _LiveFoldScores
+
+    workflow = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd")
+    live = _LiveFoldScores(workflow)
+    mp.run_task(workflow.workdir, "score-o1")
+    live.refresh()
+    assert "1/3" in live.widget.value and "score-o1" in live.widget.value and "score-o0" not in live.widget.value
+    with live:
+        workflow.run(n_jobs=1, progress=False)
+    assert "3/3" in live.widget.value

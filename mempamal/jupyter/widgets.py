@@ -216,7 +216,9 @@ class ExperimentBuilder(widgets.VBox):
 
             workflow = self.build()
             self.results_output.clear_output()
-            with self.results_output:
+            self.tabs.selected_index = 2
+            with self.results_output, _LiveFoldScores(workflow) as live:
+                display(live.widget)
                 self.results = workflow.run(backend=self.backend.value, n_jobs=self.n_jobs.value)
                 display(HTML(self.results._repr_html_()))
                 plots = [self.results.plot_scores()]
@@ -238,6 +240,47 @@ class ExperimentBuilder(widgets.VBox):
             self.message.value = f"exported {path}"
             return path
         return self._guarded(action, None)
+
+
+class _LiveFoldScores:
+    """Outer-fold scores shown as their select/score outputs appear, while the run blocks."""
+
+    def __init__(self, workflow, interval=0.5):
+        import threading
+
+        self.workflow, self.interval = workflow, interval
+        self.folds = [t.id for t in workflow.tasks if t.kind in ("select", "score") and t.split_set == "main"]
+        self.widget = widgets.HTML("<i>waiting for the first outer fold...</i>")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.refresh()
+
+    def _watch(self):
+        while not self.stop.wait(self.interval):
+            self.refresh()
+
+    def refresh(self):
+        """Read the finished fold outputs (files are the truth) into the table."""
+        from mempamal import store
+
+        rows = []
+        for task_id in self.folds:
+            path = store.output_path(self.workflow.workdir, task_id)
+            if path.exists():
+                scores = store.read_json(path)["test_scores"]
+                cells = "".join(f"<td>{name}={value:.4f}</td>" for name, value in scores.items())
+                rows.append(f"<tr><td>{task_id}</td>{cells}</tr>")
+        if rows:
+            self.widget.value = (f"<b>outer folds finished: {len(rows)}/{len(self.folds)}</b>"
+                                 f"<table>{''.join(rows)}</table>")
 
 
 def _has_varying(results):
