@@ -13,7 +13,8 @@ def _axes(ax):
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots()
+        # Constrained layout keeps rotated tick labels and colorbars inside the figure.
+        _, ax = plt.subplots(layout="constrained")
     return ax
 
 
@@ -24,6 +25,9 @@ class ScoresDisplay:
     --------
     >>> disp = ScoresDisplay.from_results(res)       # doctest: +SKIP
     >>> disp.plot().figure_.savefig("scores.png")    # doctest: +SKIP
+
+    ``lines_[metric]`` holds the fold points, ``means_[metric]`` the mean
+    marker with its ± std error bar.
     """
 
     def __init__(self, scores):
@@ -36,12 +40,13 @@ class ScoresDisplay:
 
     def plot(self, ax=None):
         ax = _axes(ax)
-        self.lines_ = {}
+        self.lines_, self.means_ = {}, {}
         for position, (metric, values) in enumerate(self.scores.items()):
             jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
             (points,) = ax.plot(position + jitter, values, "o", alpha=0.7, label=f"{metric} (folds)")
             mean, std = np.nanmean(values), np.nanstd(values)
-            ax.errorbar([position + 0.3], [mean], yerr=[std], fmt="s", color=points.get_color(), capsize=4)
+            self.means_[metric] = ax.errorbar([position + 0.3], [mean], yerr=[std], fmt="s",
+                                              color=points.get_color(), capsize=4)
             ax.annotate(f"{mean:.3f} ± {std:.3f}", (position + 0.35, mean), va="center", fontsize=9)
             self.lines_[metric] = points
         ax.set_xticks(range(len(self.scores)))
@@ -57,18 +62,23 @@ class GridDisplay:
     """Mean inner test score over the grid, one curve (or heatmap) per outer fold.
 
     One varying parameter gives a validation curve per outer fold; two give
-    a heatmap of the inner score averaged over the outer folds.
+    a heatmap of the inner score averaged over the outer folds (or of one
+    outer fold with ``plot(outer_fold=k)``).  ``scores`` has shape
+    ``(n_outer, len(values[0])[, len(values[1])])``; where other parameters
+    vary too, each cell keeps the best of the points it covers.
 
     Examples
     --------
     >>> GridDisplay.from_results(res, params=["clf__C"]).plot()     # doctest: +SKIP
+    >>> res.plot_grid(params=["C", "gamma"]).image_.get_array()     # doctest: +SKIP
     """
 
-    def __init__(self, params, values, scores, metric):
+    def __init__(self, params, values, scores, metric, outer_fold=None):
         self.params, self.values, self.scores, self.metric = params, values, scores, metric
+        self.outer_fold = outer_fold
 
     @classmethod
-    def from_results(cls, results, params=None, metric=None):
+    def from_results(cls, results, params=None, metric=None, outer_fold=None):
         if not results.nested:
             raise ValueError("plot_grid needs a nested experiment (a param_grid).")
         metric = metric or _refit_metric(results)
@@ -91,14 +101,18 @@ class GridDisplay:
                 if counts[index] == 0 or mean > scores[index]:
                     scores[index] = mean
                 counts[index] += 1
-        return cls(params, axes_values, scores, metric)
+        if outer_fold is not None and not 0 <= outer_fold < results.n_outer:
+            raise ValueError(f"The 'outer_fold' argument must be in [0, {results.n_outer}); got {outer_fold}.")
+        return cls(params, axes_values, scores, metric, outer_fold)
 
-    def plot(self, ax=None):
+    def plot(self, ax=None, outer_fold=None):
         ax = _axes(ax)
         if len(self.params) == 1:
             xs = _numeric_positions(self.values[0])
-            self.lines_ = [ax.plot(xs, fold_scores, "o-", alpha=0.8, label=f"outer fold {fold}")[0]
-                           for fold, fold_scores in enumerate(self.scores)]
+            outer_fold = self.outer_fold if outer_fold is None else outer_fold
+            folds = range(len(self.scores)) if outer_fold is None else [outer_fold]
+            self.lines_ = [ax.plot(xs, self.scores[fold], "o-", alpha=0.8, label=f"outer fold {fold}")[0]
+                           for fold in folds]
             if _is_log_spaced(self.values[0]):
                 ax.set_xscale("log")
             if not _all_numbers(self.values[0]):
@@ -108,11 +122,7 @@ class GridDisplay:
             ax.set_ylabel(f"mean inner {self.metric}")
             ax.legend(fontsize=8)
         else:
-            mean = np.nanmean(self.scores, axis=0)
-            self.image_ = ax.imshow(mean, origin="lower", aspect="auto", cmap="viridis")
-            ax.figure.colorbar(self.image_, ax=ax, label=f"mean inner {self.metric} (over outer folds)")
-            for (row, col), value in np.ndenumerate(mean):
-                ax.text(col, row, f"{value:.3f}", ha="center", va="center", fontsize=8, color="white")
+            self._heatmap(ax, self.outer_fold if outer_fold is None else outer_fold)
             ax.set_yticks(range(len(self.values[0])))
             ax.set_yticklabels([_label(v) for v in self.values[0]])
             ax.set_xticks(range(len(self.values[1])))
@@ -122,6 +132,19 @@ class GridDisplay:
         ax.set_title("Inner grid search")
         self.ax_, self.figure_ = ax, ax.figure
         return self
+
+    def _heatmap(self, ax, outer_fold):
+        if outer_fold is None:
+            table, label = np.nanmean(self.scores, axis=0), f"mean inner {self.metric} (over outer folds)"
+        else:
+            table, label = self.scores[outer_fold], f"mean inner {self.metric} (outer fold {outer_fold})"
+        self.image_ = ax.imshow(table, origin="lower", aspect="auto", cmap="viridis")
+        ax.figure.colorbar(self.image_, ax=ax, label=label)
+        # Dark text on the light end of viridis, light text on the dark end.
+        threshold = np.nanmean(self.image_.get_clim())
+        for (row, col), value in np.ndenumerate(table):
+            ax.text(col, row, f"{value:.3f}", ha="center", va="center", fontsize=8,
+                    color="black" if value > threshold else "white")
 
 
 class PermutationDisplay:
@@ -168,7 +191,7 @@ class TimelineDisplay:
         row = {worker: index for index, worker in enumerate(workers)}
         colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c"}
         self.bars_ = {}
-        for kind, group in frame.groupby("kind"):
+        for kind, group in sorted(frame.groupby("kind"), key=lambda item: _KIND_LAYER.get(item[0], 9)):
             ys = [row[f"{h}:{p}"] for h, p in zip(group["host"], group["pid"])]
             self.bars_[kind] = ax.barh(ys, group["end"] - group["start"], left=group["start"] - origin,
                                        height=0.6, color=colors.get(kind, "#7f7f7f"), label=kind,
@@ -178,7 +201,7 @@ class TimelineDisplay:
         ax.set_xlabel("seconds since the first task started")
         ax.set_title(f"{len(frame)} tasks on {len(workers)} workers")
         if len(frame):
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         self.ax_, self.figure_ = ax, ax.figure
         return self
 
@@ -262,10 +285,17 @@ class GraphDisplay:
         ax.set_yticks([-layer for layer in sorted(layers)])
         ax.set_yticklabels([{0: "fit / score", 1: "select", 2: "final"}[layer] for layer in sorted(layers)])
         ax.set_xticks([])
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         ax.set_title(f"{len(self.tasks)} tasks")
         self.ax_, self.figure_ = ax, ax.figure
         return self
+
+
+def _readable(params):
+    """``{'C': np.float64(1.0)}`` shown as ``{'C': 1.0}``."""
+    if params is None:
+        return "(all inner fits failed)"
+    return "{" + ", ".join(f"{k!r}: {v.item() if isinstance(v, np.generic) else v!r}" for k, v in params.items()) + "}"
 
 
 def _table(rows):
@@ -284,11 +314,32 @@ def experiment_html(experiment):
     return "<b>mempamal Experiment</b>" + _table(rows)
 
 
-def workflow_html(workflow):
+def workflow_html(workflow, graph=True):
+    """Task counts by kind, done/pending/failed, and the graph as an inline PNG."""
     status = workflow.status()
     rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
-    rows.append(("failed", status["failed"]))
-    return f"<b>mempamal Workflow</b> <code>{html.escape(str(workflow.workdir))}</code>" + _table(rows)
+    rows += [("pending", status["pending"]), ("failed", status["failed"])]
+    picture = f"<br>{graph_png_html(workflow)}" if graph else ""
+    return f"<b>mempamal Workflow</b> <code>{html.escape(str(workflow.workdir))}</code>" + _table(rows) + picture
+
+
+def graph_png_html(workflow, size=(6.4, 3.2)):
+    """``<img>`` of the task graph, drawn without pyplot.
+
+    A bare ``Figure`` is never registered with pyplot, so the inline backend
+    does not show it a second time at the end of the cell.
+    """
+    import base64
+    import io
+
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=size, dpi=72, layout="constrained")
+    GraphDisplay.from_workflow(workflow).plot(ax=figure.add_subplot())
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"<img alt='task graph' src='data:image/png;base64,{encoded}'/>"
 
 
 def results_html(results):
@@ -296,7 +347,7 @@ def results_html(results):
     best = ""
     if results.nested:
         best = "<br><b>best parameters per outer fold</b>" + _table(
-            [(fold, params) for fold, params in enumerate(results.best_params)])
+            [(fold, _readable(params)) for fold, params in enumerate(results.best_params)])
     perm = ""
     if results.pvalue is not None:
         perm = f"<br>permutation test ({results.permutation_metric}): p-value = {results.pvalue:.4g}"

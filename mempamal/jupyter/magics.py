@@ -112,10 +112,13 @@ class MempamalMagics(Magics):
     def _preview(self, workflow):
         import pandas as pd
 
-        display(HTML(workflow._repr_html_()))
-        table = pd.DataFrame([{"id": t.id, "kind": t.kind, "deps": len(t.deps), "points": len(t.points or ())}
+        from mempamal.display import workflow_html
+
+        display(HTML(workflow_html(workflow, graph=False)))  # the graph follows as a figure
+        table = pd.DataFrame([{"id": t.id, "kind": t.kind, "deps": len(t.deps), "grid points": len(t.points or ())}
                               for t in workflow.tasks])
-        display(table)
+        # The first tasks of each kind: the whole list is in tasks.json.
+        display(table.groupby("kind", sort=False).head(4).reset_index(drop=True))
         _show_figure(workflow.plot())
 
     def _run(self, workflow, output):
