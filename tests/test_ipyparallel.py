@@ -97,3 +97,39 @@ def mp_estimator():
     from sklearn.linear_model import LogisticRegression
 
     return LogisticRegression(max_iter=300)
+
+
+def test_ctrl_c_aborts_engines_stops_private_cluster_and_keeps_finished_work(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from sklearn.datasets import load_iris
+        import mempamal as mp
+        from slowmod import SlowLogistic
+        X, y = load_iris(return_X_y=True)
+        exp = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
+        wf = exp.build(X, y, workdir=sys.argv[1], chunk_size=1)
+        try:
+            wf.run(backend="ipyparallel", n_jobs=2, progress=False)
+        except KeyboardInterrupt:
+            print("INTERRUPTED")
+    """))
+    workdir = tmp_path / "wd"
+    process = subprocess.Popen([sys.executable, str(script), str(workdir)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((workdir / "outputs").glob("*.json")) if workdir.exists() else []) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=90)
+    assert "INTERRUPTED" in stdout, stderr
+    deadline = time.time() + 15
+    while _cluster_processes(b"mempamal-ipp-") and time.time() < deadline:
+        time.sleep(0.2)
+    assert _cluster_processes(b"mempamal-ipp-") == []
+    workflow = mp.Workflow.open(workdir)
+    assert 0 < workflow.status()["done"] < len(workflow.tasks)
