@@ -65,7 +65,8 @@ class GridDisplay:
     a heatmap of the inner score averaged over the outer folds (or of one
     outer fold with ``plot(outer_fold=k)``).  ``scores`` has shape
     ``(n_outer, len(values[0])[, len(values[1])])``; where other parameters
-    vary too, each cell keeps the best of the points it covers.
+    vary too, each cell keeps the best of the points it covers.  A star marks
+    the point each outer fold's search chose (``best_markers_``).
 
     Examples
     --------
@@ -73,9 +74,9 @@ class GridDisplay:
     >>> res.plot_grid(params=["C", "gamma"]).image_.get_array()     # doctest: +SKIP
     """
 
-    def __init__(self, params, values, scores, metric, outer_fold=None):
+    def __init__(self, params, values, scores, metric, outer_fold=None, best=None):
         self.params, self.values, self.scores, self.metric = params, values, scores, metric
-        self.outer_fold = outer_fold
+        self.outer_fold, self.best = outer_fold, best
 
     @classmethod
     def from_results(cls, results, params=None, metric=None, outer_fold=None):
@@ -98,12 +99,18 @@ class GridDisplay:
                     continue
                 index = (fold,) + tuple(_position(v, point[name]) for v, name in zip(axes_values, params))
                 # Points differing only in other parameters: keep the best, as a search would.
-                if counts[index] == 0 or mean > scores[index]:
+                if counts[index] == 0 or np.isnan(scores[index]) or mean > scores[index]:
                     scores[index] = mean
                 counts[index] += 1
         if outer_fold is not None and not 0 <= outer_fold < results.n_outer:
             raise ValueError(f"The 'outer_fold' argument must be in [0, {results.n_outer}); got {outer_fold}.")
-        return cls(params, axes_values, scores, metric, outer_fold)
+        best = None
+        if metric == _refit_metric(results):
+            # Where each outer fold's search landed (its best_params_), to mark on the curves.
+            best = [None if chosen is None or not all(name in chosen for name in params)
+                    else tuple(_position(v, chosen[name]) for v, name in zip(axes_values, params))
+                    for chosen in results.best_params]
+        return cls(params, axes_values, scores, metric, outer_fold, best)
 
     def plot(self, ax=None, outer_fold=None):
         ax = _axes(ax)
@@ -113,6 +120,14 @@ class GridDisplay:
             folds = range(len(self.scores)) if outer_fold is None else [outer_fold]
             self.lines_ = [ax.plot(xs, self.scores[fold], "o-", alpha=0.8, label=f"outer fold {fold}")[0]
                            for fold in folds]
+            self.best_markers_ = []
+            for fold, line in zip(folds, self.lines_):
+                if self.best is not None and self.best[fold] is not None:
+                    (position,) = self.best[fold]
+                    self.best_markers_.append(ax.plot(
+                        [xs[position]], [self.scores[fold][position]], "*", ms=14, color=line.get_color(),
+                        markeredgecolor="black", zorder=3,
+                        label="chosen (best_params_)" if not self.best_markers_ else None)[0])
             if _is_log_spaced(self.values[0]):
                 ax.set_xscale("log")
             if not _all_numbers(self.values[0]):
@@ -286,7 +301,10 @@ class GraphDisplay:
         ax.set_yticklabels([{0: "fit / score", 1: "select", 2: "final"}[layer] for layer in sorted(layers)])
         ax.set_xticks([])
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-        ax.set_title(f"{len(self.tasks)} tasks")
+        counts = {}
+        for task in self.tasks:
+            counts[task.kind] = counts.get(task.kind, 0) + 1
+        ax.set_title(f"{len(self.tasks)} tasks: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
         self.ax_, self.figure_ = ax, ax.figure
         return self
 

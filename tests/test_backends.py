@@ -25,9 +25,9 @@ EXPERIMENTS = {
 @pytest.fixture(scope="module")
 def ipp_client(tmp_path_factory):
     """One real ipyparallel cluster for the module, in a temporary IPython dir."""
-    from mempamal.backends.ipyparallel import _LocalCluster
+    from mempamal.backends.ipyparallel import LocalCluster
 
-    with _LocalCluster(2) as local:
+    with LocalCluster(2) as local:
         yield local.client
 
 

@@ -73,6 +73,7 @@ def test_graph_display_colors_tasks_by_status(results, tmp_path):
     labels = [text.get_text() for text in display.ax_.get_legend().get_texts()]
     assert labels == ["done (1)", "pending (3)"]
     assert len(display.positions_) == len(workflow.tasks)
+    assert display.ax_.get_title() == "4 tasks: 3 score, 1 final"
     plt.close("all")
 
 
@@ -81,3 +82,86 @@ def test_html_reprs_summarize_experiment_workflow_and_results(results):
     html = results._repr_html_()
     assert "best parameters per outer fold" in html and "p-value" in html
     assert "select" in mp.Workflow.open(results.workdir)._repr_html_()
+
+
+def test_scores_display_mean_marker_is_the_fold_mean_with_std_bars(results):
+    display = results.plot_scores()
+    for metric, container in display.means_.items():
+        marker, _, (bars,) = container
+        scores = results.test_scores[metric]
+        assert marker.get_ydata()[0] == pytest.approx(scores.mean(), abs=1e-15)
+        low, high = bars.get_segments()[0][:, 1]
+        assert (low, high) == pytest.approx((scores.mean() - scores.std(), scores.mean() + scores.std()), abs=1e-15)
+    plt.close("all")
+
+
+def test_grid_display_for_one_outer_fold_shows_that_folds_inner_table(results):
+    display = results.plot_grid(outer_fold=1)
+    expected = results.cv_results(1)["mean_test_accuracy"].reshape(3, 2)
+    np.testing.assert_array_equal(display.image_.get_array(), expected)
+    assert "outer fold 1" in display.figure_.axes[-1].get_ylabel()  # the colorbar says which fold
+    curve = results.plot_grid(params=["gamma"], outer_fold=2, metric="f1_macro")
+    (line,) = curve.lines_
+    table = results.cv_results(2)
+    expected = [max(m for p, m in zip(table["params"], table["mean_test_f1_macro"]) if p["gamma"] == g)
+                for g in (0.01, 0.1)]
+    np.testing.assert_array_equal(line.get_ydata(), expected)
+    with pytest.raises(ValueError, match="'outer_fold'"):
+        results.plot_grid(outer_fold=3)
+    plt.close("all")
+
+
+def test_timeline_bars_span_each_tasks_recorded_start_and_end(results):
+    timeline = results.timeline()
+    display = results.plot_timeline()
+    origin = timeline["start"].min()
+    for kind, bars in display.bars_.items():
+        rows = timeline[timeline["kind"] == kind]
+        np.testing.assert_allclose([bar.get_x() for bar in bars], rows["start"] - origin, rtol=0, atol=1e-9)
+        np.testing.assert_allclose([bar.get_width() for bar in bars], rows["end"] - rows["start"], rtol=0, atol=1e-9)
+    workers = {f"{h}:{p}" for h, p in zip(timeline["host"], timeline["pid"])}
+    assert [label.get_text() for label in display.ax_.get_yticklabels()] == sorted(workers)
+    plt.close("all")
+
+
+def test_workflow_html_has_counts_by_kind_and_the_graph_picture(tmp_path):
+    workflow = mp.Experiment(SVC(), param_grid={"C": [1.0, 2.0]}, cv=2, inner_cv=2).build(
+        X, y, workdir=tmp_path / "wd")
+    mp.run_task(workflow.workdir, "fit-o0-i0-c0")
+    html = workflow._repr_html_()
+    kinds = {task.kind for task in workflow.tasks}
+    for kind in kinds:
+        total = sum(task.kind == kind for task in workflow.tasks)
+        cell = "<td style='text-align:left'>"
+        assert f"{cell}{kind}</td>{cell}{int(kind == 'fit')} / {total} done" in html
+    assert "<img" in html and "data:image/png;base64," in html
+    assert plt.get_fignums() == []  # drawn off pyplot: the inline backend shows nothing twice
+
+
+def test_displays_and_html_reprs_never_import_ipython_or_ipywidgets(results):
+    """DESIGN §5: only mempamal.jupyter imports them; `import mempamal` stays light."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mempamal as mp\n"
+        "light = [m for m in ('matplotlib', 'sklearn', 'IPython') if m in sys.modules]\n"
+        f"res = mp.Results.load({str(results.workdir)!r})\n"
+        "for plot in (res.plot_scores, res.plot_grid, res.plot_permutation, res.plot_timeline):\n"
+        "    plot()\n"
+        "html = res._repr_html_() + mp.Workflow.open(res.workdir)._repr_html_() + res.experiment._repr_html_()\n"
+        "print(light, [m for m in ('IPython', 'ipywidgets') if m in sys.modules])\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "[] []"
+
+
+def test_grid_display_stars_the_point_each_outer_fold_chose(results):
+    display = results.plot_grid(params=["C"])
+    assert [marker.get_xdata()[0] for marker in display.best_markers_] == [p["C"] for p in results.best_params]
+    for fold, marker in enumerate(display.best_markers_):
+        table = results.cv_results(fold)
+        best = table["params"].index(results.best_params[fold])
+        assert marker.get_ydata()[0] == table["mean_test_accuracy"][best]
+    assert results.plot_grid(params=["C"], metric="f1_macro").best_markers_ == []  # not the metric that chose
+    plt.close("all")

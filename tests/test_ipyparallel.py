@@ -50,11 +50,11 @@ def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path,
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.chdir(tmp_path)  # engines start in this cwd, so they import slowmod too
     from slowmod import SlowLogistic
-    from mempamal.backends.ipyparallel import _LocalCluster
+    from mempamal.backends.ipyparallel import LocalCluster
 
     experiment = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
-    with _LocalCluster(2) as local:
+    with LocalCluster(2) as local:
         pids = local.client[:].apply_sync(os.getpid)
         outputs = workflow.workdir / "outputs"
 
@@ -72,10 +72,10 @@ def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path,
 
 
 def test_a_given_client_is_left_running(tmp_path):
-    from mempamal.backends.ipyparallel import _LocalCluster
+    from mempamal.backends.ipyparallel import LocalCluster
 
     workflow = mp.Experiment(mp_estimator(), cv=3).build(X, y, workdir=tmp_path / "wd")
-    with _LocalCluster(1) as local:
+    with LocalCluster(1) as local:
         workflow.run(backend="ipyparallel", client=local.client, progress=False)
         assert len(local.client[:].apply_sync(os.getpid)) == 1
 

@@ -66,6 +66,7 @@ def test_line_commands_status_results_export_resume(shell, tmp_path):
     ("-n 1 -w wd2", BODY + "scoring = 'acuracy'", "'scoring' parameter"),
     ("-n 1 --export yaml", BODY, "FMT:PATH"),
     ("-n 1 --nope", BODY, "unrecognized arguments"),
+    ("-n 1", BODY + "1 / 0", "the cell raised ZeroDivisionError; nothing was built"),
 ])
 def test_bad_cells_raise_one_line_usage_errors(shell, line, body, message):
     with pytest.raises(UsageError, match=message):
@@ -97,3 +98,30 @@ def test_cluster_start_run_on_engines_and_stop(shell):
     assert len(hosts) == 1  # the one engine
     with pytest.raises(UsageError, match="no cluster is running"):
         shell.run_line_magic("mempamal", "cluster stop")
+
+
+def test_gui_returns_a_builder_seeing_the_notebook_variables(shell):
+    from mempamal.jupyter import ExperimentBuilder
+
+    shell.run_cell(BODY + "import numpy as np\nsubjects = np.arange(len(y)) % 3\n")
+    builder = shell.run_line_magic("mempamal", "gui")
+    assert isinstance(builder, ExperimentBuilder)
+    assert "estimator (notebook)" in builder.estimator.options
+    assert {"X", "y", "subjects"} <= set(builder.X.options) and "subjects" in builder.groups.options
+    builder.estimator.value = "estimator (notebook)"
+    builder.X.value, builder.y.value = "X", "y"
+    assert not builder.run_button.disabled
+    assert builder.experiment().estimator.get_params() == shell.user_ns["estimator"].get_params()
+
+
+def test_optional_settings_come_only_from_the_cell_itself(shell, capsys):
+    """A param_grid left by an earlier cell must not turn a plain CV into a nested one."""
+    shell.run_cell_magic("mempamal", "-n 1 -w nested", BODY)
+    capsys.readouterr()
+    shell.run_cell_magic("mempamal", "-n 1 -w plain -o plain", "estimator = LogisticRegression(max_iter=300)\ncv = 4")
+    plain = shell.user_ns["plain"]
+    assert not plain.nested and plain.n_outer == 4
+    printed = capsys.readouterr().out
+    assert "not set in this cell, so not used: param_grid, inner_cv" in printed
+    ns = shell.user_ns
+    assert_matches_sklearn(plain, mp.Experiment(ns["estimator"], cv=4), ns["X"], ns["y"])

@@ -98,3 +98,17 @@ def test_live_fold_scores_table_reads_finished_fold_outputs(tmp_path):
     with live:
         workflow.run(n_jobs=1, progress=False)
     assert "3/3" in live.widget.value
+
+
+def test_group_splitter_without_groups_and_zero_workers_disable_run():
+    groups = np.arange(len(y)) % 5
+    builder = ExperimentBuilder(X=X, y=y, namespace={"subjects": groups})
+    builder.outer.splitter.value = "GroupKFold"
+    assert builder.run_button.disabled and "GroupKFold needs groups" in builder.message.value
+    builder.groups.value = "subjects"
+    assert not builder.run_button.disabled
+    builder.n_jobs.value = 0
+    assert builder.run_button.disabled and "workers" in builder.message.value
+    builder.n_jobs.value = 1
+    builder.workdir.value = " "
+    assert builder.run_button.disabled and "workdir" in builder.message.value

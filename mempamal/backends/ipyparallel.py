@@ -44,7 +44,7 @@ def _environment(**values):
                 os.environ[name] = value
 
 
-class _LocalCluster:
+class LocalCluster:
     """A private ``ipyparallel.Cluster`` in a temporary IPython dir, stopped on exit.
 
     Engines create ``$IPYTHONDIR/profile_default`` whatever ``profile_dir``
@@ -125,7 +125,7 @@ class IPyParallelBackend(Backend):
                     client.close()
             n_engines = effective_n_jobs(-1 if n_jobs is None else n_jobs)
             n_threads = max(1, (os.cpu_count() or 1) // n_engines)
-            with _LocalCluster(n_engines) as local:
+            with LocalCluster(n_engines) as local:
                 return _Driver(local.client, local, self.retries, n_threads).run(workflow, task_ids, bar)
         finally:
             bar.close()

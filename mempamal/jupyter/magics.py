@@ -6,6 +6,9 @@ runs the cell in the user namespace; the cell defines ``estimator``, ``X``,
 ``scoring``, ``refit``, ``n_permutations``, ``random_state``,
 ``error_score``.  The magic builds the workflow, previews or runs it, shows
 the summary and the scores plot, and stores the Results in ``NAME``.
+``estimator``, ``X`` and ``y`` may come from earlier cells; the optional
+settings are read only when the cell itself assigns them, so a
+``param_grid`` left over from another experiment never changes this one.
 
 ``%mempamal status|results [WORKDIR]``, ``%mempamal export FMT PATH``,
 ``%mempamal resume``, ``%mempamal gui``, ``%mempamal cluster start -n N``,
@@ -27,8 +30,37 @@ EXPERIMENT_VARIABLES = ("param_grid", "cv", "inner_cv", "scoring", "refit", "n_p
 LINE_COMMANDS = ("status", "results", "export", "resume", "gui", "cluster")
 
 
-def experiment_from_namespace(namespace):
+def assigned_names(cell):
+    r"""Names a cell body binds (assignments, imports, loop targets...).
+
+    Examples
+    --------
+    >>> sorted(assigned_names("cv = 3\nfrom numpy import logspace as grid\nfor i in []: pass"))
+    ['cv', 'grid', 'i']
+    """
+    import ast
+
+    try:
+        tree = ast.parse(cell)
+    except SyntaxError:
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names
+
+
+def experiment_from_namespace(namespace, defined=None):
     """``(Experiment, X, y, groups)`` from the variables a cell defined.
+
+    ``estimator``, ``X`` and ``y`` must be in ``namespace``; the optional
+    settings (``groups`` and :data:`EXPERIMENT_VARIABLES`) are used only if
+    their name is in ``defined`` (default: every name of ``namespace``).
 
     Examples
     --------
@@ -40,12 +72,17 @@ def experiment_from_namespace(namespace):
     missing = [name for name in ("estimator", "X", "y") if name not in namespace]
     if missing:
         raise UsageError(f"%%mempamal: the cell must define 'estimator', 'X' and 'y'; missing {missing}.")
-    options = {name: namespace[name] for name in EXPERIMENT_VARIABLES if name in namespace}
+    defined = set(namespace) if defined is None else set(defined)
+    options = {name: namespace[name] for name in EXPERIMENT_VARIABLES if name in namespace and name in defined}
+    ignored = [name for name in EXPERIMENT_VARIABLES + ("groups",) if name in namespace and name not in defined]
+    if ignored:
+        print(f"%%mempamal: not set in this cell, so not used: {', '.join(ignored)} (earlier cells' values)")
     try:
         experiment = mp.Experiment(namespace["estimator"], **options)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"%%mempamal: {exc}") from None
-    return experiment, namespace["X"], namespace["y"], namespace.get("groups")
+    groups = namespace["groups"] if "groups" in namespace and "groups" in defined else None
+    return experiment, namespace["X"], namespace["y"], groups
 
 
 def _show_figure(display_object):
@@ -91,8 +128,8 @@ class MempamalMagics(Magics):
     def run_cell(self, cell, args):
         """The ``%%mempamal`` cell: define, build, then preview or run."""
         namespace = self.shell.user_ns
-        self.shell.ex(cell)
-        experiment, X, y, groups = experiment_from_namespace(namespace)
+        self._execute_body(cell)
+        experiment, X, y, groups = experiment_from_namespace(namespace, defined=assigned_names(cell))
         workdir = args.workdir or f"mempamal-runs/{args.output}"
         try:
             workflow = experiment.build(X, y, groups=groups, workdir=workdir, overwrite=args.overwrite)
@@ -108,6 +145,22 @@ class MempamalMagics(Magics):
             return self._preview(workflow)
         self._run(workflow, args.output)
         return None
+
+    def _execute_body(self, cell):
+        """Run the cell body in the user namespace; its own errors show the user's code only."""
+        import sys
+
+        # Registered with IPython's compiler cache so tracebacks show the cell's lines,
+        # under the cell's In[n] (run_cell counted it already), one blank line
+        # standing for the %%mempamal line so that line numbers match the cell.
+        body = "\n" + cell
+        filename = self.shell.compile.cache(body, max(self.shell.execution_count - 1, 0))
+        try:
+            exec(compile(body, filename, "exec"), self.shell.user_ns)
+        except Exception as exc:
+            kind, value, traceback = sys.exc_info()
+            self.shell.showtraceback((kind, value, traceback.tb_next), tb_offset=0)  # from the user's first line
+            raise UsageError(f"%%mempamal: the cell raised {type(exc).__name__}; nothing was built.") from None
 
     def _preview(self, workflow):
         import pandas as pd
@@ -185,12 +238,12 @@ class MempamalMagics(Magics):
     def _line_gui(self, words, args):
         from .widgets import ExperimentBuilder
 
-        builder = ExperimentBuilder(namespace=self.shell.user_ns)
-        display(builder)
-        return None
+        # Returned, not displayed: the cell shows it once, and
+        # ``builder = %mempamal gui`` keeps a handle on the form.
+        return ExperimentBuilder(namespace=self.shell.user_ns)
 
     def _line_cluster(self, words, args):
-        from mempamal.backends.ipyparallel import _LocalCluster
+        from mempamal.backends.ipyparallel import LocalCluster
 
         action = words[0] if words else None
         if action == "start":
@@ -199,7 +252,7 @@ class MempamalMagics(Magics):
             n_engines = args.n_jobs if args.n_jobs > 0 else None
             from mempamal.backends.base import effective_n_jobs
 
-            self.cluster = _LocalCluster(effective_n_jobs(n_engines or -1)).__enter__()
+            self.cluster = LocalCluster(effective_n_jobs(n_engines or -1)).__enter__()
             print(f"ipyparallel cluster started with {len(self.cluster.client.ids)} engines; "
                   "%%mempamal -b ipyparallel uses it")
         elif action == "stop":

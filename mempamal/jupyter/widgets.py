@@ -115,7 +115,8 @@ class ExperimentBuilder(widgets.VBox):
         self.export_button = widgets.Button(description="Export soma-workflow", icon="download")
         self.preview_output, self.results_output = widgets.Output(), widgets.Output()
         for control in (self.estimator, self.X, self.y, self.groups, self.grid, self.scoring, self.refit,
-                        self.n_permutations, self.outer.splitter, self.inner.splitter):
+                        self.n_permutations, self.outer.splitter, self.inner.splitter, self.n_jobs,
+                        self.workdir):
             control.observe(lambda change: self.validate(), names="value")
         self.preview_button.on_click(lambda button: self.preview())
         self.run_button.on_click(lambda button: self.run())
@@ -166,9 +167,10 @@ class ExperimentBuilder(widgets.VBox):
         self.refit.options = ["(first)"] + chosen
         try:
             self.experiment()
-            X, y, _ = self.inputs()
+            X, y, groups = self.inputs()
             if X is None or y is None:
                 raise ValueError("choose X and y (variables of the notebook) or pass them to ExperimentBuilder.")
+            self._check_run_choices(groups)
         except (ValueError, TypeError, KeyError) as exc:
             self.message.value = f"<span style='color:#c00'>{exc}</span>"
             self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = True
@@ -176,6 +178,16 @@ class ExperimentBuilder(widgets.VBox):
         self.message.value = "<span style='color:#080'>ready</span>"
         self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = False
         return True
+
+    def _check_run_choices(self, groups):
+        """What Experiment cannot check before build: groups, workers, workdir."""
+        splitters = [self.outer.splitter.value] + ([self.inner.splitter.value] if self.grid.value.strip() else [])
+        if "GroupKFold" in splitters and groups is None:
+            raise ValueError("GroupKFold needs groups: choose a variable in 'groups'.")
+        if self.n_jobs.value == 0:
+            raise ValueError("workers must be a positive number or -1 (all cores); got 0.")
+        if not self.workdir.value.strip():
+            raise ValueError("workdir must name a folder.")
 
     # -------------------------------------------------------------- actions
     def build(self):
@@ -201,7 +213,9 @@ class ExperimentBuilder(widgets.VBox):
             workflow = self.build()
             self.preview_output.clear_output()
             with self.preview_output:
-                display(HTML(workflow._repr_html_()))
+                from mempamal.display import workflow_html
+
+                display(HTML(workflow_html(workflow, graph=False)))  # the graph follows as a figure
                 figure = workflow.plot().figure_
                 display(figure)
                 plt.close(figure)
