@@ -115,6 +115,7 @@ class Workflow:
         self.workdir = Path(workdir).absolute()
         self.manifest = store.read_json(self.workdir / store.MANIFEST)
         self._tasks = None
+        self._by_id = None
 
     @classmethod
     def open(cls, workdir):
@@ -147,10 +148,12 @@ class Workflow:
 
     def task(self, task_id):
         """The :class:`Task` with id ``task_id``."""
-        for task in self.tasks:
-            if task.id == task_id:
-                return task
-        raise KeyError(f"No task {task_id!r} in {self.workdir}.")
+        if self._by_id is None:
+            self._by_id = {task.id: task for task in self.tasks}
+        try:
+            return self._by_id[task_id]
+        except KeyError:
+            raise KeyError(f"No task {task_id!r} in {self.workdir}.") from None
 
     def done_ids(self):
         """Ids of the tasks whose output exists."""

@@ -131,7 +131,6 @@ class DependencyTracker:
                     stack.append(child)
         return blocked
 
-
     def record(self, task_id, error, failed, bar=None):
         """Mark ``task_id`` finished (``error`` None) or failed, blocking its dependents."""
         if error is None:
