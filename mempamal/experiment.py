@@ -134,9 +134,14 @@ class Experiment:
         return Workflow.open(workdir)
 
     def run(self, X, y, groups=None, workdir="mempamal-run", backend="local", n_jobs=-1,
-            overwrite=False, progress=True, **options):
-        """Build and run in one call; returns the :class:`mempamal.Results`."""
-        workflow = self.build(X, y, groups=groups, workdir=workdir, overwrite=overwrite)
+            overwrite=False, progress=True, chunk_size="auto", **options):
+        """Build and run in one call; returns the :class:`mempamal.Results`.
+
+        Examples
+        --------
+        >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2)     # doctest: +SKIP
+        """
+        workflow = self.build(X, y, groups=groups, workdir=workdir, overwrite=overwrite, chunk_size=chunk_size)
         return workflow.run(backend=backend, n_jobs=n_jobs, progress=progress, **options)
 
     def _compute_split_sets(self, X, y, groups):
