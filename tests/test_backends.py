@@ -23,7 +23,7 @@ EXPERIMENTS = {
 
 
 @pytest.fixture(scope="module")
-def ipp_client(tmp_path_factory):
+def ipp_client():
     """One real ipyparallel cluster for the module, in a temporary IPython dir."""
     from mempamal.backends.ipyparallel import LocalCluster
 
@@ -32,24 +32,35 @@ def ipp_client(tmp_path_factory):
 
 
 @pytest.fixture(params=mp.available_backends())
-def backend_options(request, ipp_client):
+def backend_options(request):
+    """(name, options) of each registered backend; ipyparallel reuses the module's cluster."""
     name = request.param
-    options = {"client": ipp_client} if name == "ipyparallel" else {}
+    options = {"client": request.getfixturevalue("ipp_client")} if name == "ipyparallel" else {}
     return name, options
 
 
-def _local_raw(experiment, tmp_path, chunk_size):
-    workflow = experiment.build(X, y, workdir=tmp_path / "reference", chunk_size=chunk_size)
-    workflow.run(backend="local", n_jobs=1, progress=False)
-    return comparable(json.loads((workflow.workdir / "results.json").read_text()))
+@pytest.fixture(scope="module")
+def local_reference(tmp_path_factory):
+    """results.json (timings removed) of each case run in-process by the local backend, once."""
+    cache = {}
+
+    def reference(case):
+        if case not in cache:
+            workdir = tmp_path_factory.mktemp("reference") / case
+            workflow = EXPERIMENTS[case]().build(X, y, workdir=workdir, chunk_size=2)
+            workflow.run(backend="local", n_jobs=1, progress=False)
+            cache[case] = comparable(json.loads((workflow.workdir / "results.json").read_text()))
+        return cache[case]
+
+    return reference
 
 
 @pytest.mark.parametrize("case", sorted(EXPERIMENTS))
-def test_backend_gives_the_local_backends_and_sklearns_answer(backend_options, case, tmp_path):
+def test_backend_gives_the_local_backends_and_sklearns_answer(backend_options, case, local_reference, tmp_path):
     name, options = backend_options
     workflow = EXPERIMENTS[case]().build(X, y, workdir=tmp_path / "wd", chunk_size=2)
     results = workflow.run(backend=name, n_jobs=2, progress=False, **options)
-    assert comparable(results.raw) == _local_raw(EXPERIMENTS[case](), tmp_path, 2)
+    assert comparable(results.raw) == local_reference(case)
     assert_matches_sklearn(results, EXPERIMENTS[case](), X, y)
 
 

@@ -1,64 +1,194 @@
-"""Soma-Workflow specifics: the exported file, isolation from the user's config."""
+"""Soma-Workflow specifics: the exported file, real light-mode runs, isolation, clean shutdown.
 
+The answers every backend must give (plain, nested, permutations, resume,
+failures) are checked for soma-workflow by test_backends.py; here: what only
+soma-workflow has.  Each job is a ``python -m mempamal task`` process (~1 s),
+so the graphs stay small.
+"""
+
+import _thread
+import json
 import os
 import sys
+import tempfile
+import threading
+import time
+import warnings
 
+import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
+from conftest import assert_matches_sklearn, comparable
+
+pytest.importorskip("soma_workflow")
 X, y = load_iris(return_X_y=True)
+TEMPDIR = tempfile.gettempdir()
 
 
-def _workflow(tmp_path, **kwargs):
-    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2,
-                               **kwargs)
-    return experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=2)
+def _experiment(**kwargs):
+    options = dict(param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    options.update(kwargs)
+    return mp.Experiment(LogisticRegression(max_iter=300), **options)
 
 
+def _local_raw(experiment, tmp_path):
+    workflow = experiment.build(X, y, workdir=tmp_path / "reference", chunk_size=2)
+    workflow.run(backend="local", n_jobs=1, progress=False)
+    return comparable(json.loads((workflow.workdir / "results.json").read_text()))
+
+
+def _job_processes(workdir):
+    """Live processes whose command line names ``workdir`` (i.e. its task jobs)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if str(workdir) in " ".join(process.info["cmdline"] or ()):
+            found.append(process.pid)
+    return found
+
+
+def _assert_left_nothing_behind(workdir):
+    """No job process, soma thread, HOME file or process-wide setting outlives a run."""
+    import soma_workflow.engine
+
+    deadline = time.monotonic() + 0.5  # killed processes take a moment to be reaped; tasks take ~1 s
+    while _job_processes(workdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _job_processes(workdir) == []
+    home = os.environ["HOME"]
+    assert [name for name in os.listdir(home) if name.startswith(".soma")] == []
+    assert "SOMA_WORKFLOW_CONFIG" not in os.environ
+    assert soma_workflow.engine.refreshment_interval == 1.0
+    assert tempfile.gettempdir() == TEMPDIR
+    soma_threads = [t.name for t in threading.enumerate()
+                    if t.name in ("scheduler_loop", "poll_thread") or type(t).__name__ == "EngineLoopThread"]
+    assert soma_threads == []
+
+
+# ------------------------------------------------------------------ export
 def test_export_loads_back_with_soma_workflow_jobs_dependencies_and_groups(tmp_path):
     from soma_workflow.client import Helper
 
-    workflow = _workflow(tmp_path, n_permutations=1, random_state=0)
+    workflow = _experiment(n_permutations=2, random_state=0).build(X, y, workdir=tmp_path / "wd", chunk_size=2)
     path = workflow.export(tmp_path / "wf.json", format="soma-workflow")
+    assert sorted(os.listdir(tmp_path)) == ["wd", "wf.json"]  # no temporary file left
     loaded = Helper.unserialize(str(path))
-    by_name = {job.name: job for job in loaded.jobs}
-    assert len(loaded.jobs) == len(workflow.tasks)
+
+    by_task = {job.command[-1]: job for job in loaded.jobs}
+    assert sorted(by_task) == sorted(task.id for task in workflow.tasks)
     for task in workflow.tasks:
-        name = task.id if task.split_set == "main" or task.kind == "final" else f"{task.split_set} / {task.id[len(task.split_set) + 1:]}"
-        assert by_name[name].command == [sys.executable, "-m", "mempamal", "task", str(workflow.workdir), task.id]
+        assert by_task[task.id].command == [sys.executable, "-m", "mempamal", "task", str(workflow.workdir), task.id]
+    assert by_task["fit-o2-i1-c0"].name == "fold 2 / fit-o2-i1-c0"
+    assert by_task["perm-1-select-o0"].name == "perm 1 / fold 0 / select-o0"
+    assert by_task["final"].name == "final"
+
     edges = {(a.command[-1], b.command[-1]) for a, b in loaded.dependencies}
     assert edges == {(dep, task.id) for task in workflow.tasks for dep in task.deps}
-    group_names = {group.name for group in loaded.groups}
-    assert {"fold 0", "fold 1", "fold 2", "perm-0", "perm-0 / fold 0"} <= group_names
-    fold0 = next(g for g in loaded.groups if g.name == "fold 0")
-    assert {job.command[-1] for job in fold0.elements} == {"fit-o0-i0-c0", "fit-o0-i1-c0", "select-o0"}
+
+    def members(group):
+        return [element.name for element in group.elements]
+
+    root = {element.name: element for element in loaded.root_group}
+    assert list(root) == ["fold 0", "fold 1", "fold 2", "permutations", "final"]
+    assert members(root["fold 0"]) == ["fold 0 / fit-o0-i0-c0", "fold 0 / fit-o0-i1-c0", "fold 0 / select-o0"]
+    assert members(root["permutations"]) == ["perm 0", "perm 1"]
+    perm1 = root["permutations"].elements[1]
+    assert members(perm1) == ["perm 1 / fold 0", "perm 1 / fold 1", "perm 1 / fold 2"]
+    assert {g.name for g in loaded.groups} == {"fold 0", "fold 1", "fold 2", "permutations", "perm 0", "perm 1"} | {
+        f"perm {m} / fold {k}" for m in range(2) for k in range(3)}
 
 
 def test_export_honours_cluster_python_and_workdir(tmp_path):
     from soma_workflow.client import Helper
 
-    workflow = _workflow(tmp_path)
-    path = workflow.export(tmp_path / "wf.json", format="soma-workflow", python="/cluster/bin/python",
-                           workdir="/shared/wd")
-    commands = [job.command for job in Helper.unserialize(str(path)).jobs]
-    assert all(cmd[:5] == ["/cluster/bin/python", "-m", "mempamal", "task", "/shared/wd"] for cmd in commands)
+    workflow = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd")
+    path = workflow.export(tmp_path / "wf.json", format="soma-workflow", python="/cluster/venv/bin/python",
+                           workdir="/shared/runs/x")
+    jobs = Helper.unserialize(str(path)).jobs
+    assert sorted(job.command[-1] for job in jobs) == ["final", "score-o0", "score-o1", "score-o2"]
+    for job in jobs:
+        assert job.command[:5] == ["/cluster/venv/bin/python", "-m", "mempamal", "task", "/shared/runs/x"]
 
 
-def test_light_mode_run_keeps_home_clean_and_leaves_no_job_processes(tmp_path):
-    home = os.environ["HOME"]
-    before = set(os.listdir(home))
-    workflow = _workflow(tmp_path)
-    workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
-    assert set(os.listdir(home)) == before, "soma-workflow wrote into HOME"
-    assert (workflow.workdir / "soma-workflow" / "soma-workflow.db").exists()
-    leftovers = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if str(workflow.workdir).encode() in handle.read():
-                    leftovers.append(pid)
-        except OSError:
-            pass
-    assert leftovers == []
+def test_missing_soma_workflow_gives_an_install_hint(monkeypatch):
+    from mempamal.backends import somaworkflow
+
+    monkeypatch.setitem(sys.modules, "soma_workflow.client", None)  # what `import` sees when absent
+    with pytest.raises(ImportError, match="pip install soma-workflow"):
+        somaworkflow.SomaWorkflowBackend().run(None, [])
+
+
+def test_backend_options_are_checked_before_any_work():
+    from mempamal.backends.somaworkflow import SomaWorkflowBackend
+
+    with pytest.raises(ValueError, match="'isolated'.*cannot be used with resource_id"):
+        SomaWorkflowBackend(resource_id="cluster", isolated=True)
+    with pytest.raises(ValueError, match="'poll_interval'"):
+        SomaWorkflowBackend(poll_interval=0)
+
+
+# --------------------------------------------------------------------- run
+def test_light_mode_run_of_nested_permutation_test_equals_local_and_sklearn(tmp_path):
+    experiment = _experiment(n_permutations=1, random_state=0)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=2)
+    results = workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
+    assert comparable(results.raw) == _local_raw(_experiment(n_permutations=1, random_state=0), tmp_path)
+    assert_matches_sklearn(results, experiment, X, y)
+    state = workflow.workdir / "soma-workflow"
+    assert (state / "soma-workflow.db").exists() and (state / "soma-workflow-shtmp").is_dir()
+    _assert_left_nothing_behind(workflow.workdir)
+
+
+def test_interrupted_run_kills_its_jobs_and_the_rerun_submits_only_the_rest(tmp_path, capsys):
+    workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    outputs = workflow.workdir / "outputs"
+    for task_id in ("fit-o0-i0-c0", "fit-o0-i0-c1"):
+        mp.run_task(workflow.workdir, task_id)
+    before = set(os.listdir(outputs))
+    running_at_interrupt = []
+
+    def interrupt_after_first_new_output():
+        while set(os.listdir(outputs)) == before:
+            time.sleep(0.02)
+        running_at_interrupt.extend(_job_processes(workflow.workdir))
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt_after_first_new_output, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
+    assert running_at_interrupt, "the interrupt should come while jobs run"
+    _assert_left_nothing_behind(workflow.workdir)
+    done = workflow.done_ids()
+    assert len(before) < len(done) < len(workflow.tasks)
+    time.sleep(1.5)
+    assert workflow.done_ids() == done, "a job outlived the interrupted run"
+
+    stamps = {task_id: (outputs / f"{task_id}.json").stat().st_mtime_ns for task_id in done}
+    results = workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
+    assert {task_id: (outputs / f"{task_id}.json").stat().st_mtime_ns for task_id in done} == stamps
+    assert_matches_sklearn(results, _experiment(), X, y)
+    assert capsys.readouterr().out == ""  # soma-workflow's chatter is kept off stdout
+    _assert_left_nothing_behind(workflow.workdir)
+
+
+def test_failed_job_is_reported_with_its_stderr_and_dependents_not_run(tmp_path):
+    experiment = _experiment(param_grid={"C": [1.0, -1.0]}, cv=2, error_score="raise")
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    state = tmp_path / "soma-state"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(mp.WorkflowError) as info:
+            workflow.run(backend="soma-workflow", n_jobs=2, progress=False, isolated=state)
+    failed = info.value.failed
+    bad = [f"fit-o{k}-i{j}-c1" for k in range(2) for j in range(2)]
+    assert sorted(task_id for task_id, message in failed.items() if "exit value 1" in message) == bad
+    assert "InvalidParameterError" in failed["fit-o0-i0-c1"] and "'C'" in failed["fit-o0-i0-c1"]
+    for task_id in ("select-o0", "select-o1", "final"):
+        assert failed[task_id].startswith("not run")
+    assert workflow.done_ids() == {f"fit-o{k}-i{j}-c0" for k in range(2) for j in range(2)}
+    assert (state / "soma-workflow.db").exists() and not (workflow.workdir / "soma-workflow" / "soma-workflow.db").exists()
+    _assert_left_nothing_behind(workflow.workdir)

@@ -1,30 +1,43 @@
 """Soma-Workflow: export the graph as a soma-workflow file, or submit it.
 
 Every task becomes a ``Job`` whose command is ``python -m mempamal task
-WORKDIR ID``; dependencies are the graph's; jobs are grouped per outer fold
-(and per permutation), with the ``final`` job at the root.  The exported
-file is what ``Helper.serialize`` writes, so ``Helper.unserialize``, the
-soma-workflow GUI and ``soma_submit_workflow`` read it.
+WORKDIR ID``, named after where it sits (``fold 2 / fit-o2-i1-c0``,
+``perm 3 / fold 0 / select-o0``); dependencies are the graph's; there is one
+``Group`` per outer fold, the folds of each permutation grouped under
+``perm <m>`` and all permutations under ``permutations``; ``final`` sits at
+the root.  The exported file is what ``Helper.serialize`` writes, so
+``Helper.unserialize``, the soma-workflow GUI and ``soma_submit_workflow``
+read it.
 
-Running submits through a real ``WorkflowController``.  Without a
-``resource_id`` it uses soma-workflow's *isolated light mode* with its state
-inside the workdir (``WORKDIR/soma-workflow/``): the user's
-``~/.soma-workflow*`` is never read or written, and no server process is
-started.  With a ``resource_id`` it uses the user's configured resource
-(Slurm, PBS, DRMAA, ...), which needs the workdir on a shared filesystem.
+Running submits the unfinished tasks through a real ``WorkflowController``.
+Without a ``resource_id`` it uses soma-workflow's *isolated light mode* with
+all its state inside the workdir (``WORKDIR/soma-workflow/``): the user's
+``~/.soma-workflow*`` files are neither read nor written, and no server
+process is started (engine and scheduler are threads of this process).  With
+a ``resource_id`` it uses that resource of the user's soma-workflow
+configuration (Slurm, PBS, DRMAA, ...), which needs the workdir on a
+filesystem the nodes share.
 """
 
 import contextlib
 import io
 import os
+import signal
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 from .. import store
+from ..splits import MAIN
 from .base import Backend, DependencyTracker, effective_n_jobs, make_progress
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
+#: Folder of the workdir holding soma-workflow's state in isolated light mode.
 STATE_DIR = "soma-workflow"
+#: Engine loop period (seconds) while we run; soma-workflow's 1 s default
+#: would add up to a second of latency at every level of the graph.
+ENGINE_TICK = 0.05
 
 
 def _import_soma():
@@ -37,17 +50,45 @@ def _import_soma():
     return client, constants, engine
 
 
-def _job_name(entry):
-    if entry["split_set"] not in (None, "main") and entry["kind"] != "final":
-        return f"{entry['split_set']} / {entry['id'][len(entry['split_set']) + 1:]}"
-    return entry["id"]
+# ------------------------------------------------------------------ the file
+def _group_path(entry):
+    """Labels of the groups holding a task, outermost first: ``["perm 3", "perm 3 / fold 0"]``."""
+    if entry["outer"] is None:
+        return []
+    fold = f"fold {entry['outer']}"
+    if entry["split_set"] in (None, MAIN):
+        return [fold]
+    permutation = entry["split_set"].replace("-", " ", 1)
+    return [permutation, f"{permutation} / {fold}"]
 
 
-def build_soma_workflow(entries, name):
-    """A ``soma_workflow.client.Workflow`` for command ``entries``.
+def job_name(entry):
+    """Readable, unique name of a task's job.
+
+    Examples
+    --------
+    >>> job_name({"id": "fit-o2-i1-c0", "split_set": "main", "outer": 2})
+    'fold 2 / fit-o2-i1-c0'
+    >>> job_name({"id": "perm-3-select-o0", "split_set": "perm-3", "outer": 0})
+    'perm 3 / fold 0 / select-o0'
+    >>> job_name({"id": "final", "split_set": None, "outer": None})
+    'final'
+    """
+    path = _group_path(entry)
+    if not path:
+        return entry["id"]
+    short_id = entry["id"]
+    if entry["split_set"] not in (None, MAIN):
+        short_id = short_id[len(entry["split_set"]) + 1:]
+    return f"{path[-1]} / {short_id}"
+
+
+def build_soma_workflow(entries, name, env=None):
+    """A ``soma_workflow.client.Workflow`` with one job per command entry.
 
     ``entries`` are :func:`mempamal.backends.export.command_entries` rows;
     dependencies on tasks not in ``entries`` (already finished) are dropped.
+    ``env`` (a dict) is added to every job's environment.
 
     Examples
     --------
@@ -57,171 +98,318 @@ def build_soma_workflow(entries, name):
     True
     """
     client, _, _ = _import_soma()
-    jobs = {e["id"]: client.Job(command=list(e["cmd"]), name=_job_name(e)) for e in entries}
+    jobs = {e["id"]: client.Job(command=list(e["cmd"]), name=job_name(e), env=env) for e in entries}
     dependencies = [(jobs[dep], jobs[e["id"]]) for e in entries for dep in e["deps"] if dep in jobs]
-    folds = {}
-    loose = []
-    for entry in entries:
-        if entry["outer"] is None:
-            loose.append(jobs[entry["id"]])
-        else:
-            folds.setdefault(entry["split_set"], {}).setdefault(entry["outer"], []).append(jobs[entry["id"]])
-    root = []
-    for split_set, by_fold in folds.items():
-        label = "" if split_set == "main" else f"{split_set} / "
-        groups = [client.Group(elements=members, name=f"{label}fold {fold}") for fold, members in sorted(by_fold.items())]
-        if split_set == "main":
-            root.extend(groups)
-        else:
-            root.append(client.Group(elements=groups, name=split_set))
     return client.Workflow(jobs=list(jobs.values()), dependencies=dependencies,
-                           root_group=root + loose, name=name, env={})
+                           root_group=_root_group(client, entries, jobs), name=name, env={})
+
+
+def _root_group(client, entries, jobs):
+    """Fold groups at the root, permutation folds under ``permutations / perm <m>``."""
+    members, loose = {}, []  # group path -> jobs, in task order
+    for entry in entries:
+        path = tuple(_group_path(entry))
+        if path:
+            members.setdefault(path, []).append(jobs[entry["id"]])
+        else:
+            loose.append(jobs[entry["id"]])
+    root, permutations = [], {}
+    for path, elements in members.items():
+        group = client.Group(elements=elements, name=path[-1])
+        if len(path) == 1:
+            root.append(group)
+        else:
+            permutations.setdefault(path[0], []).append(group)
+    if permutations:
+        root.append(client.Group(
+            elements=[client.Group(elements=folds, name=label) for label, folds in permutations.items()],
+            name="permutations"))
+    return root + loose
 
 
 def export_soma_workflow(workflow, path, entries, name=None):
-    """Write the soma-workflow file of ``workflow`` (atomically) and return its path."""
+    """Write the soma-workflow file of ``workflow`` atomically; returns its path.
+
+    Called by ``workflow.export(path, format="soma-workflow")``, which builds
+    ``entries`` (and honours ``python=`` / ``workdir=``).
+
+    Examples
+    --------
+    >>> wf.export("wf.json", format="soma-workflow", python="/cluster/venv/bin/python")  # doctest: +SKIP
+    >>> from soma_workflow.client import Helper
+    >>> len(Helper.unserialize("wf.json").jobs) == len(wf.tasks)   # doctest: +SKIP
+    True
+    """
     client, _, _ = _import_soma()
     path = Path(path)
     swf = build_soma_workflow(entries, name or f"mempamal {workflow.workdir.name}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    client.Helper.serialize(str(tmp), swf)
-    os.replace(tmp, path)
+    # Helper.serialize only takes a file name: serialize next to the target, then rename.
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        client.Helper.serialize(tmp, swf)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return path
 
 
+# ------------------------------------------------------------------ the run
 @contextlib.contextmanager
 def _quiet():
-    """soma-workflow prints start-up chatter on stdout; keep the user's output clean."""
+    """soma-workflow prints start-up and shut-down chatter on stdout."""
     with contextlib.redirect_stdout(io.StringIO()):
         yield
 
 
+class _Interrupts:
+    """Ctrl-C only sets a flag while soma-workflow runs; :meth:`check` raises it.
+
+    A KeyboardInterrupt landing inside one of soma-workflow's sqlite calls
+    leaves its database locked: the clean-up (``stop_workflow``) then fails
+    and the running jobs are orphaned.  So interrupts are taken between polls,
+    and a second Ctrl-C cannot cut the clean-up short.
+    """
+
+    def __init__(self):
+        self.received = False
+        self.previous = None
+
+    def __enter__(self):
+        # Signal handlers can only be set from the main thread (where Ctrl-C lands).
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not None:
+            self.previous = signal.signal(signal.SIGINT, self._record)
+        return self
+
+    def _record(self, signum, frame):
+        self.received = True
+
+    def check(self):
+        if self.received:
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type, exc, traceback):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if exc_type is None:
+            self.check()
+        return False
+
+
+@contextlib.contextmanager
+def _engine_settings():
+    """A fast engine tick while we run; process-wide settings restored afterwards.
+
+    The tick is read when the controller starts; isolated light mode sets
+    ``$SOMA_WORKFLOW_CONFIG`` for the whole process.
+    """
+    _, _, engine = _import_soma()
+    saved = engine.refreshment_interval, os.environ.get("SOMA_WORKFLOW_CONFIG")
+    engine.refreshment_interval = min(engine.refreshment_interval, ENGINE_TICK)
+    try:
+        yield
+    finally:
+        engine.refreshment_interval = saved[0]
+        if saved[1] is None:
+            os.environ.pop("SOMA_WORKFLOW_CONFIG", None)
+        else:
+            os.environ["SOMA_WORKFLOW_CONFIG"] = saved[1]
+
+
+@contextlib.contextmanager
+def _temporary_directory(folder):
+    """Light mode makes ``<tempdir>/soma-workflow-shtmp`` at start-up: keep it in ``folder``."""
+    saved = tempfile.tempdir
+    tempfile.tempdir = str(folder)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved
+
+
 class SomaWorkflowBackend(Backend):
-    """Submit tasks through a soma-workflow ``WorkflowController``.
+    """Submit tasks through a soma-workflow ``WorkflowController`` and wait.
 
     Parameters
     ----------
     resource_id : str, optional
-        A resource of the user's soma-workflow configuration (a cluster).
-        None (default): isolated light mode, state in ``WORKDIR/soma-workflow``.
-    poll_interval : float
-        Seconds between status polls (the progress bar's refresh).
+        A resource of the user's soma-workflow configuration
+        (``~/.soma-workflow.cfg``), e.g. a Slurm cluster.  None: this machine.
+    isolated : bool or path, optional
+        Isolated light mode: soma-workflow's database and job logs in this
+        folder, the user's configuration untouched.  Default: True (folder
+        ``WORKDIR/soma-workflow``) without ``resource_id``, False with one.
+        ``isolated=False`` without ``resource_id`` uses the user's own
+        light-mode setup.
     queue : str, optional
         Queue to submit to on a configured resource.
+    poll_interval : float
+        Seconds between status polls (the progress bar's refresh).
+
+    ``n_jobs`` of ``run`` sets how many jobs run at once on this machine
+    (None: all cores); a cluster resource applies its own limits.
 
     Examples
     --------
-    >>> res = wf.run(backend="soma-workflow", n_jobs=2)                      # doctest: +SKIP
-    >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm")        # doctest: +SKIP
+    >>> res = wf.run(backend="soma-workflow", n_jobs=2)                  # doctest: +SKIP
+    >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm")    # doctest: +SKIP
     """
 
     name = "soma-workflow"
 
-    def __init__(self, resource_id=None, poll_interval=0.2, queue=None):
+    def __init__(self, resource_id=None, isolated=None, queue=None, poll_interval=0.1):
+        if resource_id is not None and not isinstance(resource_id, str):
+            raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must be a str or "
+                             f"None; got {resource_id!r} instead.")
+        if not (isolated is None or isinstance(isolated, (bool, str, os.PathLike))):
+            raise ValueError(f"The 'isolated' parameter of the soma-workflow backend must be a bool, a "
+                             f"folder or None; got {isolated!r} instead.")
+        if isolated not in (None, False) and resource_id is not None:
+            raise ValueError("The 'isolated' parameter of the soma-workflow backend runs in light mode "
+                             f"on this machine; it cannot be used with resource_id={resource_id!r}.")
+        if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
+            raise ValueError(f"The 'poll_interval' parameter of the soma-workflow backend must be a "
+                             f"positive number; got {poll_interval!r} instead.")
         self.resource_id = resource_id
-        self.poll_interval = poll_interval
+        self.isolated = resource_id is None if isolated is None else isolated
         self.queue = queue
+        self.poll_interval = poll_interval
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True):
         from .export import command_entries
 
-        client, constants, engine = _import_soma()
+        client, constants, _ = _import_soma()
         wanted = set(task_ids)
         entries = [e for e in command_entries(workflow) if e["id"] in wanted]
-        swf = build_soma_workflow(entries, f"mempamal {workflow.workdir.name}")
+        state = store.make_private_dir(workflow.workdir / STATE_DIR)
+        light = None
+        if self.isolated is not False:
+            light = state if self.isolated is True else store.make_private_dir(Path(self.isolated).absolute())
         bar = make_progress(len(entries), progress)
-        saved = (engine.refreshment_interval, os.environ.get("SOMA_WORKFLOW_CONFIG"))
-        engine.refreshment_interval = min(engine.refreshment_interval, 0.1)  # job latency, not CPU
         try:
-            controller = self._controller(client, workflow, n_jobs)
-            try:
-                return self._submit_and_wait(controller, constants, swf, entries, workflow, bar)
-            finally:
+            with _Interrupts() as interrupts, _engine_settings():
                 with _quiet():
-                    _stop_controller(controller)
+                    controller = self._controller(client, light, state, n_jobs)
+                try:
+                    env = _thread_limits(n_jobs) if controller.scheduler_config is not None else None
+                    swf = build_soma_workflow(entries, f"mempamal {workflow.workdir.name}", env)
+                    return self._submit_and_wait(controller, constants, swf, entries, workflow, bar, interrupts)
+                finally:
+                    with _quiet():
+                        _shutdown(controller)
         finally:
             bar.close()
-            engine.refreshment_interval = saved[0]
-            if saved[1] is None:
-                os.environ.pop("SOMA_WORKFLOW_CONFIG", None)
-            else:
-                os.environ["SOMA_WORKFLOW_CONFIG"] = saved[1]
 
-    def _controller(self, client, workflow, n_jobs):
-        with _quiet():
-            if self.resource_id is not None:
-                return client.WorkflowController(self.resource_id)
-            state = store.make_private_dir(workflow.workdir / STATE_DIR)
-            controller = client.WorkflowController(isolated_light_mode=str(state))
-            config = controller.scheduler_config
-            if config is not None:
-                # Point the scheduler config at the workdir first: set_proc_nb
-                # saves it, by default into ~/.soma-workflow-scheduler.cfg.
-                config._config_path = str(state / "scheduler.cfg")
-                workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
-                config.set_proc_nb(workers)
-                config.set_max_proc_nb(workers)
+    def _controller(self, client, light, state, n_jobs):
+        if light is None:
+            controller = client.WorkflowController(self.resource_id)
+        else:
+            with _temporary_directory(light):
+                controller = client.WorkflowController(isolated_light_mode=str(light))
+        config = controller.scheduler_config  # None unless jobs run on this machine
+        if config is not None and (n_jobs is not None or self.isolated is not False):
+            # set_proc_nb saves the scheduler config, by default into
+            # ~/.soma-workflow-scheduler.cfg: point it at the workdir first.
+            config._config_path = str(state / "scheduler.cfg")
+            workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
+            config.set_proc_nb(workers)
+            config.set_max_proc_nb(workers)
         return controller
 
-    def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar):
+    def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar, interrupts):
         with _quiet():
             workflow_id = controller.submit_workflow(swf, name=swf.name, queue=self.queue)
         finished = False
         try:
             job_ids = _job_ids(controller, workflow_id, swf, entries)
-            seen = 0
-            while controller.workflow_status(workflow_id) != constants.WORKFLOW_DONE:
-                seen = _update_progress(controller, constants, workflow_id, bar, seen)
+            task_of = {job_id: task_id for task_id, job_id in job_ids.items()}
+            while True:
+                jobs, _, status, *_ = controller.workflow_elements_status(workflow_id)
+                _show_progress(bar, constants, jobs)
+                if status == constants.WORKFLOW_DONE:
+                    break
+                interrupts.check()
                 time.sleep(self.poll_interval)
-            _update_progress(controller, constants, workflow_id, bar, seen)
             finished = True
-            return self._failures(controller, constants, workflow_id, job_ids, entries, workflow)
+            jobs = {task_of[job[0]]: job for job in jobs}
+            return _failures(controller, constants, workflow, entries, job_ids, jobs)
         finally:
             with _quiet():
                 if not finished:
-                    # Ctrl-C or an error: kill running jobs, they would outlive us.
+                    # Ctrl-C or an error: kill the running jobs, which would
+                    # otherwise outlive us (and keep writing outputs).
                     controller.stop_workflow(workflow_id)
                 controller.delete_workflow(workflow_id, force=True)
 
-    def _failures(self, controller, constants, workflow_id, job_ids, entries, workflow):
-        """Files are the truth: a task failed if its output is missing."""
-        done = store.finished_task_ids(workflow.workdir)
-        tracker = DependencyTracker(workflow, [e["id"] for e in entries])
-        failed = {}
-        for entry in entries:
-            task_id = entry["id"]
-            if task_id in done or task_id in failed:
-                continue
-            status = controller.job_termination_status(job_ids[task_id])
-            if status[0] == constants.EXIT_NOTRUN:
-                continue  # reported through the task it depends on
-            message = _stderr_tail(controller, job_ids[task_id], workflow.workdir / STATE_DIR)
-            tracker.record(task_id, f"soma-workflow job exited with {status[:2]}: {message}", failed)
-        for entry in entries:
-            if entry["id"] not in done and entry["id"] not in failed:
-                failed[entry["id"]] = "not run: a task it depends on failed"
-        return failed
+
+def _thread_limits(n_jobs):
+    """BLAS/OpenMP threads per job so that parallel jobs do not oversubscribe the cores."""
+    from .local import THREAD_VARIABLES
+
+    n_threads = max(1, (os.cpu_count() or 1) // effective_n_jobs(-1 if n_jobs is None else n_jobs))
+    return {name: str(n_threads) for name in THREAD_VARIABLES}
 
 
 def _job_ids(controller, workflow_id, swf, entries):
-    """Map task ids to soma-workflow job ids (submission order is kept)."""
+    """Task id -> soma-workflow job id (the engine keeps the submission order)."""
     submitted = controller.workflow(workflow_id)
     ids = {}
-    for entry, ours, theirs in zip(entries, swf.jobs, submitted.jobs):
-        assert ours.name == theirs.name, (ours.name, theirs.name)
+    for entry, ours, theirs in zip(entries, swf.jobs, submitted.jobs, strict=True):
+        if ours.name != theirs.name:
+            raise RuntimeError(f"soma-workflow reordered the jobs: {ours.name!r} != {theirs.name!r}")
         ids[entry["id"]] = submitted.job_mapping[theirs].job_id
     return ids
 
 
-def _update_progress(controller, constants, workflow_id, bar, seen):
-    statuses = controller.workflow_elements_status(workflow_id)[0]
-    over = sum(1 for job in statuses if job[1] in (constants.DONE, constants.FAILED))
-    if over > seen:
-        bar.update(over - seen)
-    return max(over, seen)
+def _ended(constants, job):
+    return job[1] in (constants.DONE, constants.FAILED)
+
+
+def _exit_failed(constants, job):
+    """soma-workflow reports a job that exited with 1 as 'done': read its exit value."""
+    exit_status, exit_value = (job[3] or (None, None))[:2]
+    return job[1] == constants.FAILED or exit_status != constants.FINISHED_REGULARLY or exit_value != 0
+
+
+def _show_progress(bar, constants, jobs):
+    ended = sum(_ended(constants, job) for job in jobs)
+    if ended > bar.n:
+        bar.update(ended - bar.n)
+    running = sum(job[1] == constants.RUNNING for job in jobs)
+    failed = sum(_ended(constants, job) and _exit_failed(constants, job) for job in jobs)
+    bar.set_postfix(running=running, failed=failed, refresh=False)
+
+
+def _failures(controller, constants, workflow, entries, job_ids, jobs):
+    """``{task_id: message}``: jobs that failed (with their stderr) and what they blocked.
+
+    A task succeeded iff its output exists (files are the truth); the job's
+    exit value and stderr explain the failures.
+    """
+    done = store.finished_task_ids(workflow.workdir)
+    tracker = DependencyTracker(workflow, [e["id"] for e in entries])
+    failed = {}
+    for entry in entries:
+        task_id = entry["id"]
+        job = jobs[task_id]
+        if task_id in done or task_id in failed:
+            continue
+        if job[3] and job[3][0] == constants.EXIT_NOTRUN:
+            continue  # aborted because a dependency failed: reported below
+        exit_status, exit_value = (job[3] or (None, None))[:2]
+        stderr = _stderr_tail(controller, job_ids[task_id], workflow.workdir / STATE_DIR)
+        tracker.record(task_id, f"soma-workflow job {job_ids[task_id]} {job[1]} "
+                                f"({exit_status}, exit value {exit_value}): {stderr}", failed)
+    for entry in entries:
+        if entry["id"] not in done and entry["id"] not in failed:
+            failed[entry["id"]] = f"not run (soma-workflow status {jobs[entry['id']][1]!r})"
+    return failed
 
 
 def _stderr_tail(controller, job_id, state_dir, limit=2000):
+    """The end of a job's stderr (the task's error message comes last)."""
     out_path, err_path = state_dir / f"job{job_id}.out", state_dir / f"job{job_id}.err"
     try:
         controller.retrieve_job_stdouterr(job_id, str(out_path), str(err_path))
@@ -230,14 +418,28 @@ def _stderr_tail(controller, job_id, state_dir, limit=2000):
         return f"(no stderr: {exc})"
     finally:
         for path in (out_path, err_path):
-            if path.exists():
+            with contextlib.suppress(OSError):
                 path.unlink()
     return text[-limit:] or "(empty stderr)"
 
 
-def _stop_controller(controller):
-    scheduler = getattr(getattr(getattr(controller, "_engine_proxy", None), "engine_loop", None), "_scheduler", None)
+def _shutdown(controller):
+    """Stop the engine thread and, in light mode, the scheduler threads."""
+    engine_loop = getattr(getattr(controller, "_engine_proxy", None), "engine_loop", None)
+    scheduler = getattr(engine_loop, "_scheduler", None)
     controller.stop_engine()
-    if scheduler is not None and hasattr(scheduler, "end_scheduler_thread"):
-        # Light mode's scheduler threads otherwise live until interpreter exit.
+    if hasattr(scheduler, "end_scheduler_thread"):
+        # Daemon threads that would otherwise poll until interpreter exit.
         scheduler.end_scheduler_thread()
+    # WorkflowController.__del__ prints and stops the engine again; after a
+    # Ctrl-C the traceback keeps the controller alive, so it would print later.
+    controller.__class__ = _stopped_class(type(controller))
+
+
+_STOPPED_CLASSES = {}
+
+
+def _stopped_class(cls):
+    if cls not in _STOPPED_CLASSES:
+        _STOPPED_CLASSES[cls] = type(f"Stopped{cls.__name__}", (cls,), {"__del__": lambda self: None})
+    return _STOPPED_CLASSES[cls]
