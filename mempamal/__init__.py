@@ -22,6 +22,7 @@ _EXPORTS = {
     "WorkflowError": "mempamal.workflow",
     "Results": "mempamal.results",
     "Backend": "mempamal.backends.base",
+    "RunCancelled": "mempamal.backends.base",
     "register_backend": "mempamal.backends.base",
     "available_backends": "mempamal.backends.base",
     "run_task": "mempamal.tasks",

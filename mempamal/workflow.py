@@ -192,13 +192,15 @@ class Workflow:
         }
 
     # -------------------------------------------------------------- run
-    def run(self, backend="local", n_jobs=None, progress=True, **options):
+    def run(self, backend="local", n_jobs=None, progress=True, stop=None, **options):
         """Run every unfinished task and return the :class:`mempamal.Results`.
 
         ``backend`` is a registered name (``"local"``, ``"ipyparallel"``,
         ``"soma-workflow"``) or a :class:`mempamal.backends.Backend`;
         ``n_jobs`` counts workers like scikit-learn (-1 = all cores).
-        Finished tasks are never run again.
+        Finished tasks are never run again.  ``stop`` (a
+        :class:`threading.Event`) cancels the run from another thread: the
+        backend aborts and :class:`mempamal.RunCancelled` is raised.
         """
         from .backends import get_backend
         from .results import Results
@@ -206,7 +208,8 @@ class Workflow:
         runner = get_backend(backend, **options)
         pending = self.pending_ids()
         if pending:
-            failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress)
+            extra = {} if stop is None else {"stop": stop}  # backends written before `stop` existed
+            failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
             if failed:
                 raise WorkflowError(failed, self.workdir)
         return Results.load(self.workdir)

@@ -110,3 +110,48 @@ def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path):
         assert_matches_sklearn(results, experiment, X, y)
     finally:
         _REGISTRY.pop("in-process-test")
+
+
+def _slow_experiment():
+    """Nested CV whose every fit sleeps 0.2 s: long enough to cancel in the middle."""
+    import time
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    def slow_identity(data):
+        time.sleep(0.2)
+        return data
+
+    return mp.Experiment(make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300)),
+                         param_grid={"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
+
+
+def test_backend_stops_when_its_stop_event_is_set_from_another_thread(backend_options, tmp_path):
+    import threading
+    import time
+
+    name, options = backend_options
+    experiment = _slow_experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    stop, outcome = threading.Event(), {}
+
+    def drive():
+        try:
+            workflow.run(backend=name, n_jobs=2, progress=False, stop=stop, **options)
+            outcome["error"] = None
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    deadline = time.monotonic() + 120
+    while workflow.status()["done"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    driver.join(timeout=120)
+    assert not driver.is_alive()
+    assert isinstance(outcome["error"], mp.RunCancelled)
+    assert workflow.status()["pending"] > 0  # really stopped before the end
+    results = workflow.run(backend=name, n_jobs=2, progress=False, **options)
+    assert_matches_sklearn(results, experiment, X, y)

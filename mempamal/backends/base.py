@@ -5,15 +5,21 @@ dependency order.  It returns ``{task_id: error message}`` for the tasks that
 failed (an empty dict when all went well); tasks depending on a failed task
 are not run.
 
+A run may be driven from a background thread (``Workflow.submit``): it then
+gets a ``stop`` :class:`threading.Event`; once it is set the backend stops
+submitting, aborts what it started (finished outputs stay) and raises
+:class:`RunCancelled`.
+
 Adding one is one class and one registry line::
 
     class MyBackend(mp.Backend):
-        def run(self, workflow, task_ids, n_jobs=None, progress=True):
+        def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
             ...
 
     mp.register_backend("mine", MyBackend)
 """
 
+import abc
 import importlib
 import os
 from collections import deque
@@ -27,11 +33,46 @@ _REGISTRY = {
 }
 
 
-class Backend:
+class RunCancelled(Exception):
+    """A run was stopped through its ``stop`` event; finished outputs are kept.
+
+    Examples
+    --------
+    >>> import threading
+    >>> stop = threading.Event(); stop.set()
+    >>> try:
+    ...     check_stop(stop)
+    ... except RunCancelled as exc:
+    ...     print(exc)
+    the run was cancelled
+    """
+
+
+def check_stop(stop):
+    """Raise :class:`RunCancelled` if the ``stop`` event (or None) is set.
+
+    Examples
+    --------
+    >>> check_stop(None)
+    """
+    if stop is not None and stop.is_set():
+        raise RunCancelled("the run was cancelled")
+
+
+class Backend(abc.ABC):
     """Runs tasks of a :class:`mempamal.Workflow`; subclasses implement :meth:`run`.
 
     Keyword arguments given to ``Workflow.run`` beyond ``backend``, ``n_jobs``
     and ``progress`` reach the backend's constructor.
+
+    Examples
+    --------
+    >>> class InProcess(Backend):
+    ...     name = "in-process"
+    ...     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    ...         from mempamal.backends.local import run_batch
+    ...         return {i: e for i, e, _ in run_batch(workflow.workdir, task_ids) if e}
+    >>> failed = InProcess().run(wf, wf.pending_ids())          # doctest: +SKIP
     """
 
     name = None
@@ -40,9 +81,14 @@ class Backend:
         if options:
             raise TypeError(f"The {self.name!r} backend takes no options; got {sorted(options)}.")
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True):
-        """Run ``task_ids`` (dependency order); return ``{task_id: message}`` of failures."""
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        """Run ``task_ids`` in dependency order; return ``{task_id: message}`` of the failures.
+
+        ``stop`` is None or a :class:`threading.Event`: once set, stop
+        submitting, abort what is queued or running, and raise
+        :class:`RunCancelled`.
+        """
 
 
 def register_backend(name, backend):

@@ -21,7 +21,7 @@ import tempfile
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from .base import Backend, DependencyTracker, effective_n_jobs, make_progress
+from .base import Backend, DependencyTracker, check_stop, effective_n_jobs, make_progress
 from .local import THREAD_VARIABLES, run_batch
 
 #: A batch of small tasks should keep an engine busy about this long.
@@ -204,11 +204,17 @@ class IPyParallelBackend(Backend):
                              f"got {threads_per_engine!r} instead.")
         self.threads_per_engine = threads_per_engine
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        """Run ``task_ids`` on the engines (``n_jobs`` engines when auto-started).
+
+        Examples
+        --------
+        >>> failed = IPyParallelBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        """
         bar = make_progress(len(task_ids), progress)
         try:
             if self.client is not None:
-                return _Driver(self.client, None, self).run(workflow, task_ids, bar)
+                return _Driver(self.client, None, self, stop).run(workflow, task_ids, bar)
             if self.connect_args:
                 try:
                     client = _import_ipp().Client(**self.connect_args)
@@ -216,11 +222,11 @@ class IPyParallelBackend(Backend):
                     raise OSError(f"The ipyparallel backend found no running cluster for "
                                   f"{self.connect_args} (start one with ipcluster start): {exc}") from exc
                 try:
-                    return _Driver(client, None, self).run(workflow, task_ids, bar)
+                    return _Driver(client, None, self, stop).run(workflow, task_ids, bar)
                 finally:
                     client.close()
             with LocalCluster(effective_n_jobs(-1 if n_jobs is None else n_jobs)) as local:
-                return _Driver(local.client, local, self).run(workflow, task_ids, bar)
+                return _Driver(local.client, local, self, stop).run(workflow, task_ids, bar)
         finally:
             bar.close()
 
@@ -228,8 +234,9 @@ class IPyParallelBackend(Backend):
 class _Driver:
     """Submit ready batches, wait for any, resubmit after engine deaths."""
 
-    def __init__(self, client, local_cluster, backend):
+    def __init__(self, client, local_cluster, backend, stop=None):
         self.client = client
+        self.stop = stop
         self.local_cluster = local_cluster
         self.retries = backend.retries
         self.n_threads = backend.threads_per_engine
@@ -250,7 +257,10 @@ class _Driver:
                     batch = [tracker.ready.popleft() for _ in range(self._batch_size(tracker, max_in_flight))]
                     future = view.apply_async(run_batch_on_engine, workdir, batch, self.n_threads, per_host)
                     in_flight[future] = batch
-                done, _ = wait(list(in_flight), return_when=FIRST_COMPLETED)
+                # With a stop event, wake up regularly to look at it.
+                done, _ = wait(list(in_flight), timeout=None if self.stop is None else 0.1,
+                               return_when=FIRST_COMPLETED)
+                check_stop(self.stop)
                 for future in done:
                     batch = in_flight.pop(future)
                     try:

@@ -14,7 +14,7 @@ import os
 import time
 
 from ..tasks import TaskError, run_task
-from .base import Backend, DependencyTracker, effective_n_jobs, make_progress
+from .base import Backend, DependencyTracker, RunCancelled, check_stop, effective_n_jobs, make_progress
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.
 THREAD_VARIABLES = (
@@ -122,20 +122,27 @@ class LocalBackend(Backend):
         self.threads_per_worker = threads_per_worker
         self.limit_threads = bool(limit_threads)
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        """Run ``task_ids`` in the worker pool (in this process when ``n_jobs=1``).
+
+        Examples
+        --------
+        >>> failed = LocalBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        """
         n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
         graph = DependencyTracker(workflow, task_ids)
         bar = make_progress(len(task_ids), progress)
         try:
             if n_workers == 1:
-                return self._run_in_process(workflow, graph, bar)
-            return self._run_in_pool(workflow, graph, bar, n_workers)
+                return self._run_in_process(workflow, graph, bar, stop)
+            return self._run_in_pool(workflow, graph, bar, n_workers, stop)
         finally:
             bar.close()
 
-    def _run_in_process(self, workflow, graph, bar):
+    def _run_in_process(self, workflow, graph, bar, stop):
         failed = {}
         while graph.ready:
+            check_stop(stop)
             task_id = graph.ready.popleft()
             ((_, error, _),) = run_batch(workflow.workdir, [task_id])
             graph.record(task_id, error, failed, bar)
@@ -145,7 +152,7 @@ class LocalBackend(Backend):
         env = {name: str(n_threads) for name in THREAD_VARIABLES} if n_threads else {}
         return _get_executor(n_workers, env)
 
-    def _run_in_pool(self, workflow, graph, bar, n_workers):
+    def _run_in_pool(self, workflow, graph, bar, n_workers, stop):
         from concurrent.futures import FIRST_COMPLETED, wait
 
         from joblib.externals.loky.process_executor import BrokenProcessPool
@@ -163,7 +170,9 @@ class LocalBackend(Backend):
                     executor = self._executor(n_workers, n_threads)
                     future = executor.submit(run_batch, str(workflow.workdir), batch, n_threads)
                     in_flight[future] = (batch, executor)
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                # With a stop event, wake up regularly to look at it.
+                done, _ = wait(in_flight, timeout=None if stop is None else 0.1, return_when=FIRST_COMPLETED)
+                check_stop(stop)
                 for future in done:
                     batch, executor = in_flight.pop(future)
                     try:
@@ -182,7 +191,7 @@ class LocalBackend(Backend):
                     for task_id, error, seconds in outcomes:
                         mean_seconds = seconds if mean_seconds is None else 0.8 * mean_seconds + 0.2 * seconds
                         graph.record(task_id, error, failed, bar)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, RunCancelled):
             # Finished outputs are complete files; running tasks are simply
             # abandoned (their temporary files are never trusted).
             for future, (_, executor) in in_flight.items():

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .. import store
 from ..splits import MAIN
-from .base import Backend, DependencyTracker, effective_n_jobs, make_progress
+from .base import Backend, DependencyTracker, check_stop, effective_n_jobs, make_progress
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
 #: Folder of the workdir holding soma-workflow's state in isolated light mode.
@@ -173,9 +173,10 @@ class _Interrupts:
     and a second Ctrl-C cannot cut the clean-up short.
     """
 
-    def __init__(self):
+    def __init__(self, stop=None):
         self.received = False
         self.previous = None
+        self.stop = stop  # Workflow.submit's event: a cancel from another thread
 
     def __enter__(self):
         # Signal handlers can only be set from the main thread (where Ctrl-C lands).
@@ -189,12 +190,13 @@ class _Interrupts:
     def check(self):
         if self.received:
             raise KeyboardInterrupt
+        check_stop(self.stop)
 
     def __exit__(self, exc_type, exc, traceback):
         if self.previous is not None:
             signal.signal(signal.SIGINT, self.previous)
-        if exc_type is None:
-            self.check()
+        if exc_type is None and self.received:
+            raise KeyboardInterrupt
         return False
 
 
@@ -277,7 +279,13 @@ class SomaWorkflowBackend(Backend):
         self.queue = queue
         self.poll_interval = poll_interval
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        """Submit ``task_ids`` as one soma-workflow workflow and wait for it.
+
+        Examples
+        --------
+        >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        """
         from .export import command_entries
 
         client, constants, _ = _import_soma()
@@ -289,7 +297,7 @@ class SomaWorkflowBackend(Backend):
             light = state if self.isolated is True else store.make_private_dir(Path(self.isolated).absolute())
         bar = make_progress(len(entries), progress)
         try:
-            with _Interrupts() as interrupts, _engine_settings():
+            with _Interrupts(stop) as interrupts, _engine_settings():
                 with _quiet():
                     controller = self._controller(client, light, state, n_jobs)
                 try:
