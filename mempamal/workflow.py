@@ -1,6 +1,6 @@
 """Task and Workflow: the graph of an experiment, its status, run and export.
 
-The graph (DESIGN.md §4)::
+The graph (docs/architecture.md)::
 
     fit-o<k>-i<j>-c<c>  ->  select-o<k>  -\\
                             score-o<k>   ---> final
