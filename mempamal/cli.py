@@ -6,6 +6,7 @@ soma-workflow job and Makefile target.
 
 import argparse
 import json
+import os
 import sys
 
 
@@ -61,6 +62,11 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("mempamal: interrupted; finished tasks are kept, run again to resume.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `mempamal status WD | head -1`: the reader left; end quietly like
+        # other Unix tools, and keep Python's exit-time flush from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
 
 
 def _task(args):

@@ -1,6 +1,7 @@
 """The command line: task, run, status, results, export, demo — as a user types them."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -68,3 +69,17 @@ def test_demo_prints_summary_best_params_and_saves_plot(tmp_path):
     assert "roc_auc" in done.stdout and "fold 4:" in done.stdout
     png = tmp_path / "demo" / "scores.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_output_into_a_closed_pipe_ends_quietly_without_traceback(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    workflow = _experiment().build(X, y, workdir=tmp_path / "wd")
+    workflow.run(n_jobs=1, progress=False)
+    for args in (["status", str(workflow.workdir)], ["results", str(workflow.workdir), "--json"]):
+        reader, writer = os.pipe()
+        os.close(reader)  # the reader (think `| head -1`) is already gone
+        process = subprocess.run([sys.executable, "-m", "mempamal", *args], stdout=writer,
+                                 stderr=subprocess.PIPE, text=True, timeout=120)
+        os.close(writer)
+        assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, process.stderr
+        assert process.returncode == 141
