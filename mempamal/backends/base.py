@@ -10,6 +10,11 @@ gets a ``stop`` :class:`threading.Event`; once it is set the backend stops
 submitting, aborts what it started (finished outputs stay) and raises
 :class:`RunCancelled`.
 
+Backends that run batches of tasks on workers (local, ipyparallel, dask)
+share one dispatch loop, :func:`dispatch`, as joblib's backends share
+``Parallel``'s: they only provide a :class:`WorkerPool` (submit a batch,
+wait for any, get a result, abort, recognise a dead worker).
+
 Adding one is one class and one registry line::
 
     class MyBackend(mp.Backend):
@@ -30,6 +35,7 @@ _REGISTRY = {
     "local": "mempamal.backends.local:LocalBackend",
     "ipyparallel": "mempamal.backends.ipyparallel:IPyParallelBackend",
     "soma-workflow": "mempamal.backends.somaworkflow:SomaWorkflowBackend",
+    "dask": "mempamal.backends.dask:DaskBackend",
 }
 
 
@@ -130,10 +136,23 @@ def get_backend(backend, **options):
 
 
 def effective_n_jobs(n_jobs):
-    """Workers for ``n_jobs`` with scikit-learn's convention (None = 1, -1 = all cores)."""
+    """Number of workers for ``n_jobs``: None or -1 = all cores, -2 = all but one, ...
+
+    mempamal exists to run in parallel, so ``n_jobs=None`` (the default of
+    every ``run``) means all cores, like -1 -- unlike scikit-learn, where
+    None means 1.  Backends that connect to running workers (a user's
+    ipyparallel or Dask cluster) ignore ``n_jobs`` and use all of them.
+
+    Examples
+    --------
+    >>> effective_n_jobs(2)
+    2
+    >>> effective_n_jobs(None) == effective_n_jobs(-1) == (os.cpu_count() or 1)
+    True
+    """
     cpus = os.cpu_count() or 1
     if n_jobs is None:
-        return 1
+        return cpus
     if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
         raise ValueError(f"The 'n_jobs' parameter must be a non-zero int or None; got {n_jobs!r} instead.")
     if n_jobs < 0:
@@ -197,3 +216,161 @@ def make_progress(total, progress, desc="mempamal"):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="task", disable=not progress, dynamic_ncols=True)
+
+
+#: The dispatch loop wakes up at least this often to look at the stop event.
+POLL_SECONDS = 0.1
+
+
+class WorkerPool(abc.ABC):
+    """Where :func:`dispatch` sends batches of tasks: the few primitives a backend provides.
+
+    A batch is a list of task ids that one worker runs in order, returning
+    ``[(task_id, error message or None, seconds)]`` as
+    :func:`mempamal.backends.local.run_batch` does.  Handles are whatever
+    :meth:`submit` returns (hashable: a future, an AsyncResult, ...).
+
+    Examples
+    --------
+    >>> class InProcess(WorkerPool):
+    ...     def capacity(self):
+    ...         return 1
+    ...     def submit(self, batch):
+    ...         return tuple(batch)
+    ...     def wait(self, handles, timeout):
+    ...         return handles
+    ...     def result(self, handle):
+    ...         from mempamal.backends.local import run_batch
+    ...         return run_batch(workdir, handle)
+    ...     def abort(self, handles):
+    ...         pass
+    >>> failed = dispatch(wf, wf.pending_ids(), InProcess())      # doctest: +SKIP
+    """
+
+    #: A batch of small tasks keeps a worker busy about this long: the
+    #: dispatch round trip is paid once per batch, not once per task.
+    target_batch_seconds = 0.05
+    #: How many times a task whose worker died is submitted again.
+    retries = 1
+    #: What a worker is called in messages ("worker", "engine", ...).
+    worker_name = "worker"
+
+    @abc.abstractmethod
+    def capacity(self):
+        """How many batches to keep in flight (about two per worker, so none idles)."""
+
+    @abc.abstractmethod
+    def submit(self, batch):
+        """Start running ``batch`` (a list of task ids); return a handle."""
+
+    @abc.abstractmethod
+    def wait(self, handles, timeout):
+        """Wait up to ``timeout`` seconds for any of ``handles``; return those that are done."""
+
+    @abc.abstractmethod
+    def result(self, handle):
+        """The outcomes of a done batch; raises when the batch itself did not return."""
+
+    @abc.abstractmethod
+    def abort(self, handles):
+        """Cancel queued batches and stop running ones (Ctrl-C, stop event, error)."""
+
+    def worker_died(self, exc):
+        """Whether ``exc`` (raised by :meth:`result`) means the worker died: its tasks are retried."""
+        return False
+
+    def recover(self, exc):
+        """Called after a worker died, before its tasks are resubmitted (e.g. start a new one)."""
+
+    def describe(self, exc):
+        """``exc`` as it appears in the failure message of the batch's tasks."""
+        return f"{type(exc).__name__}: {exc}"
+
+
+class BatchSizer:
+    """How many ready tasks go in the next batch, from the measured task durations.
+
+    Examples
+    --------
+    >>> sizer = BatchSizer(target_seconds=0.05)
+    >>> sizer.size(n_ready=1000, capacity=4)     # nothing measured yet: one at a time
+    1
+    >>> sizer.observe(0.001)
+    >>> sizer.size(n_ready=1000, capacity=4)     # 50 tasks of 1 ms make 0.05 s
+    50
+    >>> sizer.size(n_ready=20, capacity=4)       # but every worker gets a share
+    5
+    """
+
+    def __init__(self, target_seconds):
+        self.target_seconds = target_seconds
+        self.mean_seconds = None  # moving average of one task's duration
+
+    def observe(self, seconds):
+        self.mean_seconds = seconds if self.mean_seconds is None else 0.8 * self.mean_seconds + 0.2 * seconds
+
+    def size(self, n_ready, capacity):
+        if self.mean_seconds is None:
+            return 1
+        by_duration = int(self.target_seconds / max(self.mean_seconds, 1e-6))
+        # Never so large that some workers idle while others work through long batches.
+        fair_share = max(1, n_ready // capacity)
+        return max(1, min(by_duration, fair_share))
+
+
+def dispatch(workflow, task_ids, pool, bar=None, stop=None):
+    """Run ``task_ids`` on ``pool`` in dependency order; return ``{task_id: message}`` of the failures.
+
+    The one loop behind the batch backends (joblib's ``Parallel`` loop is the
+    model): submit ready tasks in batches sized by :class:`BatchSizer`, wait
+    for any batch, record its outcomes, resubmit the tasks of a dead worker
+    (``pool.retries`` times), and on Ctrl-C, an error or ``stop`` abort
+    everything in flight and re-raise (:class:`RunCancelled` for ``stop``).
+    Finished outputs are complete files whatever happens to the rest.
+
+    Examples
+    --------
+    >>> failed = dispatch(wf, wf.pending_ids(), pool, bar=None, stop=None)   # doctest: +SKIP
+    """
+    tracker = DependencyTracker(workflow, task_ids)
+    sizer = BatchSizer(pool.target_batch_seconds)
+    failed, in_flight, deaths = {}, {}, {}
+    try:
+        while tracker.ready or in_flight:
+            check_stop(stop)
+            capacity = pool.capacity()
+            while tracker.ready and len(in_flight) < capacity:
+                size = sizer.size(len(tracker.ready), capacity)
+                batch = [tracker.ready.popleft() for _ in range(min(size, len(tracker.ready)))]
+                in_flight[pool.submit(batch)] = batch
+            for handle in pool.wait(list(in_flight), POLL_SECONDS):
+                batch = in_flight.pop(handle)
+                try:
+                    outcomes = pool.result(handle)
+                except Exception as exc:  # the batch did not return: infrastructure, not the tasks
+                    _batch_lost(pool, exc, batch, tracker, failed, deaths, bar)
+                    continue
+                for task_id, error, seconds in outcomes:
+                    sizer.observe(seconds)
+                    tracker.record(task_id, error, failed, bar)
+    except BaseException:  # Ctrl-C, stop, every worker gone: nothing left running behind us
+        pool.abort(list(in_flight))
+        raise
+    return failed
+
+
+def _batch_lost(pool, exc, batch, tracker, failed, deaths, bar):
+    """Resubmit the tasks of a dead worker (up to ``pool.retries`` times); report the rest."""
+    if not pool.worker_died(exc):
+        for task_id in batch:
+            tracker.record(task_id, f"Task {task_id!r} raised on its {pool.worker_name}: {pool.describe(exc)}",
+                           failed, bar)
+        return
+    for task_id in batch:
+        deaths[task_id] = deaths.get(task_id, 0) + 1
+        if deaths[task_id] > pool.retries:
+            tracker.record(task_id, f"Task {task_id!r}: its {pool.worker_name} died {deaths[task_id]} "
+                                    f"time(s): {pool.describe(exc)}", failed, bar)
+        else:
+            tracker.ready.appendleft(task_id)
+    pool.recover(exc)

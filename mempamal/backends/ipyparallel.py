@@ -21,7 +21,7 @@ import tempfile
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from .base import Backend, DependencyTracker, check_stop, effective_n_jobs, make_progress
+from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
 from .local import THREAD_VARIABLES, run_batch
 
 #: A batch of small tasks should keep an engine busy about this long.
@@ -205,7 +205,7 @@ class IPyParallelBackend(Backend):
         self.threads_per_engine = threads_per_engine
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
-        """Run ``task_ids`` on the engines (``n_jobs`` engines when auto-started).
+        """Run ``task_ids`` on the engines (``n_jobs`` engines when auto-started, None = all cores).
 
         Examples
         --------
@@ -213,69 +213,53 @@ class IPyParallelBackend(Backend):
         """
         bar = make_progress(len(task_ids), progress)
         try:
-            if self.client is not None:
-                return _Driver(self.client, None, self, stop).run(workflow, task_ids, bar)
-            if self.connect_args:
-                try:
-                    client = _import_ipp().Client(**self.connect_args)
-                except OSError as exc:
-                    raise OSError(f"The ipyparallel backend found no running cluster for "
-                                  f"{self.connect_args} (start one with ipcluster start): {exc}") from exc
-                try:
-                    return _Driver(client, None, self, stop).run(workflow, task_ids, bar)
-                finally:
-                    client.close()
-            with LocalCluster(effective_n_jobs(-1 if n_jobs is None else n_jobs)) as local:
-                return _Driver(local.client, local, self, stop).run(workflow, task_ids, bar)
+            with self._connect(n_jobs) as (client, local_cluster):
+                pool = EnginePool(client, str(workflow.workdir), self.retries, self.threads_per_engine,
+                                  local_cluster)
+                return dispatch(workflow, task_ids, pool, bar, stop)
         finally:
             bar.close()
 
+    @contextlib.contextmanager
+    def _connect(self, n_jobs):
+        """``(client, private cluster or None)``; a private cluster is stopped on exit."""
+        if self.client is not None:
+            yield self.client, None
+        elif self.connect_args:
+            try:
+                client = _import_ipp().Client(**self.connect_args)
+            except OSError as exc:
+                raise OSError(f"The ipyparallel backend found no running cluster for "
+                              f"{self.connect_args} (start one with ipcluster start): {exc}") from exc
+            try:
+                yield client, None
+            finally:
+                client.close()
+        else:
+            with LocalCluster(effective_n_jobs(n_jobs)) as local:
+                yield local.client, local
 
-class _Driver:
-    """Submit ready batches, wait for any, resubmit after engine deaths."""
 
-    def __init__(self, client, local_cluster, backend, stop=None):
-        self.client = client
-        self.stop = stop
-        self.local_cluster = local_cluster
-        self.retries = backend.retries
-        self.n_threads = backend.threads_per_engine
-        self.mean_seconds = None  # moving average of one task's duration on an engine
+class EnginePool(WorkerPool):
+    """The dispatch primitives over a load-balanced view of ipyparallel engines.
 
-    def run(self, workflow, task_ids, bar):
-        if not self.client.ids:
+    Examples
+    --------
+    >>> from mempamal.backends.base import dispatch
+    >>> failed = dispatch(wf, wf.pending_ids(), EnginePool(client, str(wf.workdir)))   # doctest: +SKIP
+    """
+
+    # A round trip through the scheduler costs a few ms.
+    target_batch_seconds = TARGET_BATCH_SECONDS
+    worker_name = "engine"
+
+    def __init__(self, client, workdir, retries=1, n_threads=None, local_cluster=None):
+        if not client.ids:
             raise RuntimeError("The ipyparallel cluster has no engines; start some (ipcluster start -n N).")
-        view = self.client.load_balanced_view()
-        per_host = None if self.n_threads else self._engines_per_host()
-        tracker = DependencyTracker(workflow, task_ids)
-        failed, in_flight, deaths = {}, {}, {}
-        workdir = str(workflow.workdir)
-        try:
-            while tracker.ready or in_flight:
-                max_in_flight = 2 * max(1, len(self.client.ids))
-                while tracker.ready and len(in_flight) < max_in_flight:
-                    batch = [tracker.ready.popleft() for _ in range(self._batch_size(tracker, max_in_flight))]
-                    future = view.apply_async(run_batch_on_engine, workdir, batch, self.n_threads, per_host)
-                    in_flight[future] = batch
-                # With a stop event, wake up regularly to look at it.
-                done, _ = wait(list(in_flight), timeout=None if self.stop is None else 0.1,
-                               return_when=FIRST_COMPLETED)
-                check_stop(self.stop)
-                for future in done:
-                    batch = in_flight.pop(future)
-                    try:
-                        outcomes = future.result()
-                    except Exception as exc:  # RemoteError, TaskAborted, ... : infrastructure
-                        self._batch_failure(exc, batch, tracker, failed, deaths, bar)
-                        continue
-                    for task_id, error, seconds in outcomes:
-                        self.mean_seconds = seconds if self.mean_seconds is None else (
-                            0.8 * self.mean_seconds + 0.2 * seconds)
-                        tracker.record(task_id, error, failed, bar)
-        except BaseException:  # Ctrl-C, every engine dead, ...: nothing left running behind us
-            self._abort(in_flight)
-            raise
-        return failed
+        self.client, self.workdir, self.retries = client, workdir, retries
+        self.n_threads, self.local_cluster = n_threads, local_cluster
+        self.view = client.load_balanced_view()
+        self.per_host = None if n_threads else self._engines_per_host()
 
     def _engines_per_host(self):
         """``{hostname: engines}``, or None when the engines are too busy to answer."""
@@ -284,40 +268,37 @@ class _Driver:
         except Exception:  # busy with someone else's work: leave their thread pools alone
             return None
 
-    def _batch_size(self, tracker, max_in_flight):
-        # A round trip through the scheduler costs a few ms: tiny tasks go in
-        # batches of about TARGET_BATCH_SECONDS, but never so large that
-        # some engines would idle while others work through long batches.
-        fair_share = max(1, len(tracker.ready) // max_in_flight)
-        if self.mean_seconds is None:
-            return min(fair_share, 4)
-        return max(1, min(fair_share, int(TARGET_BATCH_SECONDS / max(self.mean_seconds, 1e-6))))
+    def capacity(self):
+        return 2 * max(1, len(self.client.ids))
 
-    def _batch_failure(self, exc, batch, tracker, failed, deaths, bar):
-        """A batch did not return: its engine died (resubmit) or the call itself raised."""
-        if getattr(exc, "ename", None) != "EngineError":
-            for task_id in batch:
-                tracker.record(task_id, f"Task {task_id!r} raised on its engine: {_describe(exc)}", failed, bar)
+    def submit(self, batch):
+        return self.view.apply_async(run_batch_on_engine, self.workdir, batch, self.n_threads, self.per_host)
+
+    def wait(self, handles, timeout):
+        return wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)[0]
+
+    def result(self, handle):
+        return handle.result()
+
+    def worker_died(self, exc):
+        return getattr(exc, "ename", None) == "EngineError"
+
+    def describe(self, exc):
+        return exc.evalue if self.worker_died(exc) else _describe(exc)
+
+    def recover(self, exc):
+        if self.client.ids:
             return
-        for task_id in batch:
-            deaths[task_id] = deaths.get(task_id, 0) + 1
-            if deaths[task_id] > self.retries:
-                tracker.record(task_id, f"Task {task_id!r}: its engine died {deaths[task_id]} time(s): "
-                                        f"{exc.evalue}", failed, bar)
-            else:
-                tracker.ready.appendleft(task_id)
-        if not self.client.ids:
-            if self.local_cluster is None:
-                raise RuntimeError("Every ipyparallel engine died; restart engines and run again to resume.")
-            self.local_cluster.add_engine()
-            self.client.wait_for_engines(1, timeout=120)
+        if self.local_cluster is None:
+            raise RuntimeError("Every ipyparallel engine died; restart engines and run again to resume.")
+        self.local_cluster.add_engine()
+        self.client.wait_for_engines(1, timeout=120)
 
-    def _abort(self, in_flight):
-        """Ctrl-C: cancel queued tasks, interrupt running ones; outputs stay complete."""
-        futures = list(in_flight)
+    def abort(self, handles):
+        """Cancel queued tasks, interrupt running ones; outputs stay complete."""
         with contextlib.suppress(Exception):
-            self.client.abort(jobs=futures, block=False)
-        engines = {getattr(f, "engine_id", None) for f in futures} - {None}
+            self.client.abort(jobs=handles, block=False)
+        engines = {getattr(f, "engine_id", None) for f in handles} - {None}
         if engines:
             with contextlib.suppress(Exception):
                 self.client.send_signal(signal.SIGINT, targets=sorted(engines), block=True)

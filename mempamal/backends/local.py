@@ -8,13 +8,17 @@ other's workers -- or break joblib outright.  Small tasks are sent in batches si
 dispatch does not dominate.  Each worker's BLAS/OpenMP pools are limited to
 ``cpu_count // n_workers`` threads (environment at start-up plus
 threadpoolctl), so nested parallelism does not oversubscribe the cores.
+Each worker watches its driver and exits within about a second once the
+driver is gone (even after SIGKILL): no orphan keeps computing.
 """
 
 import os
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 
 from ..tasks import TaskError, run_task
-from .base import Backend, DependencyTracker, RunCancelled, check_stop, effective_n_jobs, make_progress
+from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.
 THREAD_VARIABLES = (
@@ -26,6 +30,8 @@ TARGET_BATCH_SECONDS = 0.05
 
 #: Idle workers exit after this many seconds (restarted on demand).
 IDLE_WORKER_TIMEOUT = 300
+#: How often a worker checks that its driver is still alive.
+DRIVER_CHECK_SECONDS = 0.5
 
 _worker_thread_limit = None
 _pool = {"key": None, "executor": None}
@@ -42,13 +48,40 @@ def _get_executor(n_workers, env):
     elif executor is not None and _pool["key"] != key:
         shutdown_pool()
     if _pool["executor"] is None:
-        executor = ProcessPoolExecutor(max_workers=n_workers, env=env or None, timeout=IDLE_WORKER_TIMEOUT)
+        executor = ProcessPoolExecutor(max_workers=n_workers, env=env or None, timeout=IDLE_WORKER_TIMEOUT,
+                                       initializer=exit_with_driver, initargs=(os.getpid(),))
         _pool.update(key=key, executor=executor)
     return _pool["executor"]
 
 
+def exit_with_driver(driver_pid):
+    """Make this worker process exit as soon as ``driver_pid``, its parent, is gone.
+
+    Run in each worker at start-up.  A killed driver closes no pipe the idle
+    worker would notice (loky's own idle timeout is minutes), so a daemon
+    thread polls the parent pid: once the driver is dead the worker is
+    re-parented and exits at once, abandoning its task (outputs are written
+    atomically, so a half-done task leaves nothing that is trusted).  Not
+    ``PR_SET_PDEATHSIG``: it fires when the *thread* that started the worker
+    ends, and runs are often driven from short-lived threads.
+
+    Examples
+    --------
+    >>> from concurrent.futures import ProcessPoolExecutor
+    >>> pool = ProcessPoolExecutor(2, initializer=exit_with_driver, initargs=(os.getpid(),))   # doctest: +SKIP
+    """
+    def watch():
+        while os.getppid() == driver_pid:
+            time.sleep(DRIVER_CHECK_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="mempamal-exit-with-driver", daemon=True).start()
+
+
 def _discard_executor(executor):
     """Kill a broken or interrupted pool; the next run starts a new one."""
+    if executor is None:
+        return
     if _pool["executor"] is executor:
         _pool.update(key=None, executor=None)
     executor.shutdown(wait=False, kill_workers=True)
@@ -94,6 +127,88 @@ def run_batch(workdir, task_ids, n_threads=None):
     return outcomes
 
 
+class ProcessPool(WorkerPool):
+    """The dispatch primitives over the session's loky worker pool.
+
+    Examples
+    --------
+    >>> from mempamal.backends.base import dispatch
+    >>> failed = dispatch(wf, wf.pending_ids(), ProcessPool(str(wf.workdir), 2, None))   # doctest: +SKIP
+    """
+
+    target_batch_seconds = TARGET_BATCH_SECONDS
+
+    def __init__(self, workdir, n_workers, n_threads):
+        self.workdir, self.n_workers, self.n_threads = workdir, n_workers, n_threads
+        self.env = {name: str(n_threads) for name in THREAD_VARIABLES} if n_threads else {}
+        self.executors = {}  # future -> the executor that runs it (replaced when broken)
+
+    def capacity(self):
+        return 2 * self.n_workers
+
+    def submit(self, batch):
+        executor = _get_executor(self.n_workers, self.env)
+        future = executor.submit(run_batch, self.workdir, batch, self.n_threads)
+        self.executors[future] = executor
+        return future
+
+    def wait(self, handles, timeout):
+        return wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)[0]
+
+    def result(self, handle):
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        executor = self.executors.pop(handle)
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): the next batch starts a fresh pool.
+            _discard_executor(executor)
+            raise
+
+    def worker_died(self, exc):
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        return isinstance(exc, BrokenProcessPool)
+
+    def abort(self, handles):
+        # Running tasks are simply abandoned with their workers: their
+        # temporary files are never trusted.
+        for future in handles:
+            future.cancel()
+            _discard_executor(self.executors.pop(future, None))
+
+
+class InProcessPool(WorkerPool):
+    """Run each batch in this process when it is waited for (``n_jobs=1``: no worker to start).
+
+    Examples
+    --------
+    >>> from mempamal.backends.base import dispatch
+    >>> failed = dispatch(wf, wf.pending_ids(), InProcessPool(str(wf.workdir)))   # doctest: +SKIP
+    """
+
+    target_batch_seconds = TARGET_BATCH_SECONDS
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+
+    def capacity(self):
+        return 1
+
+    def submit(self, batch):
+        return tuple(batch)
+
+    def wait(self, handles, timeout):
+        return handles
+
+    def result(self, handle):
+        return run_batch(self.workdir, handle)
+
+    def abort(self, handles):
+        pass  # nothing runs between two calls of result()
+
+
 class LocalBackend(Backend):
     """Run tasks in worker processes on this machine (the default backend).
 
@@ -125,85 +240,22 @@ class LocalBackend(Backend):
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
         """Run ``task_ids`` in the worker pool (in this process when ``n_jobs=1``).
 
+        ``n_jobs=None`` means all cores, like -1.
+
         Examples
         --------
         >>> failed = LocalBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
         """
-        n_workers = effective_n_jobs(-1 if n_jobs is None else n_jobs)
-        graph = DependencyTracker(workflow, task_ids)
+        n_workers = effective_n_jobs(n_jobs)
+        if n_workers == 1:
+            pool = InProcessPool(str(workflow.workdir))
+        else:
+            n_threads = None
+            if self.limit_threads:
+                n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
+            pool = ProcessPool(str(workflow.workdir), n_workers, n_threads)
         bar = make_progress(len(task_ids), progress)
         try:
-            if n_workers == 1:
-                return self._run_in_process(workflow, graph, bar, stop)
-            return self._run_in_pool(workflow, graph, bar, n_workers, stop)
+            return dispatch(workflow, task_ids, pool, bar, stop)
         finally:
             bar.close()
-
-    def _run_in_process(self, workflow, graph, bar, stop):
-        failed = {}
-        while graph.ready:
-            check_stop(stop)
-            task_id = graph.ready.popleft()
-            ((_, error, _),) = run_batch(workflow.workdir, [task_id])
-            graph.record(task_id, error, failed, bar)
-        return failed
-
-    def _executor(self, n_workers, n_threads):
-        env = {name: str(n_threads) for name in THREAD_VARIABLES} if n_threads else {}
-        return _get_executor(n_workers, env)
-
-    def _run_in_pool(self, workflow, graph, bar, n_workers, stop):
-        from concurrent.futures import FIRST_COMPLETED, wait
-
-        from joblib.externals.loky.process_executor import BrokenProcessPool
-
-        n_threads = None
-        if self.limit_threads:
-            n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
-        failed, in_flight, crashes = {}, {}, {}
-        mean_seconds = None
-        try:
-            while graph.ready or in_flight:
-                while graph.ready and len(in_flight) < 2 * n_workers:
-                    size = self._batch_size(len(graph.ready), n_workers, mean_seconds)
-                    batch = [graph.ready.popleft() for _ in range(size)]
-                    executor = self._executor(n_workers, n_threads)
-                    future = executor.submit(run_batch, str(workflow.workdir), batch, n_threads)
-                    in_flight[future] = (batch, executor)
-                # With a stop event, wake up regularly to look at it.
-                done, _ = wait(in_flight, timeout=None if stop is None else 0.1, return_when=FIRST_COMPLETED)
-                check_stop(stop)
-                for future in done:
-                    batch, executor = in_flight.pop(future)
-                    try:
-                        outcomes = future.result()
-                    except BrokenProcessPool as exc:
-                        # A worker died (killed, out of memory): retry its
-                        # tasks once in a fresh pool, then give up on them.
-                        _discard_executor(executor)
-                        for task_id in batch:
-                            crashes[task_id] = crashes.get(task_id, 0) + 1
-                            if crashes[task_id] > 1:
-                                graph.record(task_id, f"worker process died: {exc}", failed, bar)
-                            else:
-                                graph.ready.appendleft(task_id)
-                        continue
-                    for task_id, error, seconds in outcomes:
-                        mean_seconds = seconds if mean_seconds is None else 0.8 * mean_seconds + 0.2 * seconds
-                        graph.record(task_id, error, failed, bar)
-        except (KeyboardInterrupt, RunCancelled):
-            # Finished outputs are complete files; running tasks are simply
-            # abandoned (their temporary files are never trusted).
-            for future, (_, executor) in in_flight.items():
-                future.cancel()
-                _discard_executor(executor)
-            raise
-        return failed
-
-    @staticmethod
-    def _batch_size(n_ready, n_workers, mean_seconds):
-        if mean_seconds is None:
-            return 1
-        by_duration = int(TARGET_BATCH_SECONDS / max(mean_seconds, 1e-6))
-        fair_share = max(1, n_ready // (2 * n_workers))
-        return max(1, min(by_duration, fair_share))
