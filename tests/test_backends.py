@@ -31,11 +31,27 @@ def ipp_client():
         yield local.client
 
 
+@pytest.fixture(scope="module")
+def dask_client():
+    """One real Dask LocalCluster (2 worker processes) for the module."""
+    distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
+    import logging
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+#: Backends tested on a running cluster shared by the module (auto-start is tested in their own files).
+SHARED_CLUSTERS = {"ipyparallel": "ipp_client", "dask": "dask_client"}
+
+
 @pytest.fixture(params=mp.available_backends())
 def backend_options(request):
-    """(name, options) of each registered backend; ipyparallel reuses the module's cluster."""
+    """(name, options) of each registered backend; cluster backends reuse the module's cluster."""
     name = request.param
-    options = {"client": request.getfixturevalue("ipp_client")} if name == "ipyparallel" else {}
+    fixture = SHARED_CLUSTERS.get(name)
+    options = {"client": request.getfixturevalue(fixture)} if fixture else {}
     return name, options
 
 

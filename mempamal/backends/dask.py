@@ -1,0 +1,196 @@
+"""Dask: run tasks on the workers of a ``distributed.Client``.
+
+The client may be the user's (a LocalCluster, a dask-jobqueue
+``SLURMCluster``, Kubernetes, a cloud service), a scheduler address, or a
+private LocalCluster started for the run and closed after it.  Dask sees only
+batches of *ready* tasks: the dependency order is mempamal's own (the shared
+:func:`~mempamal.backends.base.dispatch` loop), so a run can be cancelled,
+resumed, and mixed with other backends freely.  Workers call
+:func:`~mempamal.backends.local.run_batch` on the workdir: remote workers
+need it on a shared filesystem at the same path.
+
+Dask reschedules the tasks of a worker that died by itself (up to
+``distributed.scheduler.allowed-failures`` times); a batch it gave up on
+(``KilledWorker``) is submitted again ``retries`` times by mempamal.
+"""
+
+import contextlib
+import logging
+import os
+import time
+import uuid
+
+from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
+from .local import run_batch
+
+INSTALL_HINT = "The 'dask' backend needs dask.distributed: pip install 'mempamal[dask]'"
+
+#: How long a run waits for a first worker (jobqueue workers wait in a batch queue).
+WORKER_WAIT_SECONDS = 600
+#: How often the number of worker threads is asked again (clusters scale up and down).
+CAPACITY_REFRESH_SECONDS = 2.0
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+    return distributed
+
+
+class DaskBackend(Backend):
+    """Run tasks on Dask workers.
+
+    Parameters
+    ----------
+    client : distributed.Client, optional
+        A connected client; its cluster is left running.
+    address : str, optional
+        A scheduler address (``"tcp://host:8786"``) to connect to; left running.
+    retries : int, default 1
+        How many times mempamal resubmits a task Dask gave up on because its
+        workers kept dying (``KilledWorker``).  A task that raised is never
+        re-run: it is reported.
+    threads_per_worker : int, optional
+        BLAS/OpenMP threads per task.  Default: ``cpu_count // n_jobs`` in a
+        private cluster; left alone on a user's cluster.
+
+    Without ``client`` or ``address``, a private ``distributed.LocalCluster``
+    of ``n_jobs`` single-threaded worker processes (None = all cores) is
+    started for the run and closed after it; with a running cluster
+    ``n_jobs`` is ignored and every worker thread is used.  Cancelling
+    (Ctrl-C, ``stop``) cancels queued batches; on a user's cluster, batches
+    already running finish by themselves (Dask cannot interrupt them; their
+    outputs are complete files).
+
+    Examples
+    --------
+    >>> res = wf.run(backend="dask", n_jobs=4)                           # doctest: +SKIP
+    >>> from distributed import Client                                    # doctest: +SKIP
+    >>> res = wf.run(backend="dask", client=Client("tcp://head:8786"))    # doctest: +SKIP
+    >>> res = wf.run(backend="dask", address="tcp://head:8786")           # doctest: +SKIP
+    """
+
+    name = "dask"
+
+    def __init__(self, client=None, address=None, retries=1, threads_per_worker=None):
+        distributed = _import_distributed()  # the install hint before any work starts
+        if client is not None and not isinstance(client, distributed.Client):
+            raise ValueError(f"The 'client' parameter of the dask backend must be a distributed.Client "
+                             f"or None; got {client!r} instead.")
+        if address is not None and (not isinstance(address, str) or not address):
+            raise ValueError(f"The 'address' parameter of the dask backend must be a scheduler address "
+                             f"such as 'tcp://host:8786', or None; got {address!r} instead.")
+        if client is not None and address is not None:
+            raise ValueError("Give the dask backend either 'client' or 'address', not both.")
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise ValueError(f"The 'retries' parameter of the dask backend must be an int >= 0; "
+                             f"got {retries!r} instead.")
+        if threads_per_worker is not None and (
+                not isinstance(threads_per_worker, int) or isinstance(threads_per_worker, bool)
+                or threads_per_worker < 1):
+            raise ValueError(f"The 'threads_per_worker' parameter of the dask backend must be an int >= 1 "
+                             f"or None; got {threads_per_worker!r} instead.")
+        self.client, self.address = client, address
+        self.retries, self.threads_per_worker = retries, threads_per_worker
+
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        """Run ``task_ids`` on the Dask workers (a private cluster of ``n_jobs`` workers by default).
+
+        Examples
+        --------
+        >>> failed = DaskBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        """
+        bar = make_progress(len(task_ids), progress)
+        try:
+            with self._connect(n_jobs) as (client, n_threads):
+                pool = DaskPool(client, str(workflow.workdir), self.retries, n_threads)
+                return dispatch(workflow, task_ids, pool, bar, stop)
+        finally:
+            bar.close()
+
+    @contextlib.contextmanager
+    def _connect(self, n_jobs):
+        """``(client, BLAS threads per task)``; a private cluster is closed on exit."""
+        distributed = _import_distributed()
+        if self.client is not None:
+            yield self.client, self.threads_per_worker
+            return
+        if self.address is not None:
+            try:
+                client = distributed.Client(self.address, timeout=30)
+            except OSError as exc:
+                raise OSError(f"The dask backend could not reach a scheduler at {self.address!r}: {exc}") from exc
+            with client:
+                yield client, self.threads_per_worker
+            return
+        n_workers = effective_n_jobs(n_jobs)
+        n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
+        # Single-threaded worker processes: the GIL and BLAS threads are
+        # handled per task (run_batch limits them), as the local backend does.
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR)
+        try:
+            with distributed.Client(cluster) as client:
+                yield client, n_threads
+        finally:
+            cluster.close()
+
+
+class DaskPool(WorkerPool):
+    """The dispatch primitives over a ``distributed.Client``: one future per batch.
+
+    Examples
+    --------
+    >>> from mempamal.backends.base import dispatch
+    >>> failed = dispatch(wf, wf.pending_ids(), DaskPool(client, str(wf.workdir)))   # doctest: +SKIP
+    """
+
+    # A round trip through the scheduler costs a few ms.
+    target_batch_seconds = 0.1
+
+    def __init__(self, client, workdir, retries=1, n_threads=None, worker_wait=WORKER_WAIT_SECONDS):
+        self.client, self.workdir, self.retries, self.n_threads = client, workdir, retries, n_threads
+        try:
+            # Workers of a batch-queue cluster may still be waiting to start.
+            client.wait_for_workers(1, timeout=worker_wait)
+        except TimeoutError as exc:
+            raise RuntimeError(f"The Dask cluster has no worker after {worker_wait} s; start or scale "
+                               f"some (cluster.scale(n)) and run again.") from exc
+        self._threads, self._asked = 0, float("-inf")
+        self.run_id = uuid.uuid4().hex[:8]
+
+    def capacity(self):
+        now = time.monotonic()
+        if now - self._asked > CAPACITY_REFRESH_SECONDS:
+            self._threads, self._asked = sum(self.client.nthreads().values()), now
+        return 2 * max(1, self._threads)
+
+    def submit(self, batch):
+        # A readable key: the dashboard shows which tasks a batch holds.
+        key = f"mempamal-{batch[0]}-{len(batch)}-{self.run_id}-{uuid.uuid4().hex[:8]}"
+        return self.client.submit(run_batch, self.workdir, batch, self.n_threads, key=key, pure=False)
+
+    def wait(self, handles, timeout):
+        distributed = _import_distributed()
+        try:
+            return distributed.wait(handles, timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return []
+
+    def result(self, handle):
+        try:
+            return handle.result()
+        finally:
+            handle.release()
+
+    def worker_died(self, exc):
+        from distributed import KilledWorker
+
+        return isinstance(exc, KilledWorker)
+
+    def abort(self, handles):
+        with contextlib.suppress(Exception):
+            self.client.cancel(handles, force=True)

@@ -1,0 +1,203 @@
+"""Dask specifics on real clusters: private LocalCluster, scheduler address, killed worker, Slurm."""
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+import mempamal as mp
+
+from conftest import assert_matches_sklearn
+
+distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
+
+X, y = load_iris(return_X_y=True)
+
+SLOW_MODULE = textwrap.dedent("""
+    import time
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+
+    class SlowLogistic(ClassifierMixin, BaseEstimator):
+        def __init__(self, C=1.0, delay=0.3):
+            self.C, self.delay = C, delay
+        def fit(self, X, y):
+            time.sleep(self.delay)
+            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
+            self.classes_ = self.model_.classes_
+            return self
+        def predict(self, X):
+            return self.model_.predict(X)
+""")
+
+
+def _children():
+    """Our live child processes, but multiprocessing's resource tracker (one per interpreter, by design)."""
+    import psutil
+
+    found = set()
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE and "resource_tracker" not in " ".join(process.cmdline()):
+                found.add(process.pid)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_private_local_cluster_gives_sklearns_answer_and_leaves_no_process(tmp_path):
+    before = _children()
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    results = experiment.build(X, y, workdir=tmp_path / "wd").run(backend="dask", n_jobs=2, progress=False)
+    assert_matches_sklearn(results, experiment, X, y)
+    deadline = time.monotonic() + 30
+    while _children() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _children() - before == set()
+
+
+def test_a_scheduler_address_is_used_and_left_running(tmp_path):
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster:
+        experiment = mp.Experiment(LogisticRegression(max_iter=300), cv=3)
+        results = experiment.build(X, y, workdir=tmp_path / "wd").run(
+            backend="dask", address=cluster.scheduler_address, progress=False)
+        assert_matches_sklearn(results, experiment, X, y)
+        with distributed.Client(cluster.scheduler_address) as client:
+            assert len(client.nthreads()) == 1  # still there
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"client": "tcp://x:1"}, "'client' parameter of the dask backend must be a distributed.Client"),
+    ({"address": 8786}, "'address' parameter of the dask backend must be a scheduler address"),
+    ({"retries": -1}, "'retries' parameter of the dask backend must be an int >= 0"),
+    ({"threads_per_worker": 0}, "'threads_per_worker' parameter of the dask backend must be an int >= 1"),
+])
+def test_bad_dask_options_are_refused_before_anything_runs(tmp_path, options, message):
+    workflow = mp.Experiment(LogisticRegression(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    with pytest.raises(ValueError, match=message):
+        workflow.run(backend="dask", progress=False, **options)
+    assert workflow.status()["done"] == 0
+
+
+def test_an_unreachable_scheduler_address_is_a_clear_error(tmp_path):
+    workflow = mp.Experiment(LogisticRegression(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    with pytest.raises(OSError, match="could not reach a scheduler at 'tcp://127.0.0.1:9'"):
+        workflow.run(backend="dask", address="tcp://127.0.0.1:9", progress=False)
+
+
+def test_killing_a_worker_mid_run_still_finishes_with_sklearns_answer(tmp_path, monkeypatch):
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from slowmod import SlowLogistic
+
+    experiment = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        client.run(sys.path.insert, 0, str(tmp_path))
+        pids = client.run(os.getpid)
+        outputs = workflow.workdir / "outputs"
+        killed = []
+
+        def kill_one_worker_mid_run():
+            while len(list(outputs.glob("*.json"))) < 3:
+                time.sleep(0.05)
+            victim = sorted(pids.values())[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+        killer = threading.Thread(target=kill_one_worker_mid_run)
+        killer.start()
+        results = workflow.run(backend="dask", client=client, progress=False)
+        killer.join()
+        assert killed and killed[0] not in client.run(os.getpid).values()
+    assert_matches_sklearn(results, mp.Experiment(
+        SlowLogistic(delay=0), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2), X, y)
+
+
+def test_ctrl_c_stops_the_private_cluster_and_keeps_finished_work(tmp_path):
+    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from sklearn.datasets import load_iris
+        import mempamal as mp
+        from slowmod import SlowLogistic
+        if __name__ == "__main__":  # Dask starts its workers with spawn
+            X, y = load_iris(return_X_y=True)
+            exp = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
+            wf = exp.build(X, y, workdir=sys.argv[1], chunk_size=1)
+            try:
+                wf.run(backend="dask", n_jobs=2, progress=False)
+            except KeyboardInterrupt:
+                print("INTERRUPTED", flush=True)
+    """))
+    import psutil
+
+    workdir = tmp_path / "wd"
+    process = subprocess.Popen([sys.executable, str(script), str(workdir)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    driver = psutil.Process(process.pid)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(workdir.glob("outputs/*.json"))) < 2:
+        time.sleep(0.05)
+    workers = driver.children(recursive=True)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=90)
+    assert "INTERRUPTED" in stdout, stderr
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    workflow = mp.Workflow.open(workdir)
+    assert 0 < workflow.status()["done"] < len(workflow.tasks)
+
+
+def _slurm_answers():
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.mark.skipif(not _slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
+def test_dask_jobqueue_slurm_cluster_gives_sklearns_answer_with_jobs_in_squeue(tmp_path):
+    dask_jobqueue = pytest.importorskip("dask_jobqueue", reason="needs dask-jobqueue (mempamal[dask])")
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    logs = tmp_path / "logs"
+    cluster = dask_jobqueue.SLURMCluster(
+        cores=1, processes=1, memory="1GB", walltime="00:10:00", python=sys.executable,
+        job_name="mempamal-dask-test", log_directory=str(logs), local_directory=str(tmp_path / "scratch"),
+        scheduler_options={"dashboard_address": None, "host": "127.0.0.1"})
+    try:
+        cluster.scale(jobs=2)
+        seen = {}
+
+        def watch_squeue():
+            while "jobs" not in seen:
+                out = subprocess.run(["squeue", "-h", "-n", "mempamal-dask-test", "-o", "%i"],
+                                     capture_output=True, text=True).stdout.split()
+                if out:
+                    seen["jobs"] = out
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch_squeue, daemon=True)
+        watcher.start()
+        with distributed.Client(cluster) as client:
+            results = workflow.run(backend="dask", client=client, progress=False)
+        watcher.join(timeout=30)
+        assert seen.get("jobs"), "no dask-jobqueue job was seen in squeue"
+    finally:
+        cluster.close()
+    assert_matches_sklearn(results, experiment, X, y)
