@@ -27,6 +27,9 @@ from .local import THREAD_VARIABLES, run_batch
 #: A batch of small tasks should keep an engine busy about this long.
 TARGET_BATCH_SECONDS = 0.1
 
+#: How long a private cluster waits for its engines (Slurm jobs may queue).
+ENGINE_START_SECONDS = 300
+
 INSTALL_HINT = "The 'ipyparallel' backend needs ipyparallel: pip install ipyparallel"
 
 
@@ -58,20 +61,39 @@ class LocalCluster:
     Engines create ``$IPYTHONDIR/profile_default`` whatever ``profile_dir``
     says, so IPYTHONDIR itself points into the temporary folder while they
     start: nothing lands in the user's ``~/.ipython``.  On exit the
-    controller, the engines and their nanny processes are gone.
+    controller, the engines and their nanny processes are gone; if the
+    process that started it dies instead (even by SIGKILL), a watchdog
+    (:mod:`mempamal.backends.watchdog`) kills them and cancels the Slurm jobs.
+
+    Parameters
+    ----------
+    n_engines : int
+        Engines to start.
+    engines : str, default "local"
+        ipyparallel's engine launcher: ``"local"`` processes, ``"slurm"``
+        (one ``sbatch`` job whose ``srun`` starts the engines; its script and
+        log stay in the temporary folder), ``"mpi"``, ``"ssh"``, ...
+    **cluster_options
+        More ``ipyparallel.Cluster`` arguments (``controller_ip``, ``config``, ...).
 
     Examples
     --------
     >>> with LocalCluster(2) as local:                                    # doctest: +SKIP
     ...     res = wf.run(backend="ipyparallel", client=local.client)
     ...     res2 = wf2.run(backend="ipyparallel", client=local.client)   # same engines
+    >>> with LocalCluster(4, engines="slurm") as on_slurm:                # doctest: +SKIP
+    ...     res = wf.run(backend="ipyparallel", client=on_slurm.client)
     """
 
-    def __init__(self, n_engines):
+    def __init__(self, n_engines, engines="local", **cluster_options):
         ipp = _import_ipp()
+        if not isinstance(engines, str) or not engines:
+            raise ValueError(f"The 'engines' parameter must be an ipyparallel launcher name such as "
+                             f"'local' or 'slurm'; got {engines!r} instead.")
+        self.n_engines = n_engines
         self.base = tempfile.mkdtemp(prefix="mempamal-ipp-")
         self.ipython_dir = os.path.join(self.base, "ipython")
-        self.cluster = ipp.Cluster(
+        options = dict(
             n=n_engines, profile_dir=os.path.join(self.ipython_dir, "profile_mempamal"),
             cluster_id="mempamal", log_level=40,
             # Engines wait for the controller's connection info anyway; the
@@ -80,21 +102,52 @@ class LocalCluster:
             # A 1 s heartbeat registers engines in ~2.5 s instead of ~6.5 s.
             controller_args=["--HeartMonitor.period=1000"],
         )
+        if engines != "local":
+            options["engines"] = engines
+        if engines == "slurm":
+            options.update(_slurm_options(self.base))
+        options.update(cluster_options)
+        self.cluster = ipp.Cluster(**options)
+        self.watchdog = None
 
     def __enter__(self):
+        from .watchdog import start_watchdog
+
+        # First the watchdog: a driver killed while the cluster starts leaves nothing either.
+        self.watchdog = start_watchdog("IPYTHONDIR", self.ipython_dir, self.base)
         try:
             with _environment(IPYTHONDIR=self.ipython_dir):
-                self.client = self.cluster.start_and_connect_sync()
+                self.cluster.start_cluster_sync()
+                self._tell_watchdog_the_jobs()
+                self.client = self.cluster.connect_client_sync()
+                self.client.wait_for_engines(self.n_engines, timeout=ENGINE_START_SECONDS, interactive=False)
         except BaseException:  # engines timed out, Ctrl-C while starting, ...
             with contextlib.suppress(Exception):
                 self.cluster.stop_cluster_sync()
             shutil.rmtree(self.base, ignore_errors=True)
+            self._stop_watchdog()
             raise
         return self
 
     def add_engine(self):
         with _environment(IPYTHONDIR=self.ipython_dir):
             self.cluster.start_engines_sync(n=1)
+        self._tell_watchdog_the_jobs()
+
+    def _tell_watchdog_the_jobs(self):
+        """Batch-system engines are jobs: the watchdog cancels them if we die."""
+        from .watchdog import tell_watchdog
+
+        for engine_set in list(self.cluster.engines.values()):
+            if getattr(engine_set, "job_id", None):
+                tell_watchdog(self.watchdog, f"slurm-job {engine_set.job_id}")
+
+    def _stop_watchdog(self):
+        from .watchdog import stop_watchdog
+
+        if self.watchdog is not None:
+            stop_watchdog(self.watchdog)
+            self.watchdog = None
 
     def _nannies(self):
         """The engines' nanny processes (children of the engine processes)."""
@@ -119,6 +172,20 @@ class LocalCluster:
             _end_processes(nannies)
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
+            self._stop_watchdog()
+
+
+def _slurm_options(folder):
+    """Keep the engines' batch script and job log in ``folder``, not in the current directory."""
+    from traitlets.config import Config
+
+    config = Config()
+    launcher = config.SlurmEngineSetLauncher
+    launcher.batch_file_name = os.path.join(folder, "slurm_engine.sbatch")
+    log = os.path.join(folder, "engines-%j.out").replace("{", "{{").replace("}", "}}")
+    launcher.batch_template = ("#!/bin/sh\n#SBATCH --export=ALL\n#SBATCH --job-name=ipengine-{cluster_id}\n"
+                               f"#SBATCH --output={log}\n#SBATCH --ntasks={{n}}\nsrun {{program_and_args}}\n")
+    return {"config": config}
 
 
 def _end_processes(processes, seconds=3):
@@ -165,10 +232,18 @@ class IPyParallelBackend(Backend):
         BLAS/OpenMP threads per engine; default ``cpu_count // engines on
         that host`` (as the local backend), so engines sharing a machine do
         not oversubscribe its cores.
+    engines : str, default "local"
+        How a private cluster starts its engines: ipyparallel's launcher name,
+        e.g. ``"slurm"`` (one sbatch job running the engines with srun).
+    cluster_options : dict, optional
+        More ``ipyparallel.Cluster`` arguments for a private cluster
+        (``controller_ip="*"`` when engines run on other nodes, ``config``
+        for the launcher's partition, time limit, ...).
 
-    Without any of them, ``n_jobs`` engines are started in a private cluster
-    (temporary IPython dir) and stopped at the end; with a running cluster ``n_jobs`` is ignored and
-    every engine is used.  Engines run ``run_task`` on the workdir, so remote
+    Without ``client``/``profile``/``cluster_id``/``profile_dir``, ``n_jobs``
+    engines (None = all cores) are started in a private cluster (temporary
+    IPython dir) and stopped at the end, also when the driver is killed; with
+    a running cluster ``n_jobs`` is ignored and every engine is used.  Engines run ``run_task`` on the workdir, so remote
     engines need it on a shared filesystem at the same path.
 
     Examples
@@ -177,12 +252,13 @@ class IPyParallelBackend(Backend):
     >>> res = wf.run(backend="ipyparallel", profile="slurm")            # doctest: +SKIP
     >>> rc = ipyparallel.Client(cluster_id="ml")                        # doctest: +SKIP
     >>> res = wf.run(backend="ipyparallel", client=rc)                  # doctest: +SKIP
+    >>> res = wf.run(backend="ipyparallel", engines="slurm", n_jobs=8)  # doctest: +SKIP
     """
 
     name = "ipyparallel"
 
     def __init__(self, client=None, profile=None, cluster_id=None, profile_dir=None, retries=1,
-                 threads_per_engine=None):
+                 threads_per_engine=None, engines="local", cluster_options=None):
         ipp = _import_ipp()  # the install hint before any work starts
         if client is not None and not isinstance(client, ipp.Client):
             raise ValueError(
@@ -203,6 +279,16 @@ class IPyParallelBackend(Backend):
             raise ValueError(f"The 'threads_per_engine' parameter must be an int >= 1 or None; "
                              f"got {threads_per_engine!r} instead.")
         self.threads_per_engine = threads_per_engine
+        if not isinstance(engines, str) or not engines:
+            raise ValueError(f"The 'engines' parameter of the ipyparallel backend must be an ipyparallel "
+                             f"launcher name such as 'local' or 'slurm'; got {engines!r} instead.")
+        if cluster_options is not None and not isinstance(cluster_options, dict):
+            raise ValueError(f"The 'cluster_options' parameter of the ipyparallel backend must be a dict "
+                             f"or None; got {cluster_options!r} instead.")
+        if (engines != "local" or cluster_options) and (client is not None or self.connect_args):
+            raise ValueError("'engines' and 'cluster_options' configure a cluster the ipyparallel backend "
+                             "starts; they cannot be given with a running cluster ('client', 'profile', ...).")
+        self.engines, self.cluster_options = engines, dict(cluster_options or {})
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
         """Run ``task_ids`` on the engines (``n_jobs`` engines when auto-started, None = all cores).
@@ -236,7 +322,7 @@ class IPyParallelBackend(Backend):
             finally:
                 client.close()
         else:
-            with LocalCluster(effective_n_jobs(n_jobs)) as local:
+            with LocalCluster(effective_n_jobs(n_jobs), self.engines, **self.cluster_options) as local:
                 yield local.client, local
 
 
