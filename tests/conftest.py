@@ -1,7 +1,29 @@
 """Shared helpers: scikit-learn's own answer for an Experiment, and comparisons."""
 
+import textwrap
+
 import numpy as np
 import pytest
+
+#: A module defining ``SlowLogistic``: a LogisticRegression whose fit sleeps
+#: ``delay`` s, to interrupt or kill runs in the middle.  Tests write it to a
+#: folder that their workers (processes, engines) can import from.
+SLOW_MODULE = textwrap.dedent("""
+    import time
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+
+    class SlowLogistic(ClassifierMixin, BaseEstimator):
+        def __init__(self, C=1.0, delay=0.3):
+            self.C, self.delay = C, delay
+        def fit(self, X, y):
+            time.sleep(self.delay)
+            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
+            self.classes_ = self.model_.classes_
+            return self
+        def predict(self, X):
+            return self.model_.predict(X)
+""")
 
 
 @pytest.fixture(autouse=True)

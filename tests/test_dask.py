@@ -16,29 +16,11 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
-from conftest import assert_matches_sklearn
+from conftest import SLOW_MODULE, assert_matches_sklearn
 
 distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
 
 X, y = load_iris(return_X_y=True)
-
-SLOW_MODULE = textwrap.dedent("""
-    import time
-    from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.linear_model import LogisticRegression
-
-    class SlowLogistic(ClassifierMixin, BaseEstimator):
-        def __init__(self, C=1.0, delay=0.3):
-            self.C, self.delay = C, delay
-        def fit(self, X, y):
-            time.sleep(self.delay)
-            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
-            self.classes_ = self.model_.classes_
-            return self
-        def predict(self, X):
-            return self.model_.predict(X)
-""")
-
 
 def _children():
     """Our live child processes, but multiprocessing's resource tracker (one per interpreter, by design)."""

@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 
 import mempamal as mp
 
-from conftest import assert_matches_sklearn, comparable
+from conftest import SLOW_MODULE, assert_matches_sklearn, comparable
 
 X, y = load_iris(return_X_y=True)
 
@@ -32,24 +32,6 @@ def _cluster_processes(marker):
         except psutil.Error:
             pass
     return found
-
-
-SLOW_MODULE = textwrap.dedent("""
-    import time
-    from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.linear_model import LogisticRegression
-
-    class SlowLogistic(ClassifierMixin, BaseEstimator):
-        def __init__(self, C=1.0, delay=0.3):
-            self.C, self.delay = C, delay
-        def fit(self, X, y):
-            time.sleep(self.delay)
-            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
-            self.classes_ = self.model_.classes_
-            return self
-        def predict(self, X):
-            return self.model_.predict(X)
-""")
 
 
 def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path, monkeypatch):

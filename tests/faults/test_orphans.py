@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -21,28 +20,11 @@ from sklearn.datasets import load_iris
 
 import mempamal as mp
 
-from conftest import assert_matches_sklearn
+from conftest import SLOW_MODULE, assert_matches_sklearn
 
 psutil = pytest.importorskip("psutil", reason="the orphan checks list processes with psutil")
 
 X, y = load_iris(return_X_y=True)
-
-SLOW_MODULE = textwrap.dedent("""
-    import time
-    from sklearn.base import BaseEstimator, ClassifierMixin
-    from sklearn.linear_model import LogisticRegression
-
-    class SlowLogistic(ClassifierMixin, BaseEstimator):
-        def __init__(self, C=1.0, delay=0.3):
-            self.C, self.delay = C, delay
-        def fit(self, X, y):
-            time.sleep(self.delay)
-            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
-            self.classes_ = self.model_.classes_
-            return self
-        def predict(self, X):
-            return self.model_.predict(X)
-""")
 
 #: A killed driver's processes must all be gone within this many seconds.
 SURVIVOR_DEADLINE = 10
