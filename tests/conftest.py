@@ -85,3 +85,24 @@ def comparable(raw):
     if raw.get("inner"):
         raw["inner"] = [{k: v for k, v in fold.items() if k in ("scores", "n_failed_fits")} for fold in raw["inner"]]
     return repr(raw)
+
+
+def slurm_answers():
+    """Whether a Slurm controller answers here (``sinfo``): cluster tests skip otherwise."""
+    import shutil
+    import subprocess
+
+    if shutil.which("sinfo") is None:
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def squeue_job_ids(name):
+    """Ids of the Slurm jobs called ``name`` that ``squeue`` lists now."""
+    import subprocess
+
+    out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
+    return set(out.stdout.split())

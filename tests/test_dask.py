@@ -2,7 +2,6 @@
 
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
-from conftest import SLOW_MODULE, assert_matches_sklearn
+from conftest import SLOW_MODULE, assert_matches_sklearn, slurm_answers, squeue_job_ids
 
 distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
 
@@ -143,16 +142,7 @@ def test_ctrl_c_stops_the_private_cluster_and_keeps_finished_work(tmp_path):
     assert 0 < workflow.status()["done"] < len(workflow.tasks)
 
 
-def _slurm_answers():
-    if shutil.which("sinfo") is None:
-        return False
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-@pytest.mark.skipif(not _slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
+@pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
 def test_dask_jobqueue_slurm_cluster_gives_sklearns_answer_with_jobs_in_squeue(tmp_path):
     dask_jobqueue = pytest.importorskip("dask_jobqueue", reason="needs dask-jobqueue (mempamal[dask])")
     experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
@@ -168,10 +158,9 @@ def test_dask_jobqueue_slurm_cluster_gives_sklearns_answer_with_jobs_in_squeue(t
 
         def watch_squeue():
             while "jobs" not in seen:
-                out = subprocess.run(["squeue", "-h", "-n", "mempamal-dask-test", "-o", "%i"],
-                                     capture_output=True, text=True).stdout.split()
-                if out:
-                    seen["jobs"] = out
+                jobs = squeue_job_ids("mempamal-dask-test")
+                if jobs:
+                    seen["jobs"] = jobs
                 time.sleep(0.2)
 
         watcher = threading.Thread(target=watch_squeue, daemon=True)

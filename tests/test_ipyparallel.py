@@ -11,7 +11,7 @@ from sklearn.datasets import load_iris
 
 import mempamal as mp
 
-from conftest import SLOW_MODULE, assert_matches_sklearn, comparable
+from conftest import SLOW_MODULE, assert_matches_sklearn, comparable, slurm_answers, squeue_job_ids
 
 X, y = load_iris(return_X_y=True)
 
@@ -188,3 +188,38 @@ def test_ctrl_c_aborts_engines_stops_private_cluster_and_keeps_finished_work(tmp
     assert _cluster_processes(private_tmp) == []  # nannies included: they used to hang here
     workflow = mp.Workflow.open(workdir)
     assert 0 < workflow.status()["done"] < len(workflow.tasks)
+
+
+@pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
+def test_auto_started_slurm_engines_are_jobs_in_squeue_give_sklearns_answer_and_are_stopped(tmp_path, monkeypatch):
+    import tempfile
+
+    private_tmp = tmp_path / "tmp"
+    private_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))  # where LocalCluster makes its dir
+    monkeypatch.chdir(tmp_path)
+    seen, done = set(), threading.Event()
+
+    def watch_squeue():
+        while not done.is_set():
+            seen.update(squeue_job_ids("ipengine-mempamal"))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch_squeue, daemon=True)
+    watcher.start()
+    experiment = mp.Experiment(mp_estimator(), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    try:
+        results = experiment.build(X, y, workdir=tmp_path / "wd").run(
+            backend="ipyparallel", engines="slurm", n_jobs=2, progress=False)
+    finally:
+        done.set()
+        watcher.join()
+    assert seen, "no engine job was seen in squeue during the run"
+    deadline = time.monotonic() + 60
+    while seen & squeue_job_ids("ipengine-mempamal") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not seen & squeue_job_ids("ipengine-mempamal")  # cancelled with the cluster
+    assert_matches_sklearn(results, experiment, X, y)
+    assert _cluster_processes(private_tmp) == []
+    assert sorted(os.listdir(tmp_path)) == ["tmp", "wd"]  # no sbatch script or job log in the cwd
+    assert list(private_tmp.iterdir()) == []

@@ -290,29 +290,38 @@ class WorkerPool(abc.ABC):
 class BatchSizer:
     """How many ready tasks go in the next batch, from the measured task durations.
 
+    The typical duration is the median of the last few tasks: a worker's
+    first task also loads the workdir (and imports scikit-learn on a fresh
+    engine), and one such outlier must not keep batches small for long.
+
     Examples
     --------
     >>> sizer = BatchSizer(target_seconds=0.05)
     >>> sizer.size(n_ready=1000, capacity=4)     # nothing measured yet: one at a time
     1
-    >>> sizer.observe(0.001)
+    >>> for seconds in (0.9, 0.001, 0.001):      # a slow first task, then tiny ones
+    ...     sizer.observe(seconds)
     >>> sizer.size(n_ready=1000, capacity=4)     # 50 tasks of 1 ms make 0.05 s
     50
     >>> sizer.size(n_ready=20, capacity=4)       # but every worker gets a share
     5
     """
 
+    #: How many recent durations the median is taken over.
+    WINDOW = 25
+
     def __init__(self, target_seconds):
         self.target_seconds = target_seconds
-        self.mean_seconds = None  # moving average of one task's duration
+        self.recent = deque(maxlen=self.WINDOW)
 
     def observe(self, seconds):
-        self.mean_seconds = seconds if self.mean_seconds is None else 0.8 * self.mean_seconds + 0.2 * seconds
+        self.recent.append(seconds)
 
     def size(self, n_ready, capacity):
-        if self.mean_seconds is None:
+        if not self.recent:
             return 1
-        by_duration = int(self.target_seconds / max(self.mean_seconds, 1e-6))
+        typical = sorted(self.recent)[len(self.recent) // 2]
+        by_duration = int(self.target_seconds / max(typical, 1e-6))
         # Never so large that some workers idle while others work through long batches.
         fair_share = max(1, n_ready // capacity)
         return max(1, min(by_duration, fair_share))

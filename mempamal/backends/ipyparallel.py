@@ -121,6 +121,8 @@ class LocalCluster:
                 self._tell_watchdog_the_jobs()
                 self.client = self.cluster.connect_client_sync()
                 self.client.wait_for_engines(self.n_engines, timeout=ENGINE_START_SECONDS, interactive=False)
+                # Part of starting: the first tasks must not each pay scikit-learn's import.
+                self.client[:].apply_sync(_import_task_modules)
         except BaseException:  # engines timed out, Ctrl-C while starting, ...
             with contextlib.suppress(Exception):
                 self.cluster.stop_cluster_sync()
@@ -173,6 +175,12 @@ class LocalCluster:
         finally:
             shutil.rmtree(self.base, ignore_errors=True)
             self._stop_watchdog()
+
+
+def _import_task_modules():
+    import sklearn.model_selection  # noqa: F401 - what every task uses
+
+    import mempamal.backends.local  # noqa: F401 - run_batch and run_task
 
 
 def _slurm_options(folder):
