@@ -20,7 +20,7 @@ from sklearn.datasets import load_iris
 
 import mempamal as mp
 
-from conftest import SLOW_MODULE, assert_matches_sklearn
+from conftest import SLOW_MODULE, assert_matches_sklearn, slurm_answers, squeue_job_ids
 
 psutil = pytest.importorskip("psutil", reason="the orphan checks list processes with psutil")
 
@@ -58,14 +58,12 @@ def _slow_workflow(tmp_path, monkeypatch, delay=0.3):
     return experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1), reference
 
 
-def _kill_driver_mid_run(tmp_path, workflow, backend):
-    """SIGKILL ``mempamal run`` once 2 outputs exist; return (survivors after 10 s, seconds until none)."""
+def _kill_driver_mid_run(tmp_path, workflow, command):
+    """SIGKILL the driver ``command`` once 2 outputs exist; return (survivors after 10 s, seconds until none)."""
     marker = uuid.uuid4().hex
     env = {**os.environ, "MEMPAMAL_ORPHAN_TEST": marker, "TMPDIR": str(tmp_path),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    driver = subprocess.Popen([sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-b", backend,
-                               "-n", "2", "--no-progress"], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     outputs = workflow.workdir / "outputs"
     deadline = time.monotonic() + 180
     while len(list(outputs.glob("*.json"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
@@ -87,20 +85,44 @@ def _outputs_with_times(workflow):
     return {path.name: path.stat().st_mtime_ns for path in (workflow.workdir / "outputs").glob("*.json")}
 
 
-@pytest.mark.parametrize("backend", ["local", "ipyparallel"])
+@pytest.mark.parametrize("backend", ["local", "ipyparallel", "dask"])
 def test_sigkilled_driver_leaves_no_process_and_the_run_resumes_to_sklearns_answer(tmp_path, monkeypatch,
                                                                                       backend):
-    if backend == "ipyparallel":
-        pytest.importorskip("ipyparallel", reason="the ipyparallel backend needs ipyparallel")
+    needs = {"ipyparallel": "ipyparallel", "dask": "distributed"}
+    if backend in needs:
+        pytest.importorskip(needs[backend], reason=f"the {backend} backend needs {needs[backend]}")
     workflow, reference = _slow_workflow(tmp_path, monkeypatch)
-    survivors, seconds = _kill_driver_mid_run(tmp_path, workflow, backend)
+    command = [sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-b", backend, "-n", "2",
+               "--no-progress"]
+    survivors, seconds = _kill_driver_mid_run(tmp_path, workflow, command)
     assert survivors == [], f"{len(survivors)} process(es) still running {seconds:.1f} s after SIGKILL"
+    _resume_redoes_nothing_and_matches_sklearn(workflow, reference)
+
+
+def _resume_redoes_nothing_and_matches_sklearn(workflow, reference):
     finished = _outputs_with_times(workflow)
     assert 0 < len(finished) < len(workflow.tasks)
     # Nothing left behind keeps writing, and the resumed run redoes nothing finished.
     results = workflow.run(backend="local", n_jobs=2, progress=False)
     assert {name: mtime for name, mtime in _outputs_with_times(workflow).items() if name in finished} == finished
     assert_matches_sklearn(results, reference, X, y)
+
+
+@pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
+def test_sigkilled_driver_of_slurm_engines_leaves_no_process_and_no_job(tmp_path, monkeypatch):
+    pytest.importorskip("ipyparallel", reason="the ipyparallel backend needs ipyparallel")
+    workflow, reference = _slow_workflow(tmp_path, monkeypatch)
+    script = ("import sys, mempamal as mp; mp.Workflow.open(sys.argv[1]).run("
+              "backend='ipyparallel', engines='slurm', n_jobs=2, progress=False)")
+    jobs_before = squeue_job_ids("ipengine-mempamal")
+    survivors, seconds = _kill_driver_mid_run(tmp_path, workflow, [sys.executable, "-c", script,
+                                                                   str(workflow.workdir)])
+    assert survivors == [], f"{len(survivors)} process(es) still running {seconds:.1f} s after SIGKILL"
+    deadline = time.monotonic() + 30  # a cancelled job stays "completing" a moment in squeue
+    while squeue_job_ids("ipengine-mempamal") - jobs_before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert squeue_job_ids("ipengine-mempamal") - jobs_before == set()
+    _resume_redoes_nothing_and_matches_sklearn(workflow, reference)
 
 
 def test_a_sigkilled_local_worker_has_its_tasks_retried_with_exact_results(tmp_path, monkeypatch):
