@@ -128,6 +128,47 @@ def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path):
         _REGISTRY.pop("in-process-test")
 
 
+def test_a_worker_pool_of_five_primitives_gets_the_shared_dispatch_loop(tmp_path):
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    from mempamal.backends.base import WorkerPool, dispatch
+    from mempamal.backends.local import run_batch
+
+    class ThreadPool(WorkerPool):
+        def __init__(self, workdir, executor):
+            self.workdir, self.executor, self.batches = workdir, executor, []
+
+        def capacity(self):
+            return 4
+
+        def submit(self, batch):
+            self.batches.append(len(batch))
+            return self.executor.submit(run_batch, self.workdir, batch)
+
+        def wait(self, handles, timeout):
+            return wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)[0]
+
+        def result(self, handle):
+            return handle.result()
+
+        def abort(self, handles):
+            for future in handles:
+                future.cancel()
+
+    class ThreadBackend(mp.Backend):
+        def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+            with ThreadPoolExecutor(2) as executor:
+                self.pool = ThreadPool(str(workflow.workdir), executor)
+                return dispatch(workflow, task_ids, self.pool, stop=stop)
+
+    experiment = EXPERIMENTS["permutations"]()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    backend = ThreadBackend()
+    results = workflow.run(backend=backend, progress=False)
+    assert_matches_sklearn(results, experiment, X, y)
+    assert sum(backend.pool.batches) == len(workflow.tasks)
+
+
 def _slow_experiment():
     """Nested CV whose every fit sleeps 0.2 s: long enough to cancel in the middle."""
     import time

@@ -223,3 +223,17 @@ def test_auto_started_slurm_engines_are_jobs_in_squeue_give_sklearns_answer_and_
     assert _cluster_processes(private_tmp) == []
     assert sorted(os.listdir(tmp_path)) == ["tmp", "wd"]  # no sbatch script or job log in the cwd
     assert list(private_tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"engines": 3}, "'engines' parameter of the ipyparallel backend must be an ipyparallel launcher name"),
+    ({"engines": ""}, "'engines' parameter of the ipyparallel backend must be an ipyparallel launcher name"),
+    ({"cluster_options": "slurm"}, "'cluster_options' parameter of the ipyparallel backend must be a dict"),
+    ({"engines": "slurm", "profile": "x"}, "'engines' and 'cluster_options' configure a cluster"),
+    ({"threads_per_engine": 0}, "'threads_per_engine' parameter must be an int >= 1"),
+])
+def test_bad_ipyparallel_options_are_refused_before_anything_runs(tmp_path, options, message):
+    workflow = mp.Experiment(mp_estimator(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    with pytest.raises(ValueError, match=message):
+        workflow.run(backend="ipyparallel", progress=False, **options)
+    assert workflow.status()["done"] == 0
