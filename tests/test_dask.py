@@ -70,7 +70,10 @@ def test_bad_dask_options_are_refused_before_anything_runs(tmp_path, options, me
     assert workflow.status()["done"] == 0
 
 
-def test_an_unreachable_scheduler_address_is_a_clear_error(tmp_path):
+def test_an_unreachable_scheduler_address_is_a_clear_error(tmp_path, monkeypatch):
+    from mempamal.backends import dask
+
+    monkeypatch.setattr(dask, "CONNECT_SECONDS", 2)  # nothing listens there: no need to wait 30 s
     workflow = mp.Experiment(LogisticRegression(), cv=3).build(X, y, workdir=tmp_path / "wd")
     with pytest.raises(OSError, match="could not reach a scheduler at 'tcp://127.0.0.1:9'"):
         workflow.run(backend="dask", address="tcp://127.0.0.1:9", progress=False)

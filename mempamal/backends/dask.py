@@ -27,6 +27,8 @@ INSTALL_HINT = "The 'dask' backend needs dask.distributed: pip install 'mempamal
 
 #: How long a run waits for a first worker (jobqueue workers wait in a batch queue).
 WORKER_WAIT_SECONDS = 600
+#: How long connecting to a scheduler address may take.
+CONNECT_SECONDS = 30
 #: How often the number of worker threads is asked again (clusters scale up and down).
 CAPACITY_REFRESH_SECONDS = 2.0
 
@@ -119,7 +121,7 @@ class DaskBackend(Backend):
             return
         if self.address is not None:
             try:
-                client = distributed.Client(self.address, timeout=30)
+                client = distributed.Client(self.address, timeout=CONNECT_SECONDS)
             except OSError as exc:
                 raise OSError(f"The dask backend could not reach a scheduler at {self.address!r}: {exc}") from exc
             with client:
