@@ -127,7 +127,7 @@ class LocalCluster:
             with contextlib.suppress(Exception):
                 self.cluster.stop_cluster_sync()
             shutil.rmtree(self.base, ignore_errors=True)
-            self._stop_watchdog()
+            self._stop_watchdog(sweep=True)  # whatever did start (engines still queued, ...) goes too
             raise
         return self
 
@@ -144,11 +144,11 @@ class LocalCluster:
             if getattr(engine_set, "job_id", None):
                 tell_watchdog(self.watchdog, f"slurm-job {engine_set.job_id}")
 
-    def _stop_watchdog(self):
+    def _stop_watchdog(self, sweep=False):
         from .watchdog import stop_watchdog
 
         if self.watchdog is not None:
-            stop_watchdog(self.watchdog)
+            stop_watchdog(self.watchdog, sweep)
             self.watchdog = None
 
     def _nannies(self):

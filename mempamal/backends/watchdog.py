@@ -55,18 +55,22 @@ def tell_watchdog(watchdog, line):
         watchdog.stdin.flush()
 
 
-def stop_watchdog(watchdog):
+def stop_watchdog(watchdog, sweep=False):
     """Tell the watchdog that the cluster was stopped normally, and wait for it to exit.
+
+    With ``sweep=True`` (a cluster that failed to start or stop cleanly) it
+    does what it does for a dead driver first: kill what is left.
 
     Examples
     --------
     >>> stop_watchdog(watchdog)   # doctest: +SKIP
     """
-    tell_watchdog(watchdog, "stop")
+    if not sweep:
+        tell_watchdog(watchdog, "stop")
     with contextlib.suppress(OSError, ValueError):
         watchdog.stdin.close()
     try:
-        watchdog.wait(timeout=10)
+        watchdog.wait(timeout=10 + 2 * GRACE_SECONDS)
     except subprocess.TimeoutExpired:
         watchdog.kill()
         watchdog.wait()

@@ -152,3 +152,32 @@ def test_a_sigkilled_local_worker_has_its_tasks_retried_with_exact_results(tmp_p
     assert killed[0] not in {p.pid for p in psutil.Process().children(recursive=True)}
     assert workflow.status()["pending"] == 0
     assert_matches_sklearn(results, reference, X, y)
+
+
+def test_ctrl_c_while_an_ipyparallel_cluster_starts_leaves_no_process(tmp_path, monkeypatch):
+    pytest.importorskip("ipyparallel", reason="the ipyparallel backend needs ipyparallel")
+    workflow, _ = _slow_workflow(tmp_path, monkeypatch)
+    marker = uuid.uuid4().hex
+    env = {**os.environ, "MEMPAMAL_ORPHAN_TEST": marker, "TMPDIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    driver = subprocess.Popen([sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-b", "ipyparallel",
+                               "-n", "2", "--no-progress"], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+
+    def started():  # the controller (or an engine) runs: the cluster is being started
+        return any("ipyparallel" in " ".join(p.cmdline()) for p in _marked(marker) if p.pid != driver.pid)
+
+    while not started() and driver.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert driver.poll() is None
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=120) == 130, driver.stderr.read().decode()
+    stopped_at = time.monotonic()
+    while _marked(marker) and time.monotonic() - stopped_at < SURVIVOR_DEADLINE:
+        time.sleep(0.1)
+    survivors = _marked(marker)
+    for process in survivors:
+        process.kill()
+    assert survivors == []
+    assert not list(workflow.workdir.glob("outputs/*.json"))  # interrupted before any task ran
