@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
-from conftest import assert_matches_sklearn, comparable
+from conftest import assert_matches_sklearn, comparable, slurm_answers
 
 X, y = load_iris(return_X_y=True)
 
@@ -46,10 +46,20 @@ def dask_client():
 SHARED_CLUSTERS = {"ipyparallel": "ipp_client", "dask": "dask_client"}
 
 
-@pytest.fixture(params=mp.available_backends())
+#: Cases on a real Slurm (skipped without one): (backend, options).  Each run
+#: starts its own engines job and cancels it after, so no job holds the
+#: node's CPUs between tests.
+SLURM_CASES = {"ipyparallel+slurm-engines": ("ipyparallel", {"engines": "slurm"})}
+
+
+@pytest.fixture(params=mp.available_backends() + sorted(SLURM_CASES))
 def backend_options(request):
     """(name, options) of each registered backend; cluster backends reuse the module's cluster."""
     name = request.param
+    if name in SLURM_CASES:
+        if not slurm_answers():
+            pytest.skip("no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
+        return SLURM_CASES[name]
     fixture = SHARED_CLUSTERS.get(name)
     options = {"client": request.getfixturevalue(fixture)} if fixture else {}
     return name, options
