@@ -315,9 +315,11 @@ class BatchSizer:
         self.recent = deque(maxlen=self.WINDOW)
 
     def observe(self, seconds):
+        """Record how long one task took on a worker."""
         self.recent.append(seconds)
 
     def size(self, n_ready, capacity):
+        """Tasks for the next batch, with ``n_ready`` tasks ready and ``capacity`` batches in flight."""
         if not self.recent:
             return 1
         typical = sorted(self.recent)[len(self.recent) // 2]
