@@ -96,6 +96,7 @@ def test_sigkilled_driver_leaves_no_process_and_the_run_resumes_to_sklearns_answ
                "--no-progress"]
     survivors, seconds = _kill_driver_mid_run(tmp_path, workflow, command)
     assert survivors == [], f"{len(survivors)} process(es) still running {seconds:.1f} s after SIGKILL"
+    print(f"{backend}: no process left {seconds:.1f} s after SIGKILL")  # the figure, with pytest -s
     _resume_redoes_nothing_and_matches_sklearn(workflow, reference)
 
 
@@ -118,6 +119,7 @@ def test_sigkilled_driver_of_slurm_engines_leaves_no_process_and_no_job(tmp_path
     survivors, seconds = _kill_driver_mid_run(tmp_path, workflow, [sys.executable, "-c", script,
                                                                    str(workflow.workdir)])
     assert survivors == [], f"{len(survivors)} process(es) still running {seconds:.1f} s after SIGKILL"
+    print(f"ipyparallel, Slurm engines: no process left {seconds:.1f} s after SIGKILL")
     deadline = time.monotonic() + 30  # a cancelled job stays "completing" a moment in squeue
     while squeue_job_ids("ipengine-mempamal") - jobs_before and time.monotonic() < deadline:
         time.sleep(0.5)
