@@ -13,8 +13,9 @@ and the start-up time is printed apart.
 Measured on the 2-core dev machine shared with other jobs (load 4-6, three
 runs), start excluded: local 290-330 tasks/s, ipyparallel 300-470, dask
 260-500 (each tiny task's own cost, mostly the fsync of its output, is the
-limit there); soma-workflow 2.0 tasks/s (one ``python -m mempamal task`` process per task: interpreter +
-scikit-learn import dominate; use large chunks on clusters).
+limit there); soma-workflow 2.0 tasks/s (one ``python -m mempamal task``
+process per task: interpreter + scikit-learn import dominate; use large
+chunks on clusters).
 """
 
 import argparse
