@@ -71,11 +71,21 @@ def exit_with_driver(driver_pid):
     >>> pool = ProcessPoolExecutor(2, initializer=exit_with_driver, initargs=(os.getpid(),))   # doctest: +SKIP
     """
     def watch():
-        while os.getppid() == driver_pid:
+        while _driver_alive(driver_pid):
             time.sleep(DRIVER_CHECK_SECONDS)
         os._exit(1)
 
     threading.Thread(target=watch, name="mempamal-exit-with-driver", daemon=True).start()
+
+
+def _driver_alive(driver_pid):
+    if os.name == "nt":  # no re-parenting on Windows: ask whether the pid still runs
+        try:
+            import psutil
+        except ImportError:
+            return True
+        return psutil.pid_exists(driver_pid)
+    return os.getppid() == driver_pid  # POSIX: an orphan is re-parented (to init or a subreaper)
 
 
 def _discard_executor(executor):
