@@ -370,3 +370,49 @@ def results_html(results):
     if results.pvalue is not None:
         perm = f"<br>permutation test ({results.permutation_metric}): p-value = {results.pvalue:.4g}"
     return f"<b>mempamal Results</b> <code>{html.escape(str(results.workdir))}</code>{summary}{best}{perm}"
+
+
+def run_html(run):
+    """A submitted run as static HTML: one status line, counts per kind, finished outer folds.
+
+    Examples
+    --------
+    >>> from IPython.display import HTML; HTML(run_html(run))     # doctest: +SKIP
+    """
+    counts = run.status()
+    header = "<tr><th></th>" + "".join(f"<th>{name}</th>" for name in _RUN_STATES) + "</tr>"
+    rows = "".join(
+        f"<tr><td style='text-align:left'>{html.escape(kind)}</td>"
+        + "".join(f"<td>{by_kind[name]}</td>" for name in _RUN_STATES) + "</tr>"
+        for kind, by_kind in counts["by_kind"].items())
+    folds = run.results()
+    fold_table = "" if folds.empty else "<br><b>outer folds finished</b>" + folds_html(folds)
+    return (f"<b>mempamal Run</b> <code>{html.escape(str(run.workflow.workdir))}</code><br>"
+            f"{html.escape(run.summary_line())}<table>{header}{rows}</table>{fold_table}")
+
+
+_RUN_STATES = ("done", "running", "pending", "failed", "total")
+
+
+def folds_html(frame):
+    """Finished outer folds (``Results.to_frame()`` shape) as an HTML table: scores rounded,
+    parameters as plain numbers, the error column only when a fold failed.
+
+    Examples
+    --------
+    >>> folds_html(res.to_frame())                                # doctest: +SKIP
+    """
+    shown = frame.drop(columns=[c for c in ("score_time", "error") if c in frame and
+                                (c == "score_time" or frame[c].isna().all())])
+    formatters = {column: (lambda v: f"{v:.4f}") for column in shown if column.startswith("test_")}
+    formatters["fit_time"] = lambda v: f"{v:.2f} s"
+    for column in shown:
+        if column.startswith("param_"):
+            formatters[column] = lambda v: html.escape(_plain(v))
+    return shown.to_html(formatters=formatters, escape=False, na_rep="—")
+
+
+def _plain(value):
+    """``np.float64(0.1)`` shown as ``0.1``; floats with 4 significant digits."""
+    value = value.item() if isinstance(value, np.generic) else value
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

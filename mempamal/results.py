@@ -160,3 +160,43 @@ class Results:
     def __repr__(self):
         means = ", ".join(f"{m}={s.mean():.4f}" for m, s in self.test_scores.items())
         return f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"
+
+
+def finished_folds(workflow):
+    """Outer folds finished so far, from their ``select``/``score`` outputs.
+
+    The partial results of a run in progress, with the columns of
+    :meth:`Results.to_frame` (index ``outer_fold``; permutations left out).
+    Once the run is complete it equals ``Results.load(workdir).to_frame()``.
+
+    Examples
+    --------
+    >>> finished_folds(mp.Workflow.open("runs/iris"))     # doctest: +SKIP
+                test_accuracy  param_C  fit_time  score_time  error
+    outer_fold
+    0                0.966667      1.0    0.0021      0.0003   None
+    """
+    import cloudpickle
+    import pandas as pd
+
+    done = workflow.done_ids()
+    outputs = {task.outer: store.read_json(store.output_path(workflow.workdir, task.id))
+               for task in workflow.tasks
+               if task.kind in ("select", "score") and task.permutation is None and task.id in done}
+    if not outputs:
+        return pd.DataFrame(index=pd.Index([], name="outer_fold"))
+    folds = sorted(outputs)
+    metrics = list(outputs[folds[0]]["test_scores"])
+    frame = pd.DataFrame({f"test_{m}": [outputs[k]["test_scores"][m] for k in folds] for m in metrics},
+                         index=pd.Index(folds, name="outer_fold"))
+    if "best_index" in outputs[folds[0]]:
+        store.check_workdir_is_safe(workflow.workdir)  # unpickling runs code
+        with open(workflow.workdir / store.EXPERIMENT, "rb") as handle:
+            candidates = cloudpickle.load(handle).candidates
+        best = [None if outputs[k]["best_index"] is None else candidates[outputs[k]["best_index"]] for k in folds]
+        for key in sorted({key for params in best if params for key in params}):
+            frame[f"param_{key}"] = [None if params is None else params.get(key) for params in best]
+    for column in ("fit_time", "score_time", "error"):
+        frame[column] = [outputs[k][column] for k in folds]
+    return frame
+

@@ -200,12 +200,47 @@ class Workflow:
         ``n_jobs`` counts workers like scikit-learn (-1 = all cores).
         Finished tasks are never run again.  ``stop`` (a
         :class:`threading.Event`) cancels the run from another thread: the
-        backend aborts and :class:`mempamal.RunCancelled` is raised.
+        backend aborts and :class:`mempamal.RunCancelled` is raised.  This is
+        ``submit(...).wait()``: Ctrl-C cancels the run and finished outputs stay.
+
+        Examples
+        --------
+        >>> res = wf.run(backend="local", n_jobs=2)         # doctest: +SKIP
         """
-        from .backends import get_backend
-        from .results import Results
+        return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, **options).wait()
+
+    def submit(self, backend="local", n_jobs=None, progress=False, stop=None, **options):
+        """Start running the unfinished tasks in a background thread; return a :class:`mempamal.Run` at once.
+
+        Same arguments as :meth:`run`.  The caller stays free (a notebook
+        kernel keeps executing cells); ``run.status()``, ``run.results()``
+        (finished outer folds), ``run.cancel()`` and ``run.wait()`` follow it.
+        Bad arguments raise here, before anything starts.
+
+        Examples
+        --------
+        >>> run = wf.submit(backend="local", n_jobs=2)      # doctest: +SKIP
+        >>> run.done(), run.status()["done"]                # doctest: +SKIP
+        (False, 3)
+        >>> res = run.wait()                                # doctest: +SKIP
+        """
+        from .backends.base import effective_n_jobs, get_backend
+        from .run import Run
 
         runner = get_backend(backend, **options)
+        if n_jobs is not None:
+            effective_n_jobs(n_jobs)  # the argument check, raised in the caller's thread
+        name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
+
+        def execute(stop_event):
+            return self._execute(runner, n_jobs, progress, stop_event)
+
+        return Run(self, execute, backend_name=name, stop=stop)
+
+    def _execute(self, runner, n_jobs, progress, stop):
+        """Run the pending tasks with ``runner`` (in the driver thread); the Results."""
+        from .results import Results
+
         pending = self.pending_ids()
         if pending:
             extra = {} if stop is None else {"stop": stop}  # backends written before `stop` existed
@@ -213,6 +248,74 @@ class Workflow:
             if failed:
                 raise WorkflowError(failed, self.workdir)
         return Results.load(self.workdir)
+
+    def attach(self, progress=False):
+        """Follow a run of this workdir started elsewhere (e.g. before a kernel restart).
+
+        A job-based backend records its submission in
+        ``WORKDIR/submissions/<backend>.json``; its ``attach`` method then
+        follows the jobs from a driver thread, as :meth:`submit` does.
+        Otherwise, when another live process holds the workdir's run lock,
+        the returned :class:`mempamal.Run` only watches the files.  Returns
+        None when nothing is running.
+
+        Examples
+        --------
+        >>> run = mp.Workflow.open("runs/bc").attach()      # doctest: +SKIP
+        >>> run.status()                                    # doctest: +SKIP
+        """
+        from .run import Run, live_runner, recorded_submission
+
+        submission = recorded_submission(self.workdir)
+        if submission is not None:
+            from .backends.base import get_backend
+
+            runner = get_backend(submission["backend"])
+
+            def execute(stop_event):
+                failed = runner.attach(self, stop=stop_event, progress=progress)
+                return self._results_or_error(failed)
+
+            return Run(self, execute, backend_name=submission["backend"])
+        holder = live_runner(self.workdir)
+        if holder is None:
+            return None
+
+        def watch(stop_event):
+            # Another process drives the run: follow its files until it lets go of the lock.
+            while live_runner(self.workdir) is not None:
+                if stop_event.wait(1.0):
+                    from .backends.base import RunCancelled
+
+                    raise RunCancelled("stopped watching (the run itself goes on)")
+            return self._results_or_error(None)
+
+        return Run(self, watch, backend_name=f"pid {holder.get('pid')} on {holder.get('host')}")
+
+    def _results_or_error(self, failed):
+        """The Results once a run has ended, else the failures (or what is left) as an error."""
+        from .results import Results
+
+        failed = dict(failed or {}) or {task_id: f"failed (see {store.log_path(self.workdir, task_id)})"
+                                        for task_id in self.failed_ids()}
+        if failed:
+            raise WorkflowError(failed, self.workdir)
+        if not (self.workdir / store.RESULTS).exists():
+            status = self.status()
+            raise RuntimeError(f"The run of {self.workdir} ended with {status['pending']} of {status['total']} "
+                               "tasks unfinished; run it again to resume.")
+        return Results.load(self.workdir)
+
+    def finished_folds(self):
+        """Outer folds finished so far, shaped like ``Results.to_frame()`` (partial results).
+
+        Examples
+        --------
+        >>> wf.finished_folds()                             # doctest: +SKIP
+        """
+        from .results import finished_folds
+
+        return finished_folds(self)
 
     def export(self, path, format="commands", **options):
         """Write the graph for another runner: ``commands``, ``shell``,

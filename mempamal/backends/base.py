@@ -184,7 +184,9 @@ class DependencyTracker:
         for child in self.dependents.get(task_id, ()):
             self.waiting_on[child].discard(task_id)
             if not self.waiting_on[child]:
-                self.ready.append(child)
+                # Ahead of the queue: a select runs as soon as its fits are done,
+                # so outer folds finish one after the other, not all at the end.
+                self.ready.appendleft(child)
 
     def blocked_by(self, task_id):
         """Every task that (transitively) depends on ``task_id``."""

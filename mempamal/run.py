@@ -1,0 +1,319 @@
+"""Run: a submitted run, driven from a background thread of this process.
+
+``Workflow.submit`` starts a *driver thread* that calls the backend with a
+``stop`` event and returns a :class:`Run` at once, so a notebook kernel stays
+free while tasks run.  Everything a ``Run`` reports about progress comes from
+the workdir files (they are the truth): a crashed driver, another process
+running the same workdir or a cluster job all show up the same way.
+
+What survives the death of the process that submitted (a notebook kernel):
+
+- job-based backends (soma-workflow with a ``resource_id``, slurm): the jobs
+  belong to the scheduler; ``Workflow.attach`` reconnects;
+- ipyparallel on a cluster you started (``profile=`` / ``client=``): the
+  engines finish the tasks already sent to them;
+- the local backend and an auto-started ipyparallel cluster: their workers
+  are children of the kernel and die with it.  Rerunning resumes.
+"""
+
+import threading
+import time
+
+#: Kinds whose outputs hold one outer fold's test scores.
+FOLD_KINDS = ("select", "score")
+#: Folder of a workdir where job-based backends record their submissions.
+SUBMISSIONS_DIR = "submissions"
+
+
+class Run:
+    """A run going on in a background thread; returned by ``Workflow.submit``.
+
+    Parameters
+    ----------
+    workflow : Workflow
+        The workflow being run.
+    execute : callable
+        ``execute(stop)`` runs the workflow to its end and returns the
+        :class:`mempamal.Results`; it is called in the driver thread with the
+        :class:`threading.Event` that :meth:`cancel` sets.
+    backend_name : str
+        Shown in reprs.
+    stop : threading.Event, optional
+        The event :meth:`cancel` sets (a new one by default): an event of the
+        caller's cancels the run too.
+
+    Examples
+    --------
+    >>> run = wf.submit(backend="local", n_jobs=2)    # doctest: +SKIP
+    >>> run.status()["by_kind"]["select"]             # doctest: +SKIP
+    {'done': 1, 'running': 1, 'pending': 3, 'failed': 0, 'total': 5}
+    >>> run.results()                                 # doctest: +SKIP
+    >>> res = run.wait()                              # doctest: +SKIP
+    """
+
+    def __init__(self, workflow, execute, backend_name="local", stop=None):
+        self.workflow = workflow
+        self.backend_name = backend_name
+        self.started = time.time()
+        self.ended = None
+        self._stop = threading.Event() if stop is None else stop
+        self._finished = threading.Event()
+        self._outcome = None
+        self._error = None
+        self._done_at_start = len(workflow.done_ids())
+        # Not a daemon: an interpreter exiting with a run in flight waits for
+        # the backend to stop cleanly (cancel() makes that quick).
+        self._thread = threading.Thread(target=self._drive, args=(execute,),
+                                        name=f"mempamal-run-{workflow.workdir.name}")
+        self._thread.start()
+
+    def _drive(self, execute):
+        try:
+            self._outcome = execute(self._stop)
+        except BaseException as exc:  # handed to wait(): the caller's thread re-raises it
+            self._error = exc
+        finally:
+            self.ended = time.time()
+            self._finished.set()
+
+    # ------------------------------------------------------------ state
+    def done(self):
+        """True once the driver has finished (successfully, failed or cancelled).
+
+        Examples
+        --------
+        >>> run.done()                                    # doctest: +SKIP
+        False
+        """
+        return self._finished.is_set()
+
+    @property
+    def state(self):
+        """``"running"``, ``"finished"``, ``"failed"`` or ``"cancelled"``."""
+        if not self.done():
+            return "running"
+        if self._error is None:
+            return "finished"
+        from .backends.base import RunCancelled
+
+        return "cancelled" if isinstance(self._error, RunCancelled) else "failed"
+
+    @property
+    def error(self):
+        """The exception that ended the run, or None."""
+        return self._error
+
+    def status(self):
+        """Task counts read from the workdir: total, done, running, pending, failed, by kind.
+
+        ``running`` counts the tasks the run can work on now (their
+        dependencies are done, they are queued on or running in the backend);
+        once the run has ended nothing is running.
+
+        Examples
+        --------
+        >>> run.status()["done"], run.status()["running"]     # doctest: +SKIP
+        (12, 4)
+        """
+        return task_counts(self.workflow, active=not self.done())
+
+    def elapsed(self):
+        """Seconds since submission (until the end when the run has ended)."""
+        return (self.ended or time.time()) - self.started
+
+    def eta(self):
+        """Estimated seconds left from the rate of tasks finished by this run, or None.
+
+        Examples
+        --------
+        >>> run.eta()                                     # doctest: +SKIP
+        42.0
+        """
+        counts = self.status()
+        finished_here = counts["done"] - self._done_at_start
+        left = counts["total"] - counts["done"] - counts["failed"]
+        if self.done() or finished_here <= 0:
+            return None if not self.done() else 0.0
+        return self.elapsed() / finished_here * left
+
+    def results(self):
+        """Outer folds finished so far: a DataFrame shaped like ``Results.to_frame()``.
+
+        Examples
+        --------
+        >>> run.results()                                 # doctest: +SKIP
+                    test_accuracy  param_C  fit_time  score_time  error
+        outer_fold
+        0                0.966667      1.0  0.002       0.0003   None
+        """
+        return self.workflow.finished_folds()
+
+    # ---------------------------------------------------------- control
+    def cancel(self, wait=True, timeout=60):
+        """Stop the run: nothing new starts, running tasks are aborted; finished outputs stay.
+
+        Examples
+        --------
+        >>> run.cancel()                                  # doctest: +SKIP
+        >>> run.state                                     # doctest: +SKIP
+        'cancelled'
+        """
+        self._stop.set()
+        if wait:
+            self._finished.wait(timeout)
+
+    def wait(self, timeout=None):
+        """Block until the run ends; return its :class:`mempamal.Results`.
+
+        Re-raises what ended the driver (``WorkflowError`` when tasks
+        failed, ``RunCancelled`` after :meth:`cancel`); ``TimeoutError`` when
+        ``timeout`` seconds pass first (the run goes on).  Ctrl-C while
+        waiting cancels the run, then re-raises ``KeyboardInterrupt``.
+
+        Examples
+        --------
+        >>> res = run.wait()                              # doctest: +SKIP
+        """
+        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValueError(f"The 'timeout' parameter of Run.wait must be a number >= 0 or None; "
+                             f"got {timeout!r} instead.")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            # Short waits in a loop: an Event.wait() without timeout would not
+            # let the main thread see Ctrl-C on every platform.
+            while not self._finished.wait(0.2):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"the run of {self.workflow.workdir} is still going after {timeout} s")
+        except KeyboardInterrupt:
+            self.cancel()
+            raise
+        if self._error is not None:
+            raise self._error
+        return self._outcome
+
+    # ---------------------------------------------------------- display
+    def summary_line(self):
+        """One line: state, tasks done, elapsed, ETA.
+
+        Examples
+        --------
+        >>> run.summary_line()                            # doctest: +SKIP
+        'running on local: 40/81 tasks done, 2/5 outer folds, 12 s elapsed, ~10 s left'
+        """
+        counts = self.status()
+        folds = sum(counts["by_kind"].get(kind, {}).get("done_main", 0) for kind in FOLD_KINDS)
+        n_folds = sum(counts["by_kind"].get(kind, {}).get("total_main", 0) for kind in FOLD_KINDS)
+        text = (f"{self.state} on {self.backend_name}: {counts['done']}/{counts['total']} tasks done, "
+                f"{folds}/{n_folds} outer folds, {format_seconds(self.elapsed())} elapsed")
+        if counts["failed"]:
+            text += f", {counts['failed']} failed"
+        eta = self.eta()
+        if not self.done() and eta is not None:
+            text += f", ~{format_seconds(eta)} left"
+        return text
+
+    def _repr_html_(self):
+        from .display import run_html
+
+        return run_html(self)
+
+    def __repr__(self):
+        return f"<Run {self.workflow.workdir}: {self.summary_line()}>"
+
+
+def recorded_submission(workdir):
+    """The newest job submission a backend recorded in ``WORKDIR/submissions/``, or None.
+
+    A job-based backend writes ``submissions/<backend name>.json`` when it
+    submits (so that the jobs can be found again after a restart) and
+    removes it once they ended.  Returns the file's content with
+    ``"backend"`` set to that name.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> recorded_submission(tempfile.mkdtemp()) is None
+    True
+    """
+    import json
+    from pathlib import Path
+
+    folder = Path(workdir) / SUBMISSIONS_DIR
+    records = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    for path in reversed(records):
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue  # half-removed or foreign: not a submission we can follow
+        return {**(content if isinstance(content, dict) else {}), "backend": path.stem}
+    return None
+
+
+def live_runner(workdir):
+    """Who holds the workdir's run lock (``host``, ``pid``...), if alive; else None.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> live_runner(tempfile.mkdtemp()) is None
+    True
+    """
+    try:
+        from . import lock
+    except ImportError:  # a mempamal without run locks: nobody can be seen running
+        return None
+    holder = lock.read_holder(workdir)
+    if holder is None or lock.is_stale(holder):
+        return None
+    return holder
+
+
+def task_counts(workflow, active=True):
+    """Counts per kind from the workdir files: done, running, pending, failed.
+
+    ``running`` holds tasks whose dependencies are all done while a run is
+    ``active``.  ``done_main`` / ``total_main`` count the main split set only
+    (not permutations), for "outer folds finished".
+
+    Examples
+    --------
+    >>> task_counts(wf)["by_kind"]["fit"]             # doctest: +SKIP
+    {'done': 8, 'running': 2, 'pending': 10, 'failed': 0, 'total': 20, ...}
+    """
+    done = workflow.done_ids()
+    failed = set(workflow.failed_ids())
+    by_kind, totals = {}, {"done": 0, "running": 0, "pending": 0, "failed": 0}
+    for task in workflow.tasks:
+        counts = by_kind.setdefault(task.kind, {"done": 0, "running": 0, "pending": 0, "failed": 0,
+                                                "total": 0, "done_main": 0, "total_main": 0})
+        if task.id in done:
+            state = "done"
+        elif task.id in failed:
+            state = "failed"
+        elif active and all(dep in done for dep in task.deps):
+            state = "running"
+        else:
+            state = "pending"
+        counts[state] += 1
+        counts["total"] += 1
+        totals[state] += 1
+        if task.permutation is None:
+            counts["total_main"] += 1
+            counts["done_main"] += state == "done"
+    return {"total": len(workflow.tasks), **totals, "by_kind": by_kind}
+
+
+def format_seconds(seconds):
+    """``75`` -> ``'1 min 15 s'``; ``3700`` -> ``'1 h 01 min'``.
+
+    Examples
+    --------
+    >>> format_seconds(75), format_seconds(3700), format_seconds(4.2)
+    ('1 min 15 s', '1 h 01 min', '4 s')
+    """
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
