@@ -21,6 +21,7 @@ _EXPORTS = {
     "Task": "mempamal.workflow",
     "WorkflowError": "mempamal.workflow",
     "Results": "mempamal.results",
+    "Run": "mempamal.run",
     "Backend": "mempamal.backends.base",
     "RunCancelled": "mempamal.backends.base",
     "register_backend": "mempamal.backends.base",

@@ -16,6 +16,7 @@ What survives the death of the process that submitted (a notebook kernel):
   are children of the kernel and die with it.  Rerunning resumes.
 """
 
+import contextvars
 import threading
 import time
 
@@ -63,7 +64,10 @@ class Run:
         self._done_at_start = len(workflow.done_ids())
         # Not a daemon: an interpreter exiting with a run in flight waits for
         # the backend to stop cleanly (cancel() makes that quick).
-        self._thread = threading.Thread(target=self._drive, args=(execute,),
+        # In the caller's context: in a notebook whatever the backend prints
+        # lands in the cell that submitted, not in whichever cell runs later.
+        context = contextvars.copy_context()
+        self._thread = threading.Thread(target=context.run, args=(self._drive, execute),
                                         name=f"mempamal-run-{workflow.workdir.name}")
         self._thread.start()
 
@@ -86,6 +90,18 @@ class Run:
         False
         """
         return self._finished.is_set()
+
+    def join(self, timeout=None):
+        """Block until the run ends or ``timeout`` seconds pass; True when it has ended.
+
+        Unlike :meth:`wait`, never raises what ended the run.
+
+        Examples
+        --------
+        >>> run.join(timeout=1.0)                         # doctest: +SKIP
+        False
+        """
+        return self._finished.wait(timeout)
 
     @property
     def state(self):

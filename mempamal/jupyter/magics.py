@@ -10,9 +10,13 @@ the summary and the scores plot, and stores the Results in ``NAME``.
 settings are read only when the cell itself assigns them, so a
 ``param_grid`` left over from another experiment never changes this one.
 
-``%mempamal status|results [WORKDIR]``, ``%mempamal export FMT PATH``,
-``%mempamal resume``, ``%mempamal gui``, ``%mempamal cluster start -n N``,
-``%mempamal cluster stop``.
+``%%mempamal --async`` (``-a``) submits the run and returns at once: the
+cell shows a live panel, ``NAME`` holds the :class:`mempamal.Run` until
+``%mempamal wait`` replaces it with the Results.
+
+``%mempamal status|results|wait|cancel|attach [WORKDIR]``, ``%mempamal
+export FMT PATH``, ``%mempamal resume``, ``%mempamal gui``, ``%mempamal
+cluster start -n N``, ``%mempamal cluster stop``, ``%mempamal --help``.
 
 Every scenario here is reachable from plain Python: the magic only calls
 :class:`mempamal.Experiment`, :class:`mempamal.Workflow` and
@@ -27,7 +31,28 @@ from IPython.display import HTML, display
 #: Cell variables handed to Experiment (beyond estimator, X, y, groups).
 EXPERIMENT_VARIABLES = ("param_grid", "cv", "inner_cv", "scoring", "refit", "n_permutations",
                         "random_state", "error_score")
-LINE_COMMANDS = ("status", "results", "export", "resume", "gui", "cluster")
+LINE_COMMANDS = ("status", "results", "wait", "cancel", "attach", "export", "resume", "gui", "cluster")
+
+USAGE = """\
+%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [-a] [--preview] [--export FMT:PATH] [--overwrite]
+    The cell defines estimator, X, y and optionally groups, cv, inner_cv, param_grid,
+    scoring, refit, n_permutations, random_state, error_score; the magic builds the
+    workflow and runs it (Results in NAME), or with -a/--async submits it and returns
+    at once (NAME holds the Run; the cell shows a live panel).
+
+%mempamal status  [WORKDIR]    task counts and the graph
+%mempamal results [WORKDIR]    summary and best parameters (Results in -o NAME)
+%mempamal wait    [WORKDIR]    wait for a submitted run; its Results go to NAME
+%mempamal cancel  [WORKDIR]    stop a submitted run (finished tasks are kept)
+%mempamal attach  [WORKDIR]    follow a run started before a kernel restart
+%mempamal export FMT PATH      commands, shell, makefile, soma-workflow
+%mempamal resume  [WORKDIR]    run what is unfinished
+%mempamal gui                  the ExperimentBuilder form
+%mempamal cluster start -n N | cluster stop    local ipyparallel engines for -b ipyparallel
+%mempamal --help               this text
+
+WORKDIR defaults to the last one used by a %%mempamal cell.\
+"""
 
 
 def assigned_names(cell):
@@ -100,7 +125,9 @@ class MempamalMagics(Magics):
         super().__init__(shell)
         self.last_workdir = None
         self.last_run = {"backend": "local", "n_jobs": -1}
+        self.last_output = "mempamal_results"
         self.cluster = None
+        self.runs = {}  # workdir (absolute) -> the Run submitted or attached from this kernel
 
     @magic_arguments()
     @argument("command", nargs="*", help="line magic: status|results [WORKDIR], export FMT PATH, resume, gui, "
@@ -109,12 +136,17 @@ class MempamalMagics(Magics):
     @argument("-n", "--n-jobs", type=int, default=-1, help="workers (-1 = all cores)")
     @argument("-w", "--workdir", default=None, help="workdir (default: mempamal-runs/NAME)")
     @argument("-o", "--output", default="mempamal_results", help="variable receiving the Results")
+    @argument("-a", "--async", dest="submit", action="store_true",
+              help="submit and return at once; NAME holds the Run (see %%mempamal wait)")
     @argument("--preview", action="store_true", help="show the task list and graph, run nothing")
     @argument("--export", default=None, metavar="FMT:PATH", help="also export the graph (e.g. makefile:Makefile)")
     @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
     @line_cell_magic
     def mempamal(self, line, cell=None):
         """Build, preview or run a mempamal experiment from a cell, or manage runs."""
+        if line.strip() in ("-h", "--help"):
+            print(USAGE)
+            return None
         args = parse_argstring(self.mempamal, line)
         if cell is not None:
             if args.command:
@@ -143,6 +175,8 @@ class MempamalMagics(Magics):
             self._export(workflow, args.export)
         if args.preview:
             return self._preview(workflow)
+        if args.submit:
+            return self._submit(workflow, args.output)
         self._run(workflow, args.output)
         return None
 
@@ -174,20 +208,42 @@ class MempamalMagics(Magics):
         display(table.groupby("kind", sort=False).head(4).reset_index(drop=True))
         _show_figure(workflow.plot())
 
-    def _run(self, workflow, output):
-        from mempamal import WorkflowError
-
+    def _run_options(self):
         options = dict(self.last_run)
         if options["backend"] == "ipyparallel" and self.cluster is not None:
             options["client"] = self.cluster.client
+        return options
+
+    def _run(self, workflow, output):
+        from mempamal import WorkflowError
+
+        options = self._run_options()
         try:
             results = workflow.run(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
         except (WorkflowError, ValueError, ImportError) as exc:
             raise UsageError(f"%%mempamal: {exc}") from None
+        self._show_results(results, output)
+        return results
+
+    def _show_results(self, results, output):
         self.shell.user_ns[output] = results
         display(HTML(results._repr_html_()))
         _show_figure(results.plot_scores())
-        return results
+
+    def _submit(self, workflow, output):
+        from .panel import show_run
+
+        options = self._run_options()
+        try:
+            run = workflow.submit(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
+        except (ValueError, ImportError, TypeError) as exc:
+            raise UsageError(f"%%mempamal: {exc}") from None
+        self.runs[str(workflow.workdir)] = run
+        self.shell.user_ns[output] = run
+        self.last_output = output
+        show_run(run)
+        print(f"submitted; the kernel is free. `%mempamal wait` puts the Results in {output!r}, "
+              "`%mempamal cancel` stops the run.")
 
     def _export(self, workflow, spec):
         fmt, _, path = spec.partition(":")
@@ -225,6 +281,47 @@ class MempamalMagics(Magics):
             raise UsageError(f"%mempamal results: {exc}") from None
         self.shell.user_ns[args.output] = results
         display(HTML(results._repr_html_()))
+        return None
+
+    def _submitted_run(self, words, command):
+        workflow = self._workflow(words, command)
+        run = self.runs.get(str(workflow.workdir))
+        if run is None:
+            raise UsageError(f"%mempamal {command}: no run of {workflow.workdir} was submitted or attached "
+                             "from this kernel (use %%mempamal --async or %mempamal attach).")
+        return run
+
+    def _line_wait(self, words, args):
+        from mempamal import RunCancelled, WorkflowError
+
+        run = self._submitted_run(words, "wait")
+        try:
+            results = run.wait()
+        except (WorkflowError, RunCancelled, RuntimeError) as exc:
+            raise UsageError(f"%mempamal wait: {exc}") from None
+        # -o on this line wins; else the name the --async cell used.
+        output = args.output if args.output != "mempamal_results" else self.last_output
+        self._show_results(results, output)
+
+    def _line_cancel(self, words, args):
+        run = self._submitted_run(words, "cancel")
+        run.cancel()
+        print(f"{run.summary_line()}; finished tasks are kept (%mempamal resume runs the rest)")
+
+    def _line_attach(self, words, args):
+        from .panel import show_run
+
+        workflow = self._workflow(words, "attach")
+        run = self.runs.get(str(workflow.workdir))
+        if run is None or run.done():  # a run of this kernel is shown again, not watched twice
+            run = workflow.attach()
+        if run is None:
+            status = workflow.status()
+            print(f"nothing is running in {workflow.workdir}: {status['done']}/{status['total']} tasks done")
+            return None
+        self.runs[str(workflow.workdir)] = run
+        self.last_workdir = str(workflow.workdir)
+        show_run(run)
         return None
 
     def _line_export(self, words, args):
@@ -266,8 +363,18 @@ class MempamalMagics(Magics):
 
 
 def load_ipython_extension(ipython):
-    """Register the magics (``%load_ext mempamal``)."""
+    """Register the magics (``%load_ext mempamal``) and the live panel of a displayed Run."""
     ipython.register_magics(MempamalMagics)
+    if _has_widget_frontend(ipython):
+        from .panel import show_run
+
+        # By name: registering must not import mempamal.run before it is used.
+        ipython.display_formatter.ipython_display_formatter.for_type_by_name("mempamal.run", "Run", show_run)
+
+
+def _has_widget_frontend(ipython):
+    """A kernel talks to a front end that can draw widgets; terminal IPython cannot."""
+    return getattr(ipython, "kernel", None) is not None
 
 
 def unload_ipython_extension(ipython):

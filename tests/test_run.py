@@ -1,0 +1,167 @@
+"""Workflow.submit / mp.Run: the caller stays free, the answer is still scikit-learn's."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_validate
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import mempamal as mp
+
+from conftest import assert_matches_sklearn
+
+X, y = load_iris(return_X_y=True)
+
+
+def slow_identity(X):
+    """A transformer step that takes a while: runs last long enough to be watched."""
+    time.sleep(0.08)
+    return X
+
+
+def slow_experiment(**options):
+    estimator = make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300))
+    return mp.Experiment(estimator, param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                         **options)
+
+
+def poll_until(condition, timeout=120, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(interval)
+
+
+def test_submit_returns_at_once_and_wait_gives_sklearns_answer(tmp_path):
+    experiment = slow_experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    run = workflow.submit(n_jobs=1)
+    assert not run.done() and run.state == "running"
+    counts = run.status()
+    assert counts["done"] + counts["running"] + counts["pending"] + counts["failed"] == len(workflow.tasks)
+    assert counts["running"] >= 1  # the fits have no dependencies: runnable at once
+    results = run.wait()
+    assert run.done() and run.state == "finished" and run.status()["running"] == 0
+    assert_matches_sklearn(results, experiment, X, y)
+
+
+def test_partial_results_grow_fold_by_fold_and_end_as_to_frame(tmp_path):
+    experiment = slow_experiment()
+    run = experiment.build(X, y, workdir=tmp_path / "wd").submit(n_jobs=1)
+    seen = set()
+    while not run.done():
+        seen.add(len(run.results()))
+        time.sleep(0.02)
+    results = run.wait()
+    # Selects run as soon as their fits are done: folds appear one by one.
+    assert {1, 2} <= seen, seen
+    pd.testing.assert_frame_equal(run.results(), results.to_frame())
+    assert_matches_sklearn(results, experiment, X, y)
+
+
+def test_plain_cv_partial_results_equal_cross_validate(tmp_path):
+    estimator = LogisticRegression(max_iter=300)
+    run = mp.Experiment(estimator, cv=4).build(X, y, workdir=tmp_path / "wd").submit(n_jobs=2)
+    run.wait()
+    reference = cross_validate(estimator, X, y, cv=4)
+    np.testing.assert_allclose(run.results()["test_score"], reference["test_score"], rtol=0, atol=1e-12)
+
+
+def test_cancel_keeps_finished_outputs_and_a_new_run_completes(tmp_path):
+    experiment = slow_experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    run = workflow.submit(n_jobs=1)
+    poll_until(lambda: run.status()["done"] >= 2)
+    run.cancel()
+    assert run.done() and run.state == "cancelled"
+    with pytest.raises(mp.RunCancelled):
+        run.wait()
+    kept = workflow.done_ids()
+    assert 2 <= len(kept) < len(workflow.tasks)
+    assert_matches_sklearn(workflow.run(n_jobs=1, progress=False), experiment, X, y)
+
+
+def test_wait_with_timeout_raises_and_the_run_goes_on(tmp_path):
+    run = slow_experiment().build(X, y, workdir=tmp_path / "wd").submit(n_jobs=1)
+    with pytest.raises(TimeoutError, match="still going"):
+        run.wait(timeout=0.05)
+    assert not run.done()
+    assert run.wait().n_outer == 3
+
+
+def test_failed_tasks_are_reraised_by_wait_as_workflow_error(tmp_path):
+    experiment = mp.Experiment(LogisticRegression(C=-1.0), cv=3, error_score="raise")
+    run = experiment.build(X, y, workdir=tmp_path / "wd").submit(n_jobs=1)
+    with pytest.raises(mp.WorkflowError, match="score-o0"):
+        run.wait()
+    assert run.state == "failed" and run.status()["failed"] >= 1
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"n_jobs": 0}, "'n_jobs' parameter"),
+    ({"backend": "nope"}, "'backend' parameter"),
+    ({"backend": "local", "threads_per_worker": 0}, "'threads_per_worker' parameter"),
+])
+def test_bad_arguments_raise_in_the_caller_before_anything_runs(tmp_path, options, message):
+    workflow = mp.Experiment(LogisticRegression(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    with pytest.raises(ValueError, match=message):
+        workflow.submit(**options)
+    assert workflow.done_ids() == set()
+
+
+def test_wait_rejects_a_negative_timeout(tmp_path):
+    run = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd").submit()
+    with pytest.raises(ValueError, match="'timeout' parameter of Run.wait"):
+        run.wait(timeout=-1)
+    run.wait()
+
+
+def test_attach_with_nothing_running_returns_none(tmp_path):
+    workflow = mp.Experiment(LogisticRegression(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    assert workflow.attach() is None
+
+
+def test_reprs_are_readable_text_and_html(tmp_path):
+    run = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd").submit()
+    run.wait()
+    assert "finished on local: 4/4 tasks done, 3/3 outer folds" in repr(run)
+    page = run._repr_html_()
+    assert "mempamal Run" in page and "outer folds finished" in page and "test_score" in page
+
+
+SIGINT_SCRIPT = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from test_run import slow_experiment, X, y
+    workflow = slow_experiment().build(X, y, workdir={workdir!r})
+    print("started", flush=True)
+    workflow.run(n_jobs=1, progress=False)
+""")
+
+
+def test_ctrl_c_in_blocking_run_cancels_the_driver_and_the_process_exits(tmp_path):
+    workdir = tmp_path / "wd"
+    script = SIGINT_SCRIPT.format(tests=os.path.dirname(__file__), workdir=str(workdir))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert process.stdout.readline().strip() == "started"
+        poll_until(lambda: len(list((workdir / "outputs").glob("*.json"))) >= 2)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)  # a driver thread left running would hang here
+    finally:
+        process.kill()
+    assert process.returncode != 0 and "KeyboardInterrupt" in stderr
+    workflow = mp.Workflow.open(workdir)
+    assert 2 <= len(workflow.done_ids()) < len(workflow.tasks)
