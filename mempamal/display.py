@@ -8,6 +8,8 @@ import html
 
 import numpy as np
 
+from .display_graph import GraphDisplay, figure_png_html, graph_png_html  # noqa: F401 (public here too)
+
 
 def _axes(ax):
     import matplotlib.pyplot as plt
@@ -175,17 +177,44 @@ class PermutationDisplay:
             raise ValueError("plot_permutation needs an experiment with n_permutations > 0.")
         return cls(results.permutation_scores, results.score, results.pvalue, results.permutation_metric)
 
-    def plot(self, ax=None, bins=20):
+    def plot(self, ax=None, bins=None):
+        """Draw; ``bins`` None fits the bins to the null distribution alone."""
+        from matplotlib.ticker import MaxNLocator
+
         ax = _axes(ax)
-        _, _, self.bars_ = ax.hist(self.permutation_scores, bins=bins, color="#999999", label="permuted y")
+        n_permutations = len(self.permutation_scores)
+        bins = permutation_bins(self.permutation_scores) if bins is None else bins
+        _, _, self.bars_ = ax.hist(self.permutation_scores, bins=bins, color="#999999", edgecolor="white",
+                                   label=f"permuted y ({n_permutations})")
         self.line_ = ax.axvline(self.score, color="#d62728", lw=2,
                                 label=f"observed {self.score:.3f} (p = {self.pvalue:.3g})")
-        ax.set_xlabel(f"mean outer {self.metric}")
-        ax.set_ylabel("permutations")
-        ax.set_title(f"Permutation test ({len(self.permutation_scores)} permutations)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of permutations
+        ax.set_xlabel(f"{self.metric} (mean over outer folds)")
+        ax.set_ylabel("number of permutations")
+        ax.set_title(f"Permutation test: smallest possible p-value 1/(n+1) = {1 / (n_permutations + 1):.3g}",
+                     fontsize=10)
         ax.legend(fontsize=8)
         self.ax_, self.figure_ = ax, ax.figure
         return self
+
+
+def permutation_bins(scores, max_bins=30):
+    """Bin edges fitted to the null scores (numpy's "auto" rule, at most ``max_bins``).
+
+    Examples
+    --------
+    >>> len(permutation_bins(np.linspace(0.4, 0.6, 100))) - 1 <= 30
+    True
+    """
+    scores = np.asarray(scores, dtype=float)
+    scores = scores[np.isfinite(scores)]
+    if scores.size == 0 or np.ptp(scores) == 0:
+        center = scores[0] if scores.size else 0.0
+        return np.array([center - 0.005, center + 0.005])  # one bar, visibly narrow
+    edges = np.histogram_bin_edges(scores, bins="auto")
+    if len(edges) - 1 > max_bins:
+        edges = np.linspace(scores.min(), scores.max(), max_bins + 1)
+    return edges
 
 
 class TimelineDisplay:
@@ -261,52 +290,6 @@ def _label(value):
 
 
 _KIND_LAYER = {"fit": 0, "score": 0, "select": 1, "final": 2}
-_STATUS_COLOR = {"done": "#2ca02c", "pending": "#c7c7c7", "failed": "#d62728"}
-
-
-class GraphDisplay:
-    """The task graph, layered fit → select → final, colored by status."""
-
-    def __init__(self, tasks, status):
-        self.tasks = tasks
-        self.status = status
-
-    @classmethod
-    def from_workflow(cls, workflow):
-        done, failed = workflow.done_ids(), set(workflow.failed_ids())
-        status = {t.id: "done" if t.id in done else "failed" if t.id in failed else "pending" for t in workflow.tasks}
-        return cls(workflow.tasks, status)
-
-    def plot(self, ax=None, max_tasks=2000):
-        ax = _axes(ax)
-        tasks = self.tasks if len(self.tasks) <= max_tasks else self.tasks[-max_tasks:]
-        layers = {}
-        for task in tasks:
-            layers.setdefault(_KIND_LAYER[task.kind], []).append(task)
-        self.positions_ = {}
-        for layer, members in layers.items():
-            xs = np.linspace(0, 1, len(members) + 2)[1:-1]
-            for x, task in zip(xs, members):
-                self.positions_[task.id] = (x, -layer)
-        for task in tasks:
-            for dep in task.deps:
-                if dep in self.positions_:
-                    (x0, y0), (x1, y1) = self.positions_[dep], self.positions_[task.id]
-                    ax.plot([x0, x1], [y0, y1], color="#bbbbbb", lw=0.5, zorder=1)
-        for status, color in _STATUS_COLOR.items():
-            pts = [self.positions_[t.id] for t in tasks if self.status[t.id] == status]
-            if pts:
-                ax.scatter(*zip(*pts), color=color, s=25, zorder=2, label=f"{status} ({len(pts)})")
-        ax.set_yticks([-layer for layer in sorted(layers)])
-        ax.set_yticklabels([{0: "fit / score", 1: "select", 2: "final"}[layer] for layer in sorted(layers)])
-        ax.set_xticks([])
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
-        counts = {}
-        for task in self.tasks:
-            counts[task.kind] = counts.get(task.kind, 0) + 1
-        ax.set_title(f"{len(self.tasks)} tasks: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
-        self.ax_, self.figure_ = ax, ax.figure
-        return self
 
 
 def _readable(params):
@@ -339,25 +322,6 @@ def workflow_html(workflow, graph=True):
     rows += [("pending", status["pending"]), ("failed", status["failed"])]
     picture = f"<br>{graph_png_html(workflow)}" if graph else ""
     return f"<b>mempamal Workflow</b> <code>{html.escape(str(workflow.workdir))}</code>" + _table(rows) + picture
-
-
-def graph_png_html(workflow, size=(6.4, 3.2)):
-    """``<img>`` of the task graph, drawn without pyplot.
-
-    A bare ``Figure`` is never registered with pyplot, so the inline backend
-    does not show it a second time at the end of the cell.
-    """
-    import base64
-    import io
-
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=size, dpi=72, layout="constrained")
-    GraphDisplay.from_workflow(workflow).plot(ax=figure.add_subplot())
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"<img alt='task graph' src='data:image/png;base64,{encoded}'/>"
 
 
 def results_html(results):

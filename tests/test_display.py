@@ -165,3 +165,46 @@ def test_grid_display_stars_the_point_each_outer_fold_chose(results):
         assert marker.get_ydata()[0] == table["mean_test_accuracy"][best]
     assert results.plot_grid(params=["C"], metric="f1_macro").best_markers_ == []  # not the metric that chose
     plt.close("all")
+
+
+def test_permutation_histogram_fits_the_null_has_integer_counts_and_states_the_smallest_pvalue(results):
+    from sklearn.model_selection import permutation_test_score
+
+    display = results.plot_permutation()
+    scores = results.permutation_scores
+    left = min(bar.get_x() for bar in display.bars_)
+    right = max(bar.get_x() + bar.get_width() for bar in display.bars_)
+    assert left == pytest.approx(scores.min()) and right == pytest.approx(scores.max())
+    assert all(float(tick).is_integer() for tick in display.ax_.get_yticks())
+    assert "1/(n+1) = 0.2" in display.ax_.get_title()  # 4 permutations
+    assert display.ax_.get_xlabel().startswith("accuracy")
+    plt.close("all")
+
+
+def test_graph_is_drawn_task_by_task_when_small_and_aggregated_when_large(tmp_path):
+    from mempamal.display_graph import FULL_GRAPH_MAX_TASKS, aggregate_tasks
+
+    small = mp.Experiment(SVC(), cv=3).build(X, y, workdir=tmp_path / "small")
+    drawn = small.plot()
+    assert not drawn.aggregated_ and len(drawn.positions_) == len(small.tasks)
+    large = mp.Experiment(SVC(), param_grid={"C": [0.1, 1.0]}, cv=5, inner_cv=4, n_permutations=3,
+                          random_state=0).build(X, y, workdir=tmp_path / "large", chunk_size=1)
+    assert len(large.tasks) > FULL_GRAPH_MAX_TASKS
+    mp.run_task(large.workdir, "fit-o1-i0-c0")
+    drawn = large.plot()
+    # One box per kind x outer fold, the permutations folded into one box per kind, and final.
+    assert drawn.aggregated_ and set(drawn.positions_) == (
+        {(kind, f"o{k}") for kind in ("fit", "select") for k in range(5)}
+        | {("fit", "perm"), ("select", "perm"), ("final", None)})
+    nodes = aggregate_tasks(large.tasks, graph_status(large))
+    assert nodes[("fit", "o1")]["done"] == 1 and nodes[("fit", "o1")]["total"] == 4 * 2
+    assert nodes[("fit", "perm")]["total"] == sum(t.kind == "fit" and t.permutation is not None for t in large.tasks)
+    labels = [text.get_text() for text in drawn.ax_.texts]
+    assert "fit\no1\n1/8" in labels and "select\nperm ×3\n0/15" in labels and "final\n0/1" in labels
+    plt.close("all")
+
+
+def graph_status(workflow):
+    from mempamal.display_graph import GraphDisplay
+
+    return GraphDisplay.from_workflow(workflow).status

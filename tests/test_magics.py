@@ -125,3 +125,55 @@ def test_optional_settings_come_only_from_the_cell_itself(shell, capsys):
     assert "not set in this cell, so not used: param_grid, inner_cv" in printed
     ns = shell.user_ns
     assert_matches_sklearn(plain, mp.Experiment(ns["estimator"], cv=4), ns["X"], ns["y"])
+
+
+SLOW_BODY = BODY.replace("estimator = LogisticRegression(max_iter=300)", """
+import time
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+def slow_identity(X):
+    time.sleep(0.05)
+    return X
+estimator = make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300))
+""").replace('param_grid = {"C": [0.1, 1.0]}', 'param_grid = {"logisticregression__C": [0.1, 1.0]}')
+
+
+def test_async_cell_returns_a_run_then_wait_stores_sklearns_results(shell, capsys):
+    shell.run_cell_magic("mempamal", "-a -n 1 -w wd -o res", SLOW_BODY)
+    run = shell.user_ns["res"]
+    assert isinstance(run, mp.Run) and not run.done()
+    assert "submitted; the kernel is free" in capsys.readouterr().out
+    shell.run_line_magic("mempamal", "wait")
+    results = shell.user_ns["res"]
+    assert isinstance(results, mp.Results)
+    ns = shell.user_ns
+    experiment = mp.Experiment(ns["estimator"], param_grid=ns["param_grid"], cv=3, inner_cv=2)
+    assert_matches_sklearn(results, experiment, ns["X"], ns["y"])
+
+
+def test_cancel_stops_an_async_run_and_resume_finishes_it(shell, capsys):
+    shell.run_cell_magic("mempamal", "--async -n 1 -w wd -o res", SLOW_BODY)
+    shell.run_line_magic("mempamal", "cancel")
+    assert shell.user_ns["res"].state == "cancelled"
+    assert "finished tasks are kept" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="%mempamal wait: the run was cancelled"):
+        shell.run_line_magic("mempamal", "wait")
+    shell.run_line_magic("mempamal", "resume -n 1 -o done")
+    assert mp.Workflow.open("wd").status()["pending"] == 0
+
+
+def test_wait_and_attach_without_a_submitted_run(shell, capsys):
+    shell.run_cell_magic("mempamal", "-w wd --preview", BODY)
+    with pytest.raises(UsageError, match="no run of .* was submitted or attached"):
+        shell.run_line_magic("mempamal", "wait")
+    capsys.readouterr()
+    shell.run_line_magic("mempamal", "attach wd")
+    assert "nothing is running in" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_prints_usage_of_every_command(shell, capsys, flag):
+    shell.run_line_magic("mempamal", flag)
+    out = capsys.readouterr().out
+    for command in ("%%mempamal [-b BACKEND]", "--async", "status", "wait", "cancel", "attach", "gui", "cluster"):
+        assert command in out

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, StratifiedKFold
+from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -63,20 +63,44 @@ def test_notebook_variables_feed_estimator_data_and_groups():
     assert builder.inputs()[2] is groups
 
 
-def test_run_button_runs_and_results_equal_sklearn(tmp_path):
+def test_run_button_returns_at_once_disables_buttons_and_results_equal_sklearn(tmp_path):
     builder = ExperimentBuilder(X=X, y=y)
     builder.grid.value = "logisticregression__C: [0.1, 1.0]"
     builder.outer.n_splits.value, builder.inner.n_splits.value = 3, 2
     builder.n_jobs.value = 1
     builder.workdir.value = str(tmp_path / "wd")
     builder.run_button.click()
-    assert builder.results is not None and builder.tabs.selected_index == 2
+    run = builder.last_run
+    assert run is not None and builder.tabs.selected_index == 2
+    seen_disabled = builder.run_button.disabled and builder.preview_button.disabled
+    run.wait()
+    builder._follower.join(timeout=60)
+    assert seen_disabled and not builder.run_button.disabled and builder.run_button.description == "Run"
     assert_matches_sklearn(builder.results, builder.experiment(), X, y)
     builder.export_path.value = str(tmp_path / "wf.json")
     builder.export_button.click()
     assert (tmp_path / "wf.json").exists() and "exported" in builder.message.value
     builder.preview_button.click()
     assert builder.tabs.selected_index == 1
+
+
+def test_builder_run_from_code_waits_and_returns_sklearns_results(tmp_path, capsys):
+    builder = ExperimentBuilder(X=X, y=y)
+    builder.outer.n_splits.value, builder.n_jobs.value = 3, 1
+    builder.workdir.value = str(tmp_path / "wd")
+    results = builder.run()
+    assert_matches_sklearn(results, builder.experiment(), X, y)
+    assert "<Results" in capsys.readouterr().out  # displayed where builder.run() was called
+
+
+def test_form_lists_tunable_parameters_and_defaults_to_the_notebooks_X_and_y():
+    builder = ExperimentBuilder(namespace={"X": X, "y": y, "other": X})
+    assert builder.X.value == "X" and builder.y.value == "y" and not builder.run_button.disabled
+    listed = builder.parameters.value
+    assert "logisticregression__C" in listed
+    for plumbing in ("memory", "steps", "verbose", "logisticregression__n_jobs", "standardscaler,"):
+        assert plumbing not in listed
+    assert "one parameter per line" in builder.grid.placeholder
 
 
 def test_grid_text_parses_lists_and_ranges_and_names_bad_lines():
@@ -87,17 +111,19 @@ def test_grid_text_parses_lists_and_ranges_and_names_bad_lines():
         parse_grid_text("a: [1]\nb = 3")
 
 
-def test_live_fold_scores_table_reads_finished_fold_outputs(tmp_path):
-    from mempamal.jupyter.widgets import _LiveFoldScores
+def test_run_panel_shows_finished_folds_from_the_outputs(tmp_path):
+    from mempamal.jupyter.panel import RunPanel
 
     workflow = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd")
-    live = _LiveFoldScores(workflow)
-    mp.run_task(workflow.workdir, "score-o1")
-    live.refresh()
-    assert "1/3" in live.widget.value and "score-o1" in live.widget.value and "score-o0" not in live.widget.value
-    with live:
-        workflow.run(n_jobs=1, progress=False)
-    assert "3/3" in live.widget.value
+    run = workflow.submit(n_jobs=1)
+    run.wait()
+    panel = RunPanel(run)
+    assert panel.bar.value == panel.bar.max == 4 and panel.bar.bar_style == "success"
+    assert "finished on local: 4/4 tasks done, 3/3 outer folds" in panel.line.value
+    reference = cross_validate(LogisticRegression(max_iter=300), X, y, cv=3)["test_score"]
+    for score in reference:
+        assert f"{score:.4f}" in panel.folds.value
+    assert repr(panel).startswith("mempamal run panel: finished")
 
 
 def test_group_splitter_without_groups_and_zero_workers_disable_run():

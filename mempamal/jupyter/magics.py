@@ -26,7 +26,9 @@ Every scenario here is reachable from plain Python: the magic only calls
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from IPython.display import HTML, display
+from IPython.display import display
+
+from .static import preview_static, show_figure
 
 #: Cell variables handed to Experiment (beyond estimator, X, y, groups).
 EXPERIMENT_VARIABLES = ("param_grid", "cv", "inner_cv", "scoring", "refit", "n_permutations",
@@ -111,10 +113,7 @@ def experiment_from_namespace(namespace, defined=None):
 
 
 def _show_figure(display_object):
-    import matplotlib.pyplot as plt
-
-    display(display_object.figure_)
-    plt.close(display_object.figure_)  # shown once, not again by the inline backend
+    show_figure(display_object.figure_)
 
 
 @magics_class
@@ -197,16 +196,7 @@ class MempamalMagics(Magics):
             raise UsageError(f"%%mempamal: the cell raised {type(exc).__name__}; nothing was built.") from None
 
     def _preview(self, workflow):
-        import pandas as pd
-
-        from mempamal.display import workflow_html
-
-        display(HTML(workflow_html(workflow, graph=False)))  # the graph follows as a figure
-        table = pd.DataFrame([{"id": t.id, "kind": t.kind, "deps": len(t.deps), "grid points": len(t.points or ())}
-                              for t in workflow.tasks])
-        # The first tasks of each kind: the whole list is in tasks.json.
-        display(table.groupby("kind", sort=False).head(4).reset_index(drop=True))
-        _show_figure(workflow.plot())
+        display(preview_static(workflow))
 
     def _run_options(self):
         options = dict(self.last_run)
@@ -227,7 +217,7 @@ class MempamalMagics(Magics):
 
     def _show_results(self, results, output):
         self.shell.user_ns[output] = results
-        display(HTML(results._repr_html_()))
+        display(results)
         _show_figure(results.plot_scores())
 
     def _submit(self, workflow, output):
@@ -268,7 +258,7 @@ class MempamalMagics(Magics):
 
     def _line_status(self, words, args):
         workflow = self._workflow(words, "status")
-        display(HTML(workflow._repr_html_()))
+        display(workflow)
         return None
 
     def _line_results(self, words, args):
@@ -280,7 +270,7 @@ class MempamalMagics(Magics):
         except WorkdirError as exc:
             raise UsageError(f"%mempamal results: {exc}") from None
         self.shell.user_ns[args.output] = results
-        display(HTML(results._repr_html_()))
+        display(results)
         return None
 
     def _submitted_run(self, words, command):
@@ -365,16 +355,11 @@ class MempamalMagics(Magics):
 def load_ipython_extension(ipython):
     """Register the magics (``%load_ext mempamal``) and the live panel of a displayed Run."""
     ipython.register_magics(MempamalMagics)
-    if _has_widget_frontend(ipython):
-        from .panel import show_run
+    from .panel import has_widget_frontend, show_run
 
+    if has_widget_frontend(ipython):
         # By name: registering must not import mempamal.run before it is used.
         ipython.display_formatter.ipython_display_formatter.for_type_by_name("mempamal.run", "Run", show_run)
-
-
-def _has_widget_frontend(ipython):
-    """A kernel talks to a front end that can draw widgets; terminal IPython cannot."""
-    return getattr(ipython, "kernel", None) is not None
 
 
 def unload_ipython_extension(ipython):

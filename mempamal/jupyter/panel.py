@@ -14,7 +14,9 @@ import contextvars
 import threading
 
 import ipywidgets as widgets
-from IPython.display import HTML, display
+from IPython.display import display
+
+from .static import Static
 
 
 class RunPanel(widgets.VBox):
@@ -63,10 +65,15 @@ def show_run(run, interval=1.0):
     --------
     >>> show_run(wf.submit(n_jobs=2))                  # doctest: +SKIP
     """
+    from IPython import get_ipython
+
     from mempamal.display import run_html
 
+    if not has_widget_frontend(get_ipython()):
+        print(run.summary_line())  # terminal IPython: one readable line, no widget
+        return None
     if run.done():
-        display(HTML(run_html(run)))
+        display(Static(run_html(run), repr(run)))
         return None
     panel = RunPanel(run)
     handle = display(panel, display_id=True)
@@ -85,5 +92,16 @@ def _follow(run, panel, handle, interval):
             panel.refresh()
     finally:
         # The live widget gives way to static HTML that survives save and reopen.
-        handle.update(HTML(run_html(run)))
+        handle.update(Static(run_html(run), repr(run)))
         panel.close()
+
+
+def has_widget_frontend(ipython):
+    """True in a kernel (a front end that can draw widgets); False in terminal IPython.
+
+    Examples
+    --------
+    >>> has_widget_frontend(None)
+    False
+    """
+    return getattr(ipython, "kernel", None) is not None

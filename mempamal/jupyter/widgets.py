@@ -6,12 +6,38 @@ Experiment you would have written by hand, so whatever the form does is
 also reachable from plain Python.
 """
 
+import contextvars
+import html
+import threading
+
 import ipywidgets as widgets
-from IPython.display import HTML, display
+from IPython.display import display
 
 from .grid_text import parse_grid_text
+from .static import Static, preview_static, show_figure
 
 SPLITTERS = ("StratifiedKFold", "KFold", "GroupKFold", "ShuffleSplit")
+#: Labels sized to their text instead of being cut at ipywidgets' default width.
+_WIDE_LABEL = {"description_width": "initial"}
+#: Constructor arguments that are plumbing, not hyper-parameters worth a grid.
+NOT_TUNABLE = {"memory", "steps", "verbose", "verbose_feature_names_out", "n_jobs", "copy", "copy_X",
+               "warm_start", "transform_input", "transformers", "random_state", "pre_dispatch"}
+
+
+def tunable_parameters(estimator):
+    """``get_params(deep=True)`` names worth putting in a grid (no plumbing, no step objects).
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn.svm import SVC
+    >>> tunable_parameters(make_pipeline(StandardScaler(), SVC()))[:3]
+    ['standardscaler__with_mean', 'standardscaler__with_std', 'svc__C']
+    """
+    params = estimator.get_params(deep=True)
+    return sorted(name for name, value in params.items()
+                  if name.rsplit("__", 1)[-1] not in NOT_TUNABLE and not hasattr(value, "get_params"))
 
 
 def estimator_catalogue():
@@ -48,10 +74,12 @@ def make_splitter(name, n_splits, shuffle, seed):
 
 class _CVControls(widgets.HBox):
     def __init__(self, label, n_splits):
-        self.splitter = widgets.Dropdown(options=SPLITTERS, description=label)
+        self.splitter = widgets.Dropdown(options=SPLITTERS, description=label, style=_WIDE_LABEL,
+                                         layout=widgets.Layout(width="260px"))
         self.n_splits = widgets.BoundedIntText(value=n_splits, min=2, max=100, description="folds",
                                                layout=widgets.Layout(width="140px"))
-        self.shuffle = widgets.Checkbox(value=True, description="shuffle", indent=False)
+        self.shuffle = widgets.Checkbox(value=True, description="shuffle", indent=False,
+                                        layout=widgets.Layout(width="90px"))
         self.seed = widgets.IntText(value=0, description="seed", layout=widgets.Layout(width="140px"))
         super().__init__([self.splitter, self.n_splits, self.shuffle, self.seed])
 
@@ -73,11 +101,13 @@ class ExperimentBuilder(widgets.VBox):
         self.namespace = dict(namespace or {})
         self.data = {"X": X, "y": y}
         self._build_controls()
-        self.tabs = widgets.Tab([self._form(), self.preview_output, self.results_output])
+        self.live_box = widgets.VBox([widgets.HTML("<i>Run shows the progress and the outer folds here.</i>")])
+        self.tabs = widgets.Tab([self._form(), self.preview_output, widgets.VBox([self.live_box])])
         for index, title in enumerate(("Experiment", "Preview", "Results")):
             self.tabs.set_title(index, title)
         super().__init__([self.tabs])
-        self.results = None
+        self.results = self.last_run = self._static = None
+        self._running = False
         self.validate()
 
     # -------------------------------------------------------------- controls
@@ -92,34 +122,41 @@ class ExperimentBuilder(widgets.VBox):
                     and not isinstance(value, type):
                 self.estimators[f"{name} (notebook)"] = value
         arrays = ["(given)"] + [n for n, v in self.namespace.items() if not n.startswith("_") and hasattr(v, "shape")]
-        self.estimator = widgets.Dropdown(options=list(self.estimators), description="estimator")
-        self.X = widgets.Dropdown(options=arrays, description="X")
-        self.y = widgets.Dropdown(options=arrays, description="y")
+        self.estimator = widgets.Dropdown(options=list(self.estimators), description="estimator",
+                                          style=_WIDE_LABEL, layout=widgets.Layout(width="420px"))
+
+        def default(name):  # the notebook's own X / y, unless data were given
+            return name if self.data[name] is None and name in arrays else "(given)"
+
+        self.X = widgets.Dropdown(options=arrays, value=default("X"), description="X")
+        self.y = widgets.Dropdown(options=arrays, value=default("y"), description="y")
         self.groups = widgets.Dropdown(options=["(none)"] + arrays[1:], description="groups")
-        self.grid = widgets.Textarea(placeholder="logisticregression__C: log(-3, 3, 7)", description="grid",
-                                     layout=widgets.Layout(width="520px", height="80px"))
+        self.grid = widgets.Textarea(placeholder="one parameter per line, for example:\n"
+                                                 "    <name>: log(-3, 3, 7)    or    <name>: [1, 2, 5]",
+                                     description="grid", layout=widgets.Layout(width="520px", height="80px"))
         self.parameters = widgets.HTML()
         self.outer = _CVControls("outer cv", 5)
         self.inner = _CVControls("inner cv", 3)
         self.scoring = widgets.SelectMultiple(options=sorted(get_scorer_names()), description="scoring", rows=5)
         self.refit = widgets.Dropdown(options=["(first)"], description="refit")
-        self.n_permutations = widgets.BoundedIntText(value=0, min=0, max=100000, description="permutations")
+        self.n_permutations = widgets.BoundedIntText(value=0, min=0, max=100000, description="permutations",
+                                                     style=_WIDE_LABEL)
         self.backend = widgets.Dropdown(options=available_backends(), value="local", description="backend")
         self.n_jobs = widgets.IntText(value=-1, description="workers")
         self.workdir = widgets.Text(value="mempamal-runs/builder", description="workdir")
         self.overwrite = widgets.Checkbox(value=False, description="overwrite", indent=False)
-        self.export_path = widgets.Text(value="workflow-soma.json", description="export to")
+        self.export_path = widgets.Text(value="workflow-soma.json", description="export to", style=_WIDE_LABEL)
         self.message = widgets.HTML()
         self.preview_button = widgets.Button(description="Preview", icon="eye")
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.export_button = widgets.Button(description="Export soma-workflow", icon="download")
-        self.preview_output, self.results_output = widgets.Output(), widgets.Output()
+        self.preview_output = widgets.Output()
         for control in (self.estimator, self.X, self.y, self.groups, self.grid, self.scoring, self.refit,
                         self.n_permutations, self.outer.splitter, self.inner.splitter, self.n_jobs,
                         self.workdir):
             control.observe(lambda change: self.validate(), names="value")
         self.preview_button.on_click(lambda button: self.preview())
-        self.run_button.on_click(lambda button: self.run())
+        self.run_button.on_click(lambda button: self.start())  # returns at once: the kernel stays free
         self.export_button.on_click(lambda button: self.export())
 
     def _form(self):
@@ -160,9 +197,8 @@ class ExperimentBuilder(widgets.VBox):
 
     def validate(self):
         """Check the form; show an inline message and disable Run when invalid."""
-        estimator = self.estimators[self.estimator.value]
-        names = sorted(estimator.get_params(deep=True))
-        self.parameters.value = f"<small>grid parameters: {', '.join(names[:40])}</small>"
+        names = tunable_parameters(self.estimators[self.estimator.value])
+        self.parameters.value = f"<small>grid parameters: {html.escape(', '.join(names))}</small>"
         chosen = list(self.scoring.value)
         self.refit.options = ["(first)"] + chosen
         try:
@@ -172,9 +208,11 @@ class ExperimentBuilder(widgets.VBox):
                 raise ValueError("choose X and y (variables of the notebook) or pass them to ExperimentBuilder.")
             self._check_run_choices(groups)
         except (ValueError, TypeError, KeyError) as exc:
-            self.message.value = f"<span style='color:#c00'>{exc}</span>"
+            self.message.value = f"<span style='color:#c00'>{html.escape(str(exc))}</span>"
             self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = True
             return False
+        if self._running:  # choices may change while a run goes; the buttons wait for its end
+            return True
         self.message.value = "<span style='color:#080'>ready</span>"
         self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = False
         return True
@@ -196,105 +234,139 @@ class ExperimentBuilder(widgets.VBox):
         return self.experiment().build(X, y, groups=groups, workdir=self.workdir.value,
                                        overwrite=self.overwrite.value)
 
-    def _guarded(self, action, output):
+    def _guarded(self, action):
+        if self._running:
+            self.message.value = "<span style='color:#c00'>a run is going; wait for its end</span>"
+            return None
         if not self.validate():
             return None
         try:
             return action()
         except Exception as exc:  # shown inline: the form is the user's whole interface
-            self.message.value = f"<span style='color:#c00'>{type(exc).__name__}: {exc}</span>"
+            self.message.value = f"<span style='color:#c00'>{html.escape(f'{type(exc).__name__}: {exc}')}</span>"
             return None
 
     def preview(self):
-        """Show the task count and the graph in the Preview tab."""
+        """Show the task counts, the first tasks of each kind and the graph in the Preview tab."""
         def action():
-            import matplotlib.pyplot as plt
-
             workflow = self.build()
             self.preview_output.clear_output()
-            with self.preview_output:
-                from mempamal.display import workflow_html
-
-                display(HTML(workflow_html(workflow, graph=False)))  # the graph follows as a figure
-                figure = workflow.plot().figure_
-                display(figure)
-                plt.close(figure)
+            self.preview_output.append_display_data(preview_static(workflow))
             self.tabs.selected_index = 1
             return workflow
-        return self._guarded(action, self.preview_output)
+        return self._guarded(action)
+
+    def start(self):
+        """Submit the run (what the Run button does) and return the :class:`mempamal.Run` at once.
+
+        The Results tab follows it live; buttons stay disabled until it ends;
+        then the summary and plots are shown as static output below the form.
+
+        Examples
+        --------
+        >>> run = builder.start(); res = run.wait()      # doctest: +SKIP
+        """
+        from .panel import RunPanel
+
+        def action():
+            run = self.build().submit(backend=self.backend.value, n_jobs=self.n_jobs.value)
+            self.last_run, self.results = run, None
+            self._set_running(True)
+            panel = RunPanel(run)
+            self.live_box.children = (panel,)
+            self.tabs.selected_index = 2
+            context = contextvars.copy_context()
+            self._follower = threading.Thread(target=context.run, args=(self._follow, run, panel),
+                                              name="mempamal-builder", daemon=True)
+            self._follower.start()
+            return run
+        return self._guarded(action)
+
+    def _follow(self, run, panel):
+        try:
+            while not run.join(1.0):
+                panel.refresh()
+            panel.refresh()
+            try:
+                self.results = run.wait()
+            except Exception as exc:
+                self.message.value = f"<span style='color:#c00'>{html.escape(f'{type(exc).__name__}: {exc}')}</span>"
+            else:
+                self.message.value = "<span style='color:#080'>finished: summary and plots below the form</span>"
+                if self._static is not None:
+                    self._static.update(results_static(self.results))
+        finally:
+            self._set_running(False)
 
     def run(self):
-        """Run with the chosen backend; the Results tab shows summary and plots."""
-        def action():
-            import matplotlib.pyplot as plt
+        """Run with the chosen backend, wait, show the summary and plots here; return the Results.
 
-            workflow = self.build()
-            self.results_output.clear_output()
-            self.tabs.selected_index = 2
-            with self.results_output, _LiveFoldScores(workflow) as live:
-                display(live.widget)
-                self.results = workflow.run(backend=self.backend.value, n_jobs=self.n_jobs.value)
-                display(HTML(self.results._repr_html_()))
-                plots = [self.results.plot_scores()]
-                if self.results.nested:
-                    plots.append(self.results.plot_grid(params=None) if _has_varying(self.results) else None)
-                if self.results.pvalue is not None:
-                    plots.append(self.results.plot_permutation())
-                for shown in filter(None, plots):
-                    display(shown.figure_)
-                    plt.close(shown.figure_)
-            self.tabs.selected_index = 2
-            return self.results
-        return self._guarded(action, self.results_output)
+        Called from code, the static results go to the calling cell.
+
+        Examples
+        --------
+        >>> res = builder.run()                          # doctest: +SKIP
+        """
+        run = self.start()
+        if run is None:
+            return None
+        self._follower.join()
+        if self.results is not None:
+            show_results(self.results)
+        return self.results
 
     def export(self):
         """Write the soma-workflow file of the workflow to ``export to``."""
         def action():
             path = self.build().export(self.export_path.value, format="soma-workflow")
-            self.message.value = f"exported {path}"
+            self.message.value = f"exported {html.escape(str(path))}"
             return path
-        return self._guarded(action, None)
+        return self._guarded(action)
+
+    def _set_running(self, running):
+        self._running = running
+        if running:
+            self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = True
+            self.run_button.description = "Running..."
+        else:
+            self.run_button.description = "Run"
+            self.validate()
+
+    # -------------------------------------------------------------- display
+    def _ipython_display_(self):
+        # The form, then a static area that receives the results: plain
+        # HTML/PNG outputs a saved notebook keeps (widgets need a kernel).
+        display(self._repr_mimebundle_(), raw=True)
+        self._static = display(Static("", ""), display_id=True)
+
+    def __repr__(self):
+        return (f"ExperimentBuilder(estimator={self.estimator.value!r}, workdir={self.workdir.value!r}): "
+                "a form, shown in Jupyter")
 
 
-class _LiveFoldScores:
-    """Outer-fold scores shown as their select/score outputs appear, while the run blocks."""
+def results_static(results):
+    """The summary, best parameters and plots of ``results`` as one static HTML block."""
+    from mempamal.display_graph import figure_png_html
 
-    def __init__(self, workflow, interval=0.5):
-        import threading
+    images = "".join(figure_png_html(shown.figure_) for shown in result_plots(results))
+    return Static(results._repr_html_() + f"<div>{images}</div>", repr(results))
 
-        self.workflow, self.interval = workflow, interval
-        self.folds = [t.id for t in workflow.tasks if t.kind in ("select", "score") and t.split_set == "main"]
-        self.widget = widgets.HTML("<i>waiting for the first outer fold...</i>")
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
 
-    def __enter__(self):
-        self.thread.start()
-        return self
+def show_results(results):
+    """Display ``results`` (summary, best parameters) and its plots as static outputs."""
+    display(results)
+    for shown in result_plots(results):
+        show_figure(shown.figure_)
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        self.refresh()
 
-    def _watch(self):
-        while not self.stop.wait(self.interval):
-            self.refresh()
-
-    def refresh(self):
-        """Read the finished fold outputs (files are the truth) into the table."""
-        from mempamal import store
-
-        rows = []
-        for task_id in self.folds:
-            path = store.output_path(self.workflow.workdir, task_id)
-            if path.exists():
-                scores = store.read_json(path)["test_scores"]
-                cells = "".join(f"<td>{name}={value:.4f}</td>" for name, value in scores.items())
-                rows.append(f"<tr><td>{task_id}</td>{cells}</tr>")
-        if rows:
-            self.widget.value = (f"<b>outer folds finished: {len(rows)}/{len(self.folds)}</b>"
-                                 f"<table>{''.join(rows)}</table>")
+def result_plots(results):
+    """The plots that describe a finished run: scores, grid (when it varies), permutations."""
+    plots = [results.plot_scores()]
+    if results.nested and _has_varying(results):
+        plots.append(results.plot_grid())
+    if results.pvalue is not None:
+        plots.append(results.plot_permutation())
+    return plots
 
 
 def _has_varying(results):
