@@ -39,6 +39,10 @@ def _isolated_environment(base):
                          ("MPLCONFIGDIR", "matplotlib")]:
         env[name] = str(base / folder)
         os.makedirs(env[name], exist_ok=True)
+    # No "get notified about Jupyter news?" pop-up over the cells.
+    notification = Path(env["JUPYTERLAB_SETTINGS_DIR"]) / "@jupyterlab" / "apputils-extension"
+    notification.mkdir(parents=True, exist_ok=True)
+    (notification / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
     return env
 
 

@@ -14,8 +14,13 @@ _NOTEBOOK = "window.jupyterapp.shell.currentWidget"
 
 
 def open_notebook(page, lab, name, timeout=90):
-    """Open ``name`` (relative to the lab root) and wait for an idle kernel."""
-    page.goto(lab.url(f"lab/tree/{name}"))
+    """Open ``name`` (relative to the lab root) and wait for an idle kernel.
+
+    A fresh workspace each time: no tab of an earlier test is restored.
+    """
+    import uuid
+
+    page.goto(lab.url(f"lab/workspaces/{uuid.uuid4().hex[:12]}/tree/{name}"))
     page.wait_for_function(
         f"() => window.jupyterapp && {_NOTEBOOK} && {_NOTEBOOK}.context && {_NOTEBOOK}.context.isReady"
         f" && {_NOTEBOOK}.sessionContext.session && {_NOTEBOOK}.sessionContext.session.kernel"
