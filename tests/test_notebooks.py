@@ -1,5 +1,6 @@
 """The notebooks run top to bottom in a real Jupyter kernel, isolated from the user's files."""
 
+import json
 import os
 import re
 import shutil
@@ -12,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from mempamal.jupyter.install_startup import FILE_NAME, startup_dir, startup_source
+from mempamal.jupyter.install_startup import FILE_NAME, LAB_OVERRIDES, startup_dir, startup_source
 
 ROOT = Path(__file__).parent.parent
 
@@ -75,7 +76,9 @@ def test_wheel_installs_the_startup_file_into_the_environment(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("mempamal-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = archive.read(f"mempamal-0.1.0.data/data/etc/ipython/startup/{FILE_NAME}").decode()
+        overrides = json.loads(archive.read(f"mempamal-0.1.0.data/data/{LAB_OVERRIDES}"))
     assert shipped == startup_source()
+    assert overrides == {"@jupyter-widgets/jupyterlab-manager:plugin": {"saveState": True}}
 
 
 def test_install_startup_writes_and_removes_the_file_and_it_loads_the_magics(tmp_path):
@@ -83,6 +86,8 @@ def test_install_startup_writes_and_removes_the_file_and_it_loads_the_magics(tmp
     subprocess.run(command, check=True, capture_output=True)
     installed = startup_dir(tmp_path) / FILE_NAME
     assert installed.read_text() == startup_source()
+    lab_settings = tmp_path / LAB_OVERRIDES
+    assert json.loads(lab_settings.read_text())["@jupyter-widgets/jupyterlab-manager:plugin"]["saveState"] is True
 
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
@@ -98,7 +103,7 @@ def test_install_startup_writes_and_removes_the_file_and_it_loads_the_magics(tmp
         shell.run_line_magic("unload_ext", "mempamal")
         InteractiveShell.clear_instance()
     subprocess.run(command + ["--remove"], check=True, capture_output=True)
-    assert not installed.exists()
+    assert not installed.exists() and not lab_settings.exists()
 
 
 def test_cell_magic_in_a_kernel_shows_summary_one_plot_and_one_line_errors(tmp_path):

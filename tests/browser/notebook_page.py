@@ -6,9 +6,12 @@ models hold exactly what is saved to the ``.ipynb``.
 """
 
 import json
+import shutil
 import time
+from pathlib import Path
 
 WIDGET_ERROR = "Error displaying widget"
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 
 _NOTEBOOK = "window.jupyterapp.shell.currentWidget"
 
@@ -91,3 +94,9 @@ def poll(page, condition, timeout=120, interval=0.2):
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         page.wait_for_timeout(interval * 1000)
+
+
+def copy_notebook(lab, name):
+    """Put a project notebook into the lab's root folder (a fresh copy per test)."""
+    shutil.copy(NOTEBOOKS / name, lab.root / name)
+    return name

@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import copy_notebook
-from notebook_page import (WIDGET_ERROR, cell_outputs, cell_text, command, n_cells, notebook_text,
+from lab_server import browser, chromium_path, lab, page  # noqa: F401 (fixtures)
+from notebook_page import (WIDGET_ERROR, cell_text, command, copy_notebook, n_cells, notebook_text,
                            open_notebook, poll, run_cell, save, wait_until_idle)
 
 SLOW_SETUP = '''import time

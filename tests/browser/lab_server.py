@@ -1,4 +1,7 @@
-"""A real JupyterLab on 127.0.0.1 and a real headless Chromium driven by Playwright.
+"""Fixtures: a real JupyterLab on 127.0.0.1 and a real headless Chromium driven by Playwright.
+
+(A plain module imported by the tests, not a ``conftest.py``: a second
+``conftest`` module would shadow ``tests/conftest.py`` for ``from conftest import``.)
 
 JupyterLab runs with a random token in a temporary root folder, with HOME,
 JUPYTER_* and IPYTHONDIR pointing into temporary folders: nothing touches the
@@ -21,7 +24,6 @@ import pytest
 CHROMIUM = os.environ.get("MEMPAMAL_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
 
 
 def _free_port():
@@ -136,10 +138,3 @@ def page(browser, request):
     page.on("pageerror", lambda error: page.console_errors.append(str(error)))
     yield page
     context.close()
-
-
-def copy_notebook(lab, name, target=None):
-    """Put a project notebook into the lab's root folder (a fresh copy per test)."""
-    target = target or name
-    shutil.copy(NOTEBOOKS / name, lab.root / target)
-    return target
