@@ -267,7 +267,7 @@ class Workflow:
         from .run import Run, live_runner, recorded_submission
 
         submission = recorded_submission(self.workdir)
-        if submission is not None:
+        if submission is not None and self.pending_ids():  # a finished submission's record is history
             from .backends.base import get_backend
 
             runner = get_backend(submission["backend"])

@@ -165,3 +165,74 @@ def test_ctrl_c_in_blocking_run_cancels_the_driver_and_the_process_exits(tmp_pat
     assert process.returncode != 0 and "KeyboardInterrupt" in stderr
     workflow = mp.Workflow.open(workdir)
     assert 2 <= len(workflow.done_ids()) < len(workflow.tasks)
+
+
+class DetachedJobBackend(mp.Backend):
+    """A job-based backend in miniature: one detached process runs the tasks, like a batch job.
+
+    The job outlives the process that submitted it (its own session), and
+    the submission is recorded in ``WORKDIR/submissions/detached.json``, the
+    contract ``Workflow.attach`` relies on.
+    """
+
+    name = "detached"
+    JOB = "import sys, mempamal as mp\nfor task_id in sys.argv[2:]: mp.run_task(sys.argv[1], task_id)"
+
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        # The job imports this module (the experiment's slow step lives here).
+        environment = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+        job = subprocess.Popen([sys.executable, "-c", self.JOB, str(workflow.workdir), *task_ids],
+                               start_new_session=True, env=environment)
+        record = workflow.workdir / "submissions" / "detached.json"
+        record.parent.mkdir(exist_ok=True)
+        record.write_text(f'{{"pid": {job.pid}}}')
+        return self.attach(workflow, stop=stop)
+
+    def attach(self, workflow, stop=None, progress=True):
+        import json
+
+        record = workflow.workdir / "submissions" / "detached.json"
+        pid = json.loads(record.read_text())["pid"]
+        while _alive(pid):
+            if stop is not None and stop.wait(0.1):
+                os.kill(pid, signal.SIGKILL)
+                raise mp.RunCancelled("the run was cancelled")
+            time.sleep(0.1)
+        record.unlink()
+        return {}
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+DRIVER_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    import mempamal as mp
+    mp.register_backend("detached", "test_run:DetachedJobBackend")
+    mp.Workflow.open({workdir!r}).run(backend="detached")
+""")
+
+
+def test_attach_follows_a_recorded_job_submission_after_its_driver_was_killed(tmp_path):
+    experiment = slow_experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    script = DRIVER_SCRIPT.format(tests=os.path.dirname(__file__), workdir=str(workflow.workdir))
+    driver = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        poll_until(lambda: len(workflow.done_ids()) >= 1)
+        driver.kill()  # the kernel dies; the job goes on
+        driver.wait(timeout=30)
+    finally:
+        driver.kill()
+    assert len(workflow.done_ids()) < len(workflow.tasks)
+    mp.register_backend("detached", DetachedJobBackend)
+    run = workflow.attach()
+    assert run is not None and run.backend_name == "detached"
+    assert_matches_sklearn(run.wait(), experiment, X, y)
+    assert workflow.attach() is None  # the job is over: nothing to follow
