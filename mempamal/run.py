@@ -14,8 +14,14 @@ What survives the death of the process that submitted (a notebook kernel):
   engines finish the tasks already sent to them;
 - the local backend and an auto-started ipyparallel cluster: their workers
   are children of the kernel and die with it.  Rerunning resumes.
+
+At a clean interpreter exit (end of a script, kernel shutdown) a run still
+going is cancelled, except on job-based backends (those with an ``attach``
+method), whose jobs are left to finish: nothing is left running without a
+driver that can be found again.
 """
 
+import atexit
 import contextvars
 import threading
 import time
@@ -42,6 +48,9 @@ class Run:
     stop : threading.Event, optional
         The event :meth:`cancel` sets (a new one by default): an event of the
         caller's cancels the run too.
+    outlives_driver : bool
+        True for job-based runs: left running at interpreter exit (they can
+        be attached to again); other runs are cancelled then.
 
     Examples
     --------
@@ -52,7 +61,7 @@ class Run:
     >>> res = run.wait()                              # doctest: +SKIP
     """
 
-    def __init__(self, workflow, execute, backend_name="local", stop=None):
+    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False):
         self.workflow = workflow
         self.backend_name = backend_name
         self.started = time.time()
@@ -62,13 +71,17 @@ class Run:
         self._outcome = None
         self._error = None
         self._done_at_start = len(workflow.done_ids())
+        self.outlives_driver = outlives_driver
         # Not a daemon: an interpreter exiting with a run in flight waits for
         # the backend to stop cleanly (cancel() makes that quick).
         # In the caller's context: in a notebook whatever the backend prints
         # lands in the cell that submitted, not in whichever cell runs later.
         context = contextvars.copy_context()
+        # A daemon thread: interpreter exit does not wait for it; _cancel_at_exit
+        # stops it cleanly first (non-daemon threads are joined before atexit runs).
         self._thread = threading.Thread(target=context.run, args=(self._drive, execute),
-                                        name=f"mempamal-run-{workflow.workdir.name}")
+                                        name=f"mempamal-run-{workflow.workdir.name}", daemon=True)
+        _LIVE_RUNS.add(self)
         self._thread.start()
 
     def _drive(self, execute):
@@ -79,6 +92,7 @@ class Run:
         finally:
             self.ended = time.time()
             self._finished.set()
+            _LIVE_RUNS.discard(self)
 
     # ------------------------------------------------------------ state
     def done(self):
@@ -235,6 +249,17 @@ class Run:
 
     def __repr__(self):
         return f"<Run {self.workflow.workdir}: {self.summary_line()}>"
+
+
+_LIVE_RUNS = set()
+
+
+@atexit.register
+def _cancel_at_exit(timeout=30):
+    """Stop the runs still going when the interpreter exits (see the module docstring)."""
+    for run in list(_LIVE_RUNS):
+        if not run.outlives_driver:
+            run.cancel(wait=True, timeout=timeout)
 
 
 def recorded_submission(workdir):

@@ -235,7 +235,8 @@ class Workflow:
         def execute(stop_event):
             return self._execute(runner, n_jobs, progress, stop_event)
 
-        return Run(self, execute, backend_name=name, stop=stop)
+        # A backend that can attach to its own submissions runs jobs that outlive this process.
+        return Run(self, execute, backend_name=name, stop=stop, outlives_driver=hasattr(runner, "attach"))
 
     def _execute(self, runner, n_jobs, progress, stop):
         """Run the pending tasks with ``runner`` (in the driver thread); the Results."""
@@ -276,7 +277,7 @@ class Workflow:
                 failed = runner.attach(self, stop=stop_event, progress=progress)
                 return self._results_or_error(failed)
 
-            return Run(self, execute, backend_name=submission["backend"])
+            return Run(self, execute, backend_name=submission["backend"], outlives_driver=True)
         holder = live_runner(self.workdir)
         if holder is None:
             return None

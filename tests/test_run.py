@@ -236,3 +236,36 @@ def test_attach_follows_a_recorded_job_submission_after_its_driver_was_killed(tm
     assert run is not None and run.backend_name == "detached"
     assert_matches_sklearn(run.wait(), experiment, X, y)
     assert workflow.attach() is None  # the job is over: nothing to follow
+
+
+EXIT_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_run import slow_experiment, X, y
+    run = slow_experiment().build(X, y, workdir={workdir!r}).submit(n_jobs=2)
+    while not run.status()["done"]:
+        pass
+    print("exiting", flush=True)  # without run.wait(): the run must not outlive the script
+""")
+
+
+def test_a_script_exiting_without_wait_cancels_its_run_and_leaves_no_worker(tmp_path):
+    import psutil
+
+    workdir = tmp_path / "wd"
+    script = EXIT_SCRIPT.format(tests=os.path.dirname(__file__), workdir=str(workdir))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    children = []
+    try:
+        assert process.stdout.readline().strip() == "exiting"
+        try:
+            children = psutil.Process(process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+    psutil.wait_procs(children, timeout=30)
+    assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
+    workflow = mp.Workflow.open(workdir)
+    assert 1 <= len(workflow.done_ids()) < len(workflow.tasks)
