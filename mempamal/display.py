@@ -54,7 +54,8 @@ class ScoresDisplay:
         ax.set_xticks(range(len(self.scores)))
         ax.set_xticklabels(list(self.scores))
         ax.set_xlim(-0.5, len(self.scores) - 0.5 + 0.6)
-        ax.set_ylabel("outer test score")
+        # Name the metric when there is one; several share the axis under their tick labels.
+        ax.set_ylabel(f"outer test {next(iter(self.scores))}" if len(self.scores) == 1 else "outer test score")
         ax.set_title("Scores per outer fold")
         self.ax_, self.figure_ = ax, ax.figure
         return self

@@ -208,3 +208,9 @@ def graph_status(workflow):
     from mempamal.display_graph import GraphDisplay
 
     return GraphDisplay.from_workflow(workflow).status
+
+
+def test_scores_axis_names_the_metric_when_there_is_one(results):
+    assert results.plot_scores(metric="f1_macro").ax_.get_ylabel() == "outer test f1_macro"
+    assert results.plot_scores().ax_.get_ylabel() == "outer test score"  # two metrics, named on the ticks
+    plt.close("all")
