@@ -177,3 +177,14 @@ def test_help_prints_usage_of_every_command(shell, capsys, flag):
     out = capsys.readouterr().out
     for command in ("%%mempamal [-b BACKEND]", "--async", "status", "wait", "cancel", "attach", "gui", "cluster"):
         assert command in out
+
+
+def test_terminal_ipython_prints_readable_text_for_every_display(shell, capsys):
+    shell.run_cell_magic("mempamal", "-w wd --preview", BODY)
+    shell.run_cell_magic("mempamal", "-n 1 -w wd -o res", BODY)
+    shell.run_line_magic("mempamal", "status")
+    shell.run_cell_magic("mempamal", "-a -n 1 -w wd2 -o later", BODY)
+    shell.run_line_magic("mempamal", "wait")
+    out = capsys.readouterr().out
+    assert "IPython.core.display" not in out and "object at 0x" not in out
+    assert "<Workflow " in out and "<Results " in out and "on local:" in out
