@@ -91,7 +91,10 @@ def test_async_run_leaves_the_kernel_free_fills_folds_live_and_survives_reopenin
     assert "running on local" in cell_text(page, 1)
     seen = set()
     while "running on local" in cell_text(page, 1):
-        seen.add(folds_done(cell_text(page, 1)))
+        folds = folds_done(cell_text(page, 1))
+        if folds and not seen & {1, 2, 3}:
+            screenshot(page, "async-live")
+        seen.add(folds)
         page.wait_for_timeout(200)
     partial = {k for k in seen if k is not None and 0 < k < 4}
     assert partial, f"the fold table never showed some folds before the end: {seen}"
@@ -136,7 +139,10 @@ def test_builder_filled_in_the_browser_previews_runs_live_and_keeps_static_resul
     assert form.locator("button", has_text="Preview").is_disabled()
     seen = set()
     while "running on local" in form.inner_text():
-        seen.add(folds_done(form.inner_text()))
+        folds = folds_done(form.inner_text())
+        if folds and not seen & {1, 2, 3, 4}:
+            screenshot(page, "builder-live")
+        seen.add(folds)
         page.wait_for_timeout(200)
     assert {k for k in seen if k is not None and 0 < k < 5}, seen
     poll(page, lambda: "mempamal Results" in cell_text(page, 1), timeout=60)
