@@ -11,7 +11,6 @@ installs it); without it or without Playwright the tests are skipped.
 
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
