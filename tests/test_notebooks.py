@@ -62,6 +62,10 @@ def test_notebook_runs_without_error_and_shows_plots(path, tmp_path):
     images = [out for cell in notebook.cells for out in cell.get("outputs", [])
               if "image/png" in out.get("data", {})]
     assert images, f"{path.name} shows no plot"
+    texts = [out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+             for cell in notebook.cells for out in cell.get("outputs", [])]
+    for stray in ("del WorkflowController", "<IPython.core.display.HTML object>"):
+        assert not [text for text in texts if stray in text], f"{path.name} prints {stray!r}"
 
 
 def test_wheel_installs_the_startup_file_into_the_environment(tmp_path):
