@@ -269,3 +269,21 @@ def test_a_script_exiting_without_wait_cancels_its_run_and_leaves_no_worker(tmp_
     assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]
     workflow = mp.Workflow.open(workdir)
     assert 1 <= len(workflow.done_ids()) < len(workflow.tasks)
+
+
+def test_attach_watches_another_process_holding_the_run_lock(tmp_path):
+    pytest.importorskip("mempamal.lock", reason="needs the workdir run lock (mempamal/lock.py)")
+    experiment = slow_experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    environment = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+    runner = subprocess.Popen([sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-n", "1"],
+                              env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        poll_until(lambda: len(workflow.done_ids()) >= 1)
+        run = workflow.attach()
+        assert run is not None and run.backend_name.startswith(f"pid {runner.pid} on ")
+        assert_matches_sklearn(run.wait(), experiment, X, y)
+        assert runner.wait(timeout=60) == 0
+    finally:
+        runner.kill()
+    assert workflow.attach() is None
