@@ -145,7 +145,13 @@ def aggregate_tasks(tasks, status):
 
 
 def node_status(node):
-    """One status for a box: failed wins, then done, partly done, pending."""
+    """One status for a box: failed wins, then done, partly done, pending.
+
+    Examples
+    --------
+    >>> node_status({"done": 2, "failed": 0, "total": 6})
+    'partly done'
+    """
     if node["failed"]:
         return "failed"
     if node["done"] == node["total"]:
@@ -171,6 +177,10 @@ def graph_png_html(workflow, size=(6.4, 3.6), dpi=100):
     backend's resolution, like every other plot.  A bare ``Figure`` is never
     registered with pyplot, so the inline backend does not show it a second
     time at the end of the cell.
+
+    Examples
+    --------
+    >>> HTML(graph_png_html(wf))                     # doctest: +SKIP
     """
     from matplotlib.figure import Figure
 
@@ -180,7 +190,14 @@ def graph_png_html(workflow, size=(6.4, 3.6), dpi=100):
 
 
 def figure_png_html(figure, alt="plot"):
-    """``<img>`` holding ``figure`` as an inline PNG (static: survives save and reopen)."""
+    """``<img>`` holding ``figure`` as an inline PNG (static: survives save and reopen).
+
+    Examples
+    --------
+    >>> from matplotlib.figure import Figure
+    >>> figure_png_html(Figure(figsize=(1, 1))).startswith("<img alt='plot' src='data:image/png;base64,")
+    True
+    """
     import base64
     import io
 
@@ -191,7 +208,12 @@ def figure_png_html(figure, alt="plot"):
 
 
 def task_table_html(workflow, per_kind=4):
-    """The first tasks of each kind (main split set, then permutations) as an HTML table."""
+    """The first tasks of each kind (main split set, then permutations) as an HTML table.
+
+    Examples
+    --------
+    >>> HTML(task_table_html(wf))                    # doctest: +SKIP
+    """
     shown, counts = [], {}
     for task in workflow.tasks:
         group = (task.kind, task.permutation is not None)

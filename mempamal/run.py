@@ -119,7 +119,13 @@ class Run:
 
     @property
     def state(self):
-        """``"running"``, ``"finished"``, ``"failed"`` or ``"cancelled"``."""
+        """``"running"``, ``"finished"``, ``"failed"`` or ``"cancelled"``.
+
+        Examples
+        --------
+        >>> run.cancel(); run.state                       # doctest: +SKIP
+        'cancelled'
+        """
         if not self.done():
             return "running"
         if self._error is None:
@@ -130,7 +136,13 @@ class Run:
 
     @property
     def error(self):
-        """The exception that ended the run, or None."""
+        """The exception that ended the run, or None.
+
+        Examples
+        --------
+        >>> run.join(); type(run.error).__name__          # doctest: +SKIP
+        'WorkflowError'
+        """
         return self._error
 
     def status(self):
@@ -148,7 +160,13 @@ class Run:
         return task_counts(self.workflow, active=not self.done())
 
     def elapsed(self):
-        """Seconds since submission (until the end when the run has ended)."""
+        """Seconds since submission (until the end when the run has ended).
+
+        Examples
+        --------
+        >>> run.elapsed()                                 # doctest: +SKIP
+        12.3
+        """
         return (self.ended or time.time()) - self.started
 
     def eta(self):

@@ -345,7 +345,12 @@ class ExperimentBuilder(widgets.VBox):
 
 
 def results_static(results):
-    """The summary, best parameters and plots of ``results`` as one static HTML block."""
+    """The summary, best parameters and plots of ``results`` as one static HTML block.
+
+    Examples
+    --------
+    >>> display(results_static(res))                 # doctest: +SKIP
+    """
     from mempamal.display_graph import figure_png_html
 
     images = "".join(figure_png_html(shown.figure_) for shown in result_plots(results))
@@ -353,14 +358,25 @@ def results_static(results):
 
 
 def show_results(results):
-    """Display ``results`` (summary, best parameters) and its plots as static outputs."""
+    """Display ``results`` (summary, best parameters) and its plots as static outputs.
+
+    Examples
+    --------
+    >>> show_results(res)                            # doctest: +SKIP
+    """
     display(results)
     for shown in result_plots(results):
         show_figure(shown.figure_)
 
 
 def result_plots(results):
-    """The plots that describe a finished run: scores, grid (when it varies), permutations."""
+    """The plots that describe a finished run: scores, grid (when it varies), permutations.
+
+    Examples
+    --------
+    >>> [type(shown).__name__ for shown in result_plots(res)]       # doctest: +SKIP
+    ['ScoresDisplay', 'GridDisplay']
+    """
     plots = [results.plot_scores()]
     if results.nested and _has_varying(results):
         plots.append(results.plot_grid())
