@@ -138,3 +138,30 @@ def test_group_splitter_without_groups_and_zero_workers_disable_run():
     builder.n_jobs.value = 1
     builder.workdir.value = " "
     assert builder.run_button.disabled and "workdir" in builder.message.value
+
+
+def slow_identity(X):
+    import time
+
+    time.sleep(0.05)
+    return X
+
+
+def test_cancel_button_stops_the_run_and_gives_the_form_back(tmp_path):
+    from sklearn.preprocessing import FunctionTransformer
+
+    slow = make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300))
+    builder = ExperimentBuilder(X=X, y=y, namespace={"slow": slow})
+    builder.estimator.value = "slow (notebook)"
+    builder.grid.value = "logisticregression__C: [0.1, 1.0]"
+    builder.n_jobs.value, builder.workdir.value = 1, str(tmp_path / "wd")
+    assert builder.cancel_button.disabled
+    builder.run_button.click()
+    assert not builder.cancel_button.disabled and builder.run_button.disabled
+    builder.run_button.click()  # a second click while running starts nothing
+    assert "a run is going" in builder.message.value
+    builder.cancel_button.click()
+    builder._follower.join(timeout=60)
+    assert builder.last_run.state == "cancelled" and builder.results is None
+    assert builder.cancel_button.disabled and not builder.run_button.disabled
+    assert "RunCancelled" in builder.message.value

@@ -150,6 +150,8 @@ class ExperimentBuilder(widgets.VBox):
         self.preview_button = widgets.Button(description="Preview", icon="eye")
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.export_button = widgets.Button(description="Export soma-workflow", icon="download")
+        self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
+                                            tooltip="stop the run; finished tasks are kept")
         self.preview_output = widgets.Output()
         for control in (self.estimator, self.X, self.y, self.groups, self.grid, self.scoring, self.refit,
                         self.n_permutations, self.outer.splitter, self.inner.splitter, self.n_jobs,
@@ -158,13 +160,15 @@ class ExperimentBuilder(widgets.VBox):
         self.preview_button.on_click(lambda button: self.preview())
         self.run_button.on_click(lambda button: self.start())  # returns at once: the kernel stays free
         self.export_button.on_click(lambda button: self.export())
+        self.cancel_button.on_click(lambda button: self.cancel())
 
     def _form(self):
         return widgets.VBox([
             self.estimator, self.parameters, widgets.HBox([self.X, self.y, self.groups]), self.grid,
             self.outer, self.inner, widgets.HBox([self.scoring, widgets.VBox([self.refit, self.n_permutations])]),
             widgets.HBox([self.backend, self.n_jobs]), widgets.HBox([self.workdir, self.overwrite]),
-            widgets.HBox([self.preview_button, self.run_button, self.export_button, self.export_path]),
+            widgets.HBox([self.preview_button, self.run_button, self.cancel_button, self.export_button,
+                          self.export_path]),
             self.message,
         ])
 
@@ -283,6 +287,7 @@ class ExperimentBuilder(widgets.VBox):
         return self._guarded(action)
 
     def _follow(self, run, panel):
+        message = "<span style='color:#c00'>the run's follower stopped unexpectedly</span>"
         try:
             while not run.join(1.0):
                 panel.refresh()
@@ -290,13 +295,14 @@ class ExperimentBuilder(widgets.VBox):
             try:
                 self.results = run.wait()
             except Exception as exc:
-                self.message.value = f"<span style='color:#c00'>{html.escape(f'{type(exc).__name__}: {exc}')}</span>"
+                message = f"<span style='color:#c00'>{html.escape(f'{type(exc).__name__}: {exc}')}</span>"
             else:
-                self.message.value = "<span style='color:#080'>finished: summary and plots below the form</span>"
+                message = "<span style='color:#080'>finished: summary and plots below the form</span>"
                 if self._static is not None:
                     self._static.update(results_static(self.results))
         finally:
             self._set_running(False)
+            self.message.value = message  # after the form's own "ready"
 
     def run(self):
         """Run with the chosen backend, wait, show the summary and plots here; return the Results.
@@ -323,8 +329,19 @@ class ExperimentBuilder(widgets.VBox):
             return path
         return self._guarded(action)
 
+    def cancel(self):
+        """Stop the run going (the Cancel button); finished tasks are kept for the next run.
+
+        Examples
+        --------
+        >>> builder.cancel()                             # doctest: +SKIP
+        """
+        if self.last_run is not None and not self.last_run.done():
+            self.last_run.cancel(wait=False)  # the follower re-enables the form when the run has stopped
+
     def _set_running(self, running):
         self._running = running
+        self.cancel_button.disabled = not running
         if running:
             self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = True
             self.run_button.description = "Running..."
