@@ -321,6 +321,7 @@ def workflow_html(workflow, graph=True):
     status = workflow.status()
     rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
     rows += [("pending", status["pending"]), ("failed", status["failed"])]
+    rows += _who_runs_rows(workflow, status)
     picture = f"<br>{graph_png_html(workflow)}" if graph else ""
     return f"<b>mempamal Workflow</b> <code>{html.escape(str(workflow.workdir))}</code>" + _table(rows) + picture
 
@@ -335,6 +336,20 @@ def results_html(results):
     if results.pvalue is not None:
         perm = f"<br>permutation test ({results.permutation_metric}): p-value = {results.pvalue:.4g}"
     return f"<b>mempamal Results</b> <code>{html.escape(str(results.workdir))}</code>{summary}{best}{perm}"
+
+
+def _who_runs_rows(workflow, status):
+    """Rows saying who is running the workdir: a recorded job submission, a live runner."""
+    from .submissions import live_runner, recorded_submission
+
+    rows = []
+    submission = recorded_submission(workflow.workdir)
+    if submission is not None and status["pending"]:
+        rows.append(("submitted", f"{submission['backend']} jobs (WORKDIR/submissions/); wf.attach() follows them"))
+    holder = live_runner(workflow.workdir)
+    if holder is not None:
+        rows.append(("running", f"pid {holder.get('pid')} on {holder.get('host')}"))
+    return rows
 
 
 def run_html(run):

@@ -265,7 +265,8 @@ class Workflow:
         >>> run = mp.Workflow.open("runs/bc").attach()      # doctest: +SKIP
         >>> run.status()                                    # doctest: +SKIP
         """
-        from .run import Run, live_runner, recorded_submission
+        from .run import Run
+        from .submissions import live_runner, recorded_submission
 
         submission = recorded_submission(self.workdir)
         if submission is not None and self.pending_ids():  # a finished submission's record is history

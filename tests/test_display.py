@@ -214,3 +214,13 @@ def test_scores_axis_names_the_metric_when_there_is_one(results):
     assert results.plot_scores(metric="f1_macro").ax_.get_ylabel() == "outer test f1_macro"
     assert results.plot_scores().ax_.get_ylabel() == "outer test score"  # two metrics, named on the ticks
     plt.close("all")
+
+
+def test_workflow_html_names_a_recorded_job_submission_while_tasks_remain(tmp_path):
+    workflow = mp.Experiment(SVC(), cv=2).build(X, y, workdir=tmp_path / "wd")
+    assert "submitted" not in workflow._repr_html_()
+    (workflow.workdir / "submissions").mkdir()
+    (workflow.workdir / "submissions" / "slurm.json").write_text('{"arrays": []}')
+    assert "slurm jobs (WORKDIR/submissions/); wf.attach() follows them" in workflow._repr_html_()
+    workflow.run(n_jobs=1, progress=False)
+    assert "submitted" not in workflow._repr_html_()  # finished: the record is history
