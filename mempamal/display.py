@@ -9,15 +9,7 @@ import html
 import numpy as np
 
 from .display_graph import GraphDisplay, figure_png_html, graph_png_html  # noqa: F401 (public here too)
-
-
-def _axes(ax):
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        # Constrained layout keeps rotated tick labels and colorbars inside the figure.
-        _, ax = plt.subplots(layout="constrained")
-    return ax
+from .display_graph import new_axes as _axes
 
 
 class ScoresDisplay:

@@ -18,6 +18,24 @@ LAYER_NAMES = {0: "fit / score", 1: "select", 2: "final"}
 STATUS_COLOR = {"done": "#2ca02c", "partly done": "#a6dba0", "pending": "#c7c7c7", "failed": "#d62728"}
 
 
+def new_axes(ax):
+    """``ax``, or the axes of a new constrained-layout figure when ``ax`` is None.
+
+    Constrained layout keeps rotated tick labels, legends and colorbars
+    inside the figure.
+
+    Examples
+    --------
+    >>> new_axes(None).figure.get_layout_engine().__class__.__name__      # doctest: +SKIP
+    'ConstrainedLayoutEngine'
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(layout="constrained")
+    return ax
+
+
 class GraphDisplay:
     """The task graph layered fit → select → final, coloured by status; aggregated when large.
 
@@ -44,9 +62,7 @@ class GraphDisplay:
 
     def plot(self, ax=None, aggregate=None):
         """Draw; ``aggregate`` None chooses by size (see :data:`FULL_GRAPH_MAX_TASKS`)."""
-        from .display import _axes
-
-        ax = _axes(ax)
+        ax = new_axes(ax)
         self.aggregated_ = len(self.tasks) > FULL_GRAPH_MAX_TASKS if aggregate is None else aggregate
         if self.aggregated_:
             self._plot_aggregated(ax)
