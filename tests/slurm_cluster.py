@@ -1,0 +1,54 @@
+"""Detect a usable Slurm for the cluster tests; skip with the reason when there is none.
+
+``ci/slurm/start.sh`` (run by ``.ci/run`` as root) brings one up on this machine.
+Under ``.ci/run`` ``MEMPAMAL_REQUIRE_SLURM=1`` is set, and a missing Slurm then
+fails the tests instead of silently skipping them.
+"""
+
+import functools
+import os
+import shutil
+import subprocess
+
+import pytest
+
+
+@functools.lru_cache(maxsize=None)
+def slurm_problem():
+    """Why Slurm cannot be used here (a sentence), or None when it answers."""
+    for command in ("sinfo", "sbatch", "squeue", "scancel"):
+        if shutil.which(command) is None:
+            return f"no Slurm here: `{command}` is not on PATH (start one with `sudo bash ci/slurm/start.sh`)"
+    try:
+        answer = subprocess.run(["sinfo", "-h", "-o", "%a %T"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return "Slurm does not answer: `sinfo` timed out after 30 s"
+    if answer.returncode != 0:
+        return f"Slurm does not answer: `sinfo` failed ({answer.stderr.strip() or answer.returncode})"
+    states = answer.stdout.split()
+    if not any(state in ("idle", "mixed", "allocated") for state in states[1::2]):
+        return f"Slurm answers but has no usable node (sinfo: {' '.join(states) or 'empty'})"
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def sacct_problem():
+    """Why ``sacct`` (Slurm accounting) is unusable, or None when it answers."""
+    if shutil.which("sacct") is None:
+        return "`sacct` is not on PATH"
+    answer = subprocess.run(["sacct", "-n", "-X", "-S", "now-1minutes", "-o", "jobid"],
+                            capture_output=True, text=True, timeout=30)
+    if answer.returncode != 0:
+        return f"Slurm accounting is off: `sacct` failed ({answer.stderr.strip()})"
+    return None
+
+
+def require_slurm(accounting=False):
+    """Skip the calling test (or fail it under ``MEMPAMAL_REQUIRE_SLURM=1``) without Slurm."""
+    problem = slurm_problem() or (sacct_problem() if accounting else None)
+    if problem is None:
+        return
+    if os.environ.get("MEMPAMAL_REQUIRE_SLURM") == "1":
+        pytest.fail(f"MEMPAMAL_REQUIRE_SLURM=1 but {problem}")
+    pytest.skip(problem)
+
