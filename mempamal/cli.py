@@ -1,6 +1,6 @@
 """Command line: ``mempamal task|run|status|results|export|demo``.
 
-``mempamal task WORKDIR ID`` is the command behind every exported task line,
+``mempamal task WORKDIR ID [ID ...]`` is the command behind every exported task line,
 soma-workflow job and Makefile target.
 """
 
@@ -14,9 +14,10 @@ def _parser():
     parser = argparse.ArgumentParser(prog="mempamal", description="Embarrassingly parallel scikit-learn evaluations.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    task = sub.add_parser("task", help="run one task of a workdir (skipped if already done)")
+    task = sub.add_parser("task", help="run tasks of a workdir in one interpreter (those already done are skipped)")
     task.add_argument("workdir")
-    task.add_argument("task_id")
+    task.add_argument("task_ids", nargs="+", metavar="task_id",
+                      help="one or more ids (a bundle), run in the order given")
     task.add_argument("--force", action="store_true", help="run even if its output exists")
 
     run = sub.add_parser("run", help="run every unfinished task of a workdir")
@@ -35,10 +36,14 @@ def _parser():
 
     export = sub.add_parser("export", help="write the task graph for another runner")
     export.add_argument("workdir")
-    export.add_argument("--format", "-f", default="commands", choices=["commands", "shell", "makefile", "soma-workflow"])
+    export.add_argument("--format", "-f", default="commands", choices=["commands", "shell", "makefile", "soma-workflow", "slurm"])
     export.add_argument("-o", "--output", required=True)
     export.add_argument("--python", help="interpreter path on the machines that run the tasks")
     export.add_argument("--remote-workdir", help="workdir path on the machines that run the tasks")
+    export.add_argument("--job-seconds", type=float, help="bundle tasks into jobs of about this many seconds")
+    export.add_argument("--tasks-per-job", type=int, help="bundle this many tasks per job")
+    export.add_argument("-n", "--n-jobs", type=int, default=1,
+                        help="workers the runner has (bundling keeps at least this many jobs per level)")
 
     demo = sub.add_parser("demo", help="nested CV of a logistic regression on breast_cancer")
     demo.add_argument("-w", "--workdir", default="runs/demo")
@@ -70,10 +75,27 @@ def main(argv=None):
 
 
 def _task(args):
-    from .tasks import run_task
+    """Run each task given; a failure is reported and the others still run.
 
-    run_task(args.workdir, args.task_id, force=args.force)
-    return 0
+    Each task writes its own output, so a bundle interrupted half-way resumes
+    at the first unfinished task; the exit status is 1 if any task failed.
+    """
+    from .tasks import TaskError, run_task
+
+    n_failed = 0
+    for task_id in args.task_ids:
+        try:
+            run_task(args.workdir, task_id, force=args.force)
+        except TaskError as exc:
+            if len(args.task_ids) == 1:
+                raise
+            # A later task that needed this one fails on its missing output,
+            # which names it; unrelated tasks of the bundle still run.
+            print(f"mempamal task: error: {exc}", file=sys.stderr, flush=True)
+            n_failed += 1
+    if n_failed:
+        print(f"mempamal task: {n_failed} of {len(args.task_ids)} tasks failed", file=sys.stderr)
+    return 1 if n_failed else 0
 
 
 def _run(args):
@@ -119,7 +141,8 @@ def _export(args):
     from .workflow import Workflow
 
     path = Workflow.open(args.workdir).export(
-        args.output, format=args.format, python=args.python, workdir=args.remote_workdir)
+        args.output, format=args.format, python=args.python, workdir=args.remote_workdir,
+        job_seconds=args.job_seconds, tasks_per_job=args.tasks_per_job, n_jobs=args.n_jobs)
     print(f"wrote {path}")
     return 0
 

@@ -36,6 +36,7 @@ _REGISTRY = {
     "ipyparallel": "mempamal.backends.ipyparallel:IPyParallelBackend",
     "soma-workflow": "mempamal.backends.somaworkflow:SomaWorkflowBackend",
     "dask": "mempamal.backends.dask:DaskBackend",
+    "slurm": "mempamal.backends.slurm:SlurmBackend",
 }
 
 

@@ -4,10 +4,17 @@
 ``shell``     a bash script running the tasks in dependency order
 ``makefile``  one target per task: ``make -j N`` runs the graph in parallel
 ``soma-workflow``  a file ``soma_workflow.client.Helper.unserialize`` reads
+``slurm``     a bash script submitting the graph as Slurm job arrays (``sbatch``)
 
 Every command is ``python -m mempamal task WORKDIR ID``; ``python=`` and
 ``workdir=`` rewrite the interpreter and workdir paths for machines that
 mount them elsewhere (a cluster's nodes, say).
+
+``job_seconds=`` or ``tasks_per_job=`` (with ``n_jobs=``, the workers the
+runner will have) turn each line into a *bundle*: ``python -m mempamal task
+WORKDIR ID [ID ...]`` running several tasks of one dependency level in one
+interpreter (see :mod:`mempamal.bundles`).  Without them every task keeps its
+own line, except in the ``slurm`` format, which bundles to 60 s jobs by default.
 """
 
 import json
@@ -17,21 +24,37 @@ from pathlib import Path
 from .. import store
 from ..workflow import task_command
 
-FORMATS = ("commands", "shell", "makefile", "soma-workflow")
+FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
+#: Job length the ``slurm`` export aims at when no sizing is given.
+SLURM_EXPORT_JOB_SECONDS = 60
 
 
-def export_workflow(workflow, path, format="commands", python=None, workdir=None, **options):
+def export_workflow(workflow, path, format="commands", python=None, workdir=None,
+                    job_seconds=None, tasks_per_job=None, n_jobs=1, **options):
     """Write ``workflow`` to ``path`` in ``format``; returns the path.
 
     Examples
     --------
     >>> wf.export("wf.json", format="commands")                     # doctest: +SKIP
     >>> wf.export("Makefile", format="makefile", python="/opt/py/bin/python")  # doctest: +SKIP
+    >>> wf.export("run.sh", format="shell", tasks_per_job=20)       # doctest: +SKIP
+    >>> wf.export("submit.sh", format="slurm", job_seconds=300)     # doctest: +SKIP
     """
+    from ..bundles import check_bundle_options, make_bundles
+
     if format not in FORMATS:
         raise ValueError(f"The 'format' parameter of export must be one of {list(FORMATS)}; got {format!r} instead.")
+    check_bundle_options(job_seconds, tasks_per_job, "export")
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise ValueError(f"The 'n_jobs' parameter of export must be a positive int; got {n_jobs!r} instead.")
     path = Path(path)
-    entries = command_entries(workflow, python=python, workdir=workdir)
+    if format == "slurm":
+        return _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options)
+    if job_seconds is None and tasks_per_job is None:
+        entries = command_entries(workflow, python=python, workdir=workdir)
+    else:
+        bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
+        entries = bundle_entries(workflow, bundles, python=python, workdir=workdir)
     if format == "soma-workflow":
         from .somaworkflow import export_soma_workflow
 
@@ -57,8 +80,57 @@ def command_entries(workflow, python=None, workdir=None):
     ]
 
 
+def bundle_entries(workflow, bundles, python=None, workdir=None):
+    """One :func:`command_entries`-like row per :class:`mempamal.bundles.Bundle`.
+
+    ``id`` and ``deps`` are bundle ids, ``tasks`` the bundle's task ids, and
+    ``cmd`` runs them all in one interpreter; ``outer`` / ``split_set`` are
+    the tasks' common values, or None when they differ.
+
+    Examples
+    --------
+    >>> from mempamal.bundles import make_bundles
+    >>> rows = bundle_entries(wf, make_bundles(wf, wf.pending_ids(), tasks_per_job=10))   # doctest: +SKIP
+    >>> rows[0]["cmd"][-10:] == list(rows[0]["tasks"])                                  # doctest: +SKIP
+    True
+    """
+    target = workdir or workflow.workdir
+    prefix = list(task_command(target, "", python or workflow.manifest.get("python"))[:-1])
+    rows = []
+    for bundle in bundles:
+        members = [workflow.task(task_id) for task_id in bundle.task_ids]
+        outers = {task.outer for task in members}
+        split_sets = {task.split_set for task in members}
+        rows.append({"id": bundle.id, "cmd": prefix + list(bundle.task_ids), "deps": list(bundle.deps),
+                     "kind": members[0].kind if len({t.kind for t in members}) == 1 else None,
+                     "outer": outers.pop() if len(outers) == 1 else None,
+                     "split_set": split_sets.pop() if len(split_sets) == 1 else None,
+                     "tasks": list(bundle.task_ids)})
+    return rows
+
+
+def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options):
+    from ..bundles import make_bundles
+    from .slurm_script import export_text, plan_arrays
+
+    if options:
+        raise TypeError(f"Unknown options for the 'slurm' export: {sorted(options)}.")
+    if job_seconds is None and tasks_per_job is None:
+        job_seconds = SLURM_EXPORT_JOB_SECONDS
+    bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
+    target = Path(workdir or workflow.workdir)
+    text = export_text(plan_arrays(bundles), python or workflow.manifest.get("python"), target,
+                       target / "submissions" / "slurm-export-logs")
+    store.atomic_write_bytes(path, text.encode("utf-8"))
+    path.chmod(0o755)
+    return path
+
+
 def _commands_text(entries, workdir):
     rows = [{"id": e["id"], "cmd": shlex.join(e["cmd"]), "deps": e["deps"]} for e in entries]
+    for row, entry in zip(rows, entries):
+        if "tasks" in entry:
+            row["tasks"] = entry["tasks"]
     return json.dumps(rows, indent=1) + "\n"
 
 
@@ -76,7 +148,10 @@ def _shell_text(entries, workdir):
         '  "$@"',
         "}",
     ]
-    lines += [f"run {shlex.quote(e['id'])} {shlex.join(e['cmd'])}" for e in entries]
+    # A bundle line has no single output to test: the command itself skips
+    # the tasks already done.
+    lines += [f"run {shlex.quote(e['id'])} {shlex.join(e['cmd'])}" if "tasks" not in e
+              else f"{shlex.join(e['cmd'])}  # {e['id']}" for e in entries]
     return "\n".join(lines) + "\n"
 
 
@@ -89,8 +164,13 @@ def _makefile_text(entries, workdir):
         "all: $(OUTPUTS)/final.json",
         "",
     ]
+    tasks_of = {e["id"]: e.get("tasks", [e["id"]]) for e in entries}
     for entry in entries:
-        deps = " ".join(f"$(OUTPUTS)/{dep}.json" for dep in entry["deps"])
-        lines.append(f"$(OUTPUTS)/{entry['id']}.json: {deps}".rstrip())
+        deps = " ".join(f"$(OUTPUTS)/{task}.json" for dep in entry["deps"] for task in tasks_of[dep])
+        targets = " ".join(f"$(OUTPUTS)/{task}.json" for task in tasks_of[entry["id"]])
+        # A bundle makes all its outputs at once: a grouped target (GNU make
+        # >= 4.3) runs its recipe once, when any of them is missing.
+        separator = " &:" if "tasks" in entry else ":"
+        lines.append(f"{targets}{separator} {deps}".rstrip())
         lines.append("\t" + shlex.join(entry["cmd"]).replace("$", "$$"))
     return "\n".join(lines) + "\n"

@@ -33,6 +33,8 @@ from ..splits import MAIN
 from .base import Backend, DependencyTracker, check_stop, effective_n_jobs, make_progress
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
+#: Default target duration of one job: tasks are bundled to fill it.
+DEFAULT_JOB_SECONDS = 60
 #: Folder of the workdir holding soma-workflow's state in isolated light mode.
 STATE_DIR = "soma-workflow"
 #: Engine loop period (seconds) while we run; soma-workflow's 1 s default
@@ -73,8 +75,14 @@ def job_name(entry):
     'perm 3 / fold 0 / select-o0'
     >>> job_name({"id": "final", "split_set": None, "outer": None})
     'final'
+    >>> job_name({"id": "bundle-0-1", "split_set": "main", "outer": 1, "tasks": ["fit-o1-i0-c0", "fit-o1-i1-c0"]})
+    'fold 1 / bundle-0-1 (fit-o1-i0-c0 .. fit-o1-i1-c0, 2 tasks)'
     """
     path = _group_path(entry)
+    if "tasks" in entry:  # a bundle: say which tasks it runs
+        tasks = entry["tasks"]
+        short_id = f"{entry['id']} ({tasks[0]}" + (f" .. {tasks[-1]}, {len(tasks)} tasks)" if len(tasks) > 1 else ")")
+        return f"{path[-1]} / {short_id}" if path else short_id
     if not path:
         return entry["id"]
     short_id = entry["id"]
@@ -237,8 +245,13 @@ class SomaWorkflowBackend(Backend):
     Parameters
     ----------
     resource_id : str, optional
-        A resource of the user's soma-workflow configuration
-        (``~/.soma-workflow.cfg``), e.g. a Slurm cluster.  None: this machine.
+        A resource (section) of a soma-workflow configuration file, e.g. a
+        Slurm cluster.  None: this machine.
+    config : path, optional
+        That configuration file; None: soma-workflow's own search
+        (``$SOMA_WORKFLOW_CONFIG``, then ``~/.soma-workflow.cfg``).  A
+        resource submitting from this machine runs with the engine inside
+        this process (see :mod:`mempamal.backends.somaworkflow_resource`).
     isolated : bool or path, optional
         Isolated light mode: soma-workflow's database and job logs in this
         folder, the user's configuration untouched.  Default: True (folder
@@ -249,19 +262,29 @@ class SomaWorkflowBackend(Backend):
         Queue to submit to on a configured resource.
     poll_interval : float
         Seconds between status polls (the progress bar's refresh).
+    job_seconds, tasks_per_job : optional
+        Bundle sizing (:mod:`mempamal.bundles`): each job runs several tasks
+        of one level in one interpreter.  Default: ``job_seconds=60``.
+    python, remote_workdir : str, optional
+        Interpreter and workdir paths in the jobs' commands, for nodes that
+        mount them elsewhere than this machine (as ``export`` allows).
 
     ``n_jobs`` of ``run`` sets how many jobs run at once on this machine
-    (None: all cores); a cluster resource applies its own limits.
+    (None: all cores); a cluster resource applies its own limits.  Bundling
+    keeps at least ``n_jobs`` jobs per level when there are enough tasks.
 
     Examples
     --------
     >>> res = wf.run(backend="soma-workflow", n_jobs=2)                  # doctest: +SKIP
-    >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm")    # doctest: +SKIP
+    >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm", config="swf.cfg")   # doctest: +SKIP
     """
 
     name = "soma-workflow"
 
-    def __init__(self, resource_id=None, isolated=None, queue=None, poll_interval=0.1):
+    def __init__(self, resource_id=None, isolated=None, queue=None, poll_interval=0.1, config=None,
+                 job_seconds=None, tasks_per_job=None, python=None, remote_workdir=None):
+        from ..bundles import check_bundle_options
+
         if resource_id is not None and not isinstance(resource_id, str):
             raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must be a str or "
                              f"None; got {resource_id!r} instead.")
@@ -274,10 +297,26 @@ class SomaWorkflowBackend(Backend):
         if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
             raise ValueError(f"The 'poll_interval' parameter of the soma-workflow backend must be a "
                              f"positive number; got {poll_interval!r} instead.")
+        if config is not None and resource_id is None:
+            raise ValueError("The 'config' parameter of the soma-workflow backend needs a 'resource_id' "
+                             f"(a section of that file); got config={config!r} without one.")
+        if config is not None and not isinstance(config, (str, os.PathLike)):
+            raise ValueError(f"The 'config' parameter of the soma-workflow backend must be a path or None; "
+                             f"got {config!r} instead.")
+        check_bundle_options(job_seconds, tasks_per_job, "the soma-workflow backend")
+        for label, value in (("python", python), ("remote_workdir", remote_workdir)):
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ValueError(f"The {label!r} parameter of the soma-workflow backend must be a path or "
+                                 f"None; got {value!r} instead.")
         self.resource_id = resource_id
         self.isolated = resource_id is None if isolated is None else isolated
         self.queue = queue
         self.poll_interval = poll_interval
+        self.config = config
+        self.job_seconds = DEFAULT_JOB_SECONDS if job_seconds is None and tasks_per_job is None else job_seconds
+        self.tasks_per_job = tasks_per_job
+        self.python = None if python is None else str(python)
+        self.remote_workdir = None if remote_workdir is None else str(remote_workdir)
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
         """Submit ``task_ids`` as one soma-workflow workflow and wait for it.
@@ -286,18 +325,20 @@ class SomaWorkflowBackend(Backend):
         --------
         >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
         """
-        from .export import command_entries
+        from ..bundles import make_bundles
+        from .export import bundle_entries
 
         client, constants, _ = _import_soma()
-        wanted = set(task_ids)
-        entries = [e for e in command_entries(workflow) if e["id"] in wanted]
         state = store.make_private_dir(workflow.workdir / STATE_DIR)
         light = None
         if self.isolated is not False:
             light = state if self.isolated is True else store.make_private_dir(Path(self.isolated).absolute())
-        bar = make_progress(len(entries), progress)
+        bundles = make_bundles(workflow, task_ids, effective_n_jobs(-1 if n_jobs is None else n_jobs),
+                               self.job_seconds, self.tasks_per_job)
+        entries = bundle_entries(workflow, bundles, python=self.python, workdir=self.remote_workdir)
+        bar = make_progress(len(task_ids), progress)
         try:
-            with _Interrupts(stop) as interrupts, _engine_settings():
+            with _Interrupts(stop) as interrupts, _engine_settings(), self._resource_environment(state):
                 with _quiet():
                     controller = self._controller(client, light, state, n_jobs)
                 try:
@@ -310,8 +351,34 @@ class SomaWorkflowBackend(Backend):
         finally:
             bar.close()
 
+    @contextlib.contextmanager
+    def _resource_environment(self, state):
+        """With a resource: its config file for soma-workflow, a sacct wrapper for old Slurm."""
+        if self.resource_id is None:
+            yield
+            return
+        from .somaworkflow_resource import slurm_environment
+
+        saved = {name: os.environ.get(name) for name in ("PATH", "SOMA_WORKFLOW_CONFIG")}
+        try:
+            os.environ["PATH"] = slurm_environment(state)
+            if self.config is not None:
+                os.environ["SOMA_WORKFLOW_CONFIG"] = str(Path(self.config).absolute())
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
     def _controller(self, client, light, state, n_jobs):
-        if light is None:
+        if light is None and self.resource_id is not None:
+            from .somaworkflow_resource import load_resource
+
+            config, _ = load_resource(self.resource_id, self.config, state)
+            controller = client.WorkflowController(self.resource_id, config=config)
+        elif light is None:
             controller = client.WorkflowController(self.resource_id)
         else:
             with _temporary_directory(light):
@@ -332,16 +399,17 @@ class SomaWorkflowBackend(Backend):
         finished = False
         try:
             job_ids = _job_ids(controller, workflow_id, swf, entries)
-            task_of = {job_id: task_id for task_id, job_id in job_ids.items()}
+            bundle_of = {job_id: bundle_id for bundle_id, job_id in job_ids.items()}
+            wanted = {task_id for entry in entries for task_id in entry["tasks"]}
             while True:
                 jobs, _, status, *_ = controller.workflow_elements_status(workflow_id)
-                _show_progress(bar, constants, jobs)
+                _show_progress(bar, constants, jobs, workflow.workdir, wanted)
                 if status == constants.WORKFLOW_DONE:
                     break
                 interrupts.check()
                 time.sleep(self.poll_interval)
             finished = True
-            jobs = {task_of[job[0]]: job for job in jobs}
+            jobs = {bundle_of[job[0]]: job for job in jobs}
             return _failures(controller, constants, workflow, entries, job_ids, jobs)
         finally:
             with _quiet():
@@ -361,7 +429,7 @@ def _thread_limits(n_jobs):
 
 
 def _job_ids(controller, workflow_id, swf, entries):
-    """Task id -> soma-workflow job id (the engine keeps the submission order)."""
+    """Bundle id -> soma-workflow job id (the engine keeps the submission order)."""
     submitted = controller.workflow(workflow_id)
     ids = {}
     for entry, ours, theirs in zip(entries, swf.jobs, submitted.jobs, strict=True):
@@ -381,38 +449,49 @@ def _exit_failed(constants, job):
     return job[1] == constants.FAILED or exit_status != constants.FINISHED_REGULARLY or exit_value != 0
 
 
-def _show_progress(bar, constants, jobs):
-    ended = sum(_ended(constants, job) for job in jobs)
-    if ended > bar.n:
-        bar.update(ended - bar.n)
+def _show_progress(bar, constants, jobs, workdir, wanted):
+    # Tasks, not jobs: a bundle's outputs appear one by one (one listdir,
+    # so outputs written on other nodes are seen as soon as the FS shows them).
+    done = len(store.finished_task_ids(workdir) & wanted)
+    if done > bar.n:
+        bar.update(done - bar.n)
     running = sum(job[1] == constants.RUNNING for job in jobs)
     failed = sum(_ended(constants, job) and _exit_failed(constants, job) for job in jobs)
     bar.set_postfix(running=running, failed=failed, refresh=False)
 
 
 def _failures(controller, constants, workflow, entries, job_ids, jobs):
-    """``{task_id: message}``: jobs that failed (with their stderr) and what they blocked.
+    """``{task_id: message}``: tasks that failed (with their traceback) and what they blocked.
 
-    A task succeeded iff its output exists (files are the truth); the job's
-    exit value and stderr explain the failures.
+    A task succeeded iff its output exists (files are the truth); its
+    bundle's exit value, the task's ``logs/<id>.err`` or else the job's
+    stderr explain a failure.
     """
     done = store.finished_task_ids(workflow.workdir)
-    tracker = DependencyTracker(workflow, [e["id"] for e in entries])
+    tracker = DependencyTracker(workflow, [t for entry in entries for t in entry["tasks"]])
     failed = {}
     for entry in entries:
-        task_id = entry["id"]
-        job = jobs[task_id]
-        if task_id in done or task_id in failed:
-            continue
+        job = jobs[entry["id"]]
         if job[3] and job[3][0] == constants.EXIT_NOTRUN:
             continue  # aborted because a dependency failed: reported below
         exit_status, exit_value = (job[3] or (None, None))[:2]
-        stderr = _stderr_tail(controller, job_ids[task_id], workflow.workdir / STATE_DIR)
-        tracker.record(task_id, f"soma-workflow job {job_ids[task_id]} {job[1]} "
-                                f"({exit_status}, exit value {exit_value}): {stderr}", failed)
+        stderr = None
+        for task_id in entry["tasks"]:
+            if task_id in done or task_id in failed:
+                continue
+            task_log = store.log_path(workflow.workdir, task_id)
+            if task_log.exists():
+                detail = task_log.read_text(errors="replace").strip()[-2000:]
+            else:
+                if stderr is None:
+                    stderr = _stderr_tail(controller, job_ids[entry["id"]], workflow.workdir / STATE_DIR)
+                detail = stderr
+            tracker.record(task_id, f"soma-workflow job {job_ids[entry['id']]} {job[1]} "
+                                    f"({exit_status}, exit value {exit_value}): {detail}", failed)
     for entry in entries:
-        if entry["id"] not in done and entry["id"] not in failed:
-            failed[entry["id"]] = f"not run (soma-workflow status {jobs[entry['id']][1]!r})"
+        for task_id in entry["tasks"]:
+            if task_id not in done and task_id not in failed:
+                failed[task_id] = f"not run (soma-workflow status {jobs[entry['id']][1]!r})"
     return failed
 
 

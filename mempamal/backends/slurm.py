@@ -1,0 +1,304 @@
+"""The native ``slurm`` backend: job arrays of task bundles, no server.
+
+``wf.run(backend="slurm", partition="debug")`` groups the unfinished tasks
+into bundles (:mod:`mempamal.bundles`), submits one job array per dependency
+level with ``sbatch`` (``--dependency=afterok`` between levels, see
+:mod:`mempamal.backends.slurm_script`), then polls ``squeue`` until every job
+has left the queue.  The output files are the truth: progress counts them,
+and a task without an output when its job is gone has failed (its traceback
+is ``logs/<id>.err``) or was not run.
+
+What was submitted is recorded in ``WORKDIR/submissions/slurm.json`` (job
+ids, array sizes, bundles, options, time), so :meth:`SlurmBackend.attach`
+can resume waiting for a submission after the driver itself was restarted.
+Ctrl-C or the ``stop`` event cancels every job of the submission
+(``scancel``).
+
+The workdir must be on a filesystem the nodes share with the driver, at the
+same path unless ``remote_workdir=`` says where the nodes see it.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .. import store
+from ..bundles import check_bundle_options, make_bundles
+from .base import Backend, DependencyTracker, RunCancelled, effective_n_jobs, make_progress
+from .slurm_script import array_script, plan_arrays, sbatch_arguments
+
+#: Default target duration of a job (seconds): long against the ~1 s an
+#: interpreter needs to start, short enough to keep every worker busy.
+DEFAULT_JOB_SECONDS = 60
+SUBMISSIONS_DIR = "submissions"
+RECORD = "slurm.json"
+#: Queue states of a job that has not finished yet (squeue's long names).
+ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
+                 "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+INSTALL_HINT = ("The 'slurm' backend needs Slurm's client commands (sbatch, squeue, scancel) on PATH; "
+                "run from a Slurm login node (Debian/Ubuntu: apt-get install slurm-client).")
+
+
+def _run(command, timeout=60):
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+class SlurmBackend(Backend):
+    """Run tasks as Slurm job arrays of bundles.
+
+    Parameters
+    ----------
+    partition : str, optional
+        ``sbatch --partition``; None: the cluster's default partition.
+    sbatch_options : list of str
+        More ``sbatch`` options for every job, e.g. ``["--time=30", "--mem=2G"]``.
+    job_seconds : float, optional
+        Target duration of one job (default 60 s); tasks are bundled to fill it.
+    tasks_per_job : int, optional
+        Fixed bundle size instead of ``job_seconds``.
+    python : str, optional
+        Interpreter on the nodes (default: the workflow's, i.e. this one).
+    remote_workdir : str, optional
+        The workdir's path on the nodes, when they mount it elsewhere.
+    poll_seconds : float
+        Seconds between two ``squeue`` polls.
+
+    ``n_jobs`` of ``run`` is how many jobs may run at once (the arrays'
+    ``%`` throttle, and the bundling's minimum number of jobs per level);
+    None: no throttle, bundles for the partition's CPU count.
+
+    Examples
+    --------
+    >>> res = wf.run(backend="slurm", partition="debug", sbatch_options=["--time=10"])  # doctest: +SKIP
+    >>> res = wf.run(backend="slurm", tasks_per_job=50, n_jobs=8)                       # doctest: +SKIP
+    """
+
+    name = "slurm"
+
+    def __init__(self, partition=None, sbatch_options=(), job_seconds=None, tasks_per_job=None,
+                 python=None, remote_workdir=None, poll_seconds=1.0):
+        owner = "the 'slurm' backend"
+        if partition is not None and (not isinstance(partition, str) or not partition):
+            raise ValueError(f"The 'partition' parameter of {owner} must be a non-empty str or None; "
+                             f"got {partition!r} instead.")
+        if isinstance(sbatch_options, str) or not all(isinstance(o, str) for o in sbatch_options):
+            raise ValueError(f"The 'sbatch_options' parameter of {owner} must be a list of str "
+                             f"(one option each); got {sbatch_options!r} instead.")
+        check_bundle_options(job_seconds, tasks_per_job, owner)
+        for label, value in (("python", python), ("remote_workdir", remote_workdir)):
+            if value is not None and not isinstance(value, (str, Path)):
+                raise ValueError(f"The {label!r} parameter of {owner} must be a path or None; "
+                                 f"got {value!r} instead.")
+        if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or poll_seconds <= 0:
+            raise ValueError(f"The 'poll_seconds' parameter of {owner} must be a positive number; "
+                             f"got {poll_seconds!r} instead.")
+        self.partition = partition
+        self.sbatch_options = list(sbatch_options)
+        self.job_seconds = DEFAULT_JOB_SECONDS if job_seconds is None and tasks_per_job is None else job_seconds
+        self.tasks_per_job = tasks_per_job
+        self.python = python
+        self.remote_workdir = remote_workdir
+        self.poll_seconds = poll_seconds
+
+    # ------------------------------------------------------------ submit
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        """Submit ``task_ids`` as job arrays and wait; returns ``{task_id: message}`` of failures.
+
+        Examples
+        --------
+        >>> failed = SlurmBackend(partition="debug").run(wf, wf.pending_ids(), n_jobs=4)   # doctest: +SKIP
+        """
+        _check_commands()
+        throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
+        workers = throttle or _partition_cpus(self.partition)
+        bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job)
+        record = self._submit(workflow, plan_arrays(bundles), throttle)
+        return self._wait(workflow, record, progress, stop)
+
+    def _submit(self, workflow, arrays, throttle):
+        folder = store.make_private_dir(workflow.workdir / SUBMISSIONS_DIR / f"slurm-{time.strftime('%Y%m%d-%H%M%S')}"
+                                        f"-{time.time_ns() % 1_000_000:06d}")
+        log_dir = store.make_private_dir(folder / "logs")
+        python = self.python or workflow.manifest.get("python") or sys.executable
+        workdir = self.remote_workdir or workflow.workdir
+        job_ids, record = [], None
+        try:
+            for array in arrays:
+                script = folder / f"{array.name}.sh"
+                store.atomic_write_bytes(script, array_script(array, python, workdir).encode())
+                arguments = sbatch_arguments(array, job_ids, log_dir, self.partition, self.sbatch_options,
+                                             throttle, prefix=f"mempamal-{workflow.workdir.name}")
+                done = _run(["sbatch", *arguments, str(script)])
+                if done.returncode != 0:
+                    raise RuntimeError(f"sbatch refused job array {array.name} of {workflow.workdir}: "
+                                       f"{done.stderr.strip() or done.stdout.strip()}")
+                job_ids.append(done.stdout.strip().split(";")[0])
+            record = {
+                "backend": "slurm", "submitted": time.time(), "folder": str(folder),
+                "options": {"partition": self.partition, "sbatch_options": self.sbatch_options,
+                            "job_seconds": self.job_seconds, "tasks_per_job": self.tasks_per_job,
+                            "throttle": throttle, "python": str(python), "workdir": str(workdir)},
+                "arrays": [{"job_id": job_id, "name": array.name, "size": array.size, "level": array.level,
+                            "bundles": [list(bundle.task_ids) for bundle in array.bundles]}
+                           for job_id, array in zip(job_ids, arrays)],
+            }
+            store.write_json(_record_path(workflow), record)
+        except BaseException:
+            # Half a submission must not keep running on its own.
+            _cancel(job_ids)
+            raise
+        return record
+
+    # -------------------------------------------------------------- wait
+    def attach(self, workflow, stop=None, progress=True):
+        """Wait for the submission recorded in ``WORKDIR/submissions/slurm.json``, as :meth:`run` does.
+
+        For a driver restarted while its jobs kept running (``wf.attach()``).
+
+        Examples
+        --------
+        >>> failed = SlurmBackend().attach(wf)      # doctest: +SKIP
+        """
+        path = _record_path(workflow)
+        if not path.exists():
+            raise store.WorkdirError(f"No Slurm submission recorded in {workflow.workdir} (no {path}).")
+        return self._wait(workflow, store.read_json(path), progress, stop)
+
+    def _wait(self, workflow, record, progress, stop):
+        job_ids = [array["job_id"] for array in record["arrays"]]
+        wanted = {task_id for array in record["arrays"] for bundle in array["bundles"] for task_id in bundle}
+        bar = make_progress(len(wanted), progress, desc="mempamal slurm")
+        finished = False
+        try:
+            while True:
+                if stop is not None and stop.is_set():
+                    raise RunCancelled(f"the Slurm run of {workflow.workdir} was cancelled (jobs {job_ids})")
+                # listdir every poll: an output written on another node appears here.
+                done = len(store.finished_task_ids(workflow.workdir) & wanted)
+                bar.update(done - bar.n)
+                active = _queue_states(job_ids)
+                if active is not None:
+                    stuck = [job for job, (_, reason) in active.items() if "DependencyNeverSatisfied" in reason]
+                    _cancel(stuck)  # waits on a failed array: would stay pending forever
+                    bar.set_postfix(jobs=len(active), refresh=False)
+                    if not set(active) - set(stuck):
+                        break
+                time.sleep(self.poll_seconds)
+            finished = True
+        finally:
+            if not finished:
+                _cancel(job_ids, wait=True)
+            bar.close()
+        return _failures(workflow, record)
+
+
+def _record_path(workflow):
+    return workflow.workdir / SUBMISSIONS_DIR / RECORD
+
+
+def _check_commands():
+    missing = [command for command in ("sbatch", "squeue", "scancel") if shutil.which(command) is None]
+    if missing:
+        raise RuntimeError(f"{INSTALL_HINT} Missing: {', '.join(missing)}.")
+
+
+def _partition_cpus(partition):
+    """Total CPUs of ``partition`` (or of the cluster), at least 1."""
+    command = ["sinfo", "-h", "-o", "%C"] + ([f"--partition={partition}"] if partition else [])
+    try:
+        answer = _run(command)
+        return max(1, sum(int(line.split("/")[-1]) for line in answer.stdout.split()))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 1
+
+
+def _queue_states(job_ids):
+    """``{job: (state, reason)}`` of our jobs still queued, or None when squeue did not answer."""
+    if not job_ids:
+        return {}
+    try:
+        answer = _run(["squeue", "-h", "-r", "-o", "%i|%T|%r", "-j", ",".join(job_ids)])
+    except subprocess.TimeoutExpired:
+        return None
+    if answer.returncode != 0:
+        # Jobs purged from slurmctld's memory are "invalid": they are long finished.
+        return {} if "Invalid job id" in answer.stderr else None
+    states = {}
+    for line in answer.stdout.splitlines():
+        job, state, reason = (line.split("|") + ["", ""])[:3]
+        if state in ACTIVE_STATES:
+            states[job] = (state, reason)
+    return states
+
+
+def _cancel(job_ids, wait=False, timeout=60):
+    """``scancel`` the jobs; with ``wait``, until they have left the queue (or ``timeout``)."""
+    if not job_ids:
+        return
+    try:
+        _run(["scancel", *job_ids])
+        deadline = time.monotonic() + timeout
+        while wait and time.monotonic() < deadline and _queue_states(job_ids) != {}:
+            time.sleep(0.5)
+    except (OSError, subprocess.TimeoutExpired):
+        pass  # best effort: the caller is already failing or cancelling
+
+
+def _sacct_states(job_ids):
+    """``{"<job>_<index>": state}`` from sacct, or {} when accounting is unavailable."""
+    if not job_ids or shutil.which("sacct") is None:
+        return {}
+    try:
+        answer = _run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)])
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    return dict(line.split("|", 1) for line in answer.stdout.splitlines() if "|" in line)
+
+
+def _failures(workflow, record):
+    """``{task_id: message}`` for the recorded tasks without an output, dependency order."""
+    done = store.finished_task_ids(workflow.workdir)
+    job_of = {}
+    for array in record["arrays"]:
+        for position, bundle in enumerate(array["bundles"]):
+            for task_id in bundle:
+                job_of[task_id] = f"{array['job_id']}_{position}"
+    missing = [task.id for task in workflow.tasks if task.id in job_of and task.id not in done]
+    if not missing:
+        return {}
+    tracker, failed = DependencyTracker(workflow, list(job_of)), {}
+    states = _sacct_states([array["job_id"] for array in record["arrays"]])
+    log_dir = Path(record["folder"]) / "logs"
+    for task_id in missing:
+        if task_id in failed:
+            continue  # already reported as blocked by a failed dependency
+        task_log = store.log_path(workflow.workdir, task_id)
+        job = job_of[task_id]
+        if task_log.exists() and task_log.stat().st_mtime >= record["submitted"] - 1:
+            tracker.record(task_id, f"Slurm job {job}: {_tail(task_log)}", failed)
+        else:
+            job_log = log_dir / f"{job}.err"
+            state = states.get(job, "state unknown")
+            detail = _tail(job_log) if job_log.exists() and job_log.stat().st_size else ""
+            tracker.record(task_id, f"not run: Slurm job {job} ended ({state}) without running it"
+                                    + (f": {detail}" if detail else ""), failed)
+    return failed
+
+
+def _tail(path, limit=2000):
+    return Path(path).read_text(errors="replace").strip()[-limit:]
+
+
+def read_submission(workdir):
+    """The Slurm submission record of ``workdir`` (a dict), or None.
+
+    Examples
+    --------
+    >>> [a["job_id"] for a in read_submission("runs/iris")["arrays"]]   # doctest: +SKIP
+    ['41', '42']
+    """
+    path = Path(workdir) / SUBMISSIONS_DIR / RECORD
+    return json.loads(path.read_text()) if path.exists() else None

@@ -1,0 +1,211 @@
+"""Bundles: several tasks of one dependency level run by one job.
+
+A cluster job costs an interpreter start (about a second with scikit-learn's
+imports) plus the scheduler's own latency; a tiny task costs milliseconds.
+Job-based routes (soma-workflow, slurm, the shell/makefile/commands exports)
+therefore run *bundles*: ``python -m mempamal task WORKDIR ID [ID ...]``
+runs the bundle's tasks one after the other in one interpreter, each still
+writing its own output (resume stays at task granularity).
+
+Bundles never mix dependency levels (a task's level is the length of the
+longest chain of unfinished tasks before it), so a bundle only waits for
+bundles of lower levels.  Inside a level, tasks keep the graph's order
+(neighbours share an outer fold and so the same cached data) and are cut
+into bundles of about equal estimated cost.
+
+Sizing (one of):
+
+``job_seconds``
+    target duration of a job.  A task's cost is the median duration of the
+    finished tasks of its kind in this workdir when there are some (each
+    output records its start and end), else :data:`ESTIMATED_SECONDS`.
+``tasks_per_job``
+    a fixed number of tasks per job.
+
+Either way a level with ``N`` tasks gets at least ``min(n_workers, N)``
+bundles, so bundling never removes parallelism the workers could use.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import store
+
+#: Guess of a task's duration (seconds) by kind, used until tasks of that
+#: kind have finished in the workdir.  A ``fit`` task's guess is per grid point.
+ESTIMATED_SECONDS = {"fit": 0.05, "select": 0.1, "score": 0.1, "final": 0.5}
+#: How many finished outputs per kind are read to measure durations.
+MEASURED_SAMPLE = 25
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Tasks one job runs, in order.
+
+    Attributes
+    ----------
+    id : str
+        ``bundle-<level>-<index>``, unique within one bundling.
+    task_ids : tuple of str
+        The tasks, in dependency order.
+    deps : tuple of str
+        Ids of the bundles holding this bundle's tasks' dependencies.
+    level : int
+        Dependency level shared by all its tasks.
+    seconds : float
+        Estimated duration (sum of its tasks' estimates).
+
+    Examples
+    --------
+    >>> Bundle("bundle-0-0", ("fit-o0-i0-c0", "fit-o0-i1-c0"), (), 0, 0.1).task_ids
+    ('fit-o0-i0-c0', 'fit-o0-i1-c0')
+    """
+
+    id: str
+    task_ids: tuple
+    deps: tuple
+    level: int
+    seconds: float
+
+
+def check_bundle_options(job_seconds, tasks_per_job, owner):
+    """Validate the sizing options; ``owner`` names the caller in messages.
+
+    Examples
+    --------
+    >>> check_bundle_options(None, 0, "the 'slurm' backend")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'tasks_per_job' parameter of the 'slurm' backend must be a positive int or None; got 0 instead.
+    """
+    if job_seconds is not None and (isinstance(job_seconds, bool) or not isinstance(job_seconds, (int, float))
+                                    or not job_seconds > 0 or math.isinf(job_seconds)):
+        raise ValueError(f"The 'job_seconds' parameter of {owner} must be a positive number or None; "
+                         f"got {job_seconds!r} instead.")
+    if tasks_per_job is not None and (isinstance(tasks_per_job, bool) or not isinstance(tasks_per_job, int)
+                                      or tasks_per_job < 1):
+        raise ValueError(f"The 'tasks_per_job' parameter of {owner} must be a positive int or None; "
+                         f"got {tasks_per_job!r} instead.")
+    if job_seconds is not None and tasks_per_job is not None:
+        raise ValueError(f"Give {owner} either 'job_seconds' or 'tasks_per_job', not both; "
+                         f"got job_seconds={job_seconds!r} and tasks_per_job={tasks_per_job!r}.")
+
+
+def dependency_levels(tasks, task_ids):
+    """``{task_id: level}`` over ``task_ids``; dependencies outside it are finished.
+
+    ``tasks`` are the workflow's tasks in dependency order.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace as T
+    >>> tasks = [T(id="a", deps=()), T(id="b", deps=()), T(id="c", deps=("a", "b"))]
+    >>> dependency_levels(tasks, ["a", "c"])
+    {'a': 0, 'c': 1}
+    """
+    wanted = set(task_ids)
+    levels = {}
+    for task in tasks:
+        if task.id in wanted:
+            levels[task.id] = 1 + max((levels[d] for d in task.deps if d in levels), default=-1)
+    return levels
+
+
+def measured_seconds(workdir, tasks, sample=MEASURED_SAMPLE):
+    """Median duration by kind of finished tasks (``{kind: seconds}``, kinds with outputs only).
+
+    A ``fit`` task's duration is divided by its number of grid points, so that
+    chunks of different sizes share one per-point cost.
+
+    Examples
+    --------
+    >>> measured_seconds(wf.workdir, wf.tasks)      # doctest: +SKIP
+    {'fit': 0.004, 'select': 0.012}
+    """
+    done = store.finished_task_ids(workdir)
+    durations = {}
+    for task in tasks:
+        if task.id not in done or len(durations.get(task.kind, ())) >= sample:
+            continue
+        try:
+            output = store.read_json(store.output_path(workdir, task.id))
+            seconds = float(output["end"]) - float(output["start"])
+        except (store.WorkdirError, KeyError, TypeError, ValueError):
+            continue  # an output from an older format: no timing to learn from
+        durations.setdefault(task.kind, []).append(seconds / _points(task))
+    return {kind: statistics.median(values) for kind, values in durations.items()}
+
+
+def _points(task):
+    return max(1, len(task.points)) if task.kind == "fit" and task.points else 1
+
+
+def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_job=None):
+    """Group ``task_ids`` of ``workflow`` into :class:`Bundle` s, lowest level first.
+
+    Without ``job_seconds`` and ``tasks_per_job`` every task is its own bundle.
+
+    Examples
+    --------
+    >>> bundles = make_bundles(wf, wf.pending_ids(), n_workers=4, job_seconds=60)   # doctest: +SKIP
+    >>> [b.id for b in bundles]                                                     # doctest: +SKIP
+    ['bundle-0-0', 'bundle-0-1', 'bundle-0-2', 'bundle-0-3', 'bundle-1-0', 'bundle-2-0']
+    """
+    check_bundle_options(job_seconds, tasks_per_job, "make_bundles")
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"The 'n_workers' parameter of make_bundles must be a positive int; got {n_workers!r} instead.")
+    tasks = workflow.tasks
+    levels = dependency_levels(tasks, task_ids)
+    by_id = {task.id: task for task in tasks if task.id in levels}
+    costs = _task_costs(Path(workflow.workdir), tasks, by_id.values()) if job_seconds else {}
+    per_level = {}
+    for task in tasks:
+        if task.id in levels:
+            per_level.setdefault(levels[task.id], []).append(task.id)
+    bundles, bundle_of = [], {}
+    for level in sorted(per_level):
+        ids = per_level[level]
+        for index, members in enumerate(_split(ids, costs, n_workers, job_seconds, tasks_per_job)):
+            bundle_id = f"bundle-{level}-{index}"
+            deps = []
+            for task_id in members:
+                for dep in by_id[task_id].deps:
+                    owner = bundle_of.get(dep)
+                    if owner is not None and owner not in deps:
+                        deps.append(owner)
+            for task_id in members:
+                bundle_of[task_id] = bundle_id
+            bundles.append(Bundle(bundle_id, tuple(members), tuple(deps), level,
+                                  sum(costs.get(task_id, 0.0) for task_id in members)))
+    return bundles
+
+
+def _task_costs(workdir, tasks, wanted):
+    measured = measured_seconds(workdir, tasks)
+    return {task.id: measured.get(task.kind, ESTIMATED_SECONDS.get(task.kind, 0.1)) * _points(task)
+            for task in wanted}
+
+
+def _split(ids, costs, n_workers, job_seconds, tasks_per_job):
+    """Cut one level's ids (kept in order) into bundles of about equal cost."""
+    if job_seconds is None and tasks_per_job is None:
+        return [[task_id] for task_id in ids]
+    if tasks_per_job is not None:
+        n_bundles = math.ceil(len(ids) / tasks_per_job)
+        weights = [1.0] * len(ids)
+    else:
+        weights = [costs[task_id] for task_id in ids]
+        n_bundles = math.ceil(sum(weights) / job_seconds)
+    # Never fewer bundles than workers while there are enough tasks.
+    n_bundles = max(1, min(len(ids), max(n_bundles, n_workers)))
+    total = sum(weights) or 1.0
+    groups = [[] for _ in range(n_bundles)]
+    cumulative = 0.0
+    for task_id, weight in zip(ids, weights):
+        # A task goes where its cost's midpoint falls: contiguous, balanced groups.
+        index = min(n_bundles - 1, int((cumulative + weight / 2) / total * n_bundles))
+        groups[index].append(task_id)
+        cumulative += weight
+    return [group for group in groups if group]
