@@ -183,6 +183,6 @@ cat <<INFO
   logs:     /var/log/slurm/  /var/log/mysql/error.log
   started:  $MANIFEST
   stop:     bash $HERE/stop.sh
-  Slurm 22.05's sacct lacks the StdOut field soma-workflow 6 asks for:
-            PATH=$HERE/compat:\$PATH  (mempamal's soma-workflow backend adds it itself)
+  soma-workflow 6 asks sacct for StdOut, which Slurm 22.05 lacks: mempamal's soma-workflow
+            backend puts a small sacct wrapper first in PATH for its runs.
 INFO
