@@ -52,3 +52,30 @@ def require_slurm(accounting=False):
         pytest.fail(f"MEMPAMAL_REQUIRE_SLURM=1 but {problem}")
     pytest.skip(problem)
 
+
+
+SOMA_RESOURCE = "mempamal-ci-slurm"
+
+
+def write_soma_slurm_config(folder):
+    """A soma-workflow configuration file with one Slurm resource; returns its path.
+
+    Written under the test's temporary folder: the user's ~/.soma-workflow.cfg
+    is never read or written.
+    """
+    import socket
+    from pathlib import Path
+
+    path = Path(folder) / "soma-workflow.cfg"
+    path.write_text(f"[{SOMA_RESOURCE}]\nSCHEDULER_TYPE = slurm\nSUBMITTING_MACHINES = {socket.gethostname()}\n")
+    return path
+
+
+def sacct_job_names(since_epoch):
+    """Names of the jobs sacct knows that started after ``since_epoch`` (seconds)."""
+    import time
+
+    start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since_epoch - 1))
+    answer = subprocess.run(["sacct", "-n", "-X", "-P", "-S", start, "-o", "JobName"],
+                            capture_output=True, text=True, timeout=30)
+    return answer.stdout.split()

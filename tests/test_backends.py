@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
-from conftest import assert_matches_sklearn, comparable, slurm_answers
+from conftest import assert_matches_sklearn, comparable
 
 X, y = load_iris(return_X_y=True)
 
@@ -46,20 +46,33 @@ def dask_client():
 SHARED_CLUSTERS = {"ipyparallel": "ipp_client", "dask": "dask_client"}
 
 
-#: Cases on a real Slurm (skipped without one): (backend, options).  Each run
-#: starts its own engines job and cancels it after, so no job holds the
-#: node's CPUs between tests.
-SLURM_CASES = {"ipyparallel+slurm-engines": ("ipyparallel", {"engines": "slurm"})}
+#: Cases on a real Slurm (skipped, with the reason, without one): (backend, options).
+#: ipyparallel starts its own engines job per run and cancels it after, so no
+#: job holds the node's CPUs between tests.
+SLURM_CASES = {
+    "ipyparallel+slurm-engines": ("ipyparallel", {"engines": "slurm"}),
+    "slurm": ("slurm", {"poll_seconds": 0.2}),
+}
 
 
-@pytest.fixture(params=mp.available_backends() + sorted(SLURM_CASES))
-def backend_options(request):
-    """(name, options) of each registered backend; cluster backends reuse the module's cluster."""
+@pytest.fixture(params=mp.available_backends() + sorted(set(SLURM_CASES) - {"slurm"}) + ["soma-workflow+slurm"])
+def backend_options(request, tmp_path_factory):
+    """(name, options) of each registered backend; cluster backends reuse the module's cluster.
+
+    Slurm routes (native ``slurm``, ipyparallel's Slurm engines, soma-workflow
+    with a Slurm resource) skip with the reason when no Slurm answers
+    (``ci/slurm/start.sh`` starts one; under ``.ci/run`` they fail instead).
+    """
+    from slurm_cluster import SOMA_RESOURCE, require_slurm, write_soma_slurm_config
+
     name = request.param
     if name in SLURM_CASES:
-        if not slurm_answers():
-            pytest.skip("no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
+        require_slurm()
         return SLURM_CASES[name]
+    if name == "soma-workflow+slurm":
+        require_slurm(accounting=True)  # soma-workflow follows Slurm jobs through sacct
+        config = write_soma_slurm_config(tmp_path_factory.mktemp("soma-config"))
+        return "soma-workflow", {"resource_id": SOMA_RESOURCE, "config": config}
     fixture = SHARED_CLUSTERS.get(name)
     options = {"client": request.getfixturevalue(fixture)} if fixture else {}
     return name, options

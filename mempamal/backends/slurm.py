@@ -33,11 +33,17 @@ from .slurm_script import array_script, plan_arrays, sbatch_arguments
 #: Default target duration of a job (seconds): long against the ~1 s an
 #: interpreter needs to start, short enough to keep every worker busy.
 DEFAULT_JOB_SECONDS = 60
+#: Seconds an array must have left the queue before missing outputs (not
+#: yet visible on a shared filesystem?) count as failed tasks.
+OUTPUT_GRACE = 10
 SUBMISSIONS_DIR = "submissions"
 RECORD = "slurm.json"
 #: Queue states of a job that has not finished yet (squeue's long names).
 ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
                  "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+#: sacct states of a job that ended without exiting 0.
+FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+                 "PREEMPTED"}
 INSTALL_HINT = ("The 'slurm' backend needs Slurm's client commands (sbatch, squeue, scancel) on PATH; "
                 "run from a Slurm login node (Debian/Ubuntu: apt-get install slurm-client).")
 
@@ -142,6 +148,7 @@ class SlurmBackend(Backend):
                             "job_seconds": self.job_seconds, "tasks_per_job": self.tasks_per_job,
                             "throttle": throttle, "python": str(python), "workdir": str(workdir)},
                 "arrays": [{"job_id": job_id, "name": array.name, "size": array.size, "level": array.level,
+                            "after": list(array.after),
                             "bundles": [list(bundle.task_ids) for bundle in array.bundles]}
                            for job_id, array in zip(job_ids, arrays)],
             }
@@ -171,7 +178,7 @@ class SlurmBackend(Backend):
         job_ids = [array["job_id"] for array in record["arrays"]]
         wanted = {task_id for array in record["arrays"] for bundle in array["bundles"] for task_id in bundle}
         bar = make_progress(len(wanted), progress, desc="mempamal slurm")
-        finished = False
+        finished, ended_at = False, {}
         try:
             while True:
                 if stop is not None and stop.is_set():
@@ -181,10 +188,10 @@ class SlurmBackend(Backend):
                 bar.update(done - bar.n)
                 active = _queue_states(job_ids)
                 if active is not None:
-                    stuck = [job for job, (_, reason) in active.items() if "DependencyNeverSatisfied" in reason]
+                    stuck = _never_startable(record, active, workflow.workdir, ended_at)
                     _cancel(stuck)  # waits on a failed array: would stay pending forever
                     bar.set_postfix(jobs=len(active), refresh=False)
-                    if not set(active) - set(stuck):
+                    if not {job.split("_")[0] for job in active} - set(stuck):
                         break
                 time.sleep(self.poll_seconds)
             finished = True
@@ -193,6 +200,45 @@ class SlurmBackend(Backend):
                 _cancel(job_ids, wait=True)
             bar.close()
         return _failures(workflow, record)
+
+
+def _never_startable(record, active, workdir, ended_at):
+    """Queued arrays whose ``afterok`` can no longer be met: an array they wait for failed.
+
+    Slurm notices this only at its next dependency check (tens of seconds).
+    sacct says at once when accounting is on; otherwise the outputs tell: an
+    array gone from the queue for ``OUTPUT_GRACE`` seconds (time for a shared
+    filesystem to show its files) with a task output missing did not exit 0
+    everywhere.  ``ended_at`` maps array job ids to when they left the queue.
+    """
+    arrays = record["arrays"]
+    queued = {job.split("_")[0] for job in active}
+    now = time.monotonic()
+    for array in arrays:
+        if array["job_id"] not in queued:
+            ended_at.setdefault(array["job_id"], now)
+    stuck, done, states = [], None, None
+    for array in arrays:
+        if array["job_id"] not in queued:
+            continue
+        reasons = [reason for job, (_, reason) in active.items() if job.split("_")[0] == array["job_id"]]
+        needed = [arrays[index] for index in array.get("after", ())]
+        if any("DependencyNeverSatisfied" in reason for reason in reasons):
+            stuck.append(array["job_id"])
+        elif needed and not any(dep["job_id"] in queued for dep in needed):
+            states = _sacct_states([dep["job_id"] for dep in needed]) if states is None else states
+            if states:
+                # only final states count: sacct may still say RUNNING for a job just ended
+                failed = any(state.split()[0] in FAILED_STATES for job, state in states.items()
+                             if job.split("_")[0] in {dep["job_id"] for dep in needed})
+            elif all(now - ended_at[dep["job_id"]] >= OUTPUT_GRACE for dep in needed):
+                done = store.finished_task_ids(workdir) if done is None else done
+                failed = any(t not in done for dep in needed for bundle in dep["bundles"] for t in bundle)
+            else:
+                failed = False
+            if failed:
+                stuck.append(array["job_id"])
+    return stuck
 
 
 def _record_path(workflow):

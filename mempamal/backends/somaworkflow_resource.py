@@ -10,6 +10,7 @@ which the nodes see as they see the workdir.  A remote resource
 (``CLUSTER_ADDRESS``) goes through soma-workflow's own remote connection.
 """
 
+import configparser
 import os
 import shlex
 import shutil
@@ -69,8 +70,14 @@ def load_resource(resource_id, config_path, state_dir):
         resource_id, configuration.LIGHT_MODE, loaded.get_scheduler_type(),
         str(state_dir / "soma_workflow.db"), str(store.make_private_dir(state_dir / "transfered_files")))
     # The scheduler reads its options (native specification, parallel job
-    # settings) from the section of the user's file.
-    light._config_parser = loaded._config_parser
+    # settings) from the section of the user's file; soma-workflow's own
+    # folder (engine logs) defaults to ~/.soma-workflow: the workdir's instead.
+    parser = configparser.ConfigParser(interpolation=None)  # copied raw: '%' in log formats
+    for section in loaded._config_parser.sections():
+        parser[section] = dict(loaded._config_parser.items(section, raw=True))
+    if not parser.has_option(resource_id, configuration.OCFG_SWF_DIR):
+        parser.set(resource_id, configuration.OCFG_SWF_DIR, str(state_dir))
+    light._config_parser = parser
     light._config_path = config_path
     return light, True
 
