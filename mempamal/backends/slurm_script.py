@@ -143,14 +143,10 @@ def export_text(arrays, python, workdir, log_dir):
     ]
     for array in arrays:
         variable = f"JOB{array.index}"
-        arguments = sbatch_arguments(array, [f"${{JOB{i}}}" for i in range(len(arrays))],
-                                     "@LOG@")
-        rendered = []
-        for argument in arguments:
-            if argument.startswith("--dependency="):
-                rendered.append(f'"{argument}"')  # expands $JOBn at submission time
-            else:
-                rendered.append(shlex.quote(argument).replace("@LOG@", _log_quoted(log_dir)))
+        arguments = sbatch_arguments(array, [f"${{JOB{i}}}" for i in range(len(arrays))], log_dir)
+        # the dependency expands $JOBn at submission time; everything else is literal
+        rendered = [f'"{argument}"' if argument.startswith("--dependency=") else shlex.quote(argument)
+                    for argument in arguments]
         marker = f"MEMPAMAL_ARRAY_{array.index}"
         lines.append(f'{variable}=$(sbatch {" ".join(rendered)} "${{EXTRA[@]}}" <<\'{marker}\'')
         lines.append(array_script(array, python, workdir).rstrip("\n"))
@@ -159,8 +155,3 @@ def export_text(arrays, python, workdir, log_dir):
         lines.append(f"{variable}=${{{variable}%%;*}}  # --parsable may print 'id;cluster'")
         lines.append(f'echo "mempamal: {array.name} ({array.size} jobs) submitted as job ${variable}"')
     return "\n".join(lines) + "\n"
-
-
-def _log_quoted(log_dir):
-    """``log_dir`` for splicing into an already single-quoted word."""
-    return str(log_dir).replace("'", "'\"'\"'")
