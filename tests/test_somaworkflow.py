@@ -192,3 +192,76 @@ def test_failed_job_is_reported_with_its_stderr_and_dependents_not_run(tmp_path)
     assert workflow.done_ids() == {f"fit-o{k}-i{j}-c0" for k in range(2) for j in range(2)}
     assert (state / "soma-workflow.db").exists() and not (workflow.workdir / "soma-workflow" / "soma-workflow.db").exists()
     _assert_left_nothing_behind(workflow.workdir)
+
+
+# ------------------------------------------------- bundles, paths, resources
+def test_export_with_bundles_has_one_job_per_bundle_and_bundle_dependencies(tmp_path):
+    from soma_workflow.client import Helper
+
+    from mempamal.bundles import make_bundles
+
+    workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    path = workflow.export(tmp_path / "wf.json", format="soma-workflow", tasks_per_job=5, n_jobs=2)
+    loaded = Helper.unserialize(str(path))
+    bundles = make_bundles(workflow, [t.id for t in workflow.tasks], 2, tasks_per_job=5)
+    by_first_task = {tuple(job.command[5:]): job for job in loaded.jobs}
+    assert sorted(by_first_task) == sorted(b.task_ids for b in bundles)
+    edges = {(tuple(a.command[5:]), tuple(b.command[5:])) for a, b in loaded.dependencies}
+    by_id = {b.id: b for b in bundles}
+    assert edges == {(by_id[dep].task_ids, b.task_ids) for b in bundles for dep in b.deps}
+
+
+def test_run_uses_the_python_and_workdir_paths_the_nodes_see(tmp_path):
+    """``python=`` / ``remote_workdir=`` rewrite runs, not only exports (a wrapper and a symlink stand for the nodes)."""
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), cv=3)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd")
+    mount = tmp_path / "as-seen-by-nodes"
+    mount.symlink_to(workflow.workdir)
+    calls = tmp_path / "calls.txt"
+    wrapper = tmp_path / "node-python"
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {sys.executable} "$@"\n')
+    wrapper.chmod(0o700)
+    results = workflow.run(backend="soma-workflow", n_jobs=2, progress=False, python=str(wrapper),
+                           remote_workdir=str(mount))
+    assert_matches_sklearn(results, experiment, X, y)
+    lines = calls.read_text().splitlines()
+    assert lines and all(line.startswith(f"-m mempamal task {mount} ") for line in lines)
+    assert sorted(t for line in lines for t in line.split()[4:]) == sorted(t.id for t in workflow.tasks)
+    _assert_left_nothing_behind(workflow.workdir)
+
+
+def test_resource_options_are_checked_before_any_work(tmp_path):
+    from mempamal.backends.somaworkflow import SomaWorkflowBackend
+
+    with pytest.raises(ValueError, match="The 'config' parameter of the soma-workflow backend needs a 'resource_id'"):
+        SomaWorkflowBackend(config=tmp_path / "swf.cfg")
+    with pytest.raises(ValueError, match="The 'tasks_per_job' parameter of the soma-workflow backend"):
+        SomaWorkflowBackend(tasks_per_job=0)
+    workflow = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd")
+    with pytest.raises(ValueError, match="The 'config' parameter of the soma-workflow backend must be an existing"):
+        workflow.run(backend="soma-workflow", resource_id="cluster", config=tmp_path / "missing.cfg", progress=False)
+    (tmp_path / "swf.cfg").write_text("[other]\nSCHEDULER_TYPE = slurm\nSUBMITTING_MACHINES = somewhere\n")
+    with pytest.raises(ValueError, match="The 'resource_id' parameter of the soma-workflow backend must name a section"):
+        workflow.run(backend="soma-workflow", resource_id="cluster", config=tmp_path / "swf.cfg", progress=False)
+    assert workflow.status()["done"] == 0
+
+
+def test_slurm_resource_from_a_config_file_runs_bundles_as_slurm_jobs(tmp_path):
+    from slurm_cluster import SOMA_RESOURCE, require_slurm, sacct_job_names, write_soma_slurm_config
+
+    require_slurm(accounting=True)  # soma-workflow follows Slurm jobs through sacct
+    config = write_soma_slurm_config(tmp_path)
+    path_before = os.environ["PATH"]
+    experiment = _experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    started = time.time()
+    results = workflow.run(backend="soma-workflow", resource_id=SOMA_RESOURCE, config=config, n_jobs=2,
+                           progress=False)
+    assert_matches_sklearn(results, experiment, X, y)
+    deadline = time.monotonic() + 60  # accounting records a job shortly after it ends
+    while len([n for n in sacct_job_names(started) if "bundle-" in n]) < 5 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    names = [name for name in sacct_job_names(started) if "bundle-" in name]
+    assert len(names) == 5, names  # 2 fit bundles, 2 select bundles, final: jobs of this run
+    assert os.environ["PATH"] == path_before
+    _assert_left_nothing_behind(workflow.workdir)

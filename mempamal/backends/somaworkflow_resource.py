@@ -58,12 +58,20 @@ def load_resource(resource_id, config_path, state_dir):
         if not os.path.isfile(config_path):
             raise ValueError(f"The 'config' parameter of the soma-workflow backend must be an existing "
                              f"soma-workflow configuration file; got {config_path!r} instead.")
+    # soma-workflow quietly falls back to this machine for an unknown
+    # resource: check the section ourselves.
+    source = config_path or configuration.Configuration.search_config_path()
+    sections = configparser.ConfigParser(interpolation=None)
+    if source is not None:
+        sections.read(source)
+    if not sections.has_section(resource_id):
+        raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must name a section of "
+                         f"{source or 'a soma-workflow configuration file (none found)'} "
+                         f"{sorted(sections.sections())}; got {resource_id!r} instead.")
     try:
-        loaded = configuration.Configuration.load_from_file(resource_id, config_path)
+        loaded = configuration.Configuration.load_from_file(resource_id, source)
     except configuration.ConfigurationError as exc:
-        raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must name a section "
-                         f"of {config_path or 'the soma-workflow configuration'}; got {resource_id!r} "
-                         f"instead ({exc}).") from None
+        raise ValueError(f"The soma-workflow resource {resource_id!r} of {source} is unusable: {exc}") from None
     if loaded.get_mode() == configuration.REMOTE_MODE:
         return loaded, False
     light = configuration.Configuration(
