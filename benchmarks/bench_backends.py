@@ -4,7 +4,8 @@ A DummyClassifier with 333 permutations of a 3-fold CV gives 1,002 ``score``
 tasks plus ``final``; each task does almost nothing, so the rate measures
 what a backend adds per task (dispatch, process start, bookkeeping).
 
-    .venv/bin/python benchmarks/bench_backends.py [--backends local ipyparallel dask soma-workflow]
+    .venv/bin/python benchmarks/bench_backends.py [--backends local ipyparallel dask soma-workflow slurm
+                                                   soma-workflow+slurm]
 
 For local, ipyparallel and dask the workers are started (and warmed up by
 a first tiny run) before the clock starts: the rate is the dispatch rate,
@@ -13,9 +14,16 @@ and the start-up time is printed apart.
 Measured on the 2-core dev machine shared with other jobs (load 4-6, three
 runs), start excluded: local 290-330 tasks/s, ipyparallel 300-470, dask
 260-500 (each tiny task's own cost, mostly the fsync of its output, is the
-limit there); soma-workflow 2.0 tasks/s (one ``python -m mempamal task``
-process per task: interpreter + scikit-learn import dominate; use large
-chunks on clusters).
+limit there).
+
+Job-based routes run bundles of tasks per job (default 60 s jobs, at least
+``-n`` jobs per level) and are timed from submission to the last job's end.
+``slurm`` and ``soma-workflow+slurm`` need a running Slurm (``sudo bash
+ci/slurm/start.sh``; the latter also Slurm accounting, i.e. ``sacct``) and
+are skipped otherwise.  Measured on the same machine: soma-workflow light
+mode 151 tasks/s quiet, 86-94 at load 7-10 (2 before bundles: one
+interpreter per task); native slurm on the CI Slurm 163 quiet, 69-95 loaded;
+soma-workflow with a Slurm resource 78-92 loaded.
 """
 
 import argparse
@@ -48,6 +56,21 @@ def measure(backend, n_permutations, n_jobs, **options):
     return n_tasks, seconds
 
 
+def route_options(route, folder):
+    """``(backend, options)`` of a job-based route, or None when this machine cannot run it."""
+    if route == "slurm":
+        return ("slurm", {"poll_seconds": 0.2}) if shutil.which("sbatch") else None
+    if route == "soma-workflow+slurm":
+        if shutil.which("sacct") is None:
+            return None
+        import socket
+
+        config = Path(folder) / "soma-workflow.cfg"
+        config.write_text(f"[bench-slurm]\nSCHEDULER_TYPE = slurm\nSUBMITTING_MACHINES = {socket.gethostname()}\n")
+        return "soma-workflow", {"resource_id": "bench-slurm", "config": str(config)}
+    return route, {}
+
+
 @contextlib.contextmanager
 def started_workers(backend, n_jobs):
     """Start ``backend``'s workers; yield ``(run options that use them, start seconds)``."""
@@ -70,23 +93,26 @@ def started_workers(backend, n_jobs):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["local", "ipyparallel", "dask", "soma-workflow"])
+    parser.add_argument("--backends", nargs="+", default=["local", "ipyparallel", "dask", "soma-workflow", "slurm",
+                                                        "soma-workflow+slurm"])
     parser.add_argument("--permutations", type=int, default=333)
-    parser.add_argument("--soma-permutations", type=int, default=33,
-                        help="soma-workflow starts one interpreter per task (~1 s with scikit-learn's "
-                             "import), so it gets a ~100-task graph unless told otherwise")
     parser.add_argument("-n", "--n-jobs", type=int, default=2)
     args = parser.parse_args()
-    print(f"{'backend':<15}{'tasks':>7}{'seconds':>10}{'tasks/s':>10}{'start s':>10}")
+    print(f"{'route':<20}{'tasks':>7}{'seconds':>10}{'tasks/s':>10}{'start s':>10}")
     for backend in args.backends:
         if backend in ("local", "ipyparallel", "dask"):
             with started_workers(backend, args.n_jobs) as (options, start_seconds):
                 n_tasks, seconds = measure(backend, args.permutations, args.n_jobs, **options)
-            print(f"{backend:<15}{n_tasks:>7}{seconds:>10.2f}{n_tasks / seconds:>10.1f}{start_seconds:>10.2f}")
+            print(f"{backend:<20}{n_tasks:>7}{seconds:>10.2f}{n_tasks / seconds:>10.1f}{start_seconds:>10.2f}")
             continue
-        permutations = args.soma_permutations if backend == "soma-workflow" else args.permutations
-        n_tasks, seconds = measure(backend, permutations, args.n_jobs)
-        print(f"{backend:<15}{n_tasks:>7}{seconds:>10.2f}{n_tasks / seconds:>10.1f}   (start/stop included)")
+        with tempfile.TemporaryDirectory(prefix="mempamal-bench-config-") as folder:
+            found = route_options(backend, folder)
+            if found is None:
+                print(f"{backend:<20}  skipped: no Slurm here (sudo bash ci/slurm/start.sh)")
+                continue
+            name, options = found
+            n_tasks, seconds = measure(name, args.permutations, args.n_jobs, **options)
+        print(f"{backend:<20}{n_tasks:>7}{seconds:>10.2f}{n_tasks / seconds:>10.1f}   (submission to last job end)")
 
 
 if __name__ == "__main__":  # Dask's workers are spawned: they re-import this file
