@@ -217,3 +217,22 @@ def test_python_and_remote_workdir_are_what_the_jobs_run(slurm, tmp_path):
     lines = calls.read_text().splitlines()
     assert lines and all(line.startswith(f"-m mempamal task {mount} ") for line in lines)
     assert sorted(t for line in lines for t in line.split()[4:]) == sorted(t.id for t in workflow.tasks)
+
+
+def test_cancel_stops_the_jobs_a_killed_driver_left_behind(slurm, tmp_path):
+    from mempamal.backends.slurm import SlurmBackend
+
+    workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    driver = _driver(workflow.workdir, n_jobs=2, poll_seconds=0.2)
+    try:
+        _wait_until(lambda: len(_recorded_job_ids(workflow.workdir)) == 3, what="the submission record")
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    job_ids = SlurmBackend().cancel(workflow)
+    assert job_ids == _recorded_job_ids(workflow.workdir) and _queued(job_ids) == []
+    done = workflow.done_ids()
+    time.sleep(2)
+    assert workflow.done_ids() == done and "final" not in done

@@ -174,6 +174,23 @@ class SlurmBackend(Backend):
             raise store.WorkdirError(f"No Slurm submission recorded in {workflow.workdir} (no {path}).")
         return self._wait(workflow, store.read_json(path), progress, stop)
 
+    def cancel(self, workflow):
+        """``scancel`` every job of the recorded submission and wait until they left the queue.
+
+        For a submission whose driver is gone (killed, or an asynchronous
+        run); a running driver is cancelled with Ctrl-C or its ``stop`` event.
+        Returns the job ids cancelled.
+
+        Examples
+        --------
+        >>> SlurmBackend().cancel(wf)      # doctest: +SKIP
+        ['41', '42', '43']
+        """
+        record = read_submission(workflow.workdir)
+        job_ids = [array["job_id"] for array in record["arrays"]] if record else []
+        _cancel(job_ids, wait=True)
+        return job_ids
+
     def _wait(self, workflow, record, progress, stop):
         job_ids = [array["job_id"] for array in record["arrays"]]
         wanted = {task_id for array in record["arrays"] for bundle in array["bundles"] for task_id in bundle}
