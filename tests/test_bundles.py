@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
-from mempamal.bundles import dependency_levels, make_bundles, measured_seconds
+from mempamal.backends.bundles import dependency_levels, make_bundles, measured_seconds
 
 from conftest import assert_matches_sklearn
 

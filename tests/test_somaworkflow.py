@@ -198,7 +198,7 @@ def test_failed_job_is_reported_with_its_stderr_and_dependents_not_run(tmp_path)
 def test_export_with_bundles_has_one_job_per_bundle_and_bundle_dependencies(tmp_path):
     from soma_workflow.client import Helper
 
-    from mempamal.bundles import make_bundles
+    from mempamal.backends.bundles import make_bundles
 
     workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     path = workflow.export(tmp_path / "wf.json", format="soma-workflow", tasks_per_job=5, n_jobs=2)

@@ -13,7 +13,7 @@ mount them elsewhere (a cluster's nodes, say).
 ``job_seconds=`` or ``tasks_per_job=`` (with ``n_jobs=``, the workers the
 runner will have) turn each line into a *bundle*: ``python -m mempamal task
 WORKDIR ID [ID ...]`` running several tasks of one dependency level in one
-interpreter (see :mod:`mempamal.bundles`).  Without them every task keeps its
+interpreter (see :mod:`mempamal.backends.bundles`).  Without them every task keeps its
 own line, except in the ``slurm`` format, which bundles to 60 s jobs by default.
 """
 
@@ -40,7 +40,7 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     >>> wf.export("run.sh", format="shell", tasks_per_job=20)       # doctest: +SKIP
     >>> wf.export("submit.sh", format="slurm", job_seconds=300)     # doctest: +SKIP
     """
-    from ..bundles import check_bundle_options, make_bundles
+    from .bundles import check_bundle_options, make_bundles
 
     if format not in FORMATS:
         raise ValueError(f"The 'format' parameter of export must be one of {list(FORMATS)}; got {format!r} instead.")
@@ -81,7 +81,7 @@ def command_entries(workflow, python=None, workdir=None):
 
 
 def bundle_entries(workflow, bundles, python=None, workdir=None):
-    """One :func:`command_entries`-like row per :class:`mempamal.bundles.Bundle`.
+    """One :func:`command_entries`-like row per :class:`mempamal.backends.bundles.Bundle`.
 
     ``id`` and ``deps`` are bundle ids, ``tasks`` the bundle's task ids, and
     ``cmd`` runs them all in one interpreter; ``outer`` / ``split_set`` are
@@ -89,7 +89,7 @@ def bundle_entries(workflow, bundles, python=None, workdir=None):
 
     Examples
     --------
-    >>> from mempamal.bundles import make_bundles
+    >>> from mempamal.backends.bundles import make_bundles
     >>> rows = bundle_entries(wf, make_bundles(wf, wf.pending_ids(), tasks_per_job=10))   # doctest: +SKIP
     >>> rows[0]["cmd"][-10:] == list(rows[0]["tasks"])                                  # doctest: +SKIP
     True
@@ -110,7 +110,7 @@ def bundle_entries(workflow, bundles, python=None, workdir=None):
 
 
 def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options):
-    from ..bundles import make_bundles
+    from .bundles import make_bundles
     from .slurm_script import export_text, plan_arrays
 
     if options:

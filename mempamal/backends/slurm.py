@@ -1,7 +1,7 @@
 """The native ``slurm`` backend: job arrays of task bundles, no server.
 
 ``wf.run(backend="slurm", partition="debug")`` groups the unfinished tasks
-into bundles (:mod:`mempamal.bundles`), submits one job array per dependency
+into bundles (:mod:`mempamal.backends.bundles`), submits one job array per dependency
 level with ``sbatch`` (``--dependency=afterok`` between levels, see
 :mod:`mempamal.backends.slurm_script`), then polls ``squeue`` until every job
 has left the queue.  The output files are the truth: progress counts them,
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from .. import store
-from ..bundles import check_bundle_options, make_bundles
+from .bundles import check_bundle_options, make_bundles
 from .base import Backend, DependencyTracker, RunCancelled, effective_n_jobs, make_progress
 from .slurm_script import array_script, plan_arrays, sbatch_arguments
 

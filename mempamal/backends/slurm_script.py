@@ -25,7 +25,7 @@ class JobArray:
 
     Examples
     --------
-    >>> from mempamal.bundles import Bundle
+    >>> from mempamal.backends.bundles import Bundle
     >>> array = JobArray(0, 0, (Bundle("bundle-0-0", ("score-o0",), (), 0, 0.1),), ())
     >>> array.size, array.name
     (1, 'level0-a0')
@@ -50,7 +50,7 @@ def plan_arrays(bundles):
 
     Examples
     --------
-    >>> from mempamal.bundles import Bundle
+    >>> from mempamal.backends.bundles import Bundle
     >>> bundles = [Bundle("bundle-0-0", ("a",), (), 0, 1.0), Bundle("bundle-0-1", ("b",), (), 0, 1.0),
     ...            Bundle("bundle-1-0", ("c",), ("bundle-0-0", "bundle-0-1"), 1, 1.0)]
     >>> [(a.size, a.after) for a in plan_arrays(bundles)]
@@ -73,7 +73,7 @@ def array_script(array, python, workdir):
 
     Examples
     --------
-    >>> from mempamal.bundles import Bundle
+    >>> from mempamal.backends.bundles import Bundle
     >>> array = JobArray(0, 0, (Bundle("bundle-0-0", ("score-o0", "score-o1"), (), 0, 0.2),), ())
     >>> lines = array_script(array, "/venv/bin/python", "/shared/runs/iris").splitlines()
     >>> [line for line in lines if line.startswith("  0)")]
@@ -106,7 +106,7 @@ def sbatch_arguments(array, job_ids, log_dir, partition=None, sbatch_options=(),
 
     Examples
     --------
-    >>> from mempamal.bundles import Bundle
+    >>> from mempamal.backends.bundles import Bundle
     >>> array = JobArray(1, 1, (Bundle("bundle-1-0", ("final",), ("bundle-0-0",), 1, 0.5),), (0,))
     >>> sbatch_arguments(array, ["41"], "/wd/submissions/logs", partition="debug")[:4]
     ['--parsable', '--job-name=mempamal-level1-a1', '--array=0-0', '--dependency=afterok:41']

@@ -264,7 +264,7 @@ class SomaWorkflowBackend(Backend):
     poll_interval : float
         Seconds between status polls (the progress bar's refresh).
     job_seconds, tasks_per_job : optional
-        Bundle sizing (:mod:`mempamal.bundles`): each job runs several tasks
+        Bundle sizing (:mod:`mempamal.backends.bundles`): each job runs several tasks
         of one level in one interpreter.  Default: ``job_seconds=60``.
     python, remote_workdir : str, optional
         Interpreter and workdir paths in the jobs' commands, for nodes that
@@ -284,7 +284,7 @@ class SomaWorkflowBackend(Backend):
 
     def __init__(self, resource_id=None, isolated=None, queue=None, poll_interval=0.1, config=None,
                  job_seconds=None, tasks_per_job=None, python=None, remote_workdir=None):
-        from ..bundles import check_bundle_options
+        from .bundles import check_bundle_options
 
         if resource_id is not None and not isinstance(resource_id, str):
             raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must be a str or "
@@ -326,7 +326,7 @@ class SomaWorkflowBackend(Backend):
         --------
         >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
         """
-        from ..bundles import make_bundles
+        from .bundles import make_bundles
         from .export import bundle_entries
 
         client, constants, _ = _import_soma()

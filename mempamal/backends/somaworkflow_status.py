@@ -1,6 +1,6 @@
 """Reading a submitted soma-workflow workflow back: job ids, progress, failures by task.
 
-Jobs run bundles (several tasks each, see :mod:`mempamal.bundles`); the
+Jobs run bundles (several tasks each, see :mod:`mempamal.backends.bundles`); the
 output files say which tasks are done, soma-workflow's job statuses and
 stderr (or the task's ``logs/<id>.err``) explain the others.
 """

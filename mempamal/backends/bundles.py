@@ -31,7 +31,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import store
+from .. import store
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
 #: kind have finished in the workdir.  A ``fit`` task's guess is per grid point.
