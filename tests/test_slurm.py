@@ -124,7 +124,8 @@ def slurm():
 
 
 def test_levels_are_job_arrays_waiting_on_afterok(slurm, tmp_path):
-    workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    hostile = tmp_path / "it's a 100% \"run\" $HOME"  # quotes, %-patterns of sbatch, a variable
+    workflow = _slow_experiment().build(X, y, workdir=hostile, chunk_size=1)
     seen, done = set(), threading.Event()
 
     def watch_queue():  # what squeue shows while the run goes on
@@ -147,6 +148,8 @@ def test_levels_are_job_arrays_waiting_on_afterok(slurm, tmp_path):
     waiting = {(job, reason) for job, name, state, reason in seen if job.startswith(f"{level1}_")}
     assert any(reason == "Dependency" for _, reason in waiting), seen  # afterok held it
     assert any(job == f"{level1}_1" for job, _ in waiting)             # an array element
+    logs = list((hostile / "submissions").glob("slurm-*/logs/*.err"))
+    assert len(logs) == 5, logs  # one stderr per array element, in the hostile folder
 
 
 def test_exported_script_submitted_by_hand_runs_the_graph(slurm, tmp_path):

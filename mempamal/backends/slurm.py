@@ -210,7 +210,10 @@ class SlurmBackend(Backend):
                     bar.set_postfix(jobs=len(active), refresh=False)
                     if not {job.split("_")[0] for job in active} - set(stuck):
                         break
-                time.sleep(self.poll_seconds)
+                if stop is None:
+                    time.sleep(self.poll_seconds)
+                else:
+                    stop.wait(self.poll_seconds)  # a cancel is taken at once, not at the next poll
             finished = True
         finally:
             if not finished:

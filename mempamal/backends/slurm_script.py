@@ -115,6 +115,8 @@ def sbatch_arguments(array, job_ids, log_dir, partition=None, sbatch_options=(),
                  f"--array=0-{array.size - 1}" + (f"%{throttle}" if throttle else "")]
     if array.after:
         arguments.append("--dependency=afterok:" + ":".join(str(job_ids[i]) for i in array.after))
+    # sbatch expands %-patterns in file names: a literal % in the path is %%
+    log_dir = str(log_dir).replace("%", "%%")
     arguments += [f"--output={log_dir}/%A_%a.out", f"--error={log_dir}/%A_%a.err"]
     if partition:
         arguments.append(f"--partition={partition}")
