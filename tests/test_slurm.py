@@ -239,3 +239,32 @@ def test_cancel_stops_the_jobs_a_killed_driver_left_behind(slurm, tmp_path):
     done = workflow.done_ids()
     time.sleep(2)
     assert workflow.done_ids() == done and "final" not in done
+
+
+@pytest.fixture
+def second_user():
+    """A real second local user (useradd as root), removed afterwards."""
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("useradd") is None:
+        pytest.skip("needs root and useradd to create a second user")
+    name = "mempamal-other"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", name], capture_output=True)
+    try:
+        yield pwd.getpwnam(name).pw_uid
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+
+
+def test_a_workdir_file_owned_by_another_uid_is_reported_with_the_reason(slurm, second_user, tmp_path):
+    """What root-squash or uid mapping looks like from a node: the refusal reaches the driver, by task id."""
+    workflow = _plain().build(X, y, workdir=tmp_path / "wd")
+    os.chown(workflow.workdir / "experiment.pkl", second_user, -1)
+    with pytest.raises(mp.WorkflowError) as info:
+        workflow.run(backend="slurm", n_jobs=2, progress=False, poll_seconds=0.2)
+    failed = info.value.failed
+    assert set(failed) == {t.id for t in workflow.tasks}
+    for task_id in ("score-o0", "score-o1", "score-o2"):
+        assert f"uid {second_user}" in failed[task_id] and "another user" in failed[task_id]
+    assert failed["final"].startswith("not run")

@@ -346,11 +346,13 @@ def _failures(workflow, record):
         if task_log.exists() and task_log.stat().st_mtime >= record["submitted"] - 1:
             tracker.record(task_id, f"Slurm job {job}: {_tail(task_log)}", failed)
         else:
+            # No traceback of its own: the task could not even start (unreadable
+            # or refused workdir, wrong interpreter...); the job's stderr says why.
             job_log = log_dir / f"{job}.err"
             state = states.get(job, "state unknown")
             detail = _tail(job_log) if job_log.exists() and job_log.stat().st_size else ""
-            tracker.record(task_id, f"not run: Slurm job {job} ended ({state}) without running it"
-                                    + (f": {detail}" if detail else ""), failed)
+            tracker.record(task_id, f"Slurm job {job} ended ({state}) without its output: {detail}" if detail
+                           else f"not run: Slurm job {job} ended ({state}) without running it", failed)
     return failed
 
 
