@@ -78,8 +78,8 @@ def test_job_seconds_uses_durations_measured_in_the_workdir(tmp_path):
     assert measured["fit"] == pytest.approx((durations[1] + durations[2]) / 2)
     pending = workflow.pending_ids()
     fits = [i for i in pending if workflow.task(i).kind == "fit"]
-    # a job of 3.5 measured fits holds 3 or 4 of them
-    bundles = make_bundles(workflow, pending, job_seconds=3.5 * measured["fit"])
+    # 14 fits in jobs of 3.6 measured fits: ceil(3.9) = 4 jobs of 3 or 4 fits
+    bundles = make_bundles(workflow, pending, job_seconds=3.6 * measured["fit"])
     assert sorted(len(b.task_ids) for b in bundles if b.level == 0) == [3, 3, 4, 4]
     assert sum(b.seconds for b in bundles if b.level == 0) == pytest.approx(len(fits) * measured["fit"])
 
