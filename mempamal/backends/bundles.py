@@ -200,7 +200,9 @@ def _split(ids, costs, n_workers, job_seconds, tasks_per_job):
         n_bundles = math.ceil(sum(weights) / job_seconds)
     # Never fewer bundles than workers while there are enough tasks.
     n_bundles = max(1, min(len(ids), max(n_bundles, n_workers)))
-    total = sum(weights) or 1.0
+    if not sum(weights):  # every measured duration 0 (clock resolution): split by count
+        weights = [1.0] * len(ids)
+    total = sum(weights)
     groups = [[] for _ in range(n_bundles)]
     cumulative = 0.0
     for task_id, weight in zip(ids, weights):
