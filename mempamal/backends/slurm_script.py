@@ -38,10 +38,12 @@ class JobArray:
 
     @property
     def size(self):
+        """Number of array elements (one per bundle)."""
         return len(self.bundles)
 
     @property
     def name(self):
+        """Readable name, also the end of the Slurm job name: ``level<L>-a<index>``."""
         return f"level{self.level}-a{self.index}"
 
 
