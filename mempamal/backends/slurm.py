@@ -19,6 +19,7 @@ same path unless ``remote_workdir=`` says where the nodes see it.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -125,12 +126,19 @@ class SlurmBackend(Backend):
         return self._wait(workflow, record, progress, stop)
 
     def _submit(self, workflow, arrays, throttle):
-        folder = store.make_private_dir(workflow.workdir / SUBMISSIONS_DIR / f"slurm-{time.strftime('%Y%m%d-%H%M%S')}"
-                                        f"-{time.time_ns() % 1_000_000:06d}")
+        folder = store.make_private_dir(workflow.workdir / SUBMISSIONS_DIR
+                                        / f"slurm-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
         log_dir = store.make_private_dir(folder / "logs")
-        python = self.python or workflow.manifest.get("python") or sys.executable
-        workdir = self.remote_workdir or workflow.workdir
-        job_ids, record = [], None
+        python = str(self.python or workflow.manifest.get("python") or sys.executable)
+        workdir = str(self.remote_workdir or workflow.workdir)
+        record = {
+            "backend": "slurm", "submitted": time.time(), "folder": str(folder),
+            "options": {"partition": self.partition, "sbatch_options": self.sbatch_options,
+                        "job_seconds": self.job_seconds, "tasks_per_job": self.tasks_per_job,
+                        "throttle": throttle, "python": python, "workdir": workdir},
+            "arrays": [],
+        }
+        job_ids = []
         try:
             for array in arrays:
                 script = folder / f"{array.name}.sh"
@@ -142,17 +150,12 @@ class SlurmBackend(Backend):
                     raise RuntimeError(f"sbatch refused job array {array.name} of {workflow.workdir}: "
                                        f"{done.stderr.strip() or done.stdout.strip()}")
                 job_ids.append(done.stdout.strip().split(";")[0])
-            record = {
-                "backend": "slurm", "submitted": time.time(), "folder": str(folder),
-                "options": {"partition": self.partition, "sbatch_options": self.sbatch_options,
-                            "job_seconds": self.job_seconds, "tasks_per_job": self.tasks_per_job,
-                            "throttle": throttle, "python": str(python), "workdir": str(workdir)},
-                "arrays": [{"job_id": job_id, "name": array.name, "size": array.size, "level": array.level,
-                            "after": list(array.after),
-                            "bundles": [list(bundle.task_ids) for bundle in array.bundles]}
-                           for job_id, array in zip(job_ids, arrays)],
-            }
-            store.write_json(_record_path(workflow), record)
+                record["arrays"].append({"job_id": job_ids[-1], "name": array.name, "size": array.size,
+                                         "level": array.level, "after": list(array.after),
+                                         "bundles": [list(bundle.task_ids) for bundle in array.bundles]})
+                # Recorded after every sbatch: a driver killed half-way still
+                # leaves the ids of what it submitted (for attach/cancel).
+                store.write_json(_record_path(workflow), record)
         except BaseException:
             # Half a submission must not keep running on its own.
             _cancel(job_ids)
