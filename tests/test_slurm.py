@@ -268,3 +268,23 @@ def test_a_workdir_file_owned_by_another_uid_is_reported_with_the_reason(slurm, 
     for task_id in ("score-o0", "score-o1", "score-o2"):
         assert f"uid {second_user}" in failed[task_id] and "another user" in failed[task_id]
     assert failed["final"].startswith("not run")
+
+
+def test_without_sacct_failures_come_from_the_output_files(slurm, tmp_path, monkeypatch):
+    """Accounting is optional: with no sacct on PATH the outputs alone say what failed."""
+    import shutil
+
+    bin_dir = tmp_path / "bin-without-sacct"
+    bin_dir.mkdir()
+    for command in ("sbatch", "squeue", "scancel", "sinfo", "bash", "env"):
+        (bin_dir / command).symlink_to(shutil.which(command))
+    monkeypatch.setenv("PATH", str(bin_dir))
+    experiment = _experiment(param_grid={"C": [1.0, -1.0]}, error_score="raise")
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    with pytest.raises(mp.WorkflowError) as info:
+        workflow.run(backend="slurm", n_jobs=2, progress=False, poll_seconds=0.2)
+    failed = info.value.failed
+    assert "InvalidParameterError" in failed["fit-o0-i0-c1"] and "'C'" in failed["fit-o0-i0-c1"]
+    assert failed["select-o0"].startswith("not run") and failed["final"].startswith("not run")
+    assert {f"fit-o{k}-i{j}-c0" for k in range(3) for j in range(2)} <= workflow.done_ids()
+    assert _queued(_recorded_job_ids(workflow.workdir)) == []
