@@ -151,3 +151,18 @@ def test_commands_export_lists_each_bundle_with_its_tasks(tmp_path):
     assert sorted(t for row in rows for t in row["tasks"]) == sorted(t.id for t in workflow.tasks)
     for row in rows:
         assert row["cmd"].split()[-len(row["tasks"]):] == row["tasks"]
+
+
+def test_cli_exports_a_slurm_script_with_one_sbatch_per_level(tmp_path):
+    workflow = _nested().build(X, y, workdir=tmp_path / "w d", chunk_size=1)
+    out = tmp_path / "submit.sh"
+    done = subprocess.run([sys.executable, "-m", "mempamal", "export", str(workflow.workdir), "-f", "slurm",
+                           "-o", str(out), "--tasks-per-job", "5", "-n", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert subprocess.run(["bash", "-n", str(out)]).returncode == 0  # valid bash
+    text = out.read_text()
+    assert text.count("$(sbatch --parsable") == 3  # fits, selects, final: one array each
+    assert text.count("--dependency=afterok:") == 2
+    bad = subprocess.run([sys.executable, "-m", "mempamal", "export", str(workflow.workdir), "-f", "slurm",
+                          "-o", str(out), "--tasks-per-job", "0"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "The 'tasks_per_job' parameter of export must be a positive int" in bad.stderr
