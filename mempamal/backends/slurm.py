@@ -34,6 +34,9 @@ from .slurm_script import array_script, plan_arrays, sbatch_arguments
 #: Default target duration of a job (seconds): long against the ~1 s an
 #: interpreter needs to start, short enough to keep every worker busy.
 DEFAULT_JOB_SECONDS = 60
+#: Without ``n_jobs``, each level is split into at most this many jobs
+#: (or the partition's CPU count when smaller).
+DEFAULT_MAX_WORKERS = 100
 #: Seconds an array must have left the queue before missing outputs (not
 #: yet visible on a shared filesystem?) count as failed tasks.
 OUTPUT_GRACE = 10
@@ -75,7 +78,8 @@ class SlurmBackend(Backend):
 
     ``n_jobs`` of ``run`` is how many jobs may run at once (the arrays'
     ``%`` throttle, and the bundling's minimum number of jobs per level);
-    None: no throttle, bundles for the partition's CPU count.
+    None: no throttle, and bundles for the partition's CPU count, at most
+    :data:`DEFAULT_MAX_WORKERS` (a shared cluster rarely gives one user more).
 
     Examples
     --------
@@ -120,7 +124,7 @@ class SlurmBackend(Backend):
         """
         _check_commands()
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
-        workers = throttle or _partition_cpus(self.partition)
+        workers = throttle or min(DEFAULT_MAX_WORKERS, _partition_cpus(self.partition))
         bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job)
         record = self._submit(workflow, plan_arrays(bundles), throttle)
         return self._wait(workflow, record, progress, stop)
