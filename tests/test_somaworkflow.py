@@ -251,13 +251,21 @@ def test_slurm_resource_from_a_config_file_runs_bundles_as_slurm_jobs(tmp_path):
 
     require_slurm(accounting=True)  # soma-workflow follows Slurm jobs through sacct
     config = write_soma_slurm_config(tmp_path)
+    with open(config, "a") as handle:  # every job asks Slurm for 2 CPUs
+        handle.write("NATIVE_SPECIFICATION = --cpus-per-task=2\n")
     path_before = os.environ["PATH"]
     experiment = _experiment()
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    threads = tmp_path / "threads.txt"  # what each job's interpreter was started with
+    wrapper = tmp_path / "node-python"
+    wrapper.write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $OPENBLAS_NUM_THREADS" >> {threads}\n'
+                       f'exec {sys.executable} "$@"\n')
+    wrapper.chmod(0o700)
     started = time.time()
     results = workflow.run(backend="soma-workflow", resource_id=SOMA_RESOURCE, config=config, n_jobs=2,
-                           progress=False)
+                           progress=False, python=str(wrapper))
     assert_matches_sklearn(results, experiment, X, y)
+    assert threads.read_text().splitlines() == ["2 2"] * 5  # BLAS threads = the CPUs Slurm gave each job
     deadline = time.monotonic() + 60  # accounting records a job shortly after it ends
     while len([n for n in sacct_job_names(started) if "bundle-" in n]) < 5 and time.monotonic() < deadline:
         time.sleep(0.5)

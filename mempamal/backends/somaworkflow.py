@@ -343,7 +343,7 @@ class SomaWorkflowBackend(Backend):
                 with _quiet():
                     controller = self._controller(client, light, state, n_jobs)
                 try:
-                    env = _thread_limits(n_jobs) if controller.scheduler_config is not None else None
+                    env = _thread_limits(n_jobs, controller)
                     swf = build_soma_workflow(entries, f"mempamal {workflow.workdir.name}", env)
                     return self._submit_and_wait(controller, constants, swf, entries, workflow, bar, interrupts)
                 finally:
@@ -421,12 +421,22 @@ class SomaWorkflowBackend(Backend):
                 controller.delete_workflow(workflow_id, force=True)
 
 
-def _thread_limits(n_jobs):
-    """BLAS/OpenMP threads per job so that parallel jobs do not oversubscribe the cores."""
+def _thread_limits(n_jobs, controller):
+    """BLAS/OpenMP threads per job so that parallel jobs do not oversubscribe the cores.
+
+    On this machine: its cores shared among ``n_jobs``.  On Slurm: the CPUs
+    the job was given (soma-workflow writes ``export NAME=VALUE`` unquoted
+    into the batch script, so the variable expands on the node).  Other
+    schedulers: left to them (None).
+    """
     from .local import THREAD_VARIABLES
 
-    n_threads = max(1, (os.cpu_count() or 1) // effective_n_jobs(-1 if n_jobs is None else n_jobs))
-    return {name: str(n_threads) for name in THREAD_VARIABLES}
+    if controller.config.get_scheduler_type() == "slurm":
+        return {name: "${SLURM_CPUS_PER_TASK:-1}" for name in THREAD_VARIABLES}
+    if controller.scheduler_config is not None:  # soma-workflow's local scheduler
+        n_threads = max(1, (os.cpu_count() or 1) // effective_n_jobs(-1 if n_jobs is None else n_jobs))
+        return {name: str(n_threads) for name in THREAD_VARIABLES}
+    return None
 
 
 def _shutdown(controller):
