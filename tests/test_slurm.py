@@ -212,14 +212,16 @@ def test_python_and_remote_workdir_are_what_the_jobs_run(slurm, tmp_path):
     mount.symlink_to(workflow.workdir)
     calls = tmp_path / "calls.txt"
     wrapper = tmp_path / "node-python"
-    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nexec {sys.executable} "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\necho "$OMP_NUM_THREADS $@" >> {calls}\nexec {sys.executable} "$@"\n')
     wrapper.chmod(0o700)
     results = workflow.run(backend="slurm", python=str(wrapper), remote_workdir=str(mount),
-                           tasks_per_job=2, n_jobs=2, progress=False, poll_seconds=0.2)
+                           sbatch_options=["--cpus-per-task=2"], tasks_per_job=2, n_jobs=2, progress=False,
+                           poll_seconds=0.2)
     assert_matches_sklearn(results, _plain(), X, y)
     lines = calls.read_text().splitlines()
-    assert lines and all(line.startswith(f"-m mempamal task {mount} ") for line in lines)
-    assert sorted(t for line in lines for t in line.split()[4:]) == sorted(t.id for t in workflow.tasks)
+    # BLAS threads = the CPUs Slurm gave the job; the nodes' paths in every command
+    assert lines and all(line.startswith(f"2 -m mempamal task {mount} ") for line in lines)
+    assert sorted(t for line in lines for t in line.split()[5:]) == sorted(t.id for t in workflow.tasks)
 
 
 def test_cancel_stops_the_jobs_a_killed_driver_left_behind(slurm, tmp_path):
