@@ -200,9 +200,11 @@ def test_attach_after_the_driver_was_killed_waits_for_the_same_jobs(slurm, tmp_p
             driver.kill()
     job_ids = _recorded_job_ids(workflow.workdir)
     assert _queued(job_ids), "the jobs should outlive a killed driver"
-    failed = SlurmBackend(poll_seconds=0.2).attach(workflow, progress=False)
-    assert failed == {} and _queued(job_ids) == []
-    assert_matches_sklearn(mp.Results.load(workflow.workdir), _slow_experiment(), X, y)
+    run = workflow.attach()  # what a restarted kernel calls: SlurmBackend.attach in a driver thread
+    assert run is not None and run.backend_name == "slurm"
+    assert_matches_sklearn(run.wait(), _slow_experiment(), X, y)
+    assert _queued(job_ids) == []
+    assert SlurmBackend(poll_seconds=0.2).attach(workflow, progress=False) == {}  # over: nothing left to wait for
 
 
 def test_python_and_remote_workdir_are_what_the_jobs_run(slurm, tmp_path):
