@@ -21,9 +21,9 @@ Job-based routes run bundles of tasks per job (default 60 s jobs, at least
 ``slurm`` and ``soma-workflow+slurm`` need a running Slurm (``sudo bash
 ci/slurm/start.sh``; the latter also Slurm accounting, i.e. ``sacct``) and
 are skipped otherwise.  Measured on the same machine: soma-workflow light
-mode 151 tasks/s quiet, 86-94 at load 7-10 (2 before bundles: one
-interpreter per task); native slurm on the CI Slurm 163 quiet, 69-95 loaded;
-soma-workflow with a Slurm resource 78-92 loaded.
+mode 151-288 tasks/s at load 1-3, 86-94 at load 7-10 (2 before bundles: one
+interpreter per task); native slurm on the CI Slurm 163-214, 69-95 loaded;
+soma-workflow with a Slurm resource 95, 78-92 loaded.
 """
 
 import argparse
