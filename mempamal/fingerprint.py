@@ -1,13 +1,18 @@
 """Stable fingerprints of an experiment and its data.
 
-A rebuilt workdir may reuse finished work only if the experiment and the data
-are the same.  Pickles are not stable across sessions (notebook classes,
-lambdas), so experiments are described structurally: estimators by class and
-parameters, functions by qualified name, arrays by content hash.
+A rebuilt workdir may reuse finished work only if what runs and the data are
+the same.  Two views are combined: a structural description (estimator class
+and parameters, arrays by content hash: readable, session-independent) and
+:func:`code_digest`, the digest of the cloudpickle bytes of what runs, so a
+different lambda or an edited notebook class gives a different fingerprint
+even when names and parameters are equal.
 """
 
 import hashlib
+import io
 import json
+import types
+from collections import ChainMap
 
 import numpy as np
 
@@ -63,3 +68,86 @@ def fingerprint(description):
     """Short hex digest of a JSON-able description."""
     text = json.dumps(description, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def code_digest(*objects):
+    """Digest of the cloudpickle bytes of ``objects``, minus session noise.
+
+    cloudpickle pickles lambdas, ``__main__`` and notebook classes by value
+    (their bytecode), so an edited method or another lambda changes the
+    digest.  What changes from one session to the next without changing what
+    runs is left out: the random id cloudpickle gives each class it pickles
+    by value, the file names and line numbers of code objects (a
+    notebook cell gets a new file name in every kernel) and the ``__file__``
+    of the script that defined a function.  Objects pickled by
+    reference (importable functions and classes) count by their name, as for
+    pickle itself.
+
+    Examples
+    --------
+    >>> code_digest(lambda y, p: 1.0) == code_digest(lambda y, p: 1.0)
+    True
+    >>> code_digest(lambda y, p: 1.0) == code_digest(lambda y, p: 2.0)
+    False
+    """
+    buffer = io.BytesIO()
+    _NormalizedPickler(buffer, protocol=5).dump(objects)
+    return hashlib.sha256(buffer.getvalue()).hexdigest()[:32]
+
+
+def _code_marker(*fields):
+    """Stands for a code object in :func:`code_digest` pickles (never called)."""
+    raise RuntimeError("code_digest pickles are fingerprints, not meant to be loaded")
+
+
+def _normalized_const(value):
+    # Frozenset constants (``x in {"a", "b"}``) iterate in hash order, which
+    # changes between sessions for strings.
+    if isinstance(value, frozenset):
+        return ("frozenset", sorted(repr(item) for item in value))
+    return value
+
+
+def _normalized_code_reduce(code):
+    fields = (code.co_name, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+              code.co_flags, code.co_code, tuple(_normalized_const(c) for c in code.co_consts),
+              code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)
+    return _code_marker, fields
+
+
+def _make_pickler_class():
+    import cloudpickle
+    from cloudpickle import cloudpickle as internals
+
+    class NormalizedPickler(cloudpickle.Pickler):
+        dispatch_table = ChainMap({types.CodeType: _normalized_code_reduce}, cloudpickle.Pickler.dispatch_table)
+
+        def reducer_override(self, obj):
+            reduced = super().reducer_override(obj)
+            if isinstance(obj, type) and isinstance(reduced, tuple) and len(reduced) > 2:
+                # A class pickled by value: drop its per-session tracker id.
+                tracker = getattr(internals, "_get_or_create_tracker_id", lambda cls: None)(obj)
+                reduced = (reduced[0], tuple(None if arg == tracker else arg for arg in reduced[1])) + reduced[2:]
+            elif isinstance(obj, types.FunctionType) and isinstance(reduced, tuple) and len(reduced) > 2:
+                # A function pickled by value carries its module's __file__:
+                # the same code run from another script is the same code.
+                args = tuple({k: v for k, v in arg.items() if k not in ("__file__", "__path__")}
+                             if isinstance(arg, dict) else arg for arg in reduced[1])
+                reduced = (reduced[0], args) + reduced[2:]
+            return reduced
+
+    return NormalizedPickler
+
+
+class _LazyPickler:
+    """Builds the pickler class on first use (keeps ``import mempamal`` light)."""
+
+    cls = None
+
+    def __call__(self, *args, **kwargs):
+        if self.cls is None:
+            self.cls = _make_pickler_class()
+        return self.cls(*args, **kwargs)
+
+
+_NormalizedPickler = _LazyPickler()
