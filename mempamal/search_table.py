@@ -13,8 +13,10 @@ def _rank(means):
         return np.ones_like(means, dtype=np.int32)
     from scipy.stats import rankdata
 
-    # Failed candidates (NaN) tie with the worst, as in scikit-learn.
-    filled = np.where(np.isnan(means), np.nanmin(means) - 1, means)
+    # As BaseSearchCV._store: failed candidates (NaN) tie with the worst,
+    # and +/-inf are clamped to the largest finite floats -- so a NaN and a
+    # -inf candidate tie, and a finite max-float mean ties with +inf.
+    filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
     return rankdata(-filled, method="min").astype(np.int32, copy=False)
 
 
