@@ -8,6 +8,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 
 
 def _parser():
@@ -25,6 +26,9 @@ def _parser():
     run.add_argument("-b", "--backend", default="local")
     run.add_argument("-n", "--n-jobs", type=int, default=-1)
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--wait", nargs="?", type=float, const=-1.0, default=None, metavar="SECONDS",
+                     help="if another process is running this workdir, wait for it (at most SECONDS) "
+                          "instead of stopping with an error")
 
     status = sub.add_parser("status", help="task counts: done, pending, failed")
     status.add_argument("workdir")
@@ -55,13 +59,19 @@ def _parser():
 def main(argv=None):
     """Entry point of the ``mempamal`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
+    from .lock import WorkdirLocked
     from .store import WorkdirError
     from .tasks import TaskError
     from .workflow import WorkflowError
 
+    # Warnings (an untrusted output run again, some fits failed) read as
+    # messages of this command, not as Python source locations.
+    default_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, category, *_, **__: (
+        f"mempamal {args.command}: {category.__name__}: {message}\n")
     try:
         return _COMMANDS[args.command](args)
-    except (TaskError, WorkdirError, WorkflowError, FileExistsError, ValueError) as exc:
+    except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, FileExistsError, ValueError) as exc:
         print(f"mempamal {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -72,6 +82,8 @@ def main(argv=None):
         # other Unix tools, and keep Python's exit-time flush from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+    finally:
+        warnings.formatwarning = default_format
 
 
 def _task(args):
@@ -101,7 +113,9 @@ def _task(args):
 def _run(args):
     from .workflow import Workflow
 
-    results = Workflow.open(args.workdir).run(backend=args.backend, n_jobs=args.n_jobs, progress=not args.no_progress)
+    wait = False if args.wait is None else (True if args.wait < 0 else args.wait)
+    results = Workflow.open(args.workdir).run(backend=args.backend, n_jobs=args.n_jobs,
+                                              progress=not args.no_progress, wait=wait)
     print(results.summary().to_string())
     return 0
 
@@ -117,6 +131,12 @@ def _status(args):
           f"{status['pending']} pending, {status['failed']} failed")
     for kind, counts in status["by_kind"].items():
         print(f"  {kind:<7} {counts['done']:>7}/{counts['total']}")
+    for task_id, problem in sorted(status["untrusted"].items()):
+        print(f"  not counted: {problem}")
+    if status["running"]:
+        print(f"  running now: {status['running']}")
+    if status["results"]:
+        print(f"  {status['results']}: `mempamal run {args.workdir}` writes it again")
     return 0
 
 

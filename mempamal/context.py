@@ -10,7 +10,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from . import store
+from . import integrity, store
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
 from .splits import SplitSet
@@ -48,9 +48,14 @@ def load_context(workdir):
     return context
 
 
-def load_task_table(workdir):
-    """Parse ``tasks.json`` into ``({id: record}, split_set_info)``."""
+def load_task_table(workdir, manifest=None):
+    """Parse ``tasks.json`` into ``({id: record}, split_set_info)``.
+
+    With ``manifest``, the table must match the digest the build recorded.
+    """
     table = store.read_json(Path(workdir) / store.TASKS)
+    if manifest is not None:
+        integrity.check_tasks_digest(workdir, table, manifest)
     chunks = table["chunks"]
     records = {}
     for task_id, kind, deps, split_set, outer, inner, chunk in table["tasks"]:
@@ -71,6 +76,11 @@ class WorkdirContext:
         self.manifest = manifest
         self.identity = (manifest["build_id"], manifest["tasks_digest"])
         store.check_workdir_is_safe(self.workdir)
+        # Before anything is unpickled or memory-mapped: the files must be
+        # the ones this build wrote (not truncated, edited or swapped).
+        integrity.verify_build_files(self.workdir, manifest)
+        self.build_id = manifest["build_id"]
+        self.records, self.split_set_info = load_task_table(self.workdir, manifest)
         try:
             with open(self.workdir / store.EXPERIMENT, "rb") as handle:
                 self.experiment = cloudpickle.load(handle)
@@ -91,7 +101,6 @@ class WorkdirContext:
         else:
             self.candidates, descriptions = expand_grid(experiment.param_grid)
             self.prefix_keys = prefix_keys(self.estimator, descriptions)
-        self.records, self.split_set_info = load_task_table(self.workdir)
         self._data = None
         self._targets = {}
         self._split_sets = {}
@@ -109,11 +118,27 @@ class WorkdirContext:
                 f"(it has {len(self.records)} tasks, e.g. {next(iter(self.records), None)!r})."
             ) from None
 
+    def definition(self, task_id):
+        """Digest of what ``task_id`` computes (stamped on its output)."""
+        record = self.task(task_id)
+        return integrity.task_definition_digest(task_id, record["kind"], record["deps"], record["split_set"],
+                                                record["outer"], record["inner"], record["points"])
+
+    def stamp(self, task_id):
+        """The fields the output of ``task_id`` must start with."""
+        return integrity.output_stamp(task_id, self.build_id, self.definition(task_id))
+
+    def output_problem(self, task_id):
+        """Why the existing output of ``task_id`` cannot be trusted (None if it can)."""
+        return integrity.output_problem(store.output_path(self.workdir, task_id), task_id,
+                                        self.build_id, self.definition(task_id))
+
     def read_output(self, task_id):
+        """The output of dependency ``task_id``, refused unless stamped for this build."""
         path = store.output_path(self.workdir, task_id)
         if not path.exists():
             raise store.WorkdirError(f"the output of dependency {task_id!r} ({path}) is missing; run it first")
-        return store.read_json(path)
+        return integrity.read_output(path, task_id, self.build_id, self.definition(task_id))
 
     def n_inner_splits(self, split_set, outer):
         return self.split_set_info[split_set]["n_inner"][outer]

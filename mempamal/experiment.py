@@ -8,15 +8,17 @@ import shutil
 import sys
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from . import store, validation
-from .fingerprint import data_hash, describe, fingerprint
+from . import integrity, store, validation
+from .lock import LOCK_NAME, WorkdirLock
+from .fingerprint import code_digest, data_hash, describe, fingerprint
 from .grid import chunk_points, expand_grid, prefix_keys
 from .splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
-from .workflow import Workflow, make_task_table, tasks_digest
+from .workflow import Workflow, make_task_table
 
 
 class Experiment:
@@ -93,6 +95,24 @@ class Experiment:
                  "n_permutations", "random_state", "error_score")
         return {name: describe(getattr(self, name)) for name in names}
 
+    def fingerprint(self):
+        """Digest of what runs: the structure of :meth:`describe` plus the
+        pickled code of the estimator, scorers, refit callable and splitters
+        (:func:`mempamal.fingerprint.code_digest`), so a different lambda or
+        an edited notebook class is a different experiment.
+
+        Examples
+        --------
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> a = Experiment(LogisticRegression(), scoring=lambda est, X, y: 1.0)
+        >>> b = Experiment(LogisticRegression(), scoring=lambda est, X, y: 0.0)
+        >>> a.fingerprint() == b.fingerprint()
+        False
+        """
+        runs = (self.estimator, self.param_grid, self.cv, self.inner_cv, self.scoring, self.refit,
+                self.random_state, self.error_score)
+        return fingerprint({"experiment": self.describe(), "code": code_digest(*runs)})
+
     def __repr__(self):
         grid = f", {len(self.candidates)} grid points" if self.nested else ""
         perms = f", {self.n_permutations} permutations" if self.n_permutations else ""
@@ -118,19 +138,28 @@ class Experiment:
             raise ValueError(f"The 'chunk_size' argument of build must be 'auto' or an int >= 1; got {chunk_size!r}.")
         X, y, groups = (validation.as_indexable(v) for v in (X, y, groups))
         workdir = Path(workdir)
-        identity = fingerprint({"experiment": self.describe(), "data": data_hash(X, y, groups)})
-        reuse = self._prepare_workdir(workdir, identity, overwrite)
-        split_sets = None if reuse else self._compute_split_sets(X, y, groups)
-        if split_sets is None:
-            split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
-        else:
-            split_set_info = {name: {"n_outer": len(s["outer"]), "n_inner": [len(f) for f in s["inner"]]}
-                              for name, (s, _) in split_sets.items()}
-        table = self._task_table(split_set_info, chunk_size)
-        if reuse:
-            _update_task_table(workdir, table)
-        else:
-            self._write_new_workdir(workdir, identity, X, y, groups, split_sets, table)
+        identity = fingerprint({"experiment": self.fingerprint(), "data": data_hash(X, y, groups)})
+        # Rewriting a workdir that a run is using would mix two builds:
+        # refused (naming the runner) while it holds the lock.
+        lock = WorkdirLock(workdir, purpose="build") if store.is_workdir(workdir) else None
+        if lock is not None:
+            lock.acquire()
+        try:
+            reuse = self._prepare_workdir(workdir, identity, overwrite)
+            split_sets = None if reuse else self._compute_split_sets(X, y, groups)
+            if split_sets is None:
+                split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
+            else:
+                split_set_info = {name: {"n_outer": len(s["outer"]), "n_inner": [len(f) for f in s["inner"]]}
+                                  for name, (s, _) in split_sets.items()}
+            table = self._task_table(split_set_info, chunk_size)
+            if reuse:
+                _update_task_table(workdir, table)
+            else:
+                self._write_new_workdir(workdir, identity, X, y, groups, split_sets, table)
+        finally:
+            if lock is not None:
+                lock.release()
         return Workflow.open(workdir)
 
     def run(self, X, y, groups=None, workdir="mempamal-run", backend="local", n_jobs=-1,
@@ -185,18 +214,24 @@ class Experiment:
                 f"workdir; {workdir} holds other files. Choose another workdir."
             )
         manifest_path = workdir / store.MANIFEST
-        if manifest_path.exists():
-            manifest = store.read_json(manifest_path)
-            if manifest.get("fingerprint") == identity and not overwrite:
-                return True
-            if not overwrite:
+        if manifest_path.exists() and not overwrite:
+            try:
+                manifest = store.read_json(manifest_path)
+            except store.WorkdirError as exc:
+                raise store.WorkdirError(f"{exc}. Pass overwrite=True to build it again.") from None
+            if manifest.get("fingerprint") == identity:
+                problem = _build_problem(workdir, manifest)
+                if problem is None:
+                    return True
+                warnings.warn(f"{problem} Building {workdir} again from scratch.", stacklevel=3)
+            else:
                 raise FileExistsError(
                     f"{workdir} already holds a different experiment or data (built "
                     f"{manifest.get('created', '?')}). Pass overwrite=True to replace it, or "
                     f"choose another workdir."
                 )
         # An incomplete build (marker without manifest) is never trusted.
-        shutil.rmtree(workdir)
+        _clear_workdir(workdir)
         return False
 
     def _write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table):
@@ -216,7 +251,8 @@ class Experiment:
         store.write_json(workdir / store.TASKS, table)
         store.write_json(workdir / store.MANIFEST, {
             "fingerprint": identity, "build_id": uuid.uuid4().hex,
-            "tasks_digest": tasks_digest(table), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "tasks_digest": integrity.tasks_digest(table), "files": integrity.build_file_digests(workdir),
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "python": sys.executable, "mempamal_version": _version(), "data": kinds,
             "metrics": self.metrics, "n_tasks": len(table["tasks"]),
         })
@@ -240,9 +276,35 @@ def _update_task_table(workdir, table):
                 path.unlink()
     store.write_json(workdir / store.TASKS, table)
     manifest = store.read_json(workdir / store.MANIFEST)
-    manifest["tasks_digest"] = tasks_digest(table)
+    manifest["tasks_digest"] = integrity.tasks_digest(table)
     manifest["n_tasks"] = len(table["tasks"])
     store.write_json(workdir / store.MANIFEST, manifest)
+
+
+def _build_problem(workdir, manifest):
+    """Why the files of an existing build cannot be reused (None if they can)."""
+    try:
+        integrity.verify_build_files(workdir, manifest)
+        integrity.check_tasks_digest(workdir, store.read_json(workdir / store.TASKS), manifest)
+    except store.WorkdirError as exc:
+        return str(exc)
+    return None
+
+
+def _clear_workdir(workdir):
+    """Empty ``workdir`` for a new build, keeping the lock this build holds.
+
+    The manifest goes first: if this is interrupted, what is left is an
+    incomplete build, which is never trusted.
+    """
+    (workdir / store.MANIFEST).unlink(missing_ok=True)
+    for entry in workdir.iterdir():
+        if entry.name.startswith((LOCK_NAME, f".{LOCK_NAME}")):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _materialize_iterable(cv):

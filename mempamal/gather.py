@@ -37,6 +37,7 @@ def gather_results(context, record):
         "fit_time": [fold["fit_time"] for fold in folds],
         "score_time": [fold["score_time"] for fold in folds],
         "errors": [fold["error"] for fold in folds],
+        "error_score": context.error_score,
         "best_index": [fold["best_index"] for fold in folds] if nested else None,
         "inner": None,
         "permutation": None,

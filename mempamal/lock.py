@@ -234,8 +234,12 @@ class WorkdirLock:
         self._thread = None
 
     # ------------------------------------------------------------ acquire
-    def acquire(self):
-        """Take the lock, take over a stale one, wait, or raise :class:`WorkdirLocked`."""
+    def acquire(self, stop=None):
+        """Take the lock, take over a stale one, wait, or raise :class:`WorkdirLocked`.
+
+        ``stop`` (a :class:`threading.Event`) ends a wait early: the run
+        waiting for the lock was cancelled.
+        """
         deadline = None if self.wait is True else time.monotonic() + float(self.wait or 0)
         token = uuid.uuid4().hex
         while True:
@@ -257,12 +261,17 @@ class WorkdirLock:
                 except OSError as exc:
                     raise WorkdirError(f"Cannot replace the stale lock file {self.path}: {exc.strerror or exc}.") from None
                 continue
-            if deadline is not None and time.monotonic() >= deadline:
+            cancelled = stop is not None and stop.is_set()
+            if cancelled or (deadline is not None and time.monotonic() >= deadline):
+                what = "Stopped waiting: " if cancelled else ""
                 raise WorkdirLocked(
-                    f"{self.workdir} is locked by another mempamal process: {describe_holder(holder)}. "
+                    f"{what}{self.workdir} is locked by another mempamal process: {describe_holder(holder)}. "
                     f"Wait for it to finish (or pass wait=True / --wait), or stop it; a lock whose "
                     f"holder died is taken over automatically ({self.path}).", holder)
-            time.sleep(POLL_SECONDS)
+            if stop is not None:
+                stop.wait(POLL_SECONDS)
+            else:
+                time.sleep(POLL_SECONDS)
 
     def _try_create(self, token):
         record = {"host": socket.gethostname(), "pid": os.getpid(), "pids": _pid_space(),

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import integrity, store
 from .search_table import search_statistics
 
 
@@ -52,21 +52,35 @@ class Results:
 
     @classmethod
     def load(cls, workdir):
-        """Read ``results.json`` (and the experiment, for parameter objects)."""
+        """Read ``results.json`` (and the experiment, for parameter objects).
+
+        Like ``cross_validate``, raises ``ValueError("All the N fits
+        failed ...")`` when every outer fit failed, and warns with
+        ``FitFailedWarning`` when some did.
+
+        Examples
+        --------
+        >>> res = mp.Results.load("runs/iris")      # doctest: +SKIP
+        """
         import cloudpickle
 
-        workdir = Path(workdir)
-        path = workdir / store.RESULTS
-        if not path.exists():
-            from .workflow import Workflow
+        from .workflow import Workflow
 
-            status = Workflow.open(workdir).status()
-            raise store.WorkdirError(
-                f"{workdir} has no results yet: {status['pending']} of {status['total']} tasks "
-                "are unfinished. Run it with Workflow.open(workdir).run()."
-            )
-        raw = store.read_json(path)
+        workdir = Path(workdir)
+        workflow = Workflow.open(workdir)  # names a folder that is no (complete) workdir
+        manifest = workflow.manifest
+        problem = results_problem(workdir, manifest.get("build_id"))
+        if problem is not None:
+            status = workflow.status()
+            if status["pending"]:
+                raise store.WorkdirError(
+                    f"{workdir} has no results yet: {status['pending']} of {status['total']} tasks "
+                    "are unfinished. Run it with Workflow.open(workdir).run() or `mempamal run`.")
+            raise store.WorkdirError(f"{problem}; run the workdir again (`mempamal run {workdir}`) to rewrite it.")
+        raw = store.read_json(workdir / store.RESULTS)
         store.check_workdir_is_safe(workdir)
+        integrity.verify_build_files(workdir, manifest)  # before unpickling experiment.pkl
+        raise_or_warn_about_fit_failures(raw)
         with open(workdir / store.EXPERIMENT, "rb") as handle:
             experiment = cloudpickle.load(handle)
         return cls(workdir, raw, experiment)
@@ -200,3 +214,40 @@ def finished_folds(workflow):
         frame[column] = [outputs[k][column] for k in folds]
     return frame
 
+
+def results_problem(workdir, build_id):
+    """Why ``results.json`` of ``workdir`` cannot be used (None if it can).
+
+    The output of the ``final`` task, stamped with the build id, holds the
+    digest of the ``results.json`` it wrote: a results file that is missing,
+    truncated, edited or copied from another workdir does not match it.
+    """
+    import hashlib
+
+    workdir = Path(workdir)
+    path = workdir / store.RESULTS
+    final = store.output_path(workdir, "final")
+    try:
+        output = store.read_json(final)
+        payload = path.read_bytes()
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except store.WorkdirError as exc:
+        return str(exc).rstrip(".")
+    if output.get("build") != build_id:
+        return f"{final} was written by another build"
+    if hashlib.sha256(payload).hexdigest() != output.get("results_sha256"):
+        return f"{path} does not match the digest its final task recorded (truncated, edited or replaced)"
+    return None
+
+
+def raise_or_warn_about_fit_failures(raw):
+    """scikit-learn's verdict on the outer fits: raise when all failed, warn when some did.
+
+    ``cross_validate`` ends with the same call on the same error texts, so
+    the message (counts, grouping of identical errors) is scikit-learn's.
+    """
+    from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+
+    error_score = raw.get("error_score", float("nan"))
+    _warn_or_raise_about_fit_failures([{"fit_error": error} for error in raw["errors"]], error_score)

@@ -10,10 +10,13 @@ problems (missing or corrupt files, ``error_score="raise"``) raise
 :class:`TaskError`, which names the task.
 """
 
+import hashlib
+import json
 import os
 import socket
 import time
 import traceback
+import warnings
 from pathlib import Path
 
 from . import store
@@ -29,7 +32,12 @@ class TaskError(RuntimeError):
 def run_task(workdir, task_id, *, force=False):
     """Run task ``task_id`` of ``workdir`` unless its output already exists.
 
-    Returns ``"done"`` or ``"skipped"`` (output already there).
+    Returns ``"done"`` or ``"skipped"`` (a trusted output is already there).
+    Before running, the workdir is verified: the task table against its
+    digest in the manifest, the experiment, data and split files against
+    their recorded sizes and digests.  An existing output is trusted only if
+    it is complete and stamped with this task's id, this build's id and this
+    task's definition; any other is run again (with a warning naming it).
 
     Examples
     --------
@@ -38,12 +46,15 @@ def run_task(workdir, task_id, *, force=False):
     """
     workdir = Path(workdir)
     target = store.output_path(workdir, task_id)
-    if target.exists() and not force:
-        return "skipped"
     started = time.time()
     try:
         context = load_context(workdir)
         record = context.task(task_id)
+        if target.exists() and not force:
+            problem = context.output_problem(task_id)
+            if problem is None:
+                return "skipped"
+            warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
         handler = _HANDLERS[record["kind"]]
         payload = handler(context, record)
     except TaskError:
@@ -56,11 +67,11 @@ def run_task(workdir, task_id, *, force=False):
             f"Task {task_id!r} of {workdir} failed: {type(exc).__name__}: {exc} "
             f"(traceback in {store.log_path(workdir, task_id)})"
         ) from exc
-    payload.update(
-        task=task_id, kind=record["kind"], start=started, end=time.time(),
-        host=socket.gethostname(), pid=os.getpid(),
-    )
-    store.write_json(target, payload)
+    # The stamp comes first: a reader can tell whose output this is.
+    output = context.stamp(task_id)
+    output.update(payload)
+    output.update(kind=record["kind"], start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
+    store.write_json(target, output)
     stale_log = store.log_path(workdir, task_id)
     if stale_log.exists():
         stale_log.unlink()
@@ -98,7 +109,7 @@ def _gather_inner_tables(context, record):
     scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
     fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
     score_times = [[0.0] * n_splits for _ in range(n_candidates)]
-    n_failed, first_error = 0, None
+    errors = [[None] * n_splits for _ in range(n_candidates)]
     for dep in record["deps"]:
         output = context.read_output(dep)
         inner = context.task(dep)["inner"]
@@ -108,14 +119,15 @@ def _gather_inner_tables(context, record):
             fit_times[point][inner] = output["fit_time"][row]
             score_times[point][inner] = output["score_time"][row]
             if output["fit_failed"][row]:
-                n_failed += 1
-                first_error = first_error or output["errors"][row]
-    return scores, fit_times, score_times, n_failed, first_error
+                errors[point][inner] = output["errors"][row]
+    # GridSearchCV's order: candidate by candidate, split by split.
+    return scores, fit_times, score_times, [error for row in errors for error in row]
 
 
 def _run_select(context, record):
     """Pick the best grid point of one outer fold, refit it, score outer test."""
-    scores, fit_times, score_times, n_failed, first_error = _gather_inner_tables(context, record)
+    scores, fit_times, score_times, fit_errors = _gather_inner_tables(context, record)
+    n_failed = sum(error is not None for error in fit_errors)
     stats = search_statistics(scores, fit_times, score_times)
     stats["params"] = context.candidates
     n_fits = len(context.candidates) * len(fit_times[0])
@@ -123,8 +135,8 @@ def _run_select(context, record):
                "n_failed_fits": n_failed}
     if n_failed == n_fits:
         # GridSearchCV raises "All the N fits failed"; cross_validate turns
-        # that into error_score for the outer fold.
-        outcome.update(best_index=None, refit_time=0.0, error=f"All the {n_fits} inner fits failed:\n{first_error}",
+        # that into error_score for the outer fold, keeping the message.
+        outcome.update(best_index=None, refit_time=0.0, error=_all_fits_failed_error(fit_errors),
                        test_scores={m: float(context.error_score) for m in context.metrics},
                        fit_time=0.0, score_time=0.0)
         return outcome
@@ -136,6 +148,17 @@ def _run_select(context, record):
     outcome.update(best_index=best, test_scores=result["scores"], fit_time=result["fit_time"],
                    score_time=result["score_time"], error=result["error"])
     return outcome
+
+
+def _all_fits_failed_error(fit_errors):
+    """The error GridSearchCV.fit raises when every inner fit failed (its last line)."""
+    from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+
+    try:
+        _warn_or_raise_about_fit_failures([{"fit_error": error} for error in fit_errors], float("nan"))
+    except ValueError as exc:
+        return f"ValueError: {exc}"
+    raise AssertionError("not every fit failed")
 
 
 def _run_score(context, record):
@@ -153,8 +176,10 @@ def _run_final(context, record):
     from .gather import gather_results
 
     results = gather_results(context, record)
-    store.write_json(Path(context.workdir) / store.RESULTS, results)
-    return {"results": store.RESULTS}
+    payload = json.dumps(results, allow_nan=True).encode("utf-8")
+    store.atomic_write_bytes(Path(context.workdir) / store.RESULTS, payload)
+    # The final output (stamped with the build id) vouches for results.json.
+    return {"results": store.RESULTS, "results_sha256": hashlib.sha256(payload).hexdigest()}
 
 
 _HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final}

@@ -10,13 +10,13 @@ Ids are stable: the same experiment, data and chunking give the same ids, so
 a rebuilt workdir resumes where it stopped.
 """
 
-import hashlib
-import json
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
+from . import integrity, store
+from .lock import WorkdirLock, describe_holder, read_holder
 from .splits import MAIN, permutation_name
 
 
@@ -88,11 +88,6 @@ def make_task_table(split_set_info, chunks, nested):
     return rows
 
 
-def tasks_digest(table):
-    """Hash of the task table: changes exactly when some task's definition does."""
-    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
-
-
 def task_command(workdir, task_id, python=None):
     """The command line that runs one task anywhere the workdir is mounted."""
     return (python or sys.executable, "-m", "mempamal", "task", str(workdir), task_id)
@@ -116,6 +111,7 @@ class Workflow:
         self.manifest = store.read_json(self.workdir / store.MANIFEST)
         self._tasks = None
         self._by_id = None
+        self._scan_cache = {}
 
     @classmethod
     def open(cls, workdir):
@@ -137,6 +133,7 @@ class Workflow:
             # Straight from the rows (a graph can have 100,000 tasks): one
             # shared tuple per chunk, the command prefix computed once.
             table = store.read_json(self.workdir / store.TASKS)
+            integrity.check_tasks_digest(self.workdir, table, self.manifest)
             chunks = [tuple(chunk) for chunk in table["chunks"]]
             command = task_command(self.workdir, "", self.manifest.get("python"))[:-1]
             self._tasks = [
@@ -146,53 +143,89 @@ class Workflow:
             ]
         return self._tasks
 
-    def task(self, task_id):
-        """The :class:`Task` with id ``task_id``."""
+    def _tasks_by_id(self):
         if self._by_id is None:
             self._by_id = {task.id: task for task in self.tasks}
+        return self._by_id
+
+    def task(self, task_id):
+        """The :class:`Task` with id ``task_id``."""
         try:
-            return self._by_id[task_id]
+            return self._tasks_by_id()[task_id]
         except KeyError:
             raise KeyError(f"No task {task_id!r} in {self.workdir}.") from None
 
+    def _definition(self, task_id):
+        task = self._tasks_by_id().get(task_id)
+        if task is None:
+            return None  # a file that is no task's output: not counted
+        return integrity.task_definition_digest(task.id, task.kind, task.deps, task.split_set,
+                                                task.outer, task.inner, task.points)
+
+    def check_outputs(self):
+        """``(done, untrusted)``: ids with a trusted output, and ``{id: why not}``.
+
+        An output is trusted when it is complete JSON stamped with its task
+        id, this build's id and the task's current definition; the others
+        (truncated, copied from another task, left by a run of an earlier
+        build) count as not done and are run again.
+        """
+        if len(self._scan_cache) > 2 * len(self.tasks):
+            self._scan_cache.clear()  # entries of files since rewritten
+        return integrity.scan_outputs(self.workdir, self.manifest["build_id"], self._definition, self._scan_cache)
+
     def done_ids(self):
-        """Ids of the tasks whose output exists."""
-        return store.finished_task_ids(self.workdir) & {task.id for task in self.tasks}
+        """Ids of the tasks whose output exists and is trusted."""
+        return self.check_outputs()[0]
 
     def pending_ids(self):
-        """Ids still to run, in dependency order."""
-        done = store.finished_task_ids(self.workdir)
+        """Ids still to run (no trusted output), in dependency order."""
+        done = self.done_ids()
         return [task.id for task in self.tasks if task.id not in done]
 
     def failed_ids(self):
         """Ids that failed last time they ran (an error log and no output)."""
-        done = store.finished_task_ids(self.workdir)
+        done = self.done_ids()
         logs = Path(self.workdir) / store.LOGS_DIR
         names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()
         return sorted(names - done)
 
     def status(self):
-        """Counts of tasks: total, done, pending, failed, and done/total per kind.
+        """Counts of tasks: total, done, pending, failed, untrusted, and done/total per kind.
+
+        ``untrusted`` maps each output file that exists but is not counted
+        as done to the reason (corrupt, another task's, another build's);
+        ``running`` names the process holding the workdir's lock, if any;
+        ``results`` says what is wrong with ``results.json`` when every task
+        is done but it cannot be read (``run`` writes it again), else None.
 
         Examples
         --------
         >>> wf.status()                                     # doctest: +SKIP
-        {'total': 81, 'done': 12, 'pending': 69, 'failed': 0, 'by_kind': {...}}
+        {'total': 81, 'done': 12, 'pending': 69, 'failed': 0, 'untrusted': {}, 'by_kind': {...}}
         """
-        done = store.finished_task_ids(self.workdir)
+        done, untrusted = self.check_outputs()
         by_kind = {}
         for task in self.tasks:
             counts = by_kind.setdefault(task.kind, {"done": 0, "total": 0})
             counts["total"] += 1
             counts["done"] += task.id in done
         n_done = sum(c["done"] for c in by_kind.values())
+        holder = read_holder(self.workdir)
+        results_problem = None
+        if n_done == len(self.tasks):
+            from .results import results_problem as problem_of
+
+            results_problem = problem_of(self.workdir, self.manifest["build_id"])
         return {
             "total": len(self.tasks), "done": n_done, "pending": len(self.tasks) - n_done,
-            "failed": len(self.failed_ids()), "by_kind": by_kind,
+            "failed": len(self.failed_ids()), "untrusted": untrusted, "by_kind": by_kind,
+            "running": None if holder is None else describe_holder(holder),
+            "results": results_problem,
         }
 
     # -------------------------------------------------------------- run
-    def run(self, backend="local", n_jobs=None, progress=True, stop=None, **options):
+    def run(self, backend="local", n_jobs=None, progress=True, stop=None, wait=False, **options):
         """Run every unfinished task and return the :class:`mempamal.Results`.
 
         ``backend`` is a registered name (``"local"``, ``"ipyparallel"``,
@@ -203,19 +236,29 @@ class Workflow:
         backend aborts and :class:`mempamal.RunCancelled` is raised.  This is
         ``submit(...).wait()``: Ctrl-C cancels the run and finished outputs stay.
 
+        One runner at a time: the run holds the workdir's lock
+        (:mod:`mempamal.lock`).  When another live process holds it, the run
+        is refused with :class:`mempamal.lock.WorkdirLocked` naming it, or
+        waits for it with ``wait=True`` (or at most ``wait`` seconds).  A lock
+        left by a killed runner is taken over.  A missing or corrupt
+        ``results.json`` of a finished workdir is written again.
+
         Examples
         --------
         >>> res = wf.run(backend="local", n_jobs=2)         # doctest: +SKIP
+        >>> res = wf.run(n_jobs=2, wait=600)   # queue behind a running run  # doctest: +SKIP
         """
-        return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, **options).wait()
+        return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait, **options).wait()
 
-    def submit(self, backend="local", n_jobs=None, progress=False, stop=None, **options):
+    def submit(self, backend="local", n_jobs=None, progress=False, stop=None, wait=False, **options):
         """Start running the unfinished tasks in a background thread; return a :class:`mempamal.Run` at once.
 
         Same arguments as :meth:`run`.  The caller stays free (a notebook
         kernel keeps executing cells); ``run.status()``, ``run.results()``
         (finished outer folds), ``run.cancel()`` and ``run.wait()`` follow it.
-        Bad arguments raise here, before anything starts.
+        Bad arguments raise here, before anything starts, and so does
+        :class:`mempamal.lock.WorkdirLocked` unless ``wait`` asks to queue
+        behind the current runner (then the driver thread waits).
 
         Examples
         --------
@@ -231,23 +274,61 @@ class Workflow:
         if n_jobs is not None:
             effective_n_jobs(n_jobs)  # the argument check, raised in the caller's thread
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
+        self.tasks  # verifies tasks.json before anything runs
+        lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
+        if not wait:
+            lock.acquire()  # refused here, in the caller's thread
 
         def execute(stop_event):
-            return self._execute(runner, n_jobs, progress, stop_event)
+            return self._execute(runner, n_jobs, progress, stop_event, lock)
 
-        # A backend that can attach to its own submissions runs jobs that outlive this process.
-        return Run(self, execute, backend_name=name, stop=stop, outlives_driver=hasattr(runner, "attach"))
+        try:
+            # A backend that can attach to its own submissions runs jobs that outlive this process.
+            return Run(self, execute, backend_name=name, stop=stop, outlives_driver=hasattr(runner, "attach"))
+        except BaseException:
+            lock.release()
+            raise
 
-    def _execute(self, runner, n_jobs, progress, stop):
-        """Run the pending tasks with ``runner`` (in the driver thread); the Results."""
+    def _execute(self, runner, n_jobs, progress, stop, lock):
+        """Run the pending tasks with ``runner`` under ``lock`` (in the driver thread); the Results."""
+        try:
+            if not lock.holds():
+                lock.acquire(stop=stop)
+            # One clear error here rather than the same one from every task.
+            integrity.verify_build_files(self.workdir, self.manifest)
+            done, untrusted = self.check_outputs()
+            _report_untrusted(untrusted)
+            for task_id in untrusted:
+                # Gone before the task runs: it would only be reported twice.
+                store.output_path(self.workdir, task_id).unlink(missing_ok=True)
+            pending = [task.id for task in self.tasks if task.id not in done]
+            if not pending and not self._results_ok():
+                # Finished workdir, lost results: the final task rewrites them.
+                pending = ["final"]
+                store.output_path(self.workdir, "final").unlink(missing_ok=True)
+            if pending:
+                extra = {} if stop is None else {"stop": stop}  # backends written before `stop` existed
+                failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
+                if failed:
+                    raise WorkflowError(failed, self.workdir)
+            return self.results()
+        finally:
+            lock.release()
+
+    def _results_ok(self):
+        from .results import results_problem
+
+        return results_problem(self.workdir, self.manifest["build_id"]) is None
+
+    def results(self):
+        """The :class:`mempamal.Results` of this finished workdir.
+
+        Examples
+        --------
+        >>> mp.Workflow.open("runs/iris").results()        # doctest: +SKIP
+        """
         from .results import Results
 
-        pending = self.pending_ids()
-        if pending:
-            extra = {} if stop is None else {"stop": stop}  # backends written before `stop` existed
-            failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
-            if failed:
-                raise WorkflowError(failed, self.workdir)
         return Results.load(self.workdir)
 
     def attach(self, progress=False):
@@ -341,3 +422,14 @@ class Workflow:
     def __repr__(self):
         status = self.status()
         return f"<Workflow {self.workdir}: {status['total']} tasks, {status['done']} done>"
+
+
+def _report_untrusted(untrusted, limit=5):
+    """Warn about outputs that will run again: each one, or a summary when many."""
+    problems = [untrusted[task_id] for task_id in sorted(untrusted)]
+    if len(problems) <= limit:
+        for problem in problems:
+            warnings.warn(f"Not trusting an output: {problem}; its task will run again.", stacklevel=3)
+        return
+    examples = "; ".join(problems[:limit])
+    warnings.warn(f"Not trusting {len(problems)} outputs, which will run again; e.g. {examples}", stacklevel=3)

@@ -1,0 +1,238 @@
+"""Is this workdir what its build wrote?  Digests, stamps and their checks.
+
+Three guards, all cheap enough to run before every task:
+
+- ``manifest.json`` keeps the digest of ``tasks.json`` and the size and
+  sha256 of ``experiment.pkl``, ``data/*`` and ``splits/*``: an edited,
+  truncated or swapped file is refused, naming it, before anything is
+  unpickled from it.
+- Every output starts with a stamp: its task id, the build id and a digest of
+  the task's definition.  An output that is corrupt, another task's, another
+  build's or for an older definition of the task is never counted as done.
+- :func:`scan_outputs` applies that judgement to a whole ``outputs/`` folder
+  (what ``status`` and ``run`` count).
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from .store import (
+    DATA_DIR, EXPERIMENT, MANIFEST, OUTPUTS_DIR, SPLITS_DIR, TASKS, WorkdirError, read_json,
+)
+
+
+def tasks_digest(table):
+    """Hash of the task table: changes exactly when some task's definition does.
+
+    Kept in the manifest; a ``tasks.json`` whose digest differs was edited
+    (or swapped) after the build and is refused.
+
+    Examples
+    --------
+    >>> tasks_digest({"tasks": []}) == tasks_digest({"tasks": []})
+    True
+    """
+    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def check_tasks_digest(workdir, table, manifest):
+    """Refuse a ``tasks.json`` that is not the one the build wrote.
+
+    Examples
+    --------
+    >>> check_tasks_digest("wd", {"tasks": []}, {"tasks_digest": tasks_digest({"tasks": []})})
+    """
+    if tasks_digest(table) != manifest.get("tasks_digest"):
+        raise WorkdirError(
+            f"{Path(workdir) / TASKS} does not match the digest recorded in {Path(workdir) / MANIFEST}: "
+            "one of them was edited or replaced after the build (a task row removed or changed?). "
+            "Build the workdir again to recreate them."
+        )
+
+
+def task_definition_digest(task_id, kind, deps, split_set, outer, inner, points):
+    """Digest of what one task computes, stamped on its output.
+
+    A rebuild that re-chunks the grid keeps the build id but changes some
+    definitions; their old outputs must not be trusted.  ``split_set`` None
+    (the final task) and ``"main"`` are the same thing.
+
+    Examples
+    --------
+    >>> a = task_definition_digest("fit-o0-i0-c0", "fit", [], "main", 0, 0, [0, 1])
+    >>> a == task_definition_digest("fit-o0-i0-c0", "fit", [], "main", 0, 0, [0, 2])
+    False
+    """
+    fields = [task_id, kind, list(deps), split_set or "main", outer, inner, None if points is None else list(points)]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+
+
+def output_stamp(task_id, build_id, definition):
+    """The fields every output starts with: which task, which build, which definition.
+
+    Examples
+    --------
+    >>> output_stamp("final", "b1", "d1")
+    {'task': 'final', 'build': 'b1', 'definition': 'd1'}
+    """
+    return {"task": task_id, "build": build_id, "definition": definition}
+
+
+def output_problem(path, task_id, build_id, definition):
+    """Why the output file ``path`` cannot be trusted, or None when it can.
+
+    Cheap enough to run on every output: the files are small JSON records.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "final.json"
+    >>> _ = path.write_text(json.dumps(output_stamp("final", "b1", "d1")))
+    >>> output_problem(path, "final", "b1", "d1") is None
+    True
+    >>> "another build" in output_problem(path, "final", "b2", "d1")
+    True
+    """
+    try:
+        with open(path, "rb") as handle:
+            payload = handle.read()
+        output = json.loads(payload)
+    except FileNotFoundError:
+        return f"{path} is missing"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return f"Corrupt file {path} (not complete JSON: {exc})"
+    if not isinstance(output, dict):
+        return f"Corrupt file {path} (not a JSON object)"
+    if output.get("task") != task_id:
+        return f"{path} is the output of task {output.get('task')!r}, not of {task_id!r} (copied or renamed)"
+    if output.get("build") != build_id:
+        return (f"{path} was written by another build ({output.get('build')!r}; this workdir is build "
+                f"{build_id!r}): the workdir was rebuilt after that task started")
+    if output.get("definition") != definition:
+        return f"{path} was written for another definition of task {task_id!r} (the task table changed since)"
+    return None
+
+
+def read_output(path, task_id, build_id, definition):
+    """Load a task output after checking its stamp; :class:`WorkdirError` names the file.
+
+    Examples
+    --------
+    >>> read_output("wd/outputs/final.json", "final", "b1", "d1")   # doctest: +SKIP
+    """
+    problem = output_problem(path, task_id, build_id, definition)
+    if problem is not None:
+        raise WorkdirError(f"{problem}; run that task again (mempamal run resumes it).")
+    return read_json(path)
+
+
+def scan_outputs(workdir, build_id, definition_of, cache=None):
+    """``(done, problems)``: ids whose output is trusted, and ``{id: why not}``.
+
+    ``definition_of(task_id)`` gives the expected definition digest, or None
+    for a file that is no task's output (ignored).  ``cache`` (a dict kept by
+    the caller) skips files unchanged since the last scan.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> scan_outputs(tempfile.mkdtemp(), "b1", lambda task_id: None)
+    (set(), {})
+    """
+    folder = Path(workdir) / OUTPUTS_DIR
+    cache = {} if cache is None else cache
+    done, problems = set(), {}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return done, problems
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        task_id = name[:-5]
+        definition = definition_of(task_id)
+        if definition is None:
+            continue
+        try:
+            info = entry.stat()
+        except FileNotFoundError:
+            continue
+        key = (task_id, info.st_ino, info.st_size, info.st_mtime_ns, build_id, definition)
+        if key not in cache:
+            cache[key] = output_problem(entry.path, task_id, build_id, definition)
+        if cache[key] is None:
+            done.add(task_id)
+        else:
+            problems[task_id] = cache[key]
+    return done, problems
+
+
+def file_digest(path):
+    """Size and sha256 of a file (whole file up to 64 MB, else its first and
+    last 8 MB: cheap for large data, still catches a swap or a truncation).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "x"
+    >>> _ = path.write_bytes(b"abc")
+    >>> file_digest(path)["size"]
+    3
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        if size <= 64 * 2**20:
+            for block in iter(lambda: handle.read(2**20), b""):
+                digest.update(block)
+        else:
+            digest.update(handle.read(8 * 2**20))
+            handle.seek(size - 8 * 2**20)
+            digest.update(handle.read())
+    return {"size": size, "sha256": digest.hexdigest()[:32]}
+
+
+def build_file_digests(workdir):
+    """``{relative path: digest}`` of the experiment, data and split files.
+
+    Examples
+    --------
+    >>> sorted(build_file_digests("runs/iris"))     # doctest: +SKIP
+    ['data/X.npy', 'data/y.npy', 'experiment.pkl', 'splits/main.npz']
+    """
+    workdir = Path(workdir)
+    names = [EXPERIMENT] + [
+        f"{folder}/{name}" for folder in (DATA_DIR, SPLITS_DIR)
+        for name in sorted(os.listdir(workdir / folder)) if not name.startswith(".")
+    ]
+    return {name: file_digest(workdir / name) for name in names}
+
+
+def verify_build_files(workdir, manifest):
+    """Refuse a workdir whose experiment, data or split files changed since the build.
+
+    Truncated, overwritten or swapped files are named; nothing is unpickled
+    or memory-mapped from them.
+
+    Examples
+    --------
+    >>> verify_build_files("runs/iris", read_json("runs/iris/manifest.json"))   # doctest: +SKIP
+    """
+    workdir = Path(workdir)
+    for name, expected in manifest.get("files", {}).items():
+        path = workdir / name
+        try:
+            actual = file_digest(path)
+        except FileNotFoundError:
+            raise WorkdirError(f"Missing file {path}; build the workdir again.") from None
+        if actual != expected:
+            how = (f"{actual['size']} bytes instead of {expected['size']}" if actual["size"] != expected["size"]
+                   else "same size, other content")
+            raise WorkdirError(
+                f"{path} is not the file this build wrote ({how}, according to {workdir / MANIFEST}): "
+                "it was truncated, overwritten or swapped. Build the workdir again."
+            )
