@@ -114,6 +114,14 @@ def test_waiting_for_a_lock_gives_up_after_the_timeout_naming_the_holder(tmp_pat
         assert output_files(workflow.workdir) == []
         with pytest.raises(WorkdirLocked):
             exp.build(X, y, workdir=workflow.workdir, overwrite=True)
+        with pytest.raises(WorkdirLocked):  # refused at once, in the caller's thread
+            workflow.submit(n_jobs=1)
+        queued = workflow.submit(n_jobs=1, wait=True)  # its driver thread waits...
+        time.sleep(1.0)
+        assert not queued.done()
+        queued.cancel()  # ...until cancelled
+        with pytest.raises(WorkdirLocked, match="Stopped waiting"):
+            queued.wait(timeout=30)
     assert (workflow.workdir / "manifest.json").exists()
     workflow.run(n_jobs=1, progress=False)
 
