@@ -307,7 +307,7 @@ class Workflow:
                 pending = ["final"]
                 store.output_path(self.workdir, "final").unlink(missing_ok=True)
             if pending:
-                extra = {} if stop is None else {"stop": stop}  # backends written before `stop` existed
+                extra = {"stop": stop} if stop is not None and _accepts_stop(runner) else {}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
                 if failed:
                     raise WorkflowError(failed, self.workdir)
@@ -433,3 +433,11 @@ def _report_untrusted(untrusted, limit=5):
         return
     examples = "; ".join(problems[:limit])
     warnings.warn(f"Not trusting {len(problems)} outputs, which will run again; e.g. {examples}", stacklevel=3)
+
+
+def _accepts_stop(runner):
+    """False for backends written before ``run(..., stop=)`` existed: they get no ``stop``."""
+    import inspect
+
+    parameters = inspect.signature(runner.run).parameters.values()
+    return any(p.name == "stop" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
