@@ -35,11 +35,22 @@ def _children():
     return found
 
 
-def test_private_local_cluster_gives_sklearns_answer_and_leaves_no_process(tmp_path):
-    before = _children()
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Clusters made by the tests themselves write their workers' settings
+    (OMP_NUM_THREADS=1, ...) into os.environ: undo it for the tests after these."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_private_local_cluster_gives_sklearns_answer_and_leaves_no_process_or_setting(tmp_path):
+    before, environment = _children(), dict(os.environ)
     experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
     results = experiment.build(X, y, workdir=tmp_path / "wd").run(backend="dask", n_jobs=2, progress=False)
     assert_matches_sklearn(results, experiment, X, y)
+    assert dict(os.environ) == environment  # no OMP_NUM_THREADS=1 left for what runs next
     deadline = time.monotonic() + 30
     while _children() - before and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -147,7 +158,13 @@ def test_ctrl_c_stops_the_private_cluster_and_keeps_finished_work(tmp_path):
 
 @pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
 def test_dask_jobqueue_slurm_cluster_gives_sklearns_answer_with_jobs_in_squeue(tmp_path):
-    dask_jobqueue = pytest.importorskip("dask_jobqueue", reason="needs dask-jobqueue (mempamal[dask])")
+    # dask_jobqueue's runner module replaces Python's Ctrl-C handler with
+    # sys.exit() when imported: keep it from breaking later tests' Ctrl-C.
+    sigint_handler = signal.getsignal(signal.SIGINT)
+    try:
+        dask_jobqueue = pytest.importorskip("dask_jobqueue", reason="needs dask-jobqueue (mempamal[dask])")
+    finally:
+        signal.signal(signal.SIGINT, sigint_handler)
     experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd")
     logs = tmp_path / "logs"

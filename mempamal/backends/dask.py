@@ -131,14 +131,31 @@ class DaskBackend(Backend):
         n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
         # Single-threaded worker processes: the GIL and BLAS threads are
         # handled per task (run_batch limits them), as the local backend does.
-        cluster = distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-            silence_logs=logging.ERROR)
+        # distributed's nannies write their workers' settings (OMP_NUM_THREADS=1,
+        # MALLOC_TRIM_THRESHOLD_, ...) into *our* os.environ; every process the
+        # user starts afterwards -- e.g. a local run with limit_threads=False --
+        # would inherit them.  Put the environment back as it was.
+        environment = dict(os.environ)
         try:
-            with distributed.Client(cluster) as client:
-                yield client, n_threads
+            cluster = distributed.LocalCluster(
+                n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                silence_logs=logging.ERROR)
+            try:
+                with distributed.Client(cluster) as client:
+                    yield client, n_threads
+            finally:
+                cluster.close()
         finally:
-            cluster.close()
+            _restore_environment(environment)
+
+
+def _restore_environment(saved):
+    """Make ``os.environ`` equal to ``saved`` again (keys added, changed or removed)."""
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    for name, value in saved.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 class DaskPool(WorkerPool):
