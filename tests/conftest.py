@@ -87,19 +87,6 @@ def comparable(raw):
     return repr(raw)
 
 
-def slurm_answers():
-    """Whether a Slurm controller answers here (``sinfo``): cluster tests skip otherwise."""
-    import shutil
-    import subprocess
-
-    if shutil.which("sinfo") is None:
-        return False
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def squeue_job_ids(name):
     """Ids of the Slurm jobs called ``name`` that ``squeue`` lists now."""
     import subprocess

@@ -15,7 +15,8 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
-from conftest import SLOW_MODULE, assert_matches_sklearn, slurm_answers, squeue_job_ids
+from slurm_cluster import require_slurm
+from conftest import SLOW_MODULE, assert_matches_sklearn, squeue_job_ids
 
 distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
 
@@ -156,8 +157,8 @@ def test_ctrl_c_stops_the_private_cluster_and_keeps_finished_work(tmp_path):
     assert 0 < workflow.status()["done"] < len(workflow.tasks)
 
 
-@pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
 def test_dask_jobqueue_slurm_cluster_gives_sklearns_answer_with_jobs_in_squeue(tmp_path):
+    require_slurm()
     # dask_jobqueue's runner module replaces Python's Ctrl-C handler with
     # sys.exit() when imported: keep it from breaking later tests' Ctrl-C.
     sigint_handler = signal.getsignal(signal.SIGINT)

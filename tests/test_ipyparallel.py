@@ -11,7 +11,8 @@ from sklearn.datasets import load_iris
 
 import mempamal as mp
 
-from conftest import SLOW_MODULE, assert_matches_sklearn, comparable, slurm_answers, squeue_job_ids
+from slurm_cluster import require_slurm
+from conftest import SLOW_MODULE, assert_matches_sklearn, comparable, squeue_job_ids
 
 X, y = load_iris(return_X_y=True)
 
@@ -190,8 +191,8 @@ def test_ctrl_c_aborts_engines_stops_private_cluster_and_keeps_finished_work(tmp
     assert 0 < workflow.status()["done"] < len(workflow.tasks)
 
 
-@pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
 def test_auto_started_slurm_engines_are_jobs_in_squeue_give_sklearns_answer_and_are_stopped(tmp_path, monkeypatch):
+    require_slurm()
     import tempfile
 
     private_tmp = tmp_path / "tmp"

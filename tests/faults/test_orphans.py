@@ -20,7 +20,8 @@ from sklearn.datasets import load_iris
 
 import mempamal as mp
 
-from conftest import SLOW_MODULE, assert_matches_sklearn, slurm_answers, squeue_job_ids
+from slurm_cluster import require_slurm
+from conftest import SLOW_MODULE, assert_matches_sklearn, squeue_job_ids
 
 psutil = pytest.importorskip("psutil", reason="the orphan checks list processes with psutil")
 
@@ -109,8 +110,8 @@ def _resume_redoes_nothing_and_matches_sklearn(workflow, reference):
     assert_matches_sklearn(results, reference, X, y)
 
 
-@pytest.mark.skipif(not slurm_answers(), reason="no running Slurm: sinfo does not answer (ci/slurm/start.sh)")
 def test_sigkilled_driver_of_slurm_engines_leaves_no_process_and_no_job(tmp_path, monkeypatch):
+    require_slurm()
     pytest.importorskip("ipyparallel", reason="the ipyparallel backend needs ipyparallel")
     workflow, reference = _slow_workflow(tmp_path, monkeypatch)
     script = ("import sys, mempamal as mp; mp.Workflow.open(sys.argv[1]).run("
