@@ -29,6 +29,7 @@ _EXPORTS = {
     "run_task": "mempamal.tasks",
     "TaskError": "mempamal.tasks",
     "WorkdirError": "mempamal.store",
+    "WorkdirLocked": "mempamal.lock",
 }
 
 __all__ = sorted(_EXPORTS)
