@@ -81,8 +81,7 @@ class Results:
         store.check_workdir_is_safe(workdir)
         integrity.verify_build_files(workdir, manifest)  # before unpickling experiment.pkl
         raise_or_warn_about_fit_failures(raw)
-        with open(workdir / store.EXPERIMENT, "rb") as handle:
-            experiment = cloudpickle.load(handle)
+        experiment = store.load_pickle(workdir, workdir / store.EXPERIMENT, cloudpickle.load)
         return cls(workdir, raw, experiment)
 
     # ------------------------------------------------------------ tables
