@@ -270,3 +270,4 @@ def as_indexable(value):
     if hasattr(value, "iloc") or isinstance(value, np.ndarray):
         return value
     return np.asarray(value)
+
