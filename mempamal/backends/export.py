@@ -172,10 +172,14 @@ def _shell_text(entries, workdir):
 
 # Characters make reads specially in a rule line, escaped with a backslash:
 # blanks split names, '#' starts a comment, ':' and ';' end the target list
-# and the prerequisites. '%' makes a target a pattern rule, but only there:
-# make removes the backslash of '\%' in targets and keeps it in
-# prerequisites, so the two are escaped differently. '$' is doubled.
-_MAKE_SPECIAL = " #:;"
+# and the prerequisites, '*', '?' and '[' are wildcards. Two more differ
+# between targets and prerequisites (GNU make 4): '%' makes a *target* a
+# pattern rule and '|' starts order-only *prerequisites*; each is escaped
+# only where it is special, since elsewhere make keeps the backslash as part
+# of the name. '$' is doubled.
+_MAKE_SPECIAL = " #:;*?["
+_MAKE_SPECIAL_IN_TARGETS = "%"
+_MAKE_SPECIAL_IN_PREREQUISITES = "|"
 
 
 def _check_makefile_path(text, argument):
@@ -197,13 +201,12 @@ def make_escape(text, target=False, argument="the path"):
     --------
     >>> make_escape("/runs/a b#1/outputs")
     '/runs/a\\ b\\#1/outputs'
-    >>> make_escape("/runs/100%/x", target=True), make_escape("/runs/100%/x")
-    ('/runs/100\\%/x', '/runs/100%/x')
+    >>> make_escape("/runs/100%|x", target=True), make_escape("/runs/100%|x")
+    ('/runs/100\\%|x', '/runs/100%\\|x')
     """
     _check_makefile_path(text, argument)
-    escaped = "".join("\\" + char if char in _MAKE_SPECIAL else char for char in text)
-    if target:
-        escaped = escaped.replace("%", "\\%")
+    special = _MAKE_SPECIAL + (_MAKE_SPECIAL_IN_TARGETS if target else _MAKE_SPECIAL_IN_PREREQUISITES)
+    escaped = "".join("\\" + char if char in special else char for char in text)
     return escaped.replace("$", "$$")
 
 
@@ -226,7 +229,7 @@ def _makefile_text(entries, workdir):
     outputs = str(Path(workdir) / store.OUTPUTS_DIR)
     lines = [
         "# mempamal workflow: `make -j N` runs the task graph with N parallel tasks.",
-        "# Paths are escaped for make (targets and prerequisites differ for '%').",
+        "# Paths are escaped for make (targets and prerequisites differ for '%' and '|').",
         f"TARGETS := {make_escape(outputs, target=True)}",
         f"OUTPUTS := {make_escape(outputs)}",
         ".PHONY: all",
