@@ -184,9 +184,12 @@ FOLDERS = ["outputs", "logs", "data", "splits"]
 def test_world_writable_workdir_folder_is_refused_with_the_reason(tmp_path, folder):
     workflow = _experiment().build(*_data("numpy"), workdir=tmp_path / "wd")
     os.chmod(workflow.workdir / folder, 0o777)
-    with pytest.raises(mp.WorkflowError, match=rf"{folder}: it is writable by other users"):
+    with pytest.raises(store.WorkdirError, match=rf"{folder}: it is writable by other users"):
         workflow.run(n_jobs=1, progress=False)
     assert store.finished_task_ids(workflow.workdir) == set()
+    # Each task refuses too (a worker may be started by another runner).
+    with pytest.raises(mp.TaskError, match=rf"{folder}: it is writable by other users"):
+        mp.run_task(workflow.workdir, "score-o0")
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
@@ -195,7 +198,7 @@ def test_workdir_folder_replaced_by_a_link_is_refused_with_the_reason(tmp_path, 
     shared = tmp_path / "shared"
     shutil.move(workflow.workdir / folder, shared)
     os.symlink(shared, workflow.workdir / folder)
-    with pytest.raises(mp.WorkflowError, match=rf"{folder}: it is a symbolic link"):
+    with pytest.raises(store.WorkdirError, match=rf"{folder}: it is a symbolic link"):
         workflow.run(n_jobs=1, progress=False)
 
 
