@@ -11,7 +11,16 @@ def _fail(argument, expected, got, owner="Experiment", exc=ValueError):
 
 
 def check_estimator(estimator):
-    """An estimator instance that ``sklearn.base.clone`` can copy (every task fits a clone)."""
+    """An estimator instance that ``sklearn.base.clone`` can copy (every task fits a clone).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> check_estimator(LogisticRegression)
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'estimator' parameter of Experiment must be an estimator instance such as LogisticRegression(); got the class LogisticRegression instead.
+    """
     if isinstance(estimator, type):
         raise TypeError(
             f"The 'estimator' parameter of Experiment must be an estimator instance such as "
@@ -31,7 +40,16 @@ def check_estimator(estimator):
 
 
 def check_random_state(random_state):
-    """None, an int in [0, 2**32 - 1] or a ``numpy.random.RandomState``, as scikit-learn."""
+    """None, an int in [0, 2**32 - 1] or a ``numpy.random.RandomState``, as scikit-learn.
+
+    Examples
+    --------
+    >>> check_random_state(0)
+    >>> check_random_state("x")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'random_state' parameter of Experiment must be an int in the range [0, 4294967295], an instance of 'numpy.random.RandomState' or None; got 'x' instead.
+    """
     if random_state is None or isinstance(random_state, np.random.RandomState):
         return
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool) \
@@ -163,7 +181,15 @@ def _check_array_like(value, argument):
 
 
 def check_data(X, y, groups):
-    """Check X, y and groups before anything is written."""
+    """Check X, y and groups before anything is written.
+
+    Examples
+    --------
+    >>> check_data([[0.0], [1.0]], 3, None)
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'y' argument of Experiment.build must be array-like with one entry per sample; got 3 instead.
+    """
     if X is None:
         raise ValueError("The 'X' argument of Experiment.build is required; got None.")
     if y is None:
@@ -190,7 +216,15 @@ def check_data(X, y, groups):
 
 
 def check_build_arguments(workdir, overwrite, chunk_size):
-    """``workdir``, ``overwrite`` and ``chunk_size`` of ``Experiment.build``."""
+    """``workdir``, ``overwrite`` and ``chunk_size`` of ``Experiment.build``.
+
+    Examples
+    --------
+    >>> check_build_arguments("", False, "auto")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'workdir' argument of build must be a non-empty path (use '.' to mean the current folder); got '' instead.
+    """
     import os
 
     if not isinstance(workdir, (str, os.PathLike)):
@@ -242,7 +276,15 @@ def _check_indices(indices, n_samples, argument, where):
 
 
 def check_split_set(split_set, n_samples):
-    """Every stored split must index the data it splits (caught at build, not at run)."""
+    """Every stored split must index the data it splits (caught at build, not at run).
+
+    Examples
+    --------
+    >>> check_split_set({"outer": [(np.arange(3), np.array([3]))], "inner": []}, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'cv' parameter of Experiment gave indices out of range for the test set of split 0 (3 samples): they must be in [0, 3); got min 3, max 3.
+    """
     if not split_set["outer"]:
         raise ValueError("The 'cv' parameter of Experiment gave no splits.")
     for fold, (train, test) in enumerate(split_set["outer"]):

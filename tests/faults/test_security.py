@@ -124,13 +124,18 @@ def _linked_folder(workdir, relative):
 FAULTS = [_group_writable_file, _world_writable_file, _group_writable_folder, _linked_folder]
 
 
+def _workdir_with_planted_pickle(tmp_path, relative, kind):
+    """A built workdir whose ``relative`` pickle creates the returned marker when loaded."""
+    workdir = _experiment().build(*_data(kind), workdir=tmp_path / "wd").workdir
+    marker = tmp_path / "unpickled"
+    plant_pickle(workdir / relative, marker)
+    return workdir, marker
+
+
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.__name__.strip("_"))
 @pytest.mark.parametrize("relative,kind", PICKLES, ids=[p for p, _ in PICKLES])
 def test_pickle_writable_by_others_or_behind_a_link_is_refused_before_unpickling(tmp_path, relative, kind, fault):
-    workflow = _experiment().build(*_data(kind), workdir=tmp_path / "wd")
-    workdir = workflow.workdir
-    marker = tmp_path / "unpickled"
-    plant_pickle(workdir / relative, marker)
+    workdir, marker = _workdir_with_planted_pickle(tmp_path, relative, kind)
     reason = fault(workdir, relative)
     with pytest.raises(mp.TaskError, match=reason) as raised:
         mp.run_task(workdir, "score-o0")
@@ -143,10 +148,7 @@ def test_pickle_writable_by_others_or_behind_a_link_is_refused_before_unpickling
 
 @pytest.mark.parametrize("relative,kind", PICKLES, ids=[p for p, _ in PICKLES])
 def test_pickle_owned_by_another_user_is_refused_before_unpickling(tmp_path, relative, kind, other_user):
-    workflow = _experiment().build(*_data(kind), workdir=tmp_path / "wd")
-    workdir = workflow.workdir
-    marker = tmp_path / "unpickled"
-    plant_pickle(workdir / relative, marker)
+    workdir, marker = _workdir_with_planted_pickle(tmp_path, relative, kind)
     os.chown(workdir / relative, other_user, -1)
     with pytest.raises(mp.TaskError, match=rf"{relative.split('/')[-1]}.*belongs to another user \(uid {other_user}\)"):
         mp.run_task(workdir, "score-o0")
