@@ -127,6 +127,9 @@ CASES = [
         cv=[(np.arange(100) * 1.0, np.arange(100, 150) * 1.0)])), ValueError, r"'cv'.*integer indices"),
     Case("cv-short-mask", lambda new, wf: _build(new, experiment=_exp(
         cv=[(np.ones(10, bool), np.zeros(10, bool))])), ValueError, r"'cv'.*boolean mask"),
+    Case("cv-out-of-range-with-overwrite-keeps-the-old-workdir", lambda new, wf: _build(
+        wf.workdir, experiment=_exp(cv=[(np.arange(100), np.arange(100, 151))]), overwrite=True),
+        ValueError, r"'cv'.*out of range", True),
     Case("cv-no-splits", lambda new, wf: _build(new, experiment=_exp(cv=[])), ValueError, r"'cv'.*no splits"),
     Case("inner_cv-index-out-of-range", lambda new, wf: _build(new, experiment=_exp(
         param_grid=GRID, cv=3, inner_cv=[(np.arange(50), np.arange(50, 140))])),
