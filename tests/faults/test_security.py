@@ -121,7 +121,15 @@ def _linked_folder(workdir, relative):
     return "symbolic link"
 
 
-FAULTS = [_group_writable_file, _world_writable_file, _group_writable_folder, _linked_folder]
+def _linked_file(workdir, relative):
+    """The pickle itself replaced by a link to a (private, our own) file elsewhere."""
+    elsewhere = workdir.parent / "elsewhere.pkl"
+    shutil.move(workdir / relative, elsewhere)
+    os.symlink(elsewhere, workdir / relative)
+    return "symbolic link"
+
+
+FAULTS = [_group_writable_file, _world_writable_file, _group_writable_folder, _linked_folder, _linked_file]
 
 
 def _workdir_with_planted_pickle(tmp_path, relative, kind):
