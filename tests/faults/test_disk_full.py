@@ -8,6 +8,7 @@ permission to mount; skipped otherwise) and the portable ``RLIMIT_FSIZE``
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -124,31 +125,47 @@ def test_cli_build_and_run_on_a_full_tmpfs_exit_1_with_the_file_name(small_tmpfs
 
 # -------------------------------------------------------- RLIMIT_FSIZE
 BUILD_SCRIPT = """
-import sys, numpy as np, mempamal as mp
+import errno, sys, numpy as np, pandas as pd, scipy.sparse as sp, mempamal as mp
 from sklearn.linear_model import LogisticRegression
 rng = np.random.RandomState(0)
 X, y = rng.normal(size=({n}, {p})), np.arange({n}) % 2
+X = {{"numpy": X, "sparse": sp.csr_matrix(X), "pandas": pd.DataFrame(X)}}[{kind!r}]
 try:
-    mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=sys.argv[1] if len(sys.argv) > 1 else {workdir!r})
+    mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir={workdir!r})
 except mp.store.DiskFullError as exc:
-    print("DISKFULL", exc.errno, exc.path, exc, sep="\\n")
+    print(errno.errorcode[exc.errno], exc.path, exc, sep="\\n")
     sys.exit(3)
 """
 
 
-def test_build_past_the_file_size_limit_names_the_file_and_leaves_nothing(tmp_path):
+@pytest.mark.parametrize("kind,stored_as", [("numpy", "X.npy"), ("sparse", "X.npz"), ("pandas", "X.pkl")])
+def test_build_past_the_file_size_limit_names_the_file_and_leaves_nothing(tmp_path, kind, stored_as):
     workdir = tmp_path / "wd"
-    script = BUILD_SCRIPT.format(n=N_BIG, p=N_FEATURES, workdir=str(workdir))
+    script = BUILD_SCRIPT.format(n=N_BIG, p=N_FEATURES, workdir=str(workdir), kind=kind)
     done = python_with_limits(script, file_size_limit=256 * 1024, cwd=tmp_path)
     assert done.returncode == 3, done.stdout + done.stderr
-    _, code, path, message = done.stdout.strip().split("\n", 3)
-    import errno
-
-    assert int(code) == errno.EFBIG
-    assert path == str(workdir / "data" / "X.npy")
-    assert "the disk is full" in message and "EFBIG" in message and "X.npy" in message
+    code, path, message = done.stdout.strip().split("\n", 2)
+    assert code == "EFBIG"
+    assert path == str(workdir / "data" / stored_as)
+    assert f"{stored_as}: the disk is full" in message and "EFBIG" in message
     assert not workdir.exists(), "the half-written workdir was left behind"
     assert sorted(os.listdir(tmp_path)) == [], os.listdir(tmp_path)
+
+
+def test_cli_run_past_the_file_size_limit_exits_1_naming_the_output_then_resumes(tmp_path):
+    """The limit reaches the local pool's worker processes too (they inherit it)."""
+    workflow = _experiment().build(X_IRIS, Y_IRIS, workdir=tmp_path / "wd")
+    run = [sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-n", "1", "--no-progress"]
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _limit_file_size(64))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"outputs/score-o\d\.json: the disk is full", done.stderr), done.stderr
+    assert "Traceback" not in done.stderr
+    assert store.finished_task_ids(workflow.workdir) == set()
+    _assert_no_temp_files(workflow.workdir)
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    expected = cross_validate(LogisticRegression(max_iter=300), X_IRIS, Y_IRIS, cv=3)["test_score"]
+    np.testing.assert_allclose(mp.Results.load(workflow.workdir).test_scores["score"], expected, rtol=0, atol=1e-12)
 
 
 def test_build_then_task_past_the_file_size_limit_keeps_nothing_half_written_and_resumes(tmp_path):
