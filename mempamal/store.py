@@ -6,15 +6,17 @@ A workdir is the single source of truth of a run::
       .mempamal          marker written first: "this folder belongs to mempamal"
       manifest.json      written LAST by a build: fingerprint, build id, counts
       experiment.pkl     the Experiment (cloudpickle: notebook classes included)
-      data/              X.npy | X.npz (sparse) | X.pkl (pandas); y.*; groups.*
+      data/              X.npy | X.npz (sparse) | X.pkl (pandas or object array); y.*; groups.*
       splits/            main.npz, perm-0.npz, ...: indices computed once
       tasks.json         the task list: id, kind, deps and what each task does
       outputs/<id>.json  one file per finished task (its existence = done)
       logs/<id>.err      traceback of a task that failed
       results.json       written by the ``final`` task
 
-Every write goes through :func:`atomic_write_bytes`, so a kill or a full disk
-never leaves a truncated file that a later run would trust.
+Every write goes through :func:`atomic_write`: user-only (0600, folders 0700,
+whatever the umask), and a kill or a full disk never leaves a truncated file
+that a later run would trust. Nothing is unpickled before :func:`load_pickle`
+has checked that no one else could have written it.
 """
 
 import errno
