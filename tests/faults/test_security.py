@@ -230,3 +230,25 @@ def test_outputs_planted_through_a_linked_folder_are_never_trusted(tmp_path):
         workflow.run(n_jobs=1, progress=False)  # ...but nothing of it is trusted
     with pytest.raises(store.WorkdirError, match=r"outputs: it is a symbolic link"):
         mp.Results.load(workflow.workdir)
+
+
+@pytest.mark.parametrize("relative", ["data/y.npy", "data/X.npy", "splits/main.npz"])
+def test_numeric_file_writable_by_others_is_refused_too(tmp_path, relative):
+    """Not code, but planted numbers would give wrong results that look right."""
+    workflow = _experiment().build(*_data("numpy"), workdir=tmp_path / "wd")
+    os.chmod(workflow.workdir / relative, 0o666)
+    with pytest.raises(mp.TaskError, match=rf"{relative}: it is writable by other users"):
+        mp.run_task(workflow.workdir, "score-o0")
+
+
+def test_a_whole_workdir_of_another_user_is_refused(tmp_path, other_user):
+    """E.g. a colleague's workdir copied with `cp -a`: run nothing of it."""
+    workdir, marker = _workdir_with_planted_pickle(tmp_path, "experiment.pkl", "numpy")
+    for folder, dirs, files in os.walk(workdir):
+        for name in [folder] + [os.path.join(folder, entry) for entry in dirs + files]:
+            os.chown(name, other_user, -1)
+    with pytest.raises(mp.TaskError, match=r"wd: it belongs to another user"):
+        mp.run_task(workdir, "score-o0")
+    with pytest.raises(store.WorkdirError, match=r"wd: it belongs to another user"):
+        mp.Workflow.open(workdir).run(n_jobs=1, progress=False)
+    assert not marker.exists()
