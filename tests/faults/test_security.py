@@ -252,3 +252,39 @@ def test_a_whole_workdir_of_another_user_is_refused(tmp_path, other_user):
     with pytest.raises(store.WorkdirError, match=r"wd: it belongs to another user"):
         mp.Workflow.open(workdir).run(n_jobs=1, progress=False)
     assert not marker.exists()
+
+
+def test_pickle_planted_by_a_real_second_user_process_is_never_unpickled(other_user):
+    """The whole attack with real processes: another user's process writes into a
+    data folder left world-writable; our task must refuse, not run their code."""
+    import pickle
+    import subprocess
+    import tempfile
+
+    from trust_helpers import OTHER_USER, TouchOnUnpickle
+
+    if shutil.which("runuser") is None:
+        pytest.skip("runuser is needed to act as the second user")
+    # pytest's own temporary folders are private to us: this one the second
+    # user can traverse (0711), as a shared scratch folder would be.
+    base = tempfile.mkdtemp(prefix="mempamal-h2-attack-", dir="/tmp")
+    try:
+        os.chmod(base, 0o711)
+        workflow = _experiment().build(*_data("pandas"), workdir=os.path.join(base, "wd"))
+        os.chmod(workflow.workdir, 0o711)
+        os.chmod(workflow.workdir / "data", 0o777)  # the mistake being exploited
+        planted = workflow.workdir / "data" / "X.pkl"
+        planted.unlink()
+        marker = os.path.join(base, "unpickled")
+        attack = subprocess.run(["runuser", "-u", OTHER_USER, "--", "sh", "-c", 'cat > "$0"', str(planted)],
+                                input=pickle.dumps(TouchOnUnpickle(marker)), capture_output=True, timeout=60)
+        assert attack.returncode == 0, attack.stderr
+        assert planted.stat().st_uid == other_user
+        with pytest.raises(mp.TaskError, match="data: it is writable by other users"):
+            mp.run_task(workflow.workdir, "score-o0")
+        os.chmod(workflow.workdir / "data", 0o700)  # the folder fixed, the planted file stays
+        with pytest.raises(mp.TaskError, match=r"X\.pkl: it belongs to another user"):
+            mp.run_task(workflow.workdir, "score-o0")
+        assert not os.path.exists(marker), "code planted by another user ran"
+    finally:
+        shutil.rmtree(base)
