@@ -107,3 +107,14 @@ def test_makefile_export_refuses_a_path_make_cannot_express_and_writes_nothing(t
     with pytest.raises(ValueError, match=rf"makefile export cannot express the '{where}' path"):
         workflow.export(tmp_path / "Makefile", format="makefile", **options)
     assert tree_snapshot(tmp_path) == before
+
+
+def test_cli_run_status_and_results_work_in_a_hostile_workdir(tmp_path):
+    import sys
+
+    workflow = _build(tmp_path)
+    for command in (["run", "-n", "2", "--no-progress"], ["status"], ["results", "--json"]):
+        argv = [sys.executable, "-m", "mempamal", command[0], str(workflow.workdir), *command[1:]]
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert done.returncode == 0, done.stderr
+    _assert_ran_everything_right(workflow, tmp_path)
