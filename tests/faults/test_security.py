@@ -179,14 +179,18 @@ def test_data_folder_owned_by_another_user_is_refused(tmp_path, other_user):
     assert not marker.exists()
 
 
-def test_results_load_checks_the_experiment_pickle_too(tmp_path):
-    workflow = _experiment().build(*_data("numpy"), workdir=tmp_path / "wd")
+@pytest.mark.parametrize("reader", ["Results.load", "Workflow.finished_folds"])
+def test_readers_of_results_check_the_experiment_pickle_too(tmp_path, reader):
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    workflow = experiment.build(*_data("numpy"), workdir=tmp_path / "wd")
     workflow.run(n_jobs=1, progress=False)
     marker = tmp_path / "unpickled"
     plant_pickle(workflow.workdir / "experiment.pkl", marker)
     os.chmod(workflow.workdir / "experiment.pkl", 0o660)
+    read = {"Results.load": lambda: mp.Results.load(workflow.workdir),
+            "Workflow.finished_folds": workflow.finished_folds}[reader]
     with pytest.raises(store.WorkdirError, match=r"experiment\.pkl.*writable by other users"):
-        mp.Results.load(workflow.workdir)
+        read()
     assert not marker.exists()
 
 
