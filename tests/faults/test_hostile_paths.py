@@ -62,9 +62,10 @@ def test_shell_export_runs_in_bash_with_a_hostile_workdir(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
-def test_makefile_export_runs_with_make_j2_with_a_hostile_workdir(tmp_path):
+@pytest.mark.parametrize("bundling", [{}, {"tasks_per_job": 2}], ids=["one-rule-per-task", "bundles"])
+def test_makefile_export_runs_with_make_j2_with_a_hostile_workdir(tmp_path, bundling):
     workflow = _build(tmp_path)
-    makefile = workflow.export(tmp_path / "Makefile", format="makefile")
+    makefile = workflow.export(tmp_path / "Makefile", format="makefile", **bundling)
     done = subprocess.run(["make", "-j", "2", "-f", str(makefile)], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     _assert_ran_everything_right(workflow, tmp_path)
