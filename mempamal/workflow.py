@@ -273,8 +273,6 @@ class Workflow:
         runner = get_backend(backend, **options)
         if n_jobs is not None:
             effective_n_jobs(n_jobs)  # the argument check, raised in the caller's thread
-        # One clear refusal up front rather than one per task (each task checks again).
-        store.check_workdir_is_safe(self.workdir)
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
         self.tasks  # verifies tasks.json before anything runs
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
