@@ -156,7 +156,8 @@ def test_cli_run_past_the_file_size_limit_exits_1_naming_the_output_then_resumes
     """The limit reaches the local pool's worker processes too (they inherit it)."""
     workflow = _experiment().build(X_IRIS, Y_IRIS, workdir=tmp_path / "wd")
     run = [sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-n", "1", "--no-progress"]
-    done = subprocess.run(run, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _limit_file_size(64))
+    # 250 bytes: room for the run's lock file (~190), not for a task output (~310).
+    done = subprocess.run(run, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _limit_file_size(250))
     assert done.returncode == 1, done.stdout + done.stderr
     assert re.search(r"outputs/score-o\d\.json: the disk is full", done.stderr), done.stderr
     assert "Traceback" not in done.stderr

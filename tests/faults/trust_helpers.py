@@ -33,14 +33,22 @@ def plant_pickle(path, marker):
 
 
 def tree_snapshot(root):
-    """Every entry under ``root`` (relative path -> kind, size, mode, mtime): detects any write."""
+    """Every entry under ``root`` (relative path -> mode, size, mtime): detects any write.
+
+    Folders are compared by mode only: the workdir lock (a file created and
+    removed while a build checks an existing workdir) changes a folder's
+    mtime without writing anything that stays.
+    """
+    import stat
+
     root = Path(root)
     snapshot = {}
     for folder, dirs, files in os.walk(root):
         for name in dirs + files:
             path = Path(folder) / name
             info = path.lstat()
-            snapshot[str(path.relative_to(root))] = (info.st_mode, info.st_size, info.st_mtime_ns)
+            snapshot[str(path.relative_to(root))] = (
+                (info.st_mode,) if stat.S_ISDIR(info.st_mode) else (info.st_mode, info.st_size, info.st_mtime_ns))
     return snapshot
 
 
