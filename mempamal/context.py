@@ -82,10 +82,9 @@ class WorkdirContext:
         self.build_id = manifest["build_id"]
         self.records, self.split_set_info = load_task_table(self.workdir, manifest)
         try:
-            with open(self.workdir / store.EXPERIMENT, "rb") as handle:
-                self.experiment = cloudpickle.load(handle)
-        except FileNotFoundError:
-            raise store.WorkdirError(f"Missing file {self.workdir / store.EXPERIMENT}.") from None
+            self.experiment = store.load_pickle(self.workdir, self.workdir / store.EXPERIMENT, cloudpickle.load)
+        except store.WorkdirError:
+            raise
         except Exception as exc:
             raise store.WorkdirError(
                 f"Could not load {self.workdir / store.EXPERIMENT} ({type(exc).__name__}: {exc}); "

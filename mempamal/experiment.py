@@ -4,6 +4,7 @@ Everything is validated before the first file is written; the manifest is
 written last, so an interrupted build is never trusted by a later run.
 """
 
+import numbers
 import shutil
 import sys
 import time
@@ -67,6 +68,7 @@ class Experiment:
         validation.check_error_score(error_score)
         self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
         validation.check_n_permutations(n_permutations)
+        validation.check_random_state(random_state)
         validation.warn_unused_inner_cv(param_grid, inner_cv)
         self.estimator = estimator
         self.param_grid = param_grid
@@ -133,9 +135,9 @@ class Experiment:
 
         Returns the :class:`mempamal.Workflow`.
         """
+        validation.check_build_arguments(workdir, overwrite, chunk_size)
         validation.check_data(X, y, groups)
-        if chunk_size != "auto" and (not isinstance(chunk_size, int) or chunk_size < 1):
-            raise ValueError(f"The 'chunk_size' argument of build must be 'auto' or an int >= 1; got {chunk_size!r}.")
+        chunk_size = chunk_size if chunk_size == "auto" else int(chunk_size)
         X, y, groups = (validation.as_indexable(v) for v in (X, y, groups))
         workdir = Path(workdir)
         identity = fingerprint({"experiment": self.fingerprint(), "data": data_hash(X, y, groups)})
@@ -145,7 +147,9 @@ class Experiment:
         if lock is not None:
             lock.acquire()
         try:
-            reuse = self._prepare_workdir(workdir, identity, overwrite)
+            # Everything that can be refused is checked before the first file is
+            # written or an old build is cleared.
+            reuse = self._reusable(workdir, identity, overwrite)
             split_sets = None if reuse else self._compute_split_sets(X, y, groups)
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
@@ -185,12 +189,14 @@ class Experiment:
         else:
             cv = list(self.cv)  # an iterable of splits is consumed once, then reused
         split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested), None)}
+        validation.check_split_set(split_sets[MAIN][0], _n_samples(X))
         orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
                                          self.n_permutations, self.random_state)
         for index, order in enumerate(orders):
             y_permuted = _safe_indexing(y, order)
-            split_sets[permutation_name(index)] = (
-                compute_split_set(self.estimator, X, y_permuted, groups, cv, self.inner_cv, self.nested), order)
+            split_set = compute_split_set(self.estimator, X, y_permuted, groups, cv, self.inner_cv, self.nested)
+            validation.check_split_set(split_set, _n_samples(X))
+            split_sets[permutation_name(index)] = (split_set, order)
         return split_sets
 
     def _task_table(self, split_set_info, chunk_size):
@@ -204,8 +210,12 @@ class Experiment:
         return {"chunks": chunks, "split_sets": split_set_info,
                 "tasks": make_task_table(split_set_info, chunks, self.nested)}
 
-    def _prepare_workdir(self, workdir, identity, overwrite):
-        """True to reuse an existing build; clears or refuses otherwise."""
+    def _reusable(self, workdir, identity, overwrite):
+        """True to reuse an existing build; refuses a workdir it may not replace.
+
+        Nothing is changed on disk: an old build is cleared only by
+        :meth:`_write_new_workdir`, once every argument has been checked.
+        """
         if not workdir.exists() or not any(workdir.iterdir()):
             return False
         if not store.is_workdir(workdir):
@@ -230,11 +240,24 @@ class Experiment:
                     f"{manifest.get('created', '?')}). Pass overwrite=True to replace it, or "
                     f"choose another workdir."
                 )
-        # An incomplete build (marker without manifest) is never trusted.
-        _clear_workdir(workdir)
         return False
 
     def _write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table):
+        created = not workdir.exists()
+        if not created:
+            # Replaced with overwrite=True, or an incomplete build (marker
+            # without manifest), which is never trusted; the lock stays.
+            _clear_workdir(workdir)
+        try:
+            self._write_files(workdir, identity, X, y, groups, split_sets, table)
+        except BaseException:
+            # A full disk, a kill signal turned into an exception, Ctrl-C:
+            # leave nothing half-written behind (no manifest means never
+            # trusted anyway, but a half workdir still fills the disk).
+            _discard_incomplete_build(workdir, created)
+            raise
+
+    def _write_files(self, workdir, identity, X, y, groups, split_sets, table):
         import cloudpickle
 
         store.make_private_dir(workdir)
@@ -307,8 +330,18 @@ def _clear_workdir(workdir):
             entry.unlink()
 
 
+def _discard_incomplete_build(workdir, created):
+    if created:
+        shutil.rmtree(workdir, ignore_errors=True)
+    elif workdir.exists():
+        # The folder was there before the build: keep it (and the lock), empty it.
+        _clear_workdir(workdir)
+
+
 def _materialize_iterable(cv):
-    if cv is None or isinstance(cv, int) or hasattr(cv, "split"):
+    if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+        return int(cv)  # np.int64(3) means 3 folds, as in check_cv
+    if cv is None or hasattr(cv, "split"):
         return cv
     return [(np.asarray(train), np.asarray(test)) for train, test in cv]
 

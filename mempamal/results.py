@@ -81,8 +81,7 @@ class Results:
         store.check_workdir_is_safe(workdir)
         integrity.verify_build_files(workdir, manifest)  # before unpickling experiment.pkl
         raise_or_warn_about_fit_failures(raw)
-        with open(workdir / store.EXPERIMENT, "rb") as handle:
-            experiment = cloudpickle.load(handle)
+        experiment = store.load_pickle(workdir, workdir / store.EXPERIMENT, cloudpickle.load)
         return cls(workdir, raw, experiment)
 
     # ------------------------------------------------------------ tables
@@ -205,8 +204,8 @@ def finished_folds(workflow):
                          index=pd.Index(folds, name="outer_fold"))
     if "best_index" in outputs[folds[0]]:
         store.check_workdir_is_safe(workflow.workdir)  # unpickling runs code
-        with open(workflow.workdir / store.EXPERIMENT, "rb") as handle:
-            candidates = cloudpickle.load(handle).candidates
+        candidates = store.load_pickle(workflow.workdir, workflow.workdir / store.EXPERIMENT,
+                                       cloudpickle.load).candidates
         best = [None if outputs[k]["best_index"] is None else candidates[outputs[k]["best_index"]] for k in folds]
         for key in sorted({key for params in best if params for key in params}):
             frame[f"param_{key}"] = [None if params is None else params.get(key) for params in best]

@@ -65,5 +65,6 @@ def best_index(results, refit, metrics):
         if index < 0 or index >= len(results["params"]):
             raise IndexError("best_index_ index out of range")
         return int(index)
-    metric = refit if isinstance(refit, str) else metrics[0]
+    # A single metric is "score" even when refit names it (refit="accuracy").
+    metric = refit if isinstance(refit, str) and refit in metrics else metrics[0]
     return int(results[f"rank_test_{metric}"].argmin())

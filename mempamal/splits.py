@@ -12,12 +12,11 @@ of ``y``).  Inner indices are relative to the outer training subset.
 """
 
 import copy
-import os
 from pathlib import Path
 
 import numpy as np
 
-from .store import SPLITS_DIR
+from .store import SPLITS_DIR, atomic_write
 
 MAIN = "main"
 
@@ -102,10 +101,8 @@ def save_split_set(workdir, name, split_set, target_order=None):
             arrays[f"inner_test_{k}_{j}"] = test
     if target_order is not None:
         arrays["target_order"] = target_order
-    folder = Path(workdir) / SPLITS_DIR
-    tmp = folder / f".{name}.tmp.npz"
-    np.savez(tmp, **arrays)
-    os.replace(tmp, folder / f"{name}.npz")
+    # User-only and atomic like every workdir file; a full disk names the file.
+    atomic_write(Path(workdir) / SPLITS_DIR / f"{name}.npz", lambda handle: np.savez(handle, **arrays))
 
 
 class SplitSet:
@@ -123,7 +120,7 @@ class SplitSet:
 
     def _load(self):
         if self._arrays is None:
-            with np.load(self.path) as archive:
+            with np.load(self.path, allow_pickle=False) as archive:
                 self._arrays = {key: archive[key] for key in archive.files}
         return self._arrays
 

@@ -6,17 +6,20 @@ A workdir is the single source of truth of a run::
       .mempamal          marker written first: "this folder belongs to mempamal"
       manifest.json      written LAST by a build: fingerprint, build id, counts
       experiment.pkl     the Experiment (cloudpickle: notebook classes included)
-      data/              X.npy | X.npz (sparse) | X.pkl (pandas); y.*; groups.*
+      data/              X.npy | X.npz (sparse) | X.pkl (pandas or object array); y.*; groups.*
       splits/            main.npz, perm-0.npz, ...: indices computed once
       tasks.json         the task list: id, kind, deps and what each task does
       outputs/<id>.json  one file per finished task (its existence = done)
       logs/<id>.err      traceback of a task that failed
       results.json       written by the ``final`` task
 
-Every write goes through :func:`atomic_write_bytes`, so a kill or a full disk
-never leaves a truncated file that a later run would trust.
+Every write goes through :func:`atomic_write`: user-only (0600, folders 0700,
+whatever the umask), and a kill or a full disk never leaves a truncated file
+that a later run would trust. Nothing is unpickled before :func:`load_pickle`
+has checked that no one else could have written it.
 """
 
+import errno
 import json
 import os
 import stat
@@ -38,12 +41,98 @@ class WorkdirError(RuntimeError):
     """A workdir is missing, incomplete, corrupt or unsafe to run."""
 
 
+# Errors of a write that ran out of room: the filesystem is full (ENOSPC),
+# the user's quota is exhausted (EDQUOT) or the file-size limit of the process
+# (RLIMIT_FSIZE, ulimit -f) is reached (EFBIG).
+DISK_FULL_ERRNOS = frozenset(
+    code for code in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", None)) if code is not None
+)
+
+
+class DiskFullError(WorkdirError):
+    """A workdir file could not be written because the disk (or quota) is full.
+
+    ``path`` is the file that could not be written and ``errno`` the
+    operating system's error code (ENOSPC, EDQUOT or EFBIG).
+
+    Examples
+    --------
+    >>> import errno
+    >>> error = DiskFullError("runs/iris/data/X.npy", errno.ENOSPC)
+    >>> "disk is full" in str(error) and "X.npy" in str(error)
+    True
+    """
+
+    def __init__(self, path, code):
+        self.path = Path(path)
+        self.errno = code
+        super().__init__(
+            f"Could not write {self.path}: the disk is full ({os.strerror(code)}, "
+            f"{errno.errorcode.get(code, code)}). Nothing of that file was kept; "
+            "free some space and try again."
+        )
+
+
+def _raise_if_disk_full(exc, path):
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        raise DiskFullError(path, exc.errno) from exc
+
+
+class _StreamOnly:
+    """Hide that a handle is a real file so numpy writes through ``write()``.
+
+    ``np.save`` on a real file calls ``ndarray.tofile``, whose error on a full
+    disk ("6000 requested and 1520 written") carries no errno; ``write()``
+    raises an ``OSError`` with ENOSPC/EFBIG that can be recognized.
+    """
+
+    def __init__(self, handle):
+        self.write = handle.write
+
+
+def atomic_write(path, write_content):
+    """Create ``path`` user-only (0600) and atomically, whatever the umask.
+
+    ``write_content(handle)`` writes into a temporary file of the same
+    folder (``mkstemp`` creates it 0600), which is flushed to disk and
+    renamed over ``path``: readers see all of it or nothing. If anything
+    fails, the temporary file is removed; a full disk raises
+    :class:`DiskFullError` naming ``path``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
+    >>> atomic_write(target, lambda handle: handle.write(b"hi"))
+    >>> target.read_bytes(), oct(target.stat().st_mode & 0o777)
+    (b'hi', '0o600')
+    """
+    path = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        _raise_if_disk_full(exc, path)
+        raise
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write_content(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException as exc:
+        # Never leave the temporary file behind (a full disk raises here).
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        _raise_if_disk_full(exc, path)
+        raise
+
+
 def atomic_write_bytes(path, payload):
     """Write ``payload`` to ``path`` so that readers see all of it or nothing.
 
-    The bytes go to a temporary file in the same folder, are flushed to disk,
-    and the temporary file is renamed over ``path`` (``os.replace`` is atomic
-    on POSIX and Windows within one filesystem).
+    The file is created user-only (0600); see :func:`atomic_write`.
 
     Examples
     --------
@@ -53,21 +142,7 @@ def atomic_write_bytes(path, payload):
     >>> target.read_bytes()
     b'hi'
     """
-    path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Never leave the temporary file behind (a full disk raises here).
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write(path, lambda handle: handle.write(payload))
 
 
 def write_json(path, obj):
@@ -108,37 +183,131 @@ def finished_task_ids(workdir):
 
 
 def make_private_dir(path):
-    """Create ``path`` (and parents) readable and writable by the user only."""
+    """Create ``path`` (and parents) readable and writable by the user only.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = make_private_dir(pathlib.Path(tempfile.mkdtemp()) / "wd")
+    >>> oct(folder.stat().st_mode & 0o777)
+    '0o700'
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        _raise_if_disk_full(exc, path)
+        raise
+    # mkdir's mode is filtered by the umask; chmod is not.
     os.chmod(path, 0o700)
     return path
 
 
-def check_workdir_is_safe(workdir):
-    """Refuse a workdir that another user could have written code into.
+# ------------------------------------------------------------- trust checks
+# Unpickling runs code, and outputs are trusted as finished work: whoever can
+# write into a workdir can run code as its user or plant results. Each check
+# below refuses an entry another user could have written.
+_TRUSTED_ENTRIES = (MARKER, MANIFEST, EXPERIMENT, TASKS, RESULTS)
+_TRUSTED_FOLDERS = (DATA_DIR, SPLITS_DIR, OUTPUTS_DIR, LOGS_DIR)
+_WHY = "a workdir holds pickled code that mempamal executes and outputs it trusts as finished work"
 
-    A workdir holds pickled estimators, and unpickling runs code: a folder
-    that other users can write to would let them run code as us.
+
+def _refuse_untrusted(path, info, purpose):
+    if stat.S_ISLNK(info.st_mode):
+        raise WorkdirError(
+            f"Refusing to {purpose} {path}: it is a symbolic link (to {os.readlink(path)}). "
+            f"mempamal never creates links inside a workdir and {_WHY}, so what the link "
+            "points to may have been planted by someone else. Replace it with a real folder "
+            "or file (or build again)."
+        )
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise WorkdirError(
+            f"Refusing to {purpose} {path}: it belongs to another user (uid {info.st_uid}) and "
+            f"{_WHY}. Copy the workdir to a folder of your own if you trust its content."
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise WorkdirError(
+            f"Refusing to {purpose} {path}: it is writable by other users "
+            f"(mode {stat.filemode(info.st_mode)}) and {_WHY}. Run `chmod go-w` on it "
+            "if you trust its content."
+        )
+
+
+def _check_chain(workdir, path, purpose):
+    """Check the workdir, then every entry from it down to ``path`` (not following links)."""
+    workdir = Path(workdir)
+    # The workdir itself may be reached through a link the user made
+    # (e.g. /tmp -> /private/tmp); what is inside it may not.
+    try:
+        _refuse_untrusted(workdir, workdir.stat(), purpose)
+    except FileNotFoundError:
+        raise WorkdirError(f"Missing workdir {workdir}.") from None
+    current = workdir
+    for part in Path(path).relative_to(workdir).parts:
+        current = current / part
+        try:
+            info = current.lstat()
+        except FileNotFoundError:
+            return
+        _refuse_untrusted(current, info, purpose)
+
+
+def check_workdir_is_safe(workdir):
+    """Refuse a workdir that another user could have written code or results into.
+
+    Checks the workdir, its fixed files, the folders ``data/``, ``splits/``,
+    ``outputs/``, ``logs/`` and every file of ``data/`` and ``splits/``: each
+    must belong to the current user, not be writable by group or others,
+    and (inside the workdir) not be a symbolic link. Raises
+    :class:`WorkdirError` naming the offending path and why.
+
+    Examples
+    --------
+    >>> check_workdir_is_safe("runs/iris")       # doctest: +SKIP
     """
     workdir = Path(workdir)
-    for path in (workdir, workdir / EXPERIMENT, workdir / DATA_DIR):
+    _check_chain(workdir, workdir, "run tasks from")
+    for name in _TRUSTED_ENTRIES + _TRUSTED_FOLDERS:
+        _check_chain(workdir, workdir / name, "run tasks from")
+    for name in (DATA_DIR, SPLITS_DIR):
+        folder = workdir / name
         try:
-            info = path.stat()
+            entries = os.listdir(folder)
         except FileNotFoundError:
             continue
-        if hasattr(os, "getuid") and info.st_uid != os.getuid():
-            raise WorkdirError(
-                f"Refusing to run tasks from {path}: it belongs to another user "
-                f"(uid {info.st_uid}). A workdir holds pickled code that mempamal "
-                "executes; copy it to a folder of your own if you trust it."
-            )
-        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise WorkdirError(
-                f"Refusing to run tasks from {path}: it is writable by other users "
-                f"(mode {stat.filemode(info.st_mode)}). A workdir holds pickled code "
-                f"that mempamal executes; run `chmod go-w {path}` if you trust its content."
-            )
+        for entry in entries:
+            _refuse_untrusted(folder / entry, (folder / entry).lstat(), "run tasks from")
+
+
+def load_pickle(workdir, path, load=None):
+    """Unpickle ``path`` (inside ``workdir``) only after checking who could write it.
+
+    The folders from ``workdir`` down to ``path`` are checked as in
+    :func:`check_workdir_is_safe`, and the opened file itself (``fstat`` of
+    the open handle, so it cannot be swapped in between) must belong to the
+    user and not be writable by others. ``load`` defaults to
+    ``pickle.load``; pass ``cloudpickle.load`` for the experiment.
+
+    Examples
+    --------
+    >>> experiment = load_pickle("runs/iris", "runs/iris/experiment.pkl")   # doctest: +SKIP
+    """
+    import pickle
+
+    path = Path(path)
+    _check_chain(workdir, path.parent, "unpickle")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise WorkdirError(f"Missing file {path}.") from None
+    except OSError as exc:
+        if path.is_symlink():
+            _refuse_untrusted(path, path.lstat(), "unpickle")
+        raise WorkdirError(f"Could not open {path}: {exc}") from None
+    with os.fdopen(fd, "rb") as handle:
+        _refuse_untrusted(path, os.fstat(fd), "unpickle")
+        return (load or pickle.load)(handle)
 
 
 def is_workdir(path):
@@ -148,13 +317,32 @@ def is_workdir(path):
 
 
 # --------------------------------------------------------------------- data
-def save_array_like(folder, name, value):
-    """Save X, y or groups once, in the format that reads back fastest.
+def _needs_pickle(array):
+    # Object arrays (e.g. string labels from pandas) and numpy's new
+    # variable-width dtypes cannot be stored as plain .npy bytes.
+    return array.dtype.hasobject or not getattr(type(array.dtype), "_legacy", True)
 
-    numpy arrays become ``.npy`` (memory-mapped by readers), scipy sparse
-    matrices ``.npz`` (CSR, as scikit-learn's ``indexable`` makes them), and
-    pandas objects a pickle that keeps dtypes, columns and index.
+
+def save_array_like(folder, name, value):
+    """Save X, y or groups once, user-only, in the format that reads back fastest.
+
+    Returns the kind recorded in the manifest: ``"numpy"`` (``.npy``, read
+    memory-mapped with ``allow_pickle=False``), ``"sparse"`` (CSR ``.npz``,
+    as scikit-learn's ``indexable`` makes it), ``"pandas"`` (a pickle that
+    keeps dtypes, columns and index) or ``"object"`` (an object array,
+    pickled); pickles are only read back after :func:`load_pickle`'s checks.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> folder = tempfile.mkdtemp()
+    >>> save_array_like(folder, "y", np.array([0, 1, 1]))
+    'numpy'
+    >>> save_array_like(folder, "labels", np.array(["a", None], dtype=object))
+    'object'
     """
+    import pickle
+
     import numpy as np
     import scipy.sparse as sp
 
@@ -162,29 +350,31 @@ def save_array_like(folder, name, value):
     if value is None:
         return None
     if sp.issparse(value):
-        target = folder / f"{name}.npz"
-        tmp = folder / f".{name}.tmp.npz"
-        sp.save_npz(tmp, value.tocsr(), compressed=False)
-        os.replace(tmp, target)
+        matrix = value.tocsr()
+        atomic_write(folder / f"{name}.npz", lambda handle: sp.save_npz(handle, matrix, compressed=False))
         return "sparse"
     if hasattr(value, "iloc"):
-        import pickle
-
         atomic_write_bytes(folder / f"{name}.pkl", pickle.dumps(value, protocol=5))
         return "pandas"
     array = np.asarray(value)
-    target = folder / f"{name}.npy"
-    tmp = folder / f".{name}.tmp.npy"
-    if array.dtype == object:
-        np.save(tmp, array, allow_pickle=True)
-    else:
-        np.save(tmp, array)
-    os.replace(tmp, target)
+    if _needs_pickle(array):
+        atomic_write_bytes(folder / f"{name}.pkl", pickle.dumps(array, protocol=5))
+        return "object"
+    atomic_write(folder / f"{name}.npy",
+                 lambda handle: np.save(_StreamOnly(handle), array, allow_pickle=False))
     return "numpy"
 
 
 def load_array_like(folder, name, kind):
-    """Load what :func:`save_array_like` wrote; numpy arrays are memory-mapped."""
+    """Load what :func:`save_array_like` wrote; numpy arrays are memory-mapped.
+
+    ``folder`` is the workdir's ``data/`` folder: pickles are checked with
+    :func:`load_pickle` before they are read.
+
+    Examples
+    --------
+    >>> X = load_array_like("runs/iris/data", "X", "numpy")   # doctest: +SKIP
+    """
     import numpy as np
 
     folder = Path(folder)
@@ -193,15 +383,17 @@ def load_array_like(folder, name, kind):
     if kind == "sparse":
         import scipy.sparse as sp
 
+        # load_npz reads with allow_pickle=False.
         return sp.load_npz(folder / f"{name}.npz").tocsr()
-    if kind == "pandas":
-        import pickle
-
-        with open(folder / f"{name}.pkl", "rb") as handle:
-            return pickle.load(handle)
+    if kind in ("pandas", "object"):
+        return load_pickle(folder.parent, folder / f"{name}.pkl")
     path = folder / f"{name}.npy"
     try:
-        return np.load(path, mmap_mode="r")
-    except ValueError:
-        # Object arrays cannot be memory-mapped.
-        return np.load(path, allow_pickle=True)
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise WorkdirError(f"Missing file {path}.") from None
+    except ValueError as exc:
+        raise WorkdirError(
+            f"Refusing to load {path}: it is not a plain numeric array ({exc}); mempamal never "
+            "unpickles .npy files. Build the workdir again."
+        ) from None

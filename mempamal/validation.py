@@ -11,8 +11,52 @@ def _fail(argument, expected, got, owner="Experiment", exc=ValueError):
 
 
 def check_estimator(estimator):
+    """An estimator instance that ``sklearn.base.clone`` can copy (every task fits a clone).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> check_estimator(LogisticRegression)
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'estimator' parameter of Experiment must be an estimator instance such as LogisticRegression(); got the class LogisticRegression instead.
+    """
+    if isinstance(estimator, type):
+        raise TypeError(
+            f"The 'estimator' parameter of Experiment must be an estimator instance such as "
+            f"{estimator.__name__}(); got the class {estimator.__name__} instead."
+        )
     if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
         _fail("estimator", "a scikit-learn estimator (an object with fit and get_params)", estimator, exc=TypeError)
+    from sklearn.base import clone
+
+    try:
+        clone(estimator)
+    except Exception as exc:
+        raise TypeError(
+            f"The 'estimator' parameter of Experiment must be cloneable with sklearn.base.clone "
+            f"(each task fits a fresh clone); cloning {type(estimator).__name__} failed: {exc}"
+        ) from None
+
+
+def check_random_state(random_state):
+    """None, an int in [0, 2**32 - 1] or a ``numpy.random.RandomState``, as scikit-learn.
+
+    Examples
+    --------
+    >>> check_random_state(0)
+    >>> check_random_state("x")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'random_state' parameter of Experiment must be an int in the range [0, 4294967295], an instance of 'numpy.random.RandomState' or None; got 'x' instead.
+    """
+    if random_state is None or isinstance(random_state, np.random.RandomState):
+        return
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool) \
+            and 0 <= random_state <= 2**32 - 1:
+        return
+    _fail("random_state", "an int in the range [0, 4294967295], an instance of "
+          "'numpy.random.RandomState' or None", random_state)
 
 
 def check_cv_argument(cv, argument):
@@ -85,8 +129,10 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
     if multimetric:
         if not isinstance(refit, str) or refit not in metrics:
             _fail("refit", f"a metric name among {metrics} or a callable (several metrics are scored)", refit)
-    elif refit is not True and refit != metrics[0]:
-        _fail("refit", "True or a callable", refit)
+    elif refit is not True and refit != metrics[0] and not (isinstance(scoring, str) and refit == scoring):
+        # GridSearchCV accepts the name of its single metric as refit.
+        _fail("refit", f"True, {scoring!r} or a callable" if isinstance(scoring, str) else "True or a callable",
+              refit)
     return metrics
 
 
@@ -118,8 +164,32 @@ def _n_samples(value):
     return len(value)
 
 
+def _describe_value(value):
+    text = repr(value)
+    return text if len(text) <= 60 else f"{type(value).__name__} {text[:50]}..."
+
+
+def _check_array_like(value, argument):
+    # A string has a length but is one value, not a sequence of samples.
+    scalar = (isinstance(value, (str, bytes)) or getattr(value, "ndim", 1) == 0
+              or not (hasattr(value, "__len__") or hasattr(value, "shape")))
+    if scalar:
+        raise TypeError(
+            f"The {argument!r} argument of Experiment.build must be array-like with one entry per "
+            f"sample; got {_describe_value(value)} instead."
+        )
+
+
 def check_data(X, y, groups):
-    """Check X, y and groups before anything is written."""
+    """Check X, y and groups before anything is written.
+
+    Examples
+    --------
+    >>> check_data([[0.0], [1.0]], 3, None)
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'y' argument of Experiment.build must be array-like with one entry per sample; got 3 instead.
+    """
     if X is None:
         raise ValueError("The 'X' argument of Experiment.build is required; got None.")
     if y is None:
@@ -127,9 +197,12 @@ def check_data(X, y, groups):
             "The 'y' argument of Experiment.build is required (mempamal evaluates supervised "
             "estimators); got None."
         )
-    if not hasattr(X, "__len__") and not hasattr(X, "shape"):
-        raise TypeError(f"The 'X' argument of Experiment.build must be array-like; got {type(X).__name__}.")
+    for value, argument in ((X, "X"), (y, "y"), (groups, "groups")):
+        if value is not None:
+            _check_array_like(value, argument)
     n_x, n_y = _n_samples(X), _n_samples(y)
+    if n_x == 0:
+        raise ValueError("The 'X' argument of Experiment.build must have at least one sample; got 0.")
     if n_x != n_y:
         raise ValueError(
             f"The 'X' and 'y' arguments of Experiment.build must have the same number of "
@@ -140,6 +213,92 @@ def check_data(X, y, groups):
             f"The 'groups' argument of Experiment.build must have one entry per sample "
             f"({n_x}); got {_n_samples(groups)}."
         )
+
+
+def check_build_arguments(workdir, overwrite, chunk_size):
+    """``workdir``, ``overwrite`` and ``chunk_size`` of ``Experiment.build``.
+
+    Examples
+    --------
+    >>> check_build_arguments("", False, "auto")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'workdir' argument of build must be a non-empty path (use '.' to mean the current folder); got '' instead.
+    """
+    import os
+
+    if not isinstance(workdir, (str, os.PathLike)):
+        raise TypeError(
+            f"The 'workdir' argument of build must be a path (str or os.PathLike); "
+            f"got {workdir!r} instead."
+        )
+    if isinstance(workdir, str) and not workdir.strip():
+        # Path("") is the current folder: never build there by accident.
+        raise ValueError(
+            f"The 'workdir' argument of build must be a non-empty path (use '.' to mean the "
+            f"current folder); got {workdir!r} instead."
+        )
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise FileExistsError(
+            f"The 'workdir' argument of build must be a folder (new, empty, or a mempamal "
+            f"workdir); {workdir} is a file."
+        )
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise TypeError(f"The 'overwrite' argument of build must be a bool; got {overwrite!r} instead.")
+    if isinstance(chunk_size, str) and chunk_size == "auto":
+        return
+    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"The 'chunk_size' argument of build must be 'auto' or an int >= 1; got {chunk_size!r}.")
+
+
+def _check_indices(indices, n_samples, argument, where):
+    indices = np.asarray(indices)
+    if indices.dtype.kind == "b":
+        if len(indices) != n_samples:
+            raise ValueError(
+                f"The {argument!r} parameter of Experiment gave a boolean mask of length "
+                f"{len(indices)} for {where}; it must have one entry per sample ({n_samples})."
+            )
+        return
+    if indices.size == 0:
+        return
+    if indices.dtype.kind not in "iu":
+        raise ValueError(
+            f"The {argument!r} parameter of Experiment must give integer indices; got "
+            f"{indices.dtype} indices for {where}."
+        )
+    low, high = indices.min(), indices.max()
+    if low < 0 or high >= n_samples:
+        raise ValueError(
+            f"The {argument!r} parameter of Experiment gave indices out of range for {where}: "
+            f"they must be in [0, {n_samples}); got min {low}, max {high}."
+        )
+
+
+def check_split_set(split_set, n_samples):
+    """Every stored split must index the data it splits (caught at build, not at run).
+
+    Examples
+    --------
+    >>> check_split_set({"outer": [(np.arange(3), np.array([3]))], "inner": []}, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'cv' parameter of Experiment gave indices out of range for the test set of split 0 (3 samples): they must be in [0, 3); got min 3, max 3.
+    """
+    if not split_set["outer"]:
+        raise ValueError("The 'cv' parameter of Experiment gave no splits.")
+    for fold, (train, test) in enumerate(split_set["outer"]):
+        _check_indices(train, n_samples, "cv", f"the training set of split {fold} ({n_samples} samples)")
+        _check_indices(test, n_samples, "cv", f"the test set of split {fold} ({n_samples} samples)")
+    for fold, inner_splits in enumerate(split_set["inner"]):
+        outer_train = np.asarray(split_set["outer"][fold][0])
+        n_train = int(outer_train.sum()) if outer_train.dtype.kind == "b" else len(outer_train)
+        if not inner_splits:
+            raise ValueError("The 'inner_cv' parameter of Experiment gave no splits.")
+        for inner, (train, test) in enumerate(inner_splits):
+            where = f"inner split {inner} of outer fold {fold} ({n_train} training samples)"
+            _check_indices(train, n_train, "inner_cv", where)
+            _check_indices(test, n_train, "inner_cv", where)
 
 
 def as_indexable(value):
@@ -153,3 +312,4 @@ def as_indexable(value):
     if hasattr(value, "iloc") or isinstance(value, np.ndarray):
         return value
     return np.asarray(value)
+

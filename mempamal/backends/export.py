@@ -18,6 +18,7 @@ own line, except in the ``slurm`` format, which bundles to 60 s jobs by default.
 """
 
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     check_bundle_options(job_seconds, tasks_per_job, "export")
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
         raise ValueError(f"The 'n_jobs' parameter of export must be a positive int; got {n_jobs!r} instead.")
-    path = Path(path)
+    path = _check_export_path(path)
     if format == "slurm":
         return _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options)
     if job_seconds is None and tasks_per_job is None:
@@ -66,6 +67,20 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     store.atomic_write_bytes(path, text.encode("utf-8"))
     if format == "shell":
         path.chmod(0o755)
+    return path
+
+
+def _check_export_path(path):
+    """The file an export writes: a path whose folder exists, not a folder itself."""
+    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path.strip()):
+        raise TypeError(f"The 'path' argument of export must be a file path (str or os.PathLike); got {path!r} instead.")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"The 'path' argument of export must be a file, not a folder; got {str(path)!r}.")
+    if not path.absolute().parent.is_dir():
+        raise ValueError(
+            f"The 'path' argument of export must be in an existing folder; {str(path.parent)!r} does not exist."
+        )
     return path
 
 
@@ -155,11 +170,68 @@ def _shell_text(entries, workdir):
     return "\n".join(lines) + "\n"
 
 
+# Characters make reads specially in a rule line, escaped with a backslash:
+# blanks split names, '#' starts a comment, ':' and ';' end the target list
+# and the prerequisites, '*', '?' and '[' are wildcards. Two more differ
+# between targets and prerequisites (GNU make 4): '%' makes a *target* a
+# pattern rule and '|' starts order-only *prerequisites*; each is escaped
+# only where it is special, since elsewhere make keeps the backslash as part
+# of the name. '$' is doubled.
+_MAKE_SPECIAL = " #:;*?["
+_MAKE_SPECIAL_IN_TARGETS = "%"
+_MAKE_SPECIAL_IN_PREREQUISITES = "|"
+
+
+def _check_makefile_path(text, argument):
+    # make has no escape for a newline or a tab in a file name, and
+    # backslashes before the characters above would change meaning: refuse
+    # rather than mis-run.
+    if any(char in text for char in "\n\r\t\\"):
+        raise ValueError(
+            f"The makefile export cannot express {argument} {text!r}: make cannot quote newlines, "
+            "tabs or backslashes in file names. Use the 'shell' or 'commands' format, or a path "
+            "without them."
+        )
+
+
+def make_escape(text, target=False, argument="the path"):
+    r"""Escape a file name for a make rule line (a target when ``target=True``).
+
+    Examples
+    --------
+    >>> make_escape("/runs/a b#1/outputs")
+    '/runs/a\\ b\\#1/outputs'
+    >>> make_escape("/runs/100%|x", target=True), make_escape("/runs/100%|x")
+    ('/runs/100\\%|x', '/runs/100%\\|x')
+    """
+    _check_makefile_path(text, argument)
+    special = _MAKE_SPECIAL + (_MAKE_SPECIAL_IN_TARGETS if target else _MAKE_SPECIAL_IN_PREREQUISITES)
+    escaped = "".join("\\" + char if char in special else char for char in text)
+    return escaped.replace("$", "$$")
+
+
+def make_recipe(argv):
+    """A recipe line running ``argv``: quoted for the shell, then ``$`` doubled for make.
+
+    Examples
+    --------
+    >>> make_recipe(["python", "-m", "mempamal", "task", "/runs/$HOME x", "final"])
+    "python -m mempamal task '/runs/$$HOME x' final"
+    """
+    for arg in argv:
+        _check_makefile_path(arg, "the command argument")
+    return shlex.join(argv).replace("$", "$$")
+
+
 def _makefile_text(entries, workdir):
-    outputs = str(Path(workdir) / store.OUTPUTS_DIR).replace(" ", "\\ ")
+    _check_makefile_path(str(workdir), "the 'workdir' path")
+    _check_makefile_path(entries[0]["cmd"][0], "the 'python' path")
+    outputs = str(Path(workdir) / store.OUTPUTS_DIR)
     lines = [
         "# mempamal workflow: `make -j N` runs the task graph with N parallel tasks.",
-        f"OUTPUTS := {outputs}",
+        "# Paths are escaped for make (targets and prerequisites differ for '%' and '|').",
+        f"TARGETS := {make_escape(outputs, target=True)}",
+        f"OUTPUTS := {make_escape(outputs)}",
         ".PHONY: all",
         "all: $(OUTPUTS)/final.json",
         "",
@@ -167,10 +239,10 @@ def _makefile_text(entries, workdir):
     tasks_of = {e["id"]: e.get("tasks", [e["id"]]) for e in entries}
     for entry in entries:
         deps = " ".join(f"$(OUTPUTS)/{task}.json" for dep in entry["deps"] for task in tasks_of[dep])
-        targets = " ".join(f"$(OUTPUTS)/{task}.json" for task in tasks_of[entry["id"]])
+        targets = " ".join(f"$(TARGETS)/{task}.json" for task in tasks_of[entry["id"]])
         # A bundle makes all its outputs at once: a grouped target (GNU make
         # >= 4.3) runs its recipe once, when any of them is missing.
         separator = " &:" if "tasks" in entry else ":"
         lines.append(f"{targets}{separator} {deps}".rstrip())
-        lines.append("\t" + shlex.join(entry["cmd"]).replace("$", "$$"))
+        lines.append("\t" + make_recipe(entry["cmd"]))
     return "\n".join(lines) + "\n"
