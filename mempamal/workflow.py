@@ -298,14 +298,11 @@ class Workflow:
             integrity.verify_build_files(self.workdir, self.manifest)
             done, untrusted = self.check_outputs()
             _report_untrusted(untrusted)
-            for task_id in untrusted:
-                # Gone before the task runs: it would only be reported twice.
-                store.output_path(self.workdir, task_id).unlink(missing_ok=True)
             pending = [task.id for task in self.tasks if task.id not in done]
             if not pending and not self._results_ok():
                 # Finished workdir, lost results: the final task rewrites them.
-                pending = ["final"]
-                store.output_path(self.workdir, "final").unlink(missing_ok=True)
+                pending, untrusted = ["final"], {**untrusted, "final": "results.json lost"}
+            self._remove_outputs(untrusted)
             if pending:
                 extra = {"stop": stop} if stop is not None and _accepts_stop(runner) else {}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
@@ -314,6 +311,22 @@ class Workflow:
             return self.results()
         finally:
             lock.release()
+
+    def _remove_outputs(self, task_ids):
+        """Delete these tasks' outputs before they run again (they would only be reported twice).
+
+        Never through a folder someone else could control (e.g. ``outputs/``
+        replaced by a link to a shared folder): the tasks refuse such a
+        workdir themselves and say why; its files are not ours to delete.
+        """
+        if not task_ids:
+            return
+        try:
+            store.check_workdir_is_safe(self.workdir)
+        except store.WorkdirError:
+            return
+        for task_id in task_ids:
+            store.output_path(self.workdir, task_id).unlink(missing_ok=True)
 
     def _results_ok(self):
         from .results import results_problem

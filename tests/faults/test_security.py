@@ -232,8 +232,11 @@ def test_outputs_planted_through_a_linked_folder_are_never_trusted(tmp_path):
     shutil.rmtree(workflow.workdir / "outputs")
     os.symlink(planted.workdir / "outputs", workflow.workdir / "outputs")
     shutil.copy(planted.workdir / "results.json", workflow.workdir / "results.json")
+    theirs = sorted(os.listdir(planted.workdir / "outputs"))
     with pytest.raises(mp.WorkflowError, match=r"outputs: it is a symbolic link"):
         workflow.run(n_jobs=1, progress=False)
+    # Nothing is deleted through the link either: the folder it points to is not ours to clean.
+    assert sorted(os.listdir(planted.workdir / "outputs")) == theirs
 
 
 @pytest.mark.parametrize("relative", ["data/y.npy", "data/X.npy", "splits/main.npz"])
