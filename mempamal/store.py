@@ -212,6 +212,14 @@ _TRUSTED_FOLDERS = (DATA_DIR, SPLITS_DIR, OUTPUTS_DIR, LOGS_DIR)
 _WHY = "a workdir holds pickled code that mempamal executes and outputs it trusts as finished work"
 
 
+#: The uid an NFS server maps a squashed root (or an unknown user) to.
+_NOBODY = 65534
+_UID_MAPPING_HINT = (
+    " On a shared filesystem this usually means uid mapping: NFS root-squash shows root's "
+    "files as 'nobody' (65534) and a job running as root sees the user's files as someone "
+    "else's. Build and run the workdir as the same ordinary user on every machine.")
+
+
 def _refuse_untrusted(path, info, purpose):
     if stat.S_ISLNK(info.st_mode):
         raise WorkdirError(
@@ -222,8 +230,10 @@ def _refuse_untrusted(path, info, purpose):
         )
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
         raise WorkdirError(
-            f"Refusing to {purpose} {path}: it belongs to another user (uid {info.st_uid}) and "
-            f"{_WHY}. Copy the workdir to a folder of your own if you trust its content."
+            f"Refusing to {purpose} {path}: it belongs to another user (uid {info.st_uid}, "
+            f"while this process runs as uid {os.getuid()}) and {_WHY}. Copy the workdir to a "
+            "folder of your own if you trust its content."
+            + (_UID_MAPPING_HINT if info.st_uid == _NOBODY or os.getuid() == 0 else "")
         )
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise WorkdirError(
