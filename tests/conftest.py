@@ -1,5 +1,7 @@
 """Shared helpers: scikit-learn's own answer for an Experiment, and comparisons."""
 
+import contextlib
+import os
 import textwrap
 
 import numpy as np
@@ -93,3 +95,19 @@ def squeue_job_ids(name):
 
     out = subprocess.run(["squeue", "-h", "-n", name, "-o", "%i"], capture_output=True, text=True)
     return set(out.stdout.split())
+
+
+@contextlib.contextmanager
+def kept_environment():
+    """Undo what a cluster started by a test writes into ``os.environ``.
+
+    distributed's nannies put their workers' settings (``OMP_NUM_THREADS=1``,
+    ...) into the parent's environment; worker pools started by later tests
+    would inherit them.
+    """
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)

@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 
-from conftest import assert_matches_sklearn, comparable
+from conftest import assert_matches_sklearn, comparable, kept_environment
 
 X, y = load_iris(return_X_y=True)
 
@@ -37,8 +37,10 @@ def dask_client():
     distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
     import logging
 
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+    with kept_environment():  # undone at once, not only when the module ends
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.ERROR)
+    with kept_environment(), cluster, distributed.Client(cluster) as client:
         yield client
 
 

@@ -16,7 +16,7 @@ from sklearn.linear_model import LogisticRegression
 import mempamal as mp
 
 from slurm_cluster import require_slurm
-from conftest import SLOW_MODULE, assert_matches_sklearn, squeue_job_ids
+from conftest import SLOW_MODULE, assert_matches_sklearn, kept_environment, squeue_job_ids
 
 distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
 
@@ -38,12 +38,9 @@ def _children():
 
 @pytest.fixture(autouse=True)
 def _environment_restored():
-    """Clusters made by the tests themselves write their workers' settings
-    (OMP_NUM_THREADS=1, ...) into os.environ: undo it for the tests after these."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
+    """Clusters made by the tests themselves write their workers' settings into os.environ."""
+    with kept_environment():
+        yield
 
 
 def test_private_local_cluster_gives_sklearns_answer_and_leaves_no_process_or_setting(tmp_path):
