@@ -25,6 +25,7 @@ Adding one is one class and one registry line::
 """
 
 import abc
+import contextlib
 import importlib
 import os
 from collections import deque
@@ -388,3 +389,32 @@ def _batch_lost(pool, exc, batch, tracker, failed, deaths, bar):
         else:
             tracker.ready.appendleft(task_id)
     pool.recover(exc)
+
+
+@contextlib.contextmanager
+def temporary_environment(**values):
+    """Set ``values`` in ``os.environ`` for the block; afterwards it is exactly as before.
+
+    The whole environment is restored, not only ``values``: libraries started
+    inside the block (e.g. distributed's nannies, which write
+    ``OMP_NUM_THREADS=1``) must not leave their settings to later processes.
+
+    Examples
+    --------
+    >>> import os
+    >>> with temporary_environment(MEMPAMAL_EXAMPLE="1"):
+    ...     os.environ["MEMPAMAL_EXAMPLE"]
+    '1'
+    >>> "MEMPAMAL_EXAMPLE" in os.environ
+    False
+    """
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        for name, value in saved.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value

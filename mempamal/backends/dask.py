@@ -20,7 +20,7 @@ import os
 import time
 import uuid
 
-from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
+from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress, temporary_environment
 from .local import run_batch
 
 INSTALL_HINT = "The 'dask' backend needs dask.distributed: pip install 'mempamal[dask]'"
@@ -135,8 +135,7 @@ class DaskBackend(Backend):
         # MALLOC_TRIM_THRESHOLD_, ...) into *our* os.environ; every process the
         # user starts afterwards -- e.g. a local run with limit_threads=False --
         # would inherit them.  Put the environment back as it was.
-        environment = dict(os.environ)
-        try:
+        with temporary_environment():
             cluster = distributed.LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                 silence_logs=logging.ERROR)
@@ -145,17 +144,6 @@ class DaskBackend(Backend):
                     yield client, n_threads
             finally:
                 cluster.close()
-        finally:
-            _restore_environment(environment)
-
-
-def _restore_environment(saved):
-    """Make ``os.environ`` equal to ``saved`` again (keys added, changed or removed)."""
-    for name in set(os.environ) - set(saved):
-        del os.environ[name]
-    for name, value in saved.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
 
 
 class DaskPool(WorkerPool):

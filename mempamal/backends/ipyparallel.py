@@ -21,7 +21,7 @@ import tempfile
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
+from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress, temporary_environment
 from .local import THREAD_VARIABLES, run_batch
 
 #: A batch of small tasks should keep an engine busy about this long.
@@ -39,20 +39,6 @@ def _import_ipp():
     except ImportError as exc:
         raise ImportError(INSTALL_HINT) from exc
     return ipyparallel
-
-
-@contextlib.contextmanager
-def _environment(**values):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 class LocalCluster:
@@ -116,7 +102,7 @@ class LocalCluster:
         # First the watchdog: a driver killed while the cluster starts leaves nothing either.
         self.watchdog = start_watchdog("IPYTHONDIR", self.ipython_dir, self.base)
         try:
-            with _environment(IPYTHONDIR=self.ipython_dir):
+            with temporary_environment(IPYTHONDIR=self.ipython_dir):
                 self.cluster.start_cluster_sync()
                 self._tell_watchdog_the_jobs()
                 self.client = self.cluster.connect_client_sync()
@@ -132,7 +118,7 @@ class LocalCluster:
         return self
 
     def add_engine(self):
-        with _environment(IPYTHONDIR=self.ipython_dir):
+        with temporary_environment(IPYTHONDIR=self.ipython_dir):
             self.cluster.start_engines_sync(n=1)
         self._tell_watchdog_the_jobs()
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .. import store
 from ..splits import MAIN
-from .base import Backend, check_stop, effective_n_jobs, make_progress
+from .base import Backend, check_stop, effective_n_jobs, make_progress, temporary_environment
 from .somaworkflow_status import failures, job_ids_of, show_progress
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
@@ -360,18 +360,11 @@ class SomaWorkflowBackend(Backend):
             return
         from .somaworkflow_resource import slurm_environment
 
-        saved = {name: os.environ.get(name) for name in ("PATH", "SOMA_WORKFLOW_CONFIG")}
-        try:
-            os.environ["PATH"] = slurm_environment(state)
-            if self.config is not None:
-                os.environ["SOMA_WORKFLOW_CONFIG"] = str(Path(self.config).absolute())
+        values = {"PATH": slurm_environment(state)}
+        if self.config is not None:
+            values["SOMA_WORKFLOW_CONFIG"] = str(Path(self.config).absolute())
+        with temporary_environment(**values):
             yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
     def _controller(self, client, light, state, n_jobs):
         if light is None and self.resource_id is not None:
