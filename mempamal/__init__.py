@@ -11,14 +11,14 @@ Examples
 >>> res = exp.run(X, y, workdir="runs/demo", n_jobs=-1)                 # doctest: +SKIP
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 # Public names are imported lazily: `import mempamal` must stay fast and must
 # not import scikit-learn, IPython or a backend before they are needed.
 _EXPORTS = {
     "Experiment": "mempamal.experiment",
     "Workflow": "mempamal.workflow",
-    "Task": "mempamal.workflow",
+    "Task": "mempamal.tasktable",
     "WorkflowError": "mempamal.workflow",
     "Results": "mempamal.results",
     "Run": "mempamal.run",
@@ -26,13 +26,16 @@ _EXPORTS = {
     "RunCancelled": "mempamal.backends.base",
     "register_backend": "mempamal.backends.base",
     "available_backends": "mempamal.backends.base",
-    "run_task": "mempamal.tasks",
-    "TaskError": "mempamal.tasks",
+    "run_task": "mempamal.engine.tasks",
+    "TaskError": "mempamal.engine.tasks",
     "WorkdirError": "mempamal.store",
     "WorkdirLocked": "mempamal.lock",
+    # `%load_ext mempamal` looks these up here; they live in the Jupyter skin.
+    "load_ipython_extension": "mempamal.jupyter.magics",
+    "unload_ipython_extension": "mempamal.jupyter.magics",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted(name for name in _EXPORTS if not name.endswith("_extension"))
 
 
 def __getattr__(name):
@@ -45,17 +48,3 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(list(globals()) + list(_EXPORTS))
-
-
-def load_ipython_extension(ipython):
-    """``%load_ext mempamal``: register the ``%mempamal`` / ``%%mempamal`` magics."""
-    from .jupyter.magics import load_ipython_extension as load
-
-    load(ipython)
-
-
-def unload_ipython_extension(ipython):
-    """``%unload_ext mempamal``."""
-    from .jupyter.magics import unload_ipython_extension as unload
-
-    unload(ipython)

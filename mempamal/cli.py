@@ -61,7 +61,7 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     from .lock import WorkdirLocked
     from .store import WorkdirError
-    from .tasks import TaskError
+    from .engine.tasks import TaskError
     from .workflow import WorkflowError
 
     # Warnings (an untrusted output run again, some fits failed) read as
@@ -92,7 +92,7 @@ def _task(args):
     Each task writes its own output, so a bundle interrupted half-way resumes
     at the first unfinished task; the exit status is 1 if any task failed.
     """
-    from .tasks import TaskError, run_task
+    from .engine.tasks import TaskError, run_task
 
     n_failed = 0
     for task_id in args.task_ids:

@@ -17,9 +17,10 @@ import numpy as np
 from . import integrity, store, validation
 from .lock import LOCK_NAME, WorkdirLock
 from .fingerprint import code_digest, data_hash, describe, fingerprint
-from .grid import chunk_points, expand_grid, prefix_keys
-from .splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
-from .workflow import Workflow, make_task_table
+from .engine.grid import chunk_points, expand_grid, prefix_keys
+from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
+from .tasktable import changed_task_ids, make_table, read_table, table_digest
+from .workflow import Workflow
 
 
 class Experiment:
@@ -207,8 +208,7 @@ class Experiment:
             chunks = chunk_points(len(descriptions), keys, sum(main["n_inner"]), chunk_size)
         else:
             chunks = []
-        return {"chunks": chunks, "split_sets": split_set_info,
-                "tasks": make_task_table(split_set_info, chunks, self.nested)}
+        return make_table(split_set_info, chunks, self.nested)
 
     def _reusable(self, workdir, identity, overwrite):
         """True to reuse an existing build; refuses a workdir it may not replace.
@@ -274,7 +274,7 @@ class Experiment:
         store.write_json(workdir / store.TASKS, table)
         store.write_json(workdir / store.MANIFEST, {
             "fingerprint": identity, "build_id": uuid.uuid4().hex,
-            "tasks_digest": integrity.tasks_digest(table), "files": integrity.build_file_digests(workdir),
+            "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "python": sys.executable, "mempamal_version": _version(), "data": kinds,
             "metrics": self.metrics, "n_tasks": len(table["tasks"]),
@@ -283,23 +283,16 @@ class Experiment:
 
 def _update_task_table(workdir, table):
     """Rebuild of the same experiment: keep outputs of tasks that did not change."""
-    old = store.read_json(workdir / store.TASKS)
+    old = read_table(workdir)
     if old == table:
         return
-    old_chunks, new_chunks = old["chunks"], table["chunks"]
-
-    def definition(row, chunks):
-        return row[:6] + [None if row[6] is None else chunks[row[6]]]
-
-    old_rows = {row[0]: definition(row, old_chunks) for row in old["tasks"]}
-    for row in table["tasks"]:
-        if old_rows.get(row[0]) != definition(row, new_chunks):
-            path = store.output_path(workdir, row[0])
-            if path.exists():
-                path.unlink()
+    for task_id in changed_task_ids(old, table):
+        path = store.output_path(workdir, task_id)
+        if path.exists():
+            path.unlink()
     store.write_json(workdir / store.TASKS, table)
     manifest = store.read_json(workdir / store.MANIFEST)
-    manifest["tasks_digest"] = integrity.tasks_digest(table)
+    manifest["tasks_digest"] = table_digest(table)
     manifest["n_tasks"] = len(table["tasks"])
     store.write_json(workdir / store.MANIFEST, manifest)
 
@@ -308,7 +301,7 @@ def _build_problem(workdir, manifest):
     """Why the files of an existing build cannot be reused (None if they can)."""
     try:
         integrity.verify_build_files(workdir, manifest)
-        integrity.check_tasks_digest(workdir, store.read_json(workdir / store.TASKS), manifest)
+        read_table(workdir, manifest)
     except store.WorkdirError as exc:
         return str(exc)
     return None
@@ -351,6 +344,6 @@ def _n_samples(value):
 
 
 def _version():
-    from . import __version__
+    from ._version import __version__
 
     return __version__

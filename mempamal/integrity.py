@@ -2,7 +2,8 @@
 
 Three guards, all cheap enough to run before every task:
 
-- ``manifest.json`` keeps the digest of ``tasks.json`` and the size and
+- ``manifest.json`` keeps the digest of ``tasks.json`` (computed in
+  :mod:`mempamal.tasktable`) and the size and
   sha256 of ``experiment.pkl``, ``data/*`` and ``splits/*``: an edited,
   truncated or swapped file is refused, naming it, before anything is
   unpickled from it.
@@ -18,55 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from .store import (
-    DATA_DIR, EXPERIMENT, MANIFEST, OUTPUTS_DIR, SPLITS_DIR, TASKS, WorkdirError, read_json,
-)
-
-
-def tasks_digest(table):
-    """Hash of the task table: changes exactly when some task's definition does.
-
-    Kept in the manifest; a ``tasks.json`` whose digest differs was edited
-    (or swapped) after the build and is refused.
-
-    Examples
-    --------
-    >>> tasks_digest({"tasks": []}) == tasks_digest({"tasks": []})
-    True
-    """
-    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def check_tasks_digest(workdir, table, manifest):
-    """Refuse a ``tasks.json`` that is not the one the build wrote.
-
-    Examples
-    --------
-    >>> check_tasks_digest("wd", {"tasks": []}, {"tasks_digest": tasks_digest({"tasks": []})})
-    """
-    if tasks_digest(table) != manifest.get("tasks_digest"):
-        raise WorkdirError(
-            f"{Path(workdir) / TASKS} does not match the digest recorded in {Path(workdir) / MANIFEST}: "
-            "one of them was edited or replaced after the build (a task row removed or changed?). "
-            "Build the workdir again to recreate them."
-        )
-
-
-def task_definition_digest(task_id, kind, deps, split_set, outer, inner, points):
-    """Digest of what one task computes, stamped on its output.
-
-    A rebuild that re-chunks the grid keeps the build id but changes some
-    definitions; their old outputs must not be trusted.  ``split_set`` None
-    (the final task) and ``"main"`` are the same thing.
-
-    Examples
-    --------
-    >>> a = task_definition_digest("fit-o0-i0-c0", "fit", [], "main", 0, 0, [0, 1])
-    >>> a == task_definition_digest("fit-o0-i0-c0", "fit", [], "main", 0, 0, [0, 2])
-    False
-    """
-    fields = [task_id, kind, list(deps), split_set or "main", outer, inner, None if points is None else list(points)]
-    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
+from .store import DATA_DIR, EXPERIMENT, MANIFEST, OUTPUTS_DIR, SPLITS_DIR, WorkdirError, read_json
 
 
 def output_stamp(task_id, build_id, definition):

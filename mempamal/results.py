@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 from . import integrity, store
-from .search_table import search_statistics
+from .graph import TaskGraph, find_results_problem
+from .engine.search import search_statistics
 
 
 class Results:
@@ -64,12 +65,10 @@ class Results:
         """
         import cloudpickle
 
-        from .workflow import Workflow
-
         workdir = Path(workdir)
-        workflow = Workflow.open(workdir)  # names a folder that is no (complete) workdir
+        workflow = TaskGraph.open(workdir)  # names a folder that is no (complete) workdir
         manifest = workflow.manifest
-        problem = results_problem(workdir, manifest.get("build_id"))
+        problem = find_results_problem(workdir, manifest.get("build_id"))
         if problem is not None:
             status = workflow.status()
             if status["pending"]:
@@ -212,32 +211,6 @@ def finished_folds(workflow):
     for column in ("fit_time", "score_time", "error"):
         frame[column] = [outputs[k][column] for k in folds]
     return frame
-
-
-def results_problem(workdir, build_id):
-    """Why ``results.json`` of ``workdir`` cannot be used (None if it can).
-
-    The output of the ``final`` task, stamped with the build id, holds the
-    digest of the ``results.json`` it wrote: a results file that is missing,
-    truncated, edited or copied from another workdir does not match it.
-    """
-    import hashlib
-
-    workdir = Path(workdir)
-    path = workdir / store.RESULTS
-    final = store.output_path(workdir, "final")
-    try:
-        output = store.read_json(final)
-        payload = path.read_bytes()
-    except FileNotFoundError:
-        return f"{path} is missing"
-    except store.WorkdirError as exc:
-        return str(exc).rstrip(".")
-    if output.get("build") != build_id:
-        return f"{final} was written by another build"
-    if hashlib.sha256(payload).hexdigest() != output.get("results_sha256"):
-        return f"{path} does not match the digest its final task recorded (truncated, edited or replaced)"
-    return None
 
 
 def raise_or_warn_about_fit_failures(raw):

@@ -111,7 +111,7 @@ def check_param_grid(estimator, param_grid):
 
 
 def check_scoring_and_refit(estimator, scoring, refit, error_score):
-    from .scoring import build_scorer
+    from .engine.scoring import build_scorer
 
     try:
         _, metrics, multimetric = build_scorer(estimator, scoring, error_score)

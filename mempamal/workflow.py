@@ -1,27 +1,27 @@
-"""Task and Workflow: the graph of an experiment, its status, run and export.
+"""Workflow: the user-facing task graph of an experiment -- run, submit, export, plot.
 
-The graph (docs/architecture.md)::
-
-    fit-o<k>-i<j>-c<c>  ->  select-o<k>  -\\
-                            score-o<k>   ---> final
-    perm-<m>-...        (same shape)     -/
-
-Ids are stable: the same experiment, data and chunking give the same ids, so
-a rebuilt workdir resumes where it stopped.
+The tasks and their state come from :class:`mempamal.graph.TaskGraph`; the
+rows of ``tasks.json`` and the :class:`Task` record from
+:mod:`mempamal.tasktable`.
 """
 
-import sys
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from . import integrity, store
-from .lock import WorkdirLock, describe_holder, read_holder
-from .splits import MAIN, permutation_name
+from .graph import TaskGraph, find_results_problem
+from .lock import WorkdirLock
+from .tasktable import Task  # noqa: F401 (mp.Task)
 
 
 class WorkflowError(RuntimeError):
-    """Some tasks failed; ``failed`` maps their ids to the error messages."""
+    """Some tasks failed; ``failed`` maps their ids to the error messages.
+
+    Examples
+    --------
+    >>> error = WorkflowError({"fit-o0-i0-c0": "ValueError: bad"}, "runs/iris")
+    >>> error.failed
+    {'fit-o0-i0-c0': 'ValueError: bad'}
+    """
 
     def __init__(self, failed, workdir=None):
         self.failed = dict(failed)
@@ -32,69 +32,8 @@ class WorkflowError(RuntimeError):
         )
 
 
-@dataclass(frozen=True)
-class Task:
-    """One unit of work: ``python -m mempamal task WORKDIR <id>``.
-
-    Examples
-    --------
-    >>> wf = mp.Workflow.open("runs/iris")          # doctest: +SKIP
-    >>> wf.tasks[0]                                  # doctest: +SKIP
-    Task(id='fit-o0-i0-c0', kind='fit', deps=(), ...)
-    """
-
-    id: str
-    kind: str
-    deps: tuple
-    command: tuple = field(repr=False)
-    split_set: str = MAIN
-    outer: int = None
-    inner: int = None
-    points: tuple = field(default=None, repr=False)
-
-    @property
-    def permutation(self):
-        """Index of the permutation this task belongs to, or None."""
-        if self.split_set == MAIN:
-            return None
-        return int(self.split_set.split("-", 1)[1])
-
-
-def make_task_table(split_set_info, chunks, nested):
-    """The task rows of ``tasks.json``: ``[id, kind, deps, split_set, outer, inner, chunk]``.
-
-    ``split_set_info`` maps each split set name (``main``, ``perm-<m>``, in
-    order) to ``{"n_outer": K, "n_inner": [J_0, ..., J_K-1]}``.
-    """
-    rows, final_deps = [], []
-    for split_set, info in split_set_info.items():
-        prefix = "" if split_set == MAIN else f"{split_set}-"
-        for outer in range(info["n_outer"]):
-            if not nested:
-                task_id = f"{prefix}score-o{outer}"
-                rows.append([task_id, "score", [], split_set, outer, None, None])
-                final_deps.append(task_id)
-                continue
-            fit_ids = []
-            for inner in range(info["n_inner"][outer]):
-                for chunk in range(len(chunks)):
-                    task_id = f"{prefix}fit-o{outer}-i{inner}-c{chunk}"
-                    rows.append([task_id, "fit", [], split_set, outer, inner, chunk])
-                    fit_ids.append(task_id)
-            select_id = f"{prefix}select-o{outer}"
-            rows.append([select_id, "select", fit_ids, split_set, outer, None, None])
-            final_deps.append(select_id)
-    rows.append(["final", "final", final_deps, None, None, None, None])
-    return rows
-
-
-def task_command(workdir, task_id, python=None):
-    """The command line that runs one task anywhere the workdir is mounted."""
-    return (python or sys.executable, "-m", "mempamal", "task", str(workdir), task_id)
-
-
-class Workflow:
-    """The task graph stored in a workdir.
+class Workflow(TaskGraph):
+    """The task graph stored in a workdir, ready to run.
 
     Get one from :meth:`mempamal.Experiment.build` or :meth:`Workflow.open`.
 
@@ -105,124 +44,6 @@ class Workflow:
     (81, 81)
     >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
     """
-
-    def __init__(self, workdir):
-        self.workdir = Path(workdir).absolute()
-        self.manifest = store.read_json(self.workdir / store.MANIFEST)
-        self._tasks = None
-        self._by_id = None
-        self._scan_cache = {}
-
-    @classmethod
-    def open(cls, workdir):
-        """Reopen a built workdir (e.g. after a crash) to inspect, run or export it."""
-        workdir = Path(workdir)
-        if not (workdir / store.MANIFEST).exists():
-            if store.is_workdir(workdir):
-                raise store.WorkdirError(
-                    f"{workdir} holds an incomplete build (no {store.MANIFEST}); build it again."
-                )
-            raise store.WorkdirError(f"{workdir} is not a mempamal workdir (no {store.MANIFEST}).")
-        return cls(workdir)
-
-    # ------------------------------------------------------------ graph
-    @property
-    def tasks(self):
-        """All tasks, in an order where every task comes after its dependencies."""
-        if self._tasks is None:
-            # Straight from the rows (a graph can have 100,000 tasks): one
-            # shared tuple per chunk, the command prefix computed once.
-            table = store.read_json(self.workdir / store.TASKS)
-            integrity.check_tasks_digest(self.workdir, table, self.manifest)
-            chunks = [tuple(chunk) for chunk in table["chunks"]]
-            command = task_command(self.workdir, "", self.manifest.get("python"))[:-1]
-            self._tasks = [
-                Task(task_id, kind, tuple(deps), command + (task_id,), split_set or MAIN, outer, inner,
-                     None if chunk is None else chunks[chunk])
-                for task_id, kind, deps, split_set, outer, inner, chunk in table["tasks"]
-            ]
-        return self._tasks
-
-    def _tasks_by_id(self):
-        if self._by_id is None:
-            self._by_id = {task.id: task for task in self.tasks}
-        return self._by_id
-
-    def task(self, task_id):
-        """The :class:`Task` with id ``task_id``."""
-        try:
-            return self._tasks_by_id()[task_id]
-        except KeyError:
-            raise KeyError(f"No task {task_id!r} in {self.workdir}.") from None
-
-    def _definition(self, task_id):
-        task = self._tasks_by_id().get(task_id)
-        if task is None:
-            return None  # a file that is no task's output: not counted
-        return integrity.task_definition_digest(task.id, task.kind, task.deps, task.split_set,
-                                                task.outer, task.inner, task.points)
-
-    def check_outputs(self):
-        """``(done, untrusted)``: ids with a trusted output, and ``{id: why not}``.
-
-        An output is trusted when it is complete JSON stamped with its task
-        id, this build's id and the task's current definition; the others
-        (truncated, copied from another task, left by a run of an earlier
-        build) count as not done and are run again.
-        """
-        if len(self._scan_cache) > 2 * len(self.tasks):
-            self._scan_cache.clear()  # entries of files since rewritten
-        return integrity.scan_outputs(self.workdir, self.manifest["build_id"], self._definition, self._scan_cache)
-
-    def done_ids(self):
-        """Ids of the tasks whose output exists and is trusted."""
-        return self.check_outputs()[0]
-
-    def pending_ids(self):
-        """Ids still to run (no trusted output), in dependency order."""
-        done = self.done_ids()
-        return [task.id for task in self.tasks if task.id not in done]
-
-    def failed_ids(self):
-        """Ids that failed last time they ran (an error log and no output)."""
-        done = self.done_ids()
-        logs = Path(self.workdir) / store.LOGS_DIR
-        names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()
-        return sorted(names - done)
-
-    def status(self):
-        """Counts of tasks: total, done, pending, failed, untrusted, and done/total per kind.
-
-        ``untrusted`` maps each output file that exists but is not counted
-        as done to the reason (corrupt, another task's, another build's);
-        ``running`` names the process holding the workdir's lock, if any;
-        ``results`` says what is wrong with ``results.json`` when every task
-        is done but it cannot be read (``run`` writes it again), else None.
-
-        Examples
-        --------
-        >>> wf.status()                                     # doctest: +SKIP
-        {'total': 81, 'done': 12, 'pending': 69, 'failed': 0, 'untrusted': {}, 'by_kind': {...}}
-        """
-        done, untrusted = self.check_outputs()
-        by_kind = {}
-        for task in self.tasks:
-            counts = by_kind.setdefault(task.kind, {"done": 0, "total": 0})
-            counts["total"] += 1
-            counts["done"] += task.id in done
-        n_done = sum(c["done"] for c in by_kind.values())
-        holder = read_holder(self.workdir)
-        results_problem = None
-        if n_done == len(self.tasks):
-            from .results import results_problem as problem_of
-
-            results_problem = problem_of(self.workdir, self.manifest["build_id"])
-        return {
-            "total": len(self.tasks), "done": n_done, "pending": len(self.tasks) - n_done,
-            "failed": len(self.failed_ids()), "untrusted": untrusted, "by_kind": by_kind,
-            "running": None if holder is None else describe_holder(holder),
-            "results": results_problem,
-        }
 
     # -------------------------------------------------------------- run
     def run(self, backend="local", n_jobs=None, progress=True, stop=None, wait=False, **options):
@@ -329,9 +150,7 @@ class Workflow:
             store.output_path(self.workdir, task_id).unlink(missing_ok=True)
 
     def _results_ok(self):
-        from .results import results_problem
-
-        return results_problem(self.workdir, self.manifest["build_id"]) is None
+        return find_results_problem(self.workdir, self.manifest["build_id"]) is None
 
     def results(self):
         """The :class:`mempamal.Results` of this finished workdir.

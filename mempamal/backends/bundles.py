@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import store
+from ..tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
 #: kind have finished in the workdir.  A ``fit`` task's guess is per grid point.
@@ -211,3 +212,31 @@ def _split(ids, costs, n_workers, job_seconds, tasks_per_job):
         groups[index].append(task_id)
         cumulative += weight
     return [group for group in groups if group]
+
+
+def bundle_entries(workflow, bundles, python=None, workdir=None):
+    """One :func:`mempamal.backends.export.command_entries`-like row per :class:`mempamal.backends.bundles.Bundle`.
+
+    ``id`` and ``deps`` are bundle ids, ``tasks`` the bundle's task ids, and
+    ``cmd`` runs them all in one interpreter; ``outer`` / ``split_set`` are
+    the tasks' common values, or None when they differ.
+
+    Examples
+    --------
+    >>> rows = bundle_entries(wf, make_bundles(wf, wf.pending_ids(), tasks_per_job=10))   # doctest: +SKIP
+    >>> rows[0]["cmd"][-10:] == list(rows[0]["tasks"])                                  # doctest: +SKIP
+    True
+    """
+    target = workdir or workflow.workdir
+    prefix = list(task_command(target, "", python or workflow.manifest.get("python"))[:-1])
+    rows = []
+    for bundle in bundles:
+        members = [workflow.task(task_id) for task_id in bundle.task_ids]
+        outers = {task.outer for task in members}
+        split_sets = {task.split_set for task in members}
+        rows.append({"id": bundle.id, "cmd": prefix + list(bundle.task_ids), "deps": list(bundle.deps),
+                     "kind": members[0].kind if len({t.kind for t in members}) == 1 else None,
+                     "outer": outers.pop() if len(outers) == 1 else None,
+                     "split_set": split_sets.pop() if len(split_sets) == 1 else None,
+                     "tasks": list(bundle.task_ids)})
+    return rows

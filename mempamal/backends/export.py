@@ -23,7 +23,7 @@ import shlex
 from pathlib import Path
 
 from .. import store
-from ..workflow import task_command
+from ..tasktable import task_command
 
 FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
 #: Job length the ``slurm`` export aims at when no sizing is given.
@@ -41,7 +41,7 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     >>> wf.export("run.sh", format="shell", tasks_per_job=20)       # doctest: +SKIP
     >>> wf.export("submit.sh", format="slurm", job_seconds=300)     # doctest: +SKIP
     """
-    from .bundles import check_bundle_options, make_bundles
+    from .bundles import bundle_entries, check_bundle_options, make_bundles
 
     if format not in FORMATS:
         raise ValueError(f"The 'format' parameter of export must be one of {list(FORMATS)}; got {format!r} instead.")
@@ -93,35 +93,6 @@ def command_entries(workflow, python=None, workdir=None):
          "kind": t.kind, "outer": t.outer, "split_set": t.split_set}
         for t in workflow.tasks
     ]
-
-
-def bundle_entries(workflow, bundles, python=None, workdir=None):
-    """One :func:`command_entries`-like row per :class:`mempamal.backends.bundles.Bundle`.
-
-    ``id`` and ``deps`` are bundle ids, ``tasks`` the bundle's task ids, and
-    ``cmd`` runs them all in one interpreter; ``outer`` / ``split_set`` are
-    the tasks' common values, or None when they differ.
-
-    Examples
-    --------
-    >>> from mempamal.backends.bundles import make_bundles
-    >>> rows = bundle_entries(wf, make_bundles(wf, wf.pending_ids(), tasks_per_job=10))   # doctest: +SKIP
-    >>> rows[0]["cmd"][-10:] == list(rows[0]["tasks"])                                  # doctest: +SKIP
-    True
-    """
-    target = workdir or workflow.workdir
-    prefix = list(task_command(target, "", python or workflow.manifest.get("python"))[:-1])
-    rows = []
-    for bundle in bundles:
-        members = [workflow.task(task_id) for task_id in bundle.task_ids]
-        outers = {task.outer for task in members}
-        split_sets = {task.split_set for task in members}
-        rows.append({"id": bundle.id, "cmd": prefix + list(bundle.task_ids), "deps": list(bundle.deps),
-                     "kind": members[0].kind if len({t.kind for t in members}) == 1 else None,
-                     "outer": outers.pop() if len(outers) == 1 else None,
-                     "split_set": split_sets.pop() if len(split_sets) == 1 else None,
-                     "tasks": list(bundle.task_ids)})
-    return rows
 
 
 def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options):

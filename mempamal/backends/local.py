@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from ..tasks import TaskError, run_task
+from ..engine.tasks import TaskError, run_task
 from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.

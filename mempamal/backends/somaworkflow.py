@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .. import store
-from ..splits import MAIN
+from ..tasktable import MAIN
 from .base import Backend, check_stop, effective_n_jobs, make_progress, temporary_environment
 from .somaworkflow_status import failures, job_ids_of, show_progress
 
@@ -326,8 +326,7 @@ class SomaWorkflowBackend(Backend):
         --------
         >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
         """
-        from .bundles import make_bundles
-        from .export import bundle_entries
+        from .bundles import bundle_entries, make_bundles
 
         client, constants, _ = _import_soma()
         state = store.make_private_dir(workflow.workdir / STATE_DIR)

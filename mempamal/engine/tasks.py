@@ -19,10 +19,10 @@ import traceback
 import warnings
 from pathlib import Path
 
-from . import store
+from .. import store
 from .context import load_context
 from .fitting import evaluate_points, fit_and_score
-from .search_table import best_index, search_statistics
+from .search import best_index, search_statistics
 
 
 class TaskError(RuntimeError):
@@ -55,7 +55,7 @@ def run_task(workdir, task_id, *, force=False):
             if problem is None:
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
-        handler = _HANDLERS[record["kind"]]
+        handler = _HANDLERS[record.kind]
         payload = handler(context, record)
     except TaskError:
         raise
@@ -70,7 +70,7 @@ def run_task(workdir, task_id, *, force=False):
     # The stamp comes first: a reader can tell whose output this is.
     output = context.stamp(task_id)
     output.update(payload)
-    output.update(kind=record["kind"], start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
+    output.update(kind=record.kind, start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
     store.write_json(target, output)
     stale_log = store.log_path(workdir, task_id)
     if stale_log.exists():
@@ -87,13 +87,13 @@ def _write_log(workdir, task_id):
 
 def _run_fit(context, record):
     """Fit/score a chunk of grid points on one inner split of one outer fold."""
-    data = context.inner_split_data(record["split_set"], record["outer"], record["inner"])
+    data = context.inner_split_data(record.split_set, record.outer, record.inner)
     results = evaluate_points(
-        context.estimator, context.candidates, record["points"], context.prefix_keys,
+        context.estimator, context.candidates, record.points, context.prefix_keys,
         data, context.scorer, context.metrics, context.error_score,
     )
     return {
-        "points": record["points"],
+        "points": record.points,
         "scores": {m: [r["scores"][m] for r in results] for m in context.metrics},
         "fit_time": [r["fit_time"] for r in results],
         "score_time": [r["score_time"] for r in results],
@@ -104,15 +104,15 @@ def _run_fit(context, record):
 
 def _gather_inner_tables(context, record):
     n_candidates = len(context.candidates)
-    n_splits = context.n_inner_splits(record["split_set"], record["outer"])
+    n_splits = context.n_inner_splits(record.split_set, record.outer)
     nan = float("nan")
     scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
     fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
     score_times = [[0.0] * n_splits for _ in range(n_candidates)]
     errors = [[None] * n_splits for _ in range(n_candidates)]
-    for dep in record["deps"]:
+    for dep in record.deps:
         output = context.read_output(dep)
-        inner = context.task(dep)["inner"]
+        inner = context.task(dep).inner
         for row, point in enumerate(output["points"]):
             for metric in context.metrics:
                 scores[metric][point][inner] = output["scores"][metric][row]
@@ -142,7 +142,7 @@ def _run_select(context, record):
         return outcome
     best = best_index(stats, context.refit, context.metrics)
     estimator = context.estimator_with(best)
-    X_train, y_train, X_test, y_test = context.outer_split_data(record["split_set"], record["outer"])
+    X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
                            context.scorer, context.metrics, context.error_score)
     outcome.update(best_index=best, test_scores=result["scores"], fit_time=result["fit_time"],
@@ -164,7 +164,7 @@ def _all_fits_failed_error(fit_errors):
 def _run_score(context, record):
     """Plain cross-validation: fit on outer train, score outer test."""
     estimator = context.estimator_with(None)
-    X_train, y_train, X_test, y_test = context.outer_split_data(record["split_set"], record["outer"])
+    X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
                            context.scorer, context.metrics, context.error_score)
     return {"test_scores": result["scores"], "fit_time": result["fit_time"],

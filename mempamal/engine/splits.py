@@ -16,14 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .store import SPLITS_DIR, atomic_write
-
-MAIN = "main"
-
-
-def permutation_name(index):
-    """Name of the split set of permutation ``index`` (``perm-3``)."""
-    return f"perm-{index}"
+from ..store import SPLITS_DIR, atomic_write
+from ..tasktable import MAIN, permutation_name  # noqa: F401 (split set names, here for build)
 
 
 def permuted_target_indices(n_samples, groups, n_permutations, random_state):

@@ -10,7 +10,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from . import integrity, store
+from .. import integrity, store, tasktable
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
 from .splits import SplitSet
@@ -49,21 +49,17 @@ def load_context(workdir):
 
 
 def load_task_table(workdir, manifest=None):
-    """Parse ``tasks.json`` into ``({id: record}, split_set_info)``.
+    """``({id: Task}, split_set_info)`` of ``tasks.json`` (checked against ``manifest`` if given).
 
-    With ``manifest``, the table must match the digest the build recorded.
+    Examples
+    --------
+    >>> records, info = load_task_table("runs/iris")        # doctest: +SKIP
+    >>> records["final"].kind, sorted(info)                 # doctest: +SKIP
+    ('final', ['main'])
     """
-    table = store.read_json(Path(workdir) / store.TASKS)
-    if manifest is not None:
-        integrity.check_tasks_digest(workdir, table, manifest)
-    chunks = table["chunks"]
-    records = {}
-    for task_id, kind, deps, split_set, outer, inner, chunk in table["tasks"]:
-        records[task_id] = {
-            "id": task_id, "kind": kind, "deps": deps, "split_set": split_set,
-            "outer": outer, "inner": inner, "points": None if chunk is None else chunks[chunk],
-        }
-    return records, table["split_sets"]
+    table = tasktable.read_table(workdir, manifest)
+    # Workers never run commands: no interpreter path in their records.
+    return {task.id: task for task in tasktable.tasks_of(table, workdir, python="")}, table["split_sets"]
 
 
 class WorkdirContext:
@@ -119,9 +115,7 @@ class WorkdirContext:
 
     def definition(self, task_id):
         """Digest of what ``task_id`` computes (stamped on its output)."""
-        record = self.task(task_id)
-        return integrity.task_definition_digest(task_id, record["kind"], record["deps"], record["split_set"],
-                                                record["outer"], record["inner"], record["points"])
+        return self.task(task_id).definition
 
     def stamp(self, task_id):
         """The fields the output of ``task_id`` must start with."""

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .splits import MAIN
+from ..tasktable import MAIN
 
 
 def permutation_metric(metrics, refit):
@@ -19,7 +19,7 @@ def _outputs_by_split_set(context, deps):
     grouped = {}
     for dep in deps:
         record = context.task(dep)
-        grouped.setdefault(record["split_set"], {})[record["outer"]] = context.read_output(dep)
+        grouped.setdefault(record.split_set, {})[record.outer] = context.read_output(dep)
     return {name: [folds[k] for k in sorted(folds)] for name, folds in grouped.items()}
 
 
@@ -27,7 +27,7 @@ def gather_results(context, record):
     """Assemble the results dictionary from the select/score outputs."""
     metrics = context.metrics
     nested = bool(context.candidates)
-    grouped = _outputs_by_split_set(context, record["deps"])
+    grouped = _outputs_by_split_set(context, record.deps)
     folds = grouped[MAIN]
     results = {
         "metrics": metrics,
