@@ -244,8 +244,9 @@ class TimelineDisplay:
 
 
 def _refit_metric(results):
-    refit = results.experiment.refit
-    return refit if isinstance(refit, str) and refit in results.metrics else results.metrics[0]
+    from .engine.search import refit_metric
+
+    return refit_metric(results.experiment.refit, results.metrics)
 
 
 def _unique(values):

@@ -46,6 +46,21 @@ class Experiment:
         Seed of the permutations.
     error_score : 'raise' or float
         Score of a failing fit (the error is kept), as scikit-learn.
+    param_distributions : dict or list of dicts, optional
+        Instead of ``param_grid``: ``RandomizedSearchCV`` semantics, ``n_iter``
+        candidates sampled with ``random_state``.
+    n_iter : int
+        Number of sampled candidates with ``param_distributions``.
+    final_fit : bool
+        Also run the search on all the data and refit its best point there
+        (``res.best_estimator_``), as ``GridSearchCV.fit(X, y)``.
+    return_estimator : bool
+        Keep each outer fold's fitted estimator (``res.estimators_``).
+    return_train_score : bool
+        Train scores, outer and inner, as scikit-learn.
+    predict : None or str
+        ``"predict"``, ``"predict_proba"``, ``"predict_log_proba"`` or
+        ``"decision_function"``: out-of-fold predictions (``res.predictions``).
 
     Examples
     --------
@@ -61,7 +76,8 @@ class Experiment:
     """
 
     def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
-                 n_permutations=0, random_state=None, error_score=np.nan):
+                 n_permutations=0, random_state=None, error_score=np.nan, *, param_distributions=None,
+                 n_iter=10, final_fit=True, return_estimator=False, return_train_score=False, predict=None):
         validation.check_estimator(estimator)
         validation.check_param_grid(estimator, param_grid)
         validation.check_cv_argument(cv, "cv")
@@ -71,6 +87,10 @@ class Experiment:
         validation.check_n_permutations(n_permutations)
         validation.check_random_state(random_state)
         validation.warn_unused_inner_cv(param_grid, inner_cv)
+        for flag, value in (("final_fit", final_fit), ("return_estimator", return_estimator),
+                            ("return_train_score", return_train_score)):
+            validation.check_flag(value, flag)
+        validation.check_predict(predict)
         self.estimator = estimator
         self.param_grid = param_grid
         # A generator of splits can be read only once (and not pickled).
@@ -81,6 +101,12 @@ class Experiment:
         self.n_permutations = int(n_permutations)
         self.random_state = random_state
         self.error_score = error_score
+        self.param_distributions = param_distributions
+        self.n_iter = n_iter
+        self.final_fit = bool(final_fit)
+        self.return_estimator = bool(return_estimator)
+        self.return_train_score = bool(return_train_score)
+        self.predict = predict
 
     @property
     def nested(self):
@@ -95,7 +121,8 @@ class Experiment:
     def describe(self):
         """A session-independent description (used to recognize a workdir)."""
         names = ("estimator", "param_grid", "cv", "inner_cv", "scoring", "refit",
-                 "n_permutations", "random_state", "error_score")
+                 "n_permutations", "random_state", "error_score", "param_distributions", "n_iter",
+                 "final_fit", "return_estimator", "return_train_score", "predict")
         return {name: describe(getattr(self, name)) for name in names}
 
     def fingerprint(self):
@@ -113,7 +140,7 @@ class Experiment:
         False
         """
         runs = (self.estimator, self.param_grid, self.cv, self.inner_cv, self.scoring, self.refit,
-                self.random_state, self.error_score)
+                self.random_state, self.error_score, self.param_distributions)
         return fingerprint({"experiment": self.describe(), "code": code_digest(*runs)})
 
     def __repr__(self):

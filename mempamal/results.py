@@ -6,7 +6,7 @@ import numpy as np
 
 from . import integrity, store
 from .graph import TaskGraph, find_results_problem
-from .engine.search import search_statistics
+from .engine.search import cv_results
 
 
 class Results:
@@ -95,17 +95,8 @@ class Results:
             raise ValueError("cv_results is only defined for nested cross-validation (a param_grid was given).")
         if not 0 <= outer_fold < self.n_outer:
             raise IndexError(f"outer_fold must be in [0, {self.n_outer}); got {outer_fold}.")
-        from sklearn.model_selection._search import _yield_masked_array_for_each_param
-
         inner = self.raw["inner"][outer_fold]
-        candidates = self.experiment.candidates
-        stats = search_statistics(inner["scores"], inner["fit_time"], inner["score_time"])
-        results = {key: stats[key] for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")}
-        for param, masked in _yield_masked_array_for_each_param(candidates):
-            results[param] = masked
-        results["params"] = candidates
-        results.update({k: v for k, v in stats.items() if k.startswith(("split", "mean_test", "std_test", "rank_test"))})
-        return results
+        return cv_results(self.experiment.candidates, inner["scores"], inner["fit_time"], inner["score_time"])
 
     def summary(self):
         """DataFrame with mean, std and median of the outer test score per metric."""

@@ -148,6 +148,37 @@ def check_n_permutations(n_permutations):
         _fail("n_permutations", "an int in the range [0, inf)", n_permutations)
 
 
+def check_flag(value, argument):
+    """A plain boolean option (``final_fit``, ``return_estimator``, ``return_train_score``).
+
+    Examples
+    --------
+    >>> check_flag("yes", "final_fit")
+    Traceback (most recent call last):
+    ...
+    TypeError: The 'final_fit' parameter of Experiment must be True or False; got 'yes' instead.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        _fail(argument, "True or False", value, exc=TypeError)
+
+
+PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+
+def check_predict(predict):
+    """None or the name of a prediction method, as ``cross_val_predict``'s ``method``.
+
+    Examples
+    --------
+    >>> check_predict("proba")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'predict' parameter of Experiment must be None or one of 'predict', 'predict_proba', 'predict_log_proba', 'decision_function'; got 'proba' instead.
+    """
+    if predict is not None and predict not in PREDICT_METHODS:
+        _fail("predict", "None or one of " + ", ".join(repr(m) for m in PREDICT_METHODS), predict)
+
+
 def warn_unused_inner_cv(param_grid, inner_cv):
     if param_grid is None and inner_cv is not None:
         warnings.warn(

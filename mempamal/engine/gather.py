@@ -3,15 +3,7 @@
 import numpy as np
 
 from ..tasktable import MAIN
-
-
-def permutation_metric(metrics, refit):
-    """The metric a permutation test uses: the refit metric, else the first.
-
-    ``permutation_test_score`` takes a single scorer; with several metrics we
-    test the one that selects models.
-    """
-    return refit if isinstance(refit, str) and refit in metrics else metrics[0]
+from .search import refit_metric
 
 
 def _outputs_by_split_set(context, deps):
@@ -50,7 +42,7 @@ def gather_results(context, record):
         ]
     n_permutations = context.experiment.n_permutations
     if n_permutations:
-        metric = permutation_metric(metrics, context.refit)
+        metric = refit_metric(context.refit, metrics)  # permutation_test_score takes one scorer
         # permutation_test_score averages fold scores with np.mean, in fold order.
         score = float(np.mean(results["test_scores"][metric]))
         permutation_scores = []

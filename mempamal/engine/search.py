@@ -47,6 +47,12 @@ def search_statistics(split_scores, fit_times, score_times):
 
     ``split_scores`` maps a metric name to an ``(n_candidates, n_splits)``
     table.
+
+    Examples
+    --------
+    >>> stats = search_statistics({"score": [[1.0, 0.0], [1.0, 1.0]]}, [[0.1, 0.1]] * 2, [[0.0, 0.0]] * 2)
+    >>> stats["rank_test_score"].tolist()
+    [2, 1]
     """
     results = {}
     results.update(summarize("fit_time", fit_times))
@@ -56,8 +62,56 @@ def search_statistics(split_scores, fit_times, score_times):
     return results
 
 
+def cv_results(candidates, split_scores, fit_times, score_times):
+    """The whole ``GridSearchCV.cv_results_``: times, ``param_*`` masked arrays, ``params``, scores.
+
+    Keys come in scikit-learn's order; this is what ``Results.cv_results``
+    returns and what a ``refit`` callable receives.
+
+    Examples
+    --------
+    >>> table = cv_results([{"C": 1}, {"C": 10}], {"score": [[0.5, 0.7], [0.9, 0.9]]},
+    ...                    [[0.1, 0.1]] * 2, [[0.0, 0.0]] * 2)
+    >>> table["param_C"].tolist(), table["rank_test_score"].tolist()
+    ([1, 10], [2, 1])
+    """
+    from sklearn.model_selection._search import _yield_masked_array_for_each_param
+
+    stats = search_statistics(split_scores, fit_times, score_times)
+    results = {key: stats.pop(key) for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")}
+    for param, masked in _yield_masked_array_for_each_param(candidates):
+        results[param] = masked
+    results["params"] = list(candidates)
+    results.update(stats)
+    return results
+
+
+def refit_metric(refit, metrics):
+    """The metric that selects the best candidate: ``refit`` when it names one, else the first.
+
+    A single metric is ``"score"`` even when refit names it (``refit="accuracy"``
+    with ``scoring="accuracy"``); a permutation test with several metrics
+    tests this one too.
+
+    Examples
+    --------
+    >>> refit_metric("roc_auc", ["accuracy", "roc_auc"]), refit_metric(True, ["score"])
+    ('roc_auc', 'score')
+    """
+    return refit if isinstance(refit, str) and refit in metrics else metrics[0]
+
+
 def best_index(results, refit, metrics):
-    """The candidate ``GridSearchCV`` would pick (lowest rank, first on ties)."""
+    """The candidate ``GridSearchCV`` would pick (lowest rank, first on ties).
+
+    ``results`` is the whole :func:`cv_results` table, which a ``refit``
+    callable receives as ``GridSearchCV`` gives it ``cv_results_``.
+
+    Examples
+    --------
+    >>> best_index({"rank_test_score": np.array([2, 1, 1])}, True, ["score"])
+    1
+    """
     if callable(refit):
         index = refit(results)
         if not isinstance(index, (int, np.integer)):
@@ -65,6 +119,4 @@ def best_index(results, refit, metrics):
         if index < 0 or index >= len(results["params"]):
             raise IndexError("best_index_ index out of range")
         return int(index)
-    # A single metric is "score" even when refit names it (refit="accuracy").
-    metric = refit if isinstance(refit, str) and refit in metrics else metrics[0]
-    return int(results[f"rank_test_{metric}"].argmin())
+    return int(results[f"rank_test_{refit_metric(refit, metrics)}"].argmin())

@@ -22,7 +22,7 @@ from pathlib import Path
 from .. import store
 from .context import load_context
 from .fitting import evaluate_points, fit_and_score
-from .search import best_index, search_statistics
+from .search import best_index, cv_results
 
 
 class TaskError(RuntimeError):
@@ -128,8 +128,7 @@ def _run_select(context, record):
     """Pick the best grid point of one outer fold, refit it, score outer test."""
     scores, fit_times, score_times, fit_errors = _gather_inner_tables(context, record)
     n_failed = sum(error is not None for error in fit_errors)
-    stats = search_statistics(scores, fit_times, score_times)
-    stats["params"] = context.candidates
+    stats = cv_results(context.candidates, scores, fit_times, score_times)
     n_fits = len(context.candidates) * len(fit_times[0])
     outcome = {"inner_scores": scores, "inner_fit_time": fit_times, "inner_score_time": score_times,
                "n_failed_fits": n_failed}
