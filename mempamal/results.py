@@ -135,25 +135,25 @@ class Results:
         """Outer-fold scores per metric with mean ± std (a ScoresDisplay)."""
         from .display import ScoresDisplay
 
-        return ScoresDisplay.from_results(self, metric=metric).plot(ax=ax)
+        return ScoresDisplay.from_results(self, metric=metric, ax=ax)
 
     def plot_grid(self, ax=None, **kwargs):
         """Mean inner score over one or two grid parameters (a GridDisplay)."""
         from .display import GridDisplay
 
-        return GridDisplay.from_results(self, **kwargs).plot(ax=ax)
+        return GridDisplay.from_results(self, ax=ax, **kwargs)
 
     def plot_permutation(self, ax=None):
         """Null distribution, observed score and p-value (a PermutationDisplay)."""
         from .display import PermutationDisplay
 
-        return PermutationDisplay.from_results(self).plot(ax=ax)
+        return PermutationDisplay.from_results(self, ax=ax)
 
     def plot_timeline(self, ax=None):
         """Tasks as bars per worker over time (a TimelineDisplay)."""
         from .display import TimelineDisplay
 
-        return TimelineDisplay.from_results(self).plot(ax=ax)
+        return TimelineDisplay.from_results(self, ax=ax)
 
     def _repr_html_(self):
         from .display import results_html

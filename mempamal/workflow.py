@@ -244,7 +244,7 @@ class Workflow(TaskGraph):
         """Draw the dependency graph (tasks layered fit → select → final)."""
         from .display import GraphDisplay
 
-        return GraphDisplay.from_workflow(self).plot(ax=ax)
+        return GraphDisplay.from_workflow(self, ax=ax)
 
     def _repr_html_(self):
         from .display import workflow_html

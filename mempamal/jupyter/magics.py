@@ -330,16 +330,20 @@ class MempamalMagics(Magics):
         return ExperimentBuilder(namespace=self.shell.user_ns)
 
     def _line_cluster(self, words, args):
+        import os
+
+        # The one import below the api layer a skin makes (tests/test_layers.py
+        # allows it): LocalCluster, the private ipyparallel cluster, has no
+        # api-layer counterpart and DESIGN.md fixes the public names.
         from mempamal.backends.ipyparallel import LocalCluster
 
         action = words[0] if words else None
         if action == "start":
             if self.cluster is not None:
                 raise UsageError("%mempamal cluster: a cluster is already running; stop it first.")
-            n_engines = args.n_jobs if args.n_jobs > 0 else None
-            from mempamal.backends.base import effective_n_jobs
-
-            self.cluster = LocalCluster(effective_n_jobs(n_engines or -1)).__enter__()
+            # -n N engines; without a positive -n, one per core (what n_jobs=-1 means).
+            n_engines = args.n_jobs if args.n_jobs > 0 else (os.cpu_count() or 1)
+            self.cluster = LocalCluster(n_engines).__enter__()
             print(f"ipyparallel cluster started with {len(self.cluster.client.ids)} engines; "
                   "%%mempamal -b ipyparallel uses it")
         elif action == "stop":

@@ -368,7 +368,7 @@ def results_static(results):
     --------
     >>> display(results_static(res))                 # doctest: +SKIP
     """
-    from mempamal.display_graph import figure_png_html
+    from mempamal.display import figure_png_html
 
     images = "".join(figure_png_html(shown.figure_) for shown in result_plots(results))
     return Static(results._repr_html_() + f"<div>{images}</div>", repr(results))
