@@ -23,6 +23,15 @@ def _table(rows):
 
 
 def experiment_html(experiment):
+    """The Experiment as a two-column table (``Experiment._repr_html_``).
+
+    Examples
+    --------
+    >>> from sklearn.svm import SVC
+    >>> from mempamal import Experiment
+    >>> "grid points" in experiment_html(Experiment(SVC(), param_grid={"C": [1.0, 10.0]}))
+    True
+    """
     rows = [("estimator", repr(experiment.estimator)), ("outer cv", repr(experiment.cv))]
     if experiment.nested:
         rows += [("grid points", len(experiment.candidates)), ("inner cv", repr(experiment.inner_cv or 5))]
@@ -31,7 +40,12 @@ def experiment_html(experiment):
 
 
 def workflow_html(workflow, graph=True):
-    """Task counts by kind, done/pending/failed, and the graph as an inline PNG."""
+    """Task counts by kind, done/pending/failed, and the graph as an inline PNG.
+
+    Examples
+    --------
+    >>> HTML(workflow_html(wf, graph=False))                              # doctest: +SKIP
+    """
     status = workflow.status()
     rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
     rows += [("pending", status["pending"]), ("failed", status["failed"])]
@@ -41,6 +55,13 @@ def workflow_html(workflow, graph=True):
 
 
 def results_html(results):
+    """Summary table, best parameters per outer fold and p-value (``Results._repr_html_``).
+
+    Examples
+    --------
+    >>> "best parameters per outer fold" in results_html(res)             # doctest: +SKIP
+    True
+    """
     summary = results.summary().to_html(float_format=lambda v: f"{v:.4f}")
     best = ""
     if results.nested:

@@ -118,7 +118,13 @@ def _show_figure(display_object):
 
 @magics_class
 class MempamalMagics(Magics):
-    """The ``mempamal`` line and cell magic (see the module docstring)."""
+    """The ``mempamal`` line and cell magic (see the module docstring).
+
+    Examples
+    --------
+    >>> get_ipython().register_magics(MempamalMagics)                    # doctest: +SKIP
+    >>> get_ipython().run_line_magic("mempamal", "--help")              # doctest: +SKIP
+    """
 
     def __init__(self, shell):
         super().__init__(shell)
@@ -142,7 +148,18 @@ class MempamalMagics(Magics):
     @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
     @line_cell_magic
     def mempamal(self, line, cell=None):
-        """Build, preview or run a mempamal experiment from a cell, or manage runs."""
+        """Build, preview or run a mempamal experiment from a cell, or manage runs.
+
+        Examples
+        --------
+        In a notebook, after ``%load_ext mempamal``::
+
+            %%mempamal -n 2 -o res
+            from sklearn.svm import SVC
+            estimator, X, y, cv = SVC(), X, y, 3
+
+            %mempamal status
+        """
         if line.strip() in ("-h", "--help"):
             print(USAGE)
             return None
@@ -157,7 +174,12 @@ class MempamalMagics(Magics):
 
     # ---------------------------------------------------------------- cell
     def run_cell(self, cell, args):
-        """The ``%%mempamal`` cell: define, build, then preview or run."""
+        """The ``%%mempamal`` cell: define, build, then preview or run.
+
+        Examples
+        --------
+        >>> magics.run_cell("estimator = SVC(); cv = 3", args)          # doctest: +SKIP
+        """
         namespace = self.shell.user_ns
         self._execute_body(cell)
         experiment, X, y, groups = experiment_from_namespace(namespace, defined=assigned_names(cell))
@@ -357,7 +379,12 @@ class MempamalMagics(Magics):
 
 
 def load_ipython_extension(ipython):
-    """Register the magics (``%load_ext mempamal``) and the live panel of a displayed Run."""
+    """Register the magics (``%load_ext mempamal``) and the live panel of a displayed Run.
+
+    Examples
+    --------
+    >>> get_ipython().run_line_magic("load_ext", "mempamal")            # doctest: +SKIP
+    """
     ipython.register_magics(MempamalMagics)
     from .panel import has_widget_frontend, show_run
 
@@ -367,7 +394,12 @@ def load_ipython_extension(ipython):
 
 
 def unload_ipython_extension(ipython):
-    """Forget the magics and stop a cluster the magics started."""
+    """Forget the magics and stop a cluster the magics started.
+
+    Examples
+    --------
+    >>> get_ipython().run_line_magic("unload_ext", "mempamal")          # doctest: +SKIP
+    """
     magics = ipython.magics_manager.registry.get("MempamalMagics")
     if magics is not None and magics.cluster is not None:
         magics.cluster.__exit__(None, None, None)
