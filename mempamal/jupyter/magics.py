@@ -226,14 +226,18 @@ class MempamalMagics(Magics):
             options["client"] = self.cluster.client
         return options
 
+    def _start(self, start, errors):
+        """``start`` (``workflow.run`` or ``.submit``) with the cell's backend options; ``errors`` as UsageError."""
+        options = self._run_options()
+        try:
+            return start(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
+        except errors as exc:
+            raise UsageError(f"%%mempamal: {exc}") from None
+
     def _run(self, workflow, output):
         from mempamal import WorkflowError
 
-        options = self._run_options()
-        try:
-            results = workflow.run(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
-        except (WorkflowError, ValueError, ImportError) as exc:
-            raise UsageError(f"%%mempamal: {exc}") from None
+        results = self._start(workflow.run, (WorkflowError, ValueError, ImportError))
         self._show_results(results, output)
         return results
 
@@ -245,11 +249,7 @@ class MempamalMagics(Magics):
     def _submit(self, workflow, output):
         from .panel import show_run
 
-        options = self._run_options()
-        try:
-            run = workflow.submit(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
-        except (ValueError, ImportError, TypeError) as exc:
-            raise UsageError(f"%%mempamal: {exc}") from None
+        run = self._start(workflow.submit, (ValueError, ImportError, TypeError))
         self.runs[str(workflow.workdir)] = run
         self.shell.user_ns[output] = run
         self.last_output = output
