@@ -59,10 +59,8 @@ def _parser():
 def main(argv=None):
     """Entry point of the ``mempamal`` console script; returns the exit code."""
     args = _parser().parse_args(argv)
-    from .lock import WorkdirLocked
-    from .store import WorkdirError
-    from .engine.tasks import TaskError
-    from .workflow import WorkflowError
+    # The public names (the package's lazy table): a skin calls the api only.
+    from . import TaskError, WorkdirError, WorkdirLocked, WorkflowError
 
     # Warnings (an untrusted output run again, some fits failed) read as
     # messages of this command, not as Python source locations.
@@ -92,7 +90,7 @@ def _task(args):
     Each task writes its own output, so a bundle interrupted half-way resumes
     at the first unfinished task; the exit status is 1 if any task failed.
     """
-    from .engine.tasks import TaskError, run_task
+    from . import TaskError, run_task
 
     n_failed = 0
     for task_id in args.task_ids:

@@ -36,33 +36,106 @@ def new_axes(ax):
     return ax
 
 
-class GraphDisplay:
+class Display:
+    """What every Display shares: the axes a ``plot`` draws on become ``ax_`` and ``figure_``.
+
+    Like scikit-learn's displays, a subclass takes its data as keyword-only
+    ``__init__`` arguments, builds them in a ``from_results`` (or
+    ``from_workflow``) class method that also plots, and draws in
+    ``plot(ax=None, *, ...)``, which returns the display itself.
+
+    Examples
+    --------
+    >>> class Empty(Display):
+    ...     def plot(self, ax=None):
+    ...         self._axes(ax)
+    ...         return self
+    >>> Empty().plot().ax_ is not None                              # doctest: +SKIP
+    True
+    """
+
+    def _axes(self, ax):
+        """``ax`` (or new axes), recorded as ``ax_``/``figure_`` -- the one place they are set."""
+        ax = new_axes(ax)
+        self.ax_, self.figure_ = ax, ax.figure
+        return ax
+
+
+class GraphDisplay(Display):
     """The task graph layered fit → select → final, coloured by status; aggregated when large.
 
     ``positions_`` maps each drawn node (a task id, or ``(kind, column)``
     when aggregated) to its ``(x, y)``; ``aggregated_`` says which form was
     drawn.
 
+    Parameters
+    ----------
+    tasks : list of Task
+        The workflow's tasks (``wf.tasks``).
+    status : dict
+        ``{task id: "done" | "failed" | "pending"}``.
+
     Examples
     --------
-    >>> disp = GraphDisplay.from_workflow(wf).plot()      # doctest: +SKIP
+    >>> disp = GraphDisplay.from_workflow(wf)             # doctest: +SKIP
     >>> disp.aggregated_, len(disp.positions_)            # doctest: +SKIP
     (True, 11)
     """
 
-    def __init__(self, tasks, status):
+    def __init__(self, *, tasks, status):
         self.tasks = tasks
         self.status = status
 
     @classmethod
-    def from_workflow(cls, workflow):
+    def from_workflow(cls, workflow, *, aggregate=None, ax=None):
+        """Draw the graph of ``workflow`` coloured by its tasks' status; return the display.
+
+        Parameters
+        ----------
+        workflow : Workflow
+            An open or freshly built workflow.
+        aggregate : bool or None, default None
+            Passed to :meth:`plot`.
+        ax : matplotlib Axes, default None
+            Where to draw; None makes a new figure.
+
+        Returns
+        -------
+        GraphDisplay
+            With ``ax_``, ``figure_``, ``positions_`` and ``aggregated_`` set.
+
+        Examples
+        --------
+        >>> disp = GraphDisplay.from_workflow(wf)                       # doctest: +SKIP
+        >>> disp.ax_.get_title()                                         # doctest: +SKIP
+        '4 tasks: 3 score, 1 final'
+        """
         done, failed = workflow.done_ids(), set(workflow.failed_ids())
         status = {t.id: "done" if t.id in done else "failed" if t.id in failed else "pending" for t in workflow.tasks}
-        return cls(workflow.tasks, status)
+        return cls(tasks=workflow.tasks, status=status).plot(ax, aggregate=aggregate)
 
-    def plot(self, ax=None, aggregate=None):
-        """Draw; ``aggregate`` None chooses by size (see :data:`FULL_GRAPH_MAX_TASKS`)."""
-        ax = new_axes(ax)
+    def plot(self, ax=None, *, aggregate=None):
+        """Draw the graph; return the display.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes, default None
+            Where to draw; None makes a new constrained-layout figure.
+        aggregate : bool or None, default None
+            True draws one box per kind x outer fold, False one point per
+            task; None chooses by size (see :data:`FULL_GRAPH_MAX_TASKS`).
+
+        Returns
+        -------
+        GraphDisplay
+            ``self``, with ``ax_``, ``figure_``, ``positions_``, ``aggregated_``.
+
+        Examples
+        --------
+        >>> GraphDisplay.from_workflow(wf).plot(aggregate=True).aggregated_    # doctest: +SKIP
+        True
+        """
+        ax = self._axes(ax)
         self.aggregated_ = len(self.tasks) > FULL_GRAPH_MAX_TASKS if aggregate is None else aggregate
         if self.aggregated_:
             self._plot_aggregated(ax)
@@ -78,7 +151,6 @@ class GraphDisplay:
         for task in self.tasks:
             counts[task.kind] = counts.get(task.kind, 0) + 1
         ax.set_title(f"{len(self.tasks)} tasks: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))
-        self.ax_, self.figure_ = ax, ax.figure
         return self
 
     def _plot_tasks(self, ax):
@@ -201,7 +273,7 @@ def graph_png_html(workflow, size=(6.4, 3.6), dpi=100):
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=size, dpi=dpi, layout="constrained")
-    GraphDisplay.from_workflow(workflow).plot(ax=figure.add_subplot())
+    GraphDisplay.from_workflow(workflow, ax=figure.add_subplot())
     return figure_png_html(figure, alt="task graph")
 
 

@@ -110,16 +110,37 @@ class Experiment:
 
     @property
     def nested(self):
-        """True when a grid search runs inside each outer fold."""
+        """True when a grid search runs inside each outer fold.
+
+        Examples
+        --------
+        >>> from sklearn.svm import SVC
+        >>> Experiment(SVC(), param_grid={"C": [1.0, 10.0]}).nested, Experiment(SVC()).nested
+        (True, False)
+        """
         return self.param_grid is not None
 
     @property
     def candidates(self):
-        """The grid points, in ``ParameterGrid`` order (empty for plain CV)."""
+        """The grid points, in ``ParameterGrid`` order (empty for plain CV).
+
+        Examples
+        --------
+        >>> from sklearn.svm import SVC
+        >>> Experiment(SVC(), param_grid={"C": [1.0, 10.0], "gamma": [0.1]}).candidates
+        [{'C': 1.0, 'gamma': 0.1}, {'C': 10.0, 'gamma': 0.1}]
+        """
         return expand_grid(self.param_grid)[0] if self.nested else []
 
     def describe(self):
-        """A session-independent description (used to recognize a workdir)."""
+        """A session-independent description (used to recognize a workdir).
+
+        Examples
+        --------
+        >>> from sklearn.svm import SVC
+        >>> Experiment(SVC(), cv=3).describe()["cv"]
+        3
+        """
         names = ("estimator", "param_grid", "cv", "inner_cv", "scoring", "refit",
                  "n_permutations", "random_state", "error_score", "param_distributions", "n_iter",
                  "final_fit", "return_estimator", "return_train_score", "predict")
@@ -162,6 +183,16 @@ class Experiment:
         refused unless ``overwrite=True``.
 
         Returns the :class:`mempamal.Workflow`.
+
+        Examples
+        --------
+        >>> from sklearn.datasets import load_iris
+        >>> from sklearn.svm import SVC
+        >>> X, y = load_iris(return_X_y=True)
+        >>> wf = Experiment(SVC(), param_grid={"C": [1.0, 10.0]}, cv=3, inner_cv=3).build(
+        ...     X, y, workdir="runs/iris")                                    # doctest: +SKIP
+        >>> wf.status()["total"], wf.status()["done"]                          # doctest: +SKIP
+        (22, 0)
         """
         validation.check_build_arguments(workdir, overwrite, chunk_size)
         validation.check_data(X, y, groups)

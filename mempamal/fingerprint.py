@@ -58,14 +58,29 @@ def _qualified_name(obj):
 
 
 def data_hash(*values):
-    """Content hash of arrays, sparse matrices and pandas objects."""
+    """Content hash of arrays, sparse matrices and pandas objects.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data_hash(np.arange(3)) == data_hash(np.arange(3)) != data_hash(np.arange(4))
+    True
+    """
     import joblib
 
     return joblib.hash(values)
 
 
 def fingerprint(description):
-    """Short hex digest of a JSON-able description."""
+    """Short hex digest of a JSON-able description.
+
+    Examples
+    --------
+    >>> len(fingerprint({"cv": 5}))
+    32
+    >>> fingerprint({"a": 1, "b": 2}) == fingerprint({"b": 2, "a": 1})   # key order does not matter
+    True
+    """
     text = json.dumps(description, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 

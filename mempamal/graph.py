@@ -59,7 +59,14 @@ class TaskGraph:
     # ------------------------------------------------------------ graph
     @property
     def tasks(self):
-        """All tasks, in an order where every task comes after its dependencies."""
+        """All tasks, in an order where every task comes after its dependencies.
+
+        Examples
+        --------
+        >>> wf = mp.Experiment(SVC(), cv=3).build(X, y, workdir="runs/cv")     # doctest: +SKIP
+        >>> [task.id for task in wf.tasks]                                    # doctest: +SKIP
+        ['score-o0', 'score-o1', 'score-o2', 'final']
+        """
         if self._tasks is None:
             # Straight from the rows (a graph can have 100,000 tasks): one
             # shared tuple per chunk, the command prefix computed once.
@@ -73,7 +80,13 @@ class TaskGraph:
         return self._by_id
 
     def task(self, task_id):
-        """The :class:`Task` with id ``task_id``."""
+        """The :class:`Task` with id ``task_id``.
+
+        Examples
+        --------
+        >>> wf.task("final").deps                                             # doctest: +SKIP
+        ('score-o0', 'score-o1', 'score-o2')
+        """
         try:
             return self._tasks_by_id()[task_id]
         except KeyError:
@@ -92,22 +105,47 @@ class TaskGraph:
         id, this build's id and the task's current definition; the others
         (truncated, copied from another task, left by a run of an earlier
         build) count as not done and are run again.
+
+        Examples
+        --------
+        >>> done, untrusted = wf.check_outputs()                              # doctest: +SKIP
+        >>> untrusted                                                         # doctest: +SKIP
+        {'score-o1': 'written by another build'}
         """
         if len(self._scan_cache) > 2 * len(self.tasks):
             self._scan_cache.clear()  # entries of files since rewritten
         return integrity.scan_outputs(self.workdir, self.manifest["build_id"], self._definition, self._scan_cache)
 
     def done_ids(self):
-        """Ids of the tasks whose output exists and is trusted."""
+        """Ids of the tasks whose output exists and is trusted.
+
+        Examples
+        --------
+        >>> mp.run_task(wf.workdir, "score-o0"); wf.done_ids()                # doctest: +SKIP
+        {'score-o0'}
+        """
         return self.check_outputs()[0]
 
     def pending_ids(self):
-        """Ids still to run (no trusted output), in dependency order."""
+        """Ids still to run (no trusted output), in dependency order.
+
+        Examples
+        --------
+        >>> wf.pending_ids()                                                   # doctest: +SKIP
+        ['score-o1', 'score-o2', 'final']
+        """
         done = self.done_ids()
         return [task.id for task in self.tasks if task.id not in done]
 
     def failed_ids(self):
-        """Ids that failed last time they ran (an error log and no output)."""
+        """Ids that failed last time they ran (an error log and no output).
+
+        Examples
+        --------
+        >>> wf.run(progress=False)                                             # doctest: +SKIP
+        >>> wf.failed_ids()                                                   # doctest: +SKIP
+        ['score-o2']
+        """
         done = self.done_ids()
         logs = Path(self.workdir) / store.LOGS_DIR
         names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()

@@ -99,14 +99,30 @@ class Results:
         return cv_results(self.experiment.candidates, inner["scores"], inner["fit_time"], inner["score_time"])
 
     def summary(self):
-        """DataFrame with mean, std and median of the outer test score per metric."""
+        """DataFrame with mean, std and median of the outer test score per metric.
+
+        Examples
+        --------
+        >>> res.summary()                                                      # doctest: +SKIP
+                      mean       std    median
+        accuracy  0.953333  0.026667  0.966667
+        """
         import pandas as pd
 
         rows = {m: {"mean": np.mean(s), "std": np.std(s), "median": np.median(s)} for m, s in self.test_scores.items()}
         return pd.DataFrame.from_dict(rows, orient="index", columns=["mean", "std", "median"])
 
     def to_frame(self):
-        """One row per outer fold: test scores, best parameters, times, error."""
+        """One row per outer fold: test scores, best parameters, times, error.
+
+        Examples
+        --------
+        >>> res.to_frame()[["test_accuracy", "param_C"]]                       # doctest: +SKIP
+                    test_accuracy  param_C
+        outer_fold
+        0                0.966667      1.0
+        1                0.966667     10.0
+        """
         import pandas as pd
 
         frame = pd.DataFrame({f"test_{m}": s for m, s in self.test_scores.items()})
@@ -121,7 +137,17 @@ class Results:
         return frame
 
     def timeline(self):
-        """DataFrame of every finished task: kind, start, end, host, pid."""
+        """DataFrame of every finished task: kind, start, end, host, pid.
+
+        Examples
+        --------
+        >>> res.timeline().groupby("kind").size()                             # doctest: +SKIP
+        kind
+        final      1
+        fit       18
+        select     3
+        dtype: int64
+        """
         import pandas as pd
 
         rows = []
@@ -132,28 +158,61 @@ class Results:
 
     # ------------------------------------------------------------ plots
     def plot_scores(self, ax=None, metric=None):
-        """Outer-fold scores per metric with mean ± std (a ScoresDisplay)."""
+        """Outer-fold scores per metric with mean ± std (a ScoresDisplay).
+
+        Examples
+        --------
+        ``ScoresDisplay.from_results(res, metric=metric, ax=ax)``:
+
+        >>> res.plot_scores(metric="accuracy").lines_["accuracy"].get_ydata()  # doctest: +SKIP
+        array([0.96666667, 0.96666667, 0.93333333])
+        """
         from .display import ScoresDisplay
 
-        return ScoresDisplay.from_results(self, metric=metric).plot(ax=ax)
+        return ScoresDisplay.from_results(self, metric=metric, ax=ax)
 
     def plot_grid(self, ax=None, **kwargs):
-        """Mean inner score over one or two grid parameters (a GridDisplay)."""
+        """Mean inner score over one or two grid parameters (a GridDisplay).
+
+        Examples
+        --------
+        ``GridDisplay.from_results(res, ax=ax, **kwargs)`` (``params``,
+        ``metric``, ``outer_fold``):
+
+        >>> res.plot_grid(params=["C"]).best_markers_                           # doctest: +SKIP
+        >>> res.plot_grid(params=["C", "gamma"], outer_fold=1).image_.get_array()  # doctest: +SKIP
+        """
         from .display import GridDisplay
 
-        return GridDisplay.from_results(self, **kwargs).plot(ax=ax)
+        return GridDisplay.from_results(self, ax=ax, **kwargs)
 
     def plot_permutation(self, ax=None):
-        """Null distribution, observed score and p-value (a PermutationDisplay)."""
+        """Null distribution, observed score and p-value (a PermutationDisplay).
+
+        Examples
+        --------
+        ``PermutationDisplay.from_results(res, ax=ax)``:
+
+        >>> res.plot_permutation().line_.get_label()                           # doctest: +SKIP
+        'observed 0.953 (p = 0.0099)'
+        """
         from .display import PermutationDisplay
 
-        return PermutationDisplay.from_results(self).plot(ax=ax)
+        return PermutationDisplay.from_results(self, ax=ax)
 
     def plot_timeline(self, ax=None):
-        """Tasks as bars per worker over time (a TimelineDisplay)."""
+        """Tasks as bars per worker over time (a TimelineDisplay).
+
+        Examples
+        --------
+        ``TimelineDisplay.from_results(res, ax=ax)``:
+
+        >>> sorted(res.plot_timeline().bars_)                                  # doctest: +SKIP
+        ['final', 'fit', 'select']
+        """
         from .display import TimelineDisplay
 
-        return TimelineDisplay.from_results(self).plot(ax=ax)
+        return TimelineDisplay.from_results(self, ax=ax)
 
     def _repr_html_(self):
         from .display import results_html
@@ -209,6 +268,11 @@ def raise_or_warn_about_fit_failures(raw):
 
     ``cross_validate`` ends with the same call on the same error texts, so
     the message (counts, grouping of identical errors) is scikit-learn's.
+
+    Examples
+    --------
+    >>> raise_or_warn_about_fit_failures(res.raw)                          # doctest: +SKIP
+    FitFailedWarning: 1 fits failed out of a total of 5. ...
     """
     from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
 

@@ -13,10 +13,17 @@ A workdir is the single source of truth of a run::
       logs/<id>.err      traceback of a task that failed
       results.json       written by the ``final`` task
 
-Every write goes through :func:`atomic_write`: user-only (0600, folders 0700,
-whatever the umask), and a kill or a full disk never leaves a truncated file
-that a later run would trust. Nothing is unpickled before :func:`load_pickle`
-has checked that no one else could have written it.
+Every file of the workdir is written through :func:`atomic_write` -- JSON,
+pickles, logs, the data (``.npy`` through numpy's stream writer, ``.npz``,
+``.pkl``: :func:`save_array_like`) and the splits (``engine/splits.py``) --
+except the lock, which :mod:`mempamal.lock` creates by hard-linking a
+complete temporary file (all or nothing too).  Files are user-only (0600,
+folders 0700 through :func:`make_private_dir`, whatever the umask); a kill or
+a full disk never leaves a truncated file that a later run would trust.  The
+file is fsynced before its rename but the folder is not: after a power cut a
+file just written may be missing (its task runs again), never partial.
+Nothing is unpickled before :func:`load_pickle` has checked that no one else
+could have written it.
 """
 
 import errno
@@ -38,7 +45,15 @@ LOGS_DIR = "logs"
 
 
 class WorkdirError(RuntimeError):
-    """A workdir is missing, incomplete, corrupt or unsafe to run."""
+    """A workdir is missing, incomplete, corrupt or unsafe to run.
+
+    Examples
+    --------
+    >>> mp.Workflow.open("not-a-workdir")                                  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    mempamal.store.WorkdirError: not-a-workdir is not a mempamal workdir (no manifest.json).
+    """
 
 
 # Errors of a write that ran out of room: the filesystem is full (ENOSPC),

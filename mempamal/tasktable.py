@@ -71,7 +71,15 @@ class Task:
 
     @property
     def permutation(self):
-        """Index of the permutation this task belongs to, or None."""
+        """Index of the permutation this task belongs to, or None.
+
+        Examples
+        --------
+        >>> Task("fit-p3-o0-i0-c0", "fit", (), (), split_set="perm-3", outer=0, inner=0).permutation
+        3
+        >>> Task("score-o0", "score", (), (), outer=0).permutation is None
+        True
+        """
         if self.split_set == MAIN:
             return None
         return int(self.split_set.split("-", 1)[1])

@@ -60,6 +60,19 @@ def check_random_state(random_state):
 
 
 def check_cv_argument(cv, argument):
+    """None, an int >= 2, a CV splitter or an iterable of splits, as scikit-learn's ``check_cv``.
+
+    ``argument`` (``"cv"`` or ``"inner_cv"``) names the parameter in the message.
+
+    Examples
+    --------
+    >>> from sklearn.model_selection import KFold
+    >>> check_cv_argument(KFold(3), "cv")
+    >>> check_cv_argument(1, "inner_cv")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'inner_cv' parameter of Experiment must be an int in the range [2, inf), a CV splitter or an iterable; got 1 instead.
+    """
     if cv is None:
         return
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
@@ -73,7 +86,17 @@ def check_cv_argument(cv, argument):
 
 
 def check_param_grid(estimator, param_grid):
-    """Validate the grid like ParameterGrid does, plus unknown parameter names."""
+    """Validate the grid like ParameterGrid does, plus unknown parameter names.
+
+    Examples
+    --------
+    >>> from sklearn.svm import SVC
+    >>> check_param_grid(SVC(), {"C": [0.1, 1.0]})
+    >>> check_param_grid(SVC(), {"c": [0.1, 1.0]})                     # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'param_grid' parameter of Experiment names ['c'], which is not a parameter of SVC. Valid parameters are: [...].
+    """
     if param_grid is None:
         return
     from sklearn.model_selection import ParameterGrid
@@ -111,6 +134,21 @@ def check_param_grid(estimator, param_grid):
 
 
 def check_scoring_and_refit(estimator, scoring, refit, error_score):
+    """Check ``scoring`` and ``refit`` as ``GridSearchCV`` would; return the metric names.
+
+    Several metrics need ``refit`` to name one of them (or be a callable);
+    one metric accepts ``True``, its own name or a callable.
+
+    Examples
+    --------
+    >>> from sklearn.svm import SVC
+    >>> check_scoring_and_refit(SVC(), ["accuracy", "f1_macro"], "f1_macro", float("nan"))
+    ['accuracy', 'f1_macro']
+    >>> check_scoring_and_refit(SVC(), ["accuracy", "f1_macro"], True, float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1_macro'] or a callable (several metrics are scored); got True instead.
+    """
     from .engine.scoring import build_scorer
 
     try:
@@ -137,6 +175,16 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
 
 
 def check_error_score(error_score):
+    """``"raise"`` or a number, as scikit-learn's ``error_score``.
+
+    Examples
+    --------
+    >>> check_error_score(0.0)
+    >>> check_error_score("nan")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'error_score' parameter of Experiment must be 'raise' or a number (np.nan by default); got 'nan' instead.
+    """
     if isinstance(error_score, str) and error_score == "raise":
         return
     if not isinstance(error_score, numbers.Number) or isinstance(error_score, bool):
@@ -144,6 +192,16 @@ def check_error_score(error_score):
 
 
 def check_n_permutations(n_permutations):
+    """A non-negative int: how many permuted-label runs the permutation test makes.
+
+    Examples
+    --------
+    >>> check_n_permutations(100)
+    >>> check_n_permutations(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'n_permutations' parameter of Experiment must be an int in the range [0, inf); got -1 instead.
+    """
     if not isinstance(n_permutations, numbers.Integral) or isinstance(n_permutations, bool) or n_permutations < 0:
         _fail("n_permutations", "an int in the range [0, inf)", n_permutations)
 
@@ -180,6 +238,17 @@ def check_predict(predict):
 
 
 def warn_unused_inner_cv(param_grid, inner_cv):
+    """Warn that ``inner_cv`` does nothing without a ``param_grid`` (no inner loop).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_unused_inner_cv(None, 3)
+    >>> "ignored because 'param_grid' is None" in str(caught[0].message)
+    True
+    """
     if param_grid is None and inner_cv is not None:
         warnings.warn(
             "The 'inner_cv' parameter of Experiment is ignored because 'param_grid' is None "
@@ -333,7 +402,16 @@ def check_split_set(split_set, n_samples):
 
 
 def as_indexable(value):
-    """What scikit-learn's ``indexable`` does: sparse to CSR, lists to arrays."""
+    """What scikit-learn's ``indexable`` does: sparse to CSR, lists to arrays.
+
+    Examples
+    --------
+    >>> as_indexable([[1, 2], [3, 4]]).shape
+    (2, 2)
+    >>> import scipy.sparse as sp
+    >>> as_indexable(sp.coo_matrix([[1, 0]])).format
+    'csr'
+    """
     import scipy.sparse as sp
 
     if value is None:

@@ -234,17 +234,35 @@ class Workflow(TaskGraph):
 
     def export(self, path, format="commands", **options):
         """Write the graph for another runner: ``commands``, ``shell``,
-        ``makefile`` or ``soma-workflow`` (see :mod:`mempamal.backends.export`)."""
+        ``makefile`` or ``soma-workflow`` (see :mod:`mempamal.backends.export`).
+
+        Examples
+        --------
+        >>> wf.export("Makefile", format="makefile")                          # doctest: +SKIP
+        PosixPath('Makefile')
+        >>> wf.export("wf-soma.json", format="soma-workflow")                # doctest: +SKIP
+        PosixPath('wf-soma.json')
+        """
         from .backends.export import export_workflow
 
         return export_workflow(self, path, format=format, **options)
 
     # ----------------------------------------------------------- display
     def plot(self, ax=None):
-        """Draw the dependency graph (tasks layered fit → select → final)."""
+        """Draw the dependency graph (tasks layered fit → select → final).
+
+        Examples
+        --------
+        Returns the :class:`~mempamal.display.GraphDisplay` (``ax_``,
+        ``figure_``, ``positions_``, ``aggregated_``).
+
+        >>> disp = wf.plot()                                                  # doctest: +SKIP
+        >>> disp.ax_.get_title()                                              # doctest: +SKIP
+        '4 tasks: 3 score, 1 final'
+        """
         from .display import GraphDisplay
 
-        return GraphDisplay.from_workflow(self).plot(ax=ax)
+        return GraphDisplay.from_workflow(self, ax=ax)
 
     def _repr_html_(self):
         from .display import workflow_html

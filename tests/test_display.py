@@ -224,3 +224,54 @@ def test_workflow_html_names_a_recorded_job_submission_while_tasks_remain(tmp_pa
     assert "slurm jobs (WORKDIR/submissions/); wf.attach() follows them" in workflow._repr_html_()
     workflow.run(n_jobs=1, progress=False)
     assert "submitted" not in workflow._repr_html_()  # finished: the record is history
+
+
+@pytest.mark.parametrize("name, options", [("ScoresDisplay", {}), ("GridDisplay", {"params": ["C"]}),
+                                           ("PermutationDisplay", {}), ("TimelineDisplay", {})])
+def test_from_results_plots_on_the_given_axes_and_returns_the_display(results, name, options):
+    """Like scikit-learn's from_estimator: the class method draws, on ``ax`` when given."""
+    import mempamal.display as display
+
+    cls = getattr(display, name)
+    _, ax = plt.subplots()
+    drawn = cls.from_results(results, ax=ax, **options)
+    assert isinstance(drawn, cls) and drawn.ax_ is ax and drawn.figure_ is ax.figure
+    # The artists the display names are the ones on those axes.
+    artists = {"ScoresDisplay": lambda d: list(d.lines_.values()), "GridDisplay": lambda d: d.lines_,
+               "PermutationDisplay": lambda d: [d.line_, *d.bars_],
+               "TimelineDisplay": lambda d: [bar for bars in d.bars_.values() for bar in bars]}[name](drawn)
+    assert artists and all(artist.axes is ax for artist in artists)
+    fresh = cls.from_results(results, **options)  # no ax: a figure of its own
+    assert fresh.ax_ is not ax and fresh.figure_ is fresh.ax_.figure
+    plt.close("all")
+
+
+def test_graph_display_from_workflow_plots_on_the_given_axes(tmp_path):
+    from mempamal.display import GraphDisplay
+
+    workflow = mp.Experiment(SVC(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    _, ax = plt.subplots()
+    drawn = GraphDisplay.from_workflow(workflow, ax=ax, aggregate=True)
+    assert drawn.ax_ is ax and drawn.aggregated_ and all(patch.axes is ax for patch in ax.patches)
+    assert set(drawn.positions_) == {("score", f"o{k}") for k in range(3)} | {("final", None)}
+    plt.close("all")
+
+
+def test_display_init_and_plot_options_are_keyword_only(results):
+    from mempamal.display import GraphDisplay, GridDisplay, PermutationDisplay, ScoresDisplay, TimelineDisplay
+
+    for cls, data in [(ScoresDisplay, [results.test_scores]), (TimelineDisplay, [results.timeline()]),
+                      (GraphDisplay, [[], {}]), (GridDisplay, [["C"], [[1.0]], np.zeros((1, 1)), "accuracy"]),
+                      (PermutationDisplay, [[0.5], 0.9, 0.5, "accuracy"])]:
+        with pytest.raises(TypeError, match="positional"):
+            cls(*data)
+    # The same data by keyword draw what they hold.
+    drawn = ScoresDisplay(scores={"accuracy": [0.5, 1.0]}).plot()
+    np.testing.assert_array_equal(drawn.lines_["accuracy"].get_ydata(), [0.5, 1.0])
+    grid = results.plot_grid()
+    with pytest.raises(TypeError, match="positional"):
+        grid.plot(None, 1)
+    assert grid.plot(outer_fold=1).image_.get_array().shape == (3, 2)
+    with pytest.raises(TypeError, match="positional"):
+        results.plot_permutation().plot(None, 5)
+    plt.close("all")

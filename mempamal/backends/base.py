@@ -96,6 +96,16 @@ class Backend(abc.ABC):
         ``stop`` is None or a :class:`threading.Event`: once set, stop
         submitting, abort what is queued or running, and raise
         :class:`RunCancelled`.
+
+        Examples
+        --------
+        A backend that runs every task in this process, one after the other
+        (the ``Backend`` example above); ``Workflow.run`` calls it with the
+        pending tasks:
+
+        >>> failed = InProcess().run(wf, wf.pending_ids(), progress=False)    # doctest: +SKIP
+        >>> failed                                                           # doctest: +SKIP
+        {}
         """
 
 
@@ -115,12 +125,28 @@ def register_backend(name, backend):
 
 
 def available_backends():
-    """Names of the registered backends."""
+    """Names of the registered backends.
+
+    Examples
+    --------
+    >>> {"local", "ipyparallel", "slurm"} <= set(available_backends())
+    True
+    """
     return sorted(_REGISTRY)
 
 
 def get_backend(backend, **options):
-    """An instance of the backend named ``backend`` (or ``backend`` itself)."""
+    """An instance of the backend named ``backend`` (or ``backend`` itself).
+
+    Examples
+    --------
+    >>> type(get_backend("local")).__name__
+    'LocalBackend'
+    >>> get_backend("nowhere")                                     # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'backend' parameter must be one of [...] or a Backend instance; got 'nowhere' instead.
+    """
     if isinstance(backend, Backend):
         if options:
             raise TypeError("Options cannot be given with a Backend instance; pass them to its constructor.")
@@ -183,6 +209,18 @@ class DependencyTracker:
         self.ready = deque(i for i in task_ids if not self.waiting_on[i])
 
     def finished(self, task_id):
+        """Mark ``task_id`` done: a dependent whose last dependency it was becomes ready.
+
+        Examples
+        --------
+        >>> from types import SimpleNamespace as Record
+        >>> wf = Record(tasks=[Record(id="fit", deps=[]), Record(id="select", deps=["fit"])])
+        >>> tracker = DependencyTracker(wf, ["fit", "select"])
+        >>> tracker.ready.popleft()
+        'fit'
+        >>> tracker.finished("fit"); list(tracker.ready)
+        ['select']
+        """
         for child in self.dependents.get(task_id, ()):
             self.waiting_on[child].discard(task_id)
             if not self.waiting_on[child]:
@@ -191,7 +229,13 @@ class DependencyTracker:
                 self.ready.appendleft(child)
 
     def blocked_by(self, task_id):
-        """Every task that (transitively) depends on ``task_id``."""
+        """Every task that (transitively) depends on ``task_id``.
+
+        Examples
+        --------
+        >>> tracker.blocked_by("fit-o0-i0-c0")                          # doctest: +SKIP
+        {'select-o0', 'final'}
+        """
         blocked, stack = set(), [task_id]
         while stack:
             for child in self.dependents.get(stack.pop(), ()):
@@ -201,7 +245,15 @@ class DependencyTracker:
         return blocked
 
     def record(self, task_id, error, failed, bar=None):
-        """Mark ``task_id`` finished (``error`` None) or failed, blocking its dependents."""
+        """Mark ``task_id`` finished (``error`` None) or failed, blocking its dependents.
+
+        Examples
+        --------
+        >>> failed = {}
+        >>> tracker.record("fit-o0-i0-c0", "ValueError: bad", failed)   # doctest: +SKIP
+        >>> failed["select-o0"]                                         # doctest: +SKIP
+        "not run: depends on failed task 'fit-o0-i0-c0'"
+        """
         if error is None:
             self.finished(task_id)
             if bar is not None:
@@ -216,7 +268,15 @@ class DependencyTracker:
 
 
 def make_progress(total, progress, desc="mempamal"):
-    """A tqdm bar (widget in notebooks, text in terminals) or a silent stand-in."""
+    """A tqdm bar (widget in notebooks, text in terminals) or a silent stand-in.
+
+    Examples
+    --------
+    >>> bar = make_progress(10, progress=False)      # silent: nothing is printed
+    >>> bar.disable, bar.total
+    (True, 10)
+    >>> bar.close()
+    """
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, unit="task", disable=not progress, dynamic_ncols=True)
@@ -261,33 +321,77 @@ class WorkerPool(abc.ABC):
 
     @abc.abstractmethod
     def capacity(self):
-        """How many batches to keep in flight (about two per worker, so none idles)."""
+        """How many batches to keep in flight (about two per worker, so none idles).
+
+        Examples
+        --------
+        >>> InProcess().capacity()                                      # doctest: +SKIP
+        1
+        """
 
     @abc.abstractmethod
     def submit(self, batch):
-        """Start running ``batch`` (a list of task ids); return a handle."""
+        """Start running ``batch`` (a list of task ids); return a handle.
+
+        Examples
+        --------
+        >>> handle = pool.submit(["fit-o0-i0-c0", "fit-o0-i1-c0"])       # doctest: +SKIP
+        """
 
     @abc.abstractmethod
     def wait(self, handles, timeout):
-        """Wait up to ``timeout`` seconds for any of ``handles``; return those that are done."""
+        """Wait up to ``timeout`` seconds for any of ``handles``; return those that are done.
+
+        Examples
+        --------
+        >>> done = pool.wait([handle], timeout=POLL_SECONDS)              # doctest: +SKIP
+        """
 
     @abc.abstractmethod
     def result(self, handle):
-        """The outcomes of a done batch; raises when the batch itself did not return."""
+        """The outcomes of a done batch; raises when the batch itself did not return.
+
+        Examples
+        --------
+        >>> pool.result(handle)                                          # doctest: +SKIP
+        [('fit-o0-i0-c0', None, 0.012), ('fit-o0-i1-c0', None, 0.011)]
+        """
 
     @abc.abstractmethod
     def abort(self, handles):
-        """Cancel queued batches and stop running ones (Ctrl-C, stop event, error)."""
+        """Cancel queued batches and stop running ones (Ctrl-C, stop event, error).
+
+        Examples
+        --------
+        >>> pool.abort([handle])                                         # doctest: +SKIP
+        """
 
     def worker_died(self, exc):
-        """Whether ``exc`` (raised by :meth:`result`) means the worker died: its tasks are retried."""
+        """Whether ``exc`` (raised by :meth:`result`) means the worker died: its tasks are retried.
+
+        Examples
+        --------
+        >>> pool.worker_died(RuntimeError("the task raised"))           # doctest: +SKIP
+        False
+        """
         return False
 
     def recover(self, exc):
-        """Called after a worker died, before its tasks are resubmitted (e.g. start a new one)."""
+        """Called after a worker died, before its tasks are resubmitted (e.g. start a new one).
+
+        Examples
+        --------
+        >>> pool.recover(exc)                                            # doctest: +SKIP
+        """
 
     def describe(self, exc):
-        """``exc`` as it appears in the failure message of the batch's tasks."""
+        """``exc`` as it appears in the failure message of the batch's tasks.
+
+        Examples
+        --------
+        >>> InProcess().describe(MemoryError("out of memory"))           # doctest: +SKIP
+        'MemoryError: out of memory'
+        """
         return f"{type(exc).__name__}: {exc}"
 
 
@@ -319,11 +423,25 @@ class BatchSizer:
         self.recent = deque(maxlen=self.WINDOW)
 
     def observe(self, seconds):
-        """Record how long one task took on a worker."""
+        """Record how long one task took on a worker.
+
+        Examples
+        --------
+        >>> sizer = BatchSizer(target_seconds=0.05)
+        >>> sizer.observe(0.01); list(sizer.recent)
+        [0.01]
+        """
         self.recent.append(seconds)
 
     def size(self, n_ready, capacity):
-        """Tasks for the next batch, with ``n_ready`` tasks ready and ``capacity`` batches in flight."""
+        """Tasks for the next batch, with ``n_ready`` tasks ready and ``capacity`` batches in flight.
+
+        Examples
+        --------
+        >>> sizer = BatchSizer(target_seconds=0.05)
+        >>> sizer.observe(0.01); sizer.size(n_ready=100, capacity=2)      # 5 tasks of 10 ms
+        5
+        """
         if not self.recent:
             return 1
         typical = sorted(self.recent)[len(self.recent) // 2]

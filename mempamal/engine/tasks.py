@@ -26,7 +26,15 @@ from .search import best_index, cv_results
 
 
 class TaskError(RuntimeError):
-    """A task could not run; the message names the task and the cause."""
+    """A task could not run; the message names the task and the cause.
+
+    Examples
+    --------
+    >>> mp.run_task(wf.workdir, "fit-o9-i0-c0")                            # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    mempamal.engine.tasks.TaskError: No task 'fit-o9-i0-c0' in runs/iris.
+    """
 
 
 def run_task(workdir, task_id, *, force=False):

@@ -118,7 +118,13 @@ def _show_figure(display_object):
 
 @magics_class
 class MempamalMagics(Magics):
-    """The ``mempamal`` line and cell magic (see the module docstring)."""
+    """The ``mempamal`` line and cell magic (see the module docstring).
+
+    Examples
+    --------
+    >>> get_ipython().register_magics(MempamalMagics)                    # doctest: +SKIP
+    >>> get_ipython().run_line_magic("mempamal", "--help")              # doctest: +SKIP
+    """
 
     def __init__(self, shell):
         super().__init__(shell)
@@ -142,7 +148,18 @@ class MempamalMagics(Magics):
     @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
     @line_cell_magic
     def mempamal(self, line, cell=None):
-        """Build, preview or run a mempamal experiment from a cell, or manage runs."""
+        """Build, preview or run a mempamal experiment from a cell, or manage runs.
+
+        Examples
+        --------
+        In a notebook, after ``%load_ext mempamal``::
+
+            %%mempamal -n 2 -o res
+            from sklearn.svm import SVC
+            estimator, X, y, cv = SVC(), X, y, 3
+
+            %mempamal status
+        """
         if line.strip() in ("-h", "--help"):
             print(USAGE)
             return None
@@ -157,7 +174,12 @@ class MempamalMagics(Magics):
 
     # ---------------------------------------------------------------- cell
     def run_cell(self, cell, args):
-        """The ``%%mempamal`` cell: define, build, then preview or run."""
+        """The ``%%mempamal`` cell: define, build, then preview or run.
+
+        Examples
+        --------
+        >>> magics.run_cell("estimator = SVC(); cv = 3", args)          # doctest: +SKIP
+        """
         namespace = self.shell.user_ns
         self._execute_body(cell)
         experiment, X, y, groups = experiment_from_namespace(namespace, defined=assigned_names(cell))
@@ -204,14 +226,18 @@ class MempamalMagics(Magics):
             options["client"] = self.cluster.client
         return options
 
+    def _start(self, start, errors):
+        """``start`` (``workflow.run`` or ``.submit``) with the cell's backend options; ``errors`` as UsageError."""
+        options = self._run_options()
+        try:
+            return start(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
+        except errors as exc:
+            raise UsageError(f"%%mempamal: {exc}") from None
+
     def _run(self, workflow, output):
         from mempamal import WorkflowError
 
-        options = self._run_options()
-        try:
-            results = workflow.run(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
-        except (WorkflowError, ValueError, ImportError) as exc:
-            raise UsageError(f"%%mempamal: {exc}") from None
+        results = self._start(workflow.run, (WorkflowError, ValueError, ImportError))
         self._show_results(results, output)
         return results
 
@@ -223,11 +249,7 @@ class MempamalMagics(Magics):
     def _submit(self, workflow, output):
         from .panel import show_run
 
-        options = self._run_options()
-        try:
-            run = workflow.submit(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
-        except (ValueError, ImportError, TypeError) as exc:
-            raise UsageError(f"%%mempamal: {exc}") from None
+        run = self._start(workflow.submit, (ValueError, ImportError, TypeError))
         self.runs[str(workflow.workdir)] = run
         self.shell.user_ns[output] = run
         self.last_output = output
@@ -330,16 +352,20 @@ class MempamalMagics(Magics):
         return ExperimentBuilder(namespace=self.shell.user_ns)
 
     def _line_cluster(self, words, args):
+        import os
+
+        # The one import below the api layer a skin makes (tests/test_layers.py
+        # allows it): LocalCluster, the private ipyparallel cluster, has no
+        # api-layer counterpart and DESIGN.md fixes the public names.
         from mempamal.backends.ipyparallel import LocalCluster
 
         action = words[0] if words else None
         if action == "start":
             if self.cluster is not None:
                 raise UsageError("%mempamal cluster: a cluster is already running; stop it first.")
-            n_engines = args.n_jobs if args.n_jobs > 0 else None
-            from mempamal.backends.base import effective_n_jobs
-
-            self.cluster = LocalCluster(effective_n_jobs(n_engines or -1)).__enter__()
+            # -n N engines; without a positive -n, one per core (what n_jobs=-1 means).
+            n_engines = args.n_jobs if args.n_jobs > 0 else (os.cpu_count() or 1)
+            self.cluster = LocalCluster(n_engines).__enter__()
             print(f"ipyparallel cluster started with {len(self.cluster.client.ids)} engines; "
                   "%%mempamal -b ipyparallel uses it")
         elif action == "stop":
@@ -353,7 +379,12 @@ class MempamalMagics(Magics):
 
 
 def load_ipython_extension(ipython):
-    """Register the magics (``%load_ext mempamal``) and the live panel of a displayed Run."""
+    """Register the magics (``%load_ext mempamal``) and the live panel of a displayed Run.
+
+    Examples
+    --------
+    >>> get_ipython().run_line_magic("load_ext", "mempamal")            # doctest: +SKIP
+    """
     ipython.register_magics(MempamalMagics)
     from .panel import has_widget_frontend, show_run
 
@@ -363,7 +394,12 @@ def load_ipython_extension(ipython):
 
 
 def unload_ipython_extension(ipython):
-    """Forget the magics and stop a cluster the magics started."""
+    """Forget the magics and stop a cluster the magics started.
+
+    Examples
+    --------
+    >>> get_ipython().run_line_magic("unload_ext", "mempamal")          # doctest: +SKIP
+    """
     magics = ipython.magics_manager.registry.get("MempamalMagics")
     if magics is not None and magics.cluster is not None:
         magics.cluster.__exit__(None, None, None)

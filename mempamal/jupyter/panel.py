@@ -41,7 +41,14 @@ class RunPanel(widgets.VBox):
         self.refresh()
 
     def refresh(self):
-        """Read the workdir once and update every part of the panel."""
+        """Read the workdir once and update every part of the panel.
+
+        Examples
+        --------
+        >>> panel = RunPanel(run); run.join(); panel.refresh()               # doctest: +SKIP
+        >>> panel.bar.value == run.status()["done"]                          # doctest: +SKIP
+        True
+        """
         from mempamal.display import folds_html
 
         counts = self.run.status()

@@ -51,8 +51,7 @@ def preview_static(workflow):
     --------
     >>> display(preview_static(wf))                  # doctest: +SKIP
     """
-    from mempamal.display import workflow_html
-    from mempamal.display_graph import graph_png_html, task_table_html
+    from mempamal.display import graph_png_html, task_table_html, workflow_html
 
     return Static(workflow_html(workflow, graph=False)
                   + "<div style='display:flex;gap:16px;align-items:flex-start'>"

@@ -41,7 +41,13 @@ def tunable_parameters(estimator):
 
 
 def estimator_catalogue():
-    """Common estimators and pipelines, by display name (fresh objects each call)."""
+    """Common estimators and pipelines, by display name (fresh objects each call).
+
+    Examples
+    --------
+    >>> sorted(estimator_catalogue())[:2]
+    ['RandomForestClassifier', 'RandomForestRegressor']
+    """
     from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.neighbors import KNeighborsClassifier
@@ -61,7 +67,15 @@ def estimator_catalogue():
 
 
 def make_splitter(name, n_splits, shuffle, seed):
-    """The scikit-learn splitter the builder's CV controls describe."""
+    """The scikit-learn splitter the builder's CV controls describe.
+
+    Examples
+    --------
+    >>> make_splitter("KFold", 3, shuffle=True, seed=0)
+    KFold(n_splits=3, random_state=0, shuffle=True)
+    >>> make_splitter("GroupKFold", 4, shuffle=False, seed=0)
+    GroupKFold(n_splits=4, random_state=None, shuffle=False)
+    """
     from sklearn import model_selection
 
     if name == "ShuffleSplit":
@@ -177,12 +191,27 @@ class ExperimentBuilder(widgets.VBox):
         return given if choice == "(given)" else self.namespace[choice]
 
     def inputs(self):
-        """``(X, y, groups)`` chosen in the form."""
+        """``(X, y, groups)`` chosen in the form.
+
+        Examples
+        --------
+        >>> X, y, groups = ExperimentBuilder(X=X, y=y).inputs()              # doctest: +SKIP
+        >>> groups is None                                                   # doctest: +SKIP
+        True
+        """
         groups = None if self.groups.value == "(none)" else self.namespace[self.groups.value]
         return self._array(self.X.value, self.data["X"]), self._array(self.y.value, self.data["y"]), groups
 
     def experiment(self):
-        """The :class:`mempamal.Experiment` the form describes (raises on invalid choices)."""
+        """The :class:`mempamal.Experiment` the form describes (raises on invalid choices).
+
+        Examples
+        --------
+        >>> builder = ExperimentBuilder(X=X, y=y)                            # doctest: +SKIP
+        >>> builder.grid.value = "svc__C: [0.1, 1, 10]"                      # doctest: +SKIP
+        >>> builder.experiment().param_grid                                  # doctest: +SKIP
+        {'svc__C': [0.1, 1, 10]}
+        """
         import mempamal as mp
         from sklearn.base import clone
 
@@ -200,7 +229,14 @@ class ExperimentBuilder(widgets.VBox):
         )
 
     def validate(self):
-        """Check the form; show an inline message and disable Run when invalid."""
+        """Check the form; show an inline message and disable Run when invalid.
+
+        Examples
+        --------
+        >>> builder.n_jobs.value = 0                                        # doctest: +SKIP
+        >>> builder.validate(), builder.run_button.disabled                  # doctest: +SKIP
+        (False, True)
+        """
         names = tunable_parameters(self.estimators[self.estimator.value])
         self.parameters.value = f"<small>grid parameters: {html.escape(', '.join(names))}</small>"
         chosen = list(self.scoring.value)
@@ -233,7 +269,13 @@ class ExperimentBuilder(widgets.VBox):
 
     # -------------------------------------------------------------- actions
     def build(self):
-        """Build the workflow into the chosen workdir."""
+        """Build the workflow into the chosen workdir.
+
+        Examples
+        --------
+        >>> wf = builder.build(); wf.status()["done"]                        # doctest: +SKIP
+        0
+        """
         X, y, groups = self.inputs()
         return self.experiment().build(X, y, groups=groups, workdir=self.workdir.value,
                                        overwrite=self.overwrite.value)
@@ -251,7 +293,13 @@ class ExperimentBuilder(widgets.VBox):
             return None
 
     def preview(self):
-        """Show the task counts, the first tasks of each kind and the graph in the Preview tab."""
+        """Show the task counts, the first tasks of each kind and the graph in the Preview tab.
+
+        Examples
+        --------
+        >>> wf = builder.preview(); builder.tabs.selected_index             # doctest: +SKIP
+        1
+        """
         def action():
             workflow = self.build()
             self.preview_output.clear_output()
@@ -322,7 +370,14 @@ class ExperimentBuilder(widgets.VBox):
         return self.results
 
     def export(self):
-        """Write the soma-workflow file of the workflow to ``export to``."""
+        """Write the soma-workflow file of the workflow to ``export to``.
+
+        Examples
+        --------
+        >>> builder.export_path.value = "wf-soma.json"                      # doctest: +SKIP
+        >>> builder.export()                                                 # doctest: +SKIP
+        PosixPath('wf-soma.json')
+        """
         def action():
             path = self.build().export(self.export_path.value, format="soma-workflow")
             self.message.value = f"exported {html.escape(str(path))}"
@@ -368,7 +423,7 @@ def results_static(results):
     --------
     >>> display(results_static(res))                 # doctest: +SKIP
     """
-    from mempamal.display_graph import figure_png_html
+    from mempamal.display import figure_png_html
 
     images = "".join(figure_png_html(shown.figure_) for shown in result_plots(results))
     return Static(results._repr_html_() + f"<div>{images}</div>", repr(results))
