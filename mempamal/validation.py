@@ -344,3 +344,42 @@ def as_indexable(value):
         return value
     return np.asarray(value)
 
+
+
+def check_params(params, n_samples):
+    """``build(params=)``: None or a dict of sample-aligned metadata (``sample_weight``, ...).
+
+    Each value must be array-like with one entry per sample, as
+    ``cross_validate(params=)`` slices it per fold; ``groups`` has its own
+    argument.
+
+    Examples
+    --------
+    >>> check_params({"sample_weight": [1.0, 2.0]}, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'params' argument of Experiment.build must map names to sample-aligned arrays with one entry per sample (3); got 'sample_weight' with 2 entries instead.
+    """
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        hint = (" (the workdir is passed as workdir=...)" if isinstance(params, (str, bytes)) or
+                hasattr(params, "__fspath__") else "")
+        raise TypeError(
+            "The 'params' argument of Experiment.build must be None or a dict such as "
+            f"{{'sample_weight': w}}; got {params!r} ({type(params).__name__}) instead{hint}.")
+    for name, value in params.items():
+        if not isinstance(name, str):
+            raise TypeError(f"The 'params' argument of Experiment.build must have str keys; got {name!r}.")
+        if name == "groups":
+            raise ValueError("The 'params' argument of Experiment.build must not contain 'groups': "
+                             "pass groups=... to build (the splits are made with it).")
+        if value is None or not (hasattr(value, "__len__") or hasattr(value, "shape")) or isinstance(value, (str, dict)):
+            raise TypeError(
+                "The 'params' argument of Experiment.build must map names to sample-aligned arrays; "
+                f"got {name!r}={value!r} instead.")
+        length = _n_samples(value)
+        if length != n_samples:
+            raise ValueError(
+                "The 'params' argument of Experiment.build must map names to sample-aligned arrays "
+                f"with one entry per sample ({n_samples}); got {name!r} with {length} entries instead.")
