@@ -155,3 +155,17 @@ def test_without_params_identity_unchanged(tmp_path):
     manifest = json.loads((workflow.workdir / "manifest.json").read_text())
     assert manifest["fingerprint"] == fingerprint({"experiment": experiment.fingerprint(),
                                                    "data": data_hash(Xc, yc, None)})
+
+
+def test_params_with_permutations_equal_permutation_test_score(tmp_path):
+    from sklearn.model_selection import GridSearchCV, permutation_test_score
+
+    experiment = mp.Experiment(_lr(), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2, n_permutations=3,
+                               random_state=0)
+    results = experiment.run(Xc, yc, params={"sample_weight": wc}, workdir=tmp_path / "wd", n_jobs=1,
+                             progress=False)
+    score, permutation_scores, pvalue = permutation_test_score(
+        GridSearchCV(_lr(), {"C": [0.1, 1.0]}, cv=2), Xc, yc, cv=3, n_permutations=3, random_state=0,
+        params={"sample_weight": wc})
+    np.testing.assert_allclose(results.permutation_scores, permutation_scores, rtol=0, atol=1e-12)
+    assert (results.score, results.pvalue) == (pytest.approx(score, abs=1e-12), pvalue)

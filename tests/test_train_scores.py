@@ -91,3 +91,19 @@ def test_failed_fits_give_error_score_train_scores(tmp_path):
         reference = reference_cross_validate(experiment, Xc, yc)
     assert_train_scores_match(results, reference)
     assert (results.cv_results(0)["split0_train_score"][0]) == -5.0
+
+
+def test_train_scores_same_whatever_the_chunking(tmp_path):
+    """Prefix sharing (auto chunks) and one point per task give the same train tables."""
+    def run(chunk_size, name):
+        experiment = CASES["nested-pipeline-prefix-sharing"][0]()
+        workflow = experiment.build(Xc, yc, workdir=tmp_path / name, chunk_size=chunk_size)
+        return workflow.run(n_jobs=1, progress=False)
+
+    auto, single = run("auto", "auto"), run(1, "single")
+    for fold in range(auto.n_outer):
+        a, b = auto.cv_results(fold), single.cv_results(fold)
+        for key in a:
+            if "train" in key:
+                np.testing.assert_array_equal(a[key], b[key])
+    np.testing.assert_array_equal(auto.train_scores["score"], single.train_scores["score"])
