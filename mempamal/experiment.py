@@ -91,6 +91,7 @@ class Experiment:
                             ("return_train_score", return_train_score)):
             validation.check_flag(value, flag)
         validation.check_predict(predict)
+        validation.check_predict_method(estimator, predict)
         self.estimator = estimator
         self.param_grid = param_grid
         # A generator of splits can be read only once (and not pickled).

@@ -260,6 +260,9 @@ def finished_folds(workflow):
     metrics = list(outputs[folds[0]]["test_scores"])
     frame = pd.DataFrame({f"test_{m}": [outputs[k]["test_scores"][m] for k in folds] for m in metrics},
                          index=pd.Index(folds, name="outer_fold"))
+    if "train_scores" in outputs[folds[0]]:
+        for metric in metrics:
+            frame[f"train_{metric}"] = [outputs[k]["train_scores"][metric] for k in folds]
     if "best_index" in outputs[folds[0]]:
         store.check_workdir_is_safe(workflow.workdir)  # unpickling runs code
         candidates = store.load_pickle(workflow.workdir, workflow.workdir / store.EXPERIMENT,

@@ -179,6 +179,22 @@ def check_predict(predict):
         _fail("predict", "None or one of " + ", ".join(repr(m) for m in PREDICT_METHODS), predict)
 
 
+def check_predict_method(estimator, predict):
+    """The estimator must have the ``predict`` method (checked as ``cross_val_predict`` calls it).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import Ridge
+    >>> check_predict_method(Ridge(), "predict_proba")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'predict' parameter of Experiment must be a method of the estimator; got 'predict_proba' instead (Ridge has no predict_proba).
+    """
+    if predict is not None and not hasattr(estimator, predict):
+        raise ValueError(f"The 'predict' parameter of Experiment must be a method of the estimator; got "
+                         f"{predict!r} instead ({type(estimator).__name__} has no {predict}).")
+
+
 def warn_unused_inner_cv(param_grid, inner_cv):
     if param_grid is None and inner_cv is not None:
         warnings.warn(

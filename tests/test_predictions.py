@@ -132,3 +132,20 @@ def test_without_predict_predictions_raise(tmp_path):
     results = mp.Experiment(Ridge(), cv=2).run(Xr, yr, workdir=tmp_path / "wd", n_jobs=1, progress=False)
     with pytest.raises(ValueError, match="predict="):
         results.predictions
+
+
+def test_predict_method_the_estimator_lacks_is_refused():
+    with pytest.raises(ValueError, match="'predict'.*Ridge has no predict_proba"):
+        mp.Experiment(Ridge(), cv=2, predict="predict_proba")
+    with pytest.raises(ValueError, match="'predict'.*no predict_proba"):
+        mp.Experiment(make_pipeline(StandardScaler(), SVC()), cv=2, predict="predict_proba")
+
+
+def test_finished_folds_show_train_scores_like_to_frame(tmp_path):
+    from mempamal.results import finished_folds
+
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), cv=3, return_train_score=True, predict="predict")
+    results = experiment.run(Xc, yc, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    live = finished_folds(mp.Workflow.open(tmp_path / "wd"))
+    assert list(live.columns) == list(results.to_frame().columns)
+    np.testing.assert_array_equal(live["train_score"], results.train_scores["score"])
