@@ -361,7 +361,6 @@ def as_indexable(value):
     return np.asarray(value)
 
 
-
 def check_params(params, n_samples):
     """``build(params=)``: None or a dict of sample-aligned metadata (``sample_weight``, ...).
 

@@ -9,7 +9,7 @@ import sklearn
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import accuracy_score, make_scorer, r2_score
-from sklearn.model_selection import GroupKFold, KFold
+from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -86,7 +86,8 @@ def _routed_cases():
                           _lr().set_fit_request(sample_weight=True)),
             param_grid={"logisticregression__C": [0.01, 1.0]}, cv=GroupKFold(3), inner_cv=GroupKFold(2),
             scoring={"acc": weighted_accuracy,
-                     "plain": make_scorer(accuracy_score).set_score_request(sample_weight=False)}, refit="acc", return_train_score=True,
+                     "plain": make_scorer(accuracy_score).set_score_request(sample_weight=False)},
+            refit="acc", return_train_score=True,
             predict="predict"), Xc, yc, groups_c, {"sample_weight": wc}),
         "routing-nested-regression-fit-only": (mp.Experiment(
             Ridge().set_fit_request(sample_weight=True), param_grid={"alpha": [0.1, 30.0]}, cv=3, inner_cv=2,
