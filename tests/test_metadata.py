@@ -54,12 +54,10 @@ def _check(experiment, results, X, y, groups, params, routing=False):
                                 reference_predictions(experiment, X, y, groups, params, routing))
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
-@pytest.mark.parametrize("case", sorted(PLAIN))
+@pytest.mark.parametrize("case, n_jobs", [(case, 1) for case in sorted(PLAIN)]
+                         + [("nested-estimator-weighted-inner-scorer-groups", 2)])
 def test_params_without_routing_equal_cross_validate(case, n_jobs, tmp_path):
     make, X, y, groups, params = PLAIN[case]
-    if n_jobs == 2 and case != "nested-estimator-weighted-inner-scorer-groups":
-        pytest.skip("n_jobs=2 on one representative case keeps the suite short")
     experiment = make()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -95,14 +93,12 @@ def _routed_cases():
     }
 
 
-@pytest.mark.parametrize("n_jobs", [1, 2])
-@pytest.mark.parametrize("case", ["routing-plain-weighted-scorer", "routing-nested-pipeline-groups",
-                                  "routing-nested-regression-fit-only"])
+@pytest.mark.parametrize("case, n_jobs", [
+    ("routing-plain-weighted-scorer", 1), ("routing-nested-pipeline-groups", 1),
+    ("routing-nested-regression-fit-only", 1), ("routing-nested-pipeline-groups", 2)])
 def test_params_with_metadata_routing_equal_cross_validate(case, n_jobs, tmp_path):
     """Routing is on while the experiment is made and built, off while it runs: the
     tasks (in other processes too) use the build's setting."""
-    if n_jobs == 2 and case != "routing-nested-pipeline-groups":
-        pytest.skip("n_jobs=2 on one representative case keeps the suite short")
     with sklearn.config_context(enable_metadata_routing=True):
         experiment, X, y, groups, params = _routed_cases()[case]
         workflow = experiment.build(X, y, groups=groups, params=params, workdir=tmp_path / "wd")
