@@ -91,6 +91,7 @@ class Experiment:
                             ("return_train_score", return_train_score)):
             validation.check_flag(value, flag)
         validation.check_predict(predict)
+        validation.check_predict_method(estimator, predict)
         self.estimator = estimator
         self.param_grid = param_grid
         # A generator of splits can be read only once (and not pickled).
@@ -175,12 +176,18 @@ class Experiment:
         return experiment_html(self)
 
     # ------------------------------------------------------------ build
-    def build(self, X, y, groups=None, workdir="mempamal-run", overwrite=False, chunk_size="auto"):
+    def build(self, X, y, groups=None, params=None, workdir="mempamal-run", overwrite=False, chunk_size="auto"):
         """Validate the data, compute the splits and write the workdir.
 
         Rebuilding the same experiment on the same data into the same
         workdir keeps every finished task; a different experiment or data is
         refused unless ``overwrite=True``.
+
+        ``params`` is sample-aligned metadata (``{"sample_weight": w}``),
+        stored in ``data/`` and routed as ``cross_validate(..., params=params)``
+        routes it: to ``fit`` without metadata routing, by the estimator's
+        and scorer's requests with ``sklearn.set_config(enable_metadata_routing=True)``
+        (the setting in force when ``build`` is called).
 
         Returns the :class:`mempamal.Workflow`.
 
@@ -193,13 +200,20 @@ class Experiment:
         ...     X, y, workdir="runs/iris")                                    # doctest: +SKIP
         >>> wf.status()["total"], wf.status()["done"]                          # doctest: +SKIP
         (22, 0)
+        >>> wf = exp.build(X, y, params={"sample_weight": w}, workdir="runs/w")   # doctest: +SKIP
         """
         validation.check_build_arguments(workdir, overwrite, chunk_size)
         validation.check_data(X, y, groups)
+        validation.check_params(params, _n_samples(X))
         chunk_size = chunk_size if chunk_size == "auto" else int(chunk_size)
         X, y, groups = (validation.as_indexable(v) for v in (X, y, groups))
+        metadata = self._metadata(params)
         workdir = Path(workdir)
-        identity = fingerprint({"experiment": self.fingerprint(), "data": data_hash(X, y, groups)})
+        identity_parts = {"experiment": self.fingerprint(), "data": data_hash(X, y, groups)}
+        if metadata["params"] or metadata["routing"]:
+            # Only then: workdirs built without metadata keep their identity.
+            identity_parts["metadata"] = {"params": data_hash(metadata["params"]), "routing": metadata["routing"]}
+        identity = fingerprint(identity_parts)
         # Rewriting a workdir that a run is using would mix two builds:
         # refused (naming the runner) while it holds the lock.
         lock = WorkdirLock(workdir, purpose="build") if store.is_workdir(workdir) else None
@@ -219,13 +233,13 @@ class Experiment:
             if reuse:
                 _update_task_table(workdir, table)
             else:
-                self._write_new_workdir(workdir, identity, X, y, groups, split_sets, table)
+                self._write_new_workdir(workdir, identity, X, y, groups, split_sets, table, metadata=metadata)
         finally:
             if lock is not None:
                 lock.release()
         return Workflow.open(workdir)
 
-    def run(self, X, y, groups=None, workdir="mempamal-run", backend="local", n_jobs=-1,
+    def run(self, X, y, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=-1,
             overwrite=False, progress=True, chunk_size="auto", **options):
         """Build and run in one call; returns the :class:`mempamal.Results`.
 
@@ -233,8 +247,31 @@ class Experiment:
         --------
         >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2)     # doctest: +SKIP
         """
-        workflow = self.build(X, y, groups=groups, workdir=workdir, overwrite=overwrite, chunk_size=chunk_size)
+        workflow = self.build(X, y, groups=groups, params=params, workdir=workdir, overwrite=overwrite,
+                              chunk_size=chunk_size)
         return workflow.run(backend=backend, n_jobs=n_jobs, progress=progress, **options)
+
+    def _metadata(self, params):
+        """``{"params": {name: indexable}, "routing": bool}``: the metadata of a build.
+
+        The routing flag is scikit-learn's global ``enable_metadata_routing``
+        at build time (``engine.metadata.routing_enabled``, the one place
+        that reads it); tasks run with it.  Routing is checked here, so
+        metadata nobody requests fails before anything is written.
+        """
+        from .engine.metadata import check_routing, routing_enabled
+        from .engine.scoring import build_scorer
+
+        routing = routing_enabled()
+        params = {name: validation.as_indexable(value) for name, value in (params or {}).items()}
+        if params:
+            scorer = build_scorer(self.estimator, self.scoring, self.error_score)[0]
+            try:
+                check_routing(self, scorer, params, routing)
+            except (ValueError, TypeError) as exc:
+                raise (ValueError if isinstance(exc, ValueError) else TypeError)(f"The 'params' argument of Experiment.build could not be routed "
+                                f"as cross_validate routes it: {exc}") from exc
+        return {"params": params, "routing": routing}
 
     def _compute_split_sets(self, X, y, groups):
         """``{name: (split_set, target_order)}`` for the data and each permutation."""
@@ -300,14 +337,14 @@ class Experiment:
                 )
         return False
 
-    def _write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table):
+    def _write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table, metadata=None):
         created = not workdir.exists()
         if not created:
             # Replaced with overwrite=True, or an incomplete build (marker
             # without manifest), which is never trusted; the lock stays.
             _clear_workdir(workdir)
         try:
-            self._write_files(workdir, identity, X, y, groups, split_sets, table)
+            self._write_files(workdir, identity, X, y, groups, split_sets, table, metadata=metadata)
         except BaseException:
             # A full disk, a kill signal turned into an exception, Ctrl-C:
             # leave nothing half-written behind (no manifest means never
@@ -315,7 +352,7 @@ class Experiment:
             _discard_incomplete_build(workdir, created)
             raise
 
-    def _write_files(self, workdir, identity, X, y, groups, split_sets, table):
+    def _write_files(self, workdir, identity, X, y, groups, split_sets, table, metadata=None):
         import cloudpickle
 
         store.make_private_dir(workdir)
@@ -324,6 +361,10 @@ class Experiment:
         data_dir = store.make_private_dir(workdir / store.DATA_DIR)
         kinds = {name: store.save_array_like(data_dir, name, value)
                  for name, value in (("X", X), ("y", y), ("groups", groups))}
+        metadata = metadata or {"params": {}, "routing": False}
+        # Files param-<k> (names like "logisticregression__sample_weight" stay out of file names).
+        stored_params = [[name, f"param-{index}", store.save_array_like(data_dir, f"param-{index}", value)]
+                         for index, (name, value) in enumerate(metadata["params"].items())]
         store.make_private_dir(workdir / store.SPLITS_DIR)
         for name, (split_set, order) in split_sets.items():
             save_split_set(workdir, name, split_set, order)
@@ -336,6 +377,7 @@ class Experiment:
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "python": sys.executable, "mempamal_version": _version(), "data": kinds,
             "metrics": self.metrics, "n_tasks": len(table["tasks"]),
+            "metadata": {"routing": metadata["routing"], "params": stored_params},
         })
 
 

@@ -16,6 +16,9 @@ class Results:
     ----------
     test_scores : dict
         ``{metric: ndarray(n_outer)}`` — ``cross_validate``'s ``test_<metric>``.
+    train_scores : dict or None
+        ``{metric: ndarray(n_outer)}`` — ``cross_validate``'s ``train_<metric>``
+        (``return_train_score=True``; None otherwise).
     best_params : list of dict or None
         The ``best_params_`` of each outer fold's grid search.
     permutation_scores, pvalue, score :
@@ -35,6 +38,8 @@ class Results:
         self.experiment = experiment
         self.metrics = list(raw["metrics"])
         self.test_scores = {m: np.array(v, dtype=np.float64) for m, v in raw["test_scores"].items()}
+        train = raw.get("train_scores")
+        self.train_scores = None if train is None else {m: np.array(v, dtype=np.float64) for m, v in train.items()}
         self.fit_time = np.array(raw["fit_time"], dtype=np.float64)
         self.score_time = np.array(raw["score_time"], dtype=np.float64)
         self.errors = list(raw["errors"])
@@ -96,7 +101,68 @@ class Results:
         if not 0 <= outer_fold < self.n_outer:
             raise IndexError(f"outer_fold must be in [0, {self.n_outer}); got {outer_fold}.")
         inner = self.raw["inner"][outer_fold]
-        return cv_results(self.experiment.candidates, inner["scores"], inner["fit_time"], inner["score_time"])
+        return cv_results(self.experiment.candidates, inner["scores"], inner["fit_time"], inner["score_time"],
+                          train_scores=inner.get("train_scores"))
+
+    # ------------------------------------------------------- predictions
+    @property
+    def fold_predictions(self):
+        """``[(test_indices, predictions), ...]``, one pair per outer fold (``predict=``).
+
+        Defined for any outer cv; ``predictions`` is None for a fold whose
+        fit failed.
+
+        Examples
+        --------
+        >>> test, proba = res.fold_predictions[0]          # doctest: +SKIP
+        """
+        from .engine.predictions import load_fold_predictions
+        from .engine.splits import MAIN, SplitSet
+
+        stored = self.raw.get("predictions")
+        if stored is None:
+            raise ValueError("No predictions were made: build the Experiment with "
+                             "predict='predict' (or 'predict_proba', ...).")
+        if getattr(self, "_fold_predictions", None) is None:
+            split_set = SplitSet(self.workdir, MAIN)
+            y = self._target()
+            self._fold_predictions = [
+                (split_set.outer(k)[1], None if record is None else load_fold_predictions(self.workdir, record, y))
+                for k, record in enumerate(stored["folds"])
+            ]
+        return self._fold_predictions
+
+    @property
+    def predictions(self):
+        """Out-of-fold predictions, equal to ``cross_val_predict(..., method=predict)``.
+
+        Defined when the outer cv is a partition (every sample in exactly one
+        test fold) and every outer fit succeeded; otherwise raises
+        ``ValueError`` (use :attr:`fold_predictions`).
+
+        Examples
+        --------
+        >>> res.predictions.shape                          # doctest: +SKIP
+        (150, 3)
+        """
+        from .engine.predictions import assemble
+
+        folds = self.fold_predictions
+        failed = [k for k, (_, predictions) in enumerate(folds) if predictions is None]
+        if failed:
+            raise ValueError(
+                f"res.predictions is undefined: the fit of outer fold {failed[0]} failed "
+                f"({(self.errors[failed[0]] or '').strip().splitlines()[-1:]}), where cross_val_predict "
+                "would raise. The other folds are in res.fold_predictions.")
+        return assemble([p for _, p in folds], [t for t, _ in folds], self._n_samples())
+
+    def _target(self):
+        manifest = store.read_json(self.workdir / store.MANIFEST)
+        return store.load_array_like(self.workdir / store.DATA_DIR, "y", manifest["data"]["y"])
+
+    def _n_samples(self):
+        y = self._target()
+        return y.shape[0] if hasattr(y, "shape") else len(y)
 
     def summary(self):
         """DataFrame with mean, std and median of the outer test score per metric.
@@ -126,6 +192,8 @@ class Results:
         import pandas as pd
 
         frame = pd.DataFrame({f"test_{m}": s for m, s in self.test_scores.items()})
+        for metric, scores in (self.train_scores or {}).items():
+            frame[f"train_{metric}"] = scores
         frame.index.name = "outer_fold"
         if self.nested:
             keys = sorted({k for params in self.best_params if params for k in params})
@@ -251,6 +319,9 @@ def finished_folds(workflow):
     metrics = list(outputs[folds[0]]["test_scores"])
     frame = pd.DataFrame({f"test_{m}": [outputs[k]["test_scores"][m] for k in folds] for m in metrics},
                          index=pd.Index(folds, name="outer_fold"))
+    if "train_scores" in outputs[folds[0]]:
+        for metric in metrics:
+            frame[f"train_{metric}"] = [outputs[k]["train_scores"][metric] for k in folds]
     if "best_index" in outputs[folds[0]]:
         store.check_workdir_is_safe(workflow.workdir)  # unpickling runs code
         candidates = store.load_pickle(workflow.workdir, workflow.workdir / store.EXPERIMENT,

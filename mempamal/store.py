@@ -422,3 +422,19 @@ def load_array_like(folder, name, kind):
             f"Refusing to load {path}: it is not a plain numeric array ({exc}); mempamal never "
             "unpickles .npy files. Build the workdir again."
         ) from None
+
+
+def save_npy(path, array):
+    """Write one plain numeric (or fixed-width text) array atomically, user-only, no pickle.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "a.npy"
+    >>> save_npy(path, np.arange(3)); np.load(path, allow_pickle=False).tolist()
+    [0, 1, 2]
+    """
+    import numpy as np
+
+    array = np.asarray(array)
+    atomic_write(path, lambda handle: np.save(_StreamOnly(handle), array, allow_pickle=False))

@@ -237,6 +237,22 @@ def check_predict(predict):
         _fail("predict", "None or one of " + ", ".join(repr(m) for m in PREDICT_METHODS), predict)
 
 
+def check_predict_method(estimator, predict):
+    """The estimator must have the ``predict`` method (checked as ``cross_val_predict`` calls it).
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import Ridge
+    >>> check_predict_method(Ridge(), "predict_proba")
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'predict' parameter of Experiment must be a method of the estimator; got 'predict_proba' instead (Ridge has no predict_proba).
+    """
+    if predict is not None and not hasattr(estimator, predict):
+        raise ValueError(f"The 'predict' parameter of Experiment must be a method of the estimator; got "
+                         f"{predict!r} instead ({type(estimator).__name__} has no {predict}).")
+
+
 def warn_unused_inner_cv(param_grid, inner_cv):
     """Warn that ``inner_cv`` does nothing without a ``param_grid`` (no inner loop).
 
@@ -422,3 +438,41 @@ def as_indexable(value):
         return value
     return np.asarray(value)
 
+
+def check_params(params, n_samples):
+    """``build(params=)``: None or a dict of sample-aligned metadata (``sample_weight``, ...).
+
+    Each value must be array-like with one entry per sample, as
+    ``cross_validate(params=)`` slices it per fold; ``groups`` has its own
+    argument.
+
+    Examples
+    --------
+    >>> check_params({"sample_weight": [1.0, 2.0]}, 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'params' argument of Experiment.build must map names to sample-aligned arrays with one entry per sample (3); got 'sample_weight' with 2 entries instead.
+    """
+    if params is None:
+        return
+    if not isinstance(params, dict):
+        hint = (" (the workdir is passed as workdir=...)" if isinstance(params, (str, bytes)) or
+                hasattr(params, "__fspath__") else "")
+        raise TypeError(
+            "The 'params' argument of Experiment.build must be None or a dict such as "
+            f"{{'sample_weight': w}}; got {params!r} ({type(params).__name__}) instead{hint}.")
+    for name, value in params.items():
+        if not isinstance(name, str):
+            raise TypeError(f"The 'params' argument of Experiment.build must have str keys; got {name!r}.")
+        if name == "groups":
+            raise ValueError("The 'params' argument of Experiment.build must not contain 'groups': "
+                             "pass groups=... to build (the splits are made with it).")
+        if value is None or not (hasattr(value, "__len__") or hasattr(value, "shape")) or isinstance(value, (str, dict)):
+            raise TypeError(
+                "The 'params' argument of Experiment.build must map names to sample-aligned arrays; "
+                f"got {name!r}={value!r} instead.")
+        length = _n_samples(value)
+        if length != n_samples:
+            raise ValueError(
+                "The 'params' argument of Experiment.build must map names to sample-aligned arrays "
+                f"with one entry per sample ({n_samples}); got {name!r} with {length} entries instead.")

@@ -213,3 +213,83 @@ class WorkdirContext:
         data = (X_train, y_train, X_test, y_test)
         self._inner_split = ((split_set, outer, inner), data)
         return data
+
+    # ---------------------------------------------------------- metadata
+    # Sample-aligned metadata of ``build(params=)`` (engine/metadata.py):
+    # stored in data/ like X and y, listed with the routing flag of the
+    # build in manifest["metadata"] (absent in workdirs built before it).
+    @property
+    def metadata_routing(self):
+        return bool(self.manifest.get("metadata", {}).get("routing", False))
+
+    @property
+    def params(self):
+        """``{name: full-length value}`` given to ``build(params=)``."""
+        if getattr(self, "_params", None) is None:
+            folder = self.workdir / store.DATA_DIR
+            entries = self.manifest.get("metadata", {}).get("params", [])
+            self._params = {name: store.load_array_like(folder, file_name, kind)
+                            for name, file_name, kind in entries}
+        return self._params
+
+    @property
+    def routes(self):
+        """Where each metadata goes (:func:`mempamal.engine.metadata.route`), computed once."""
+        if getattr(self, "_routes", None) is None:
+            from .metadata import route
+
+            self._routes = route(self.experiment, self.scorer, self.params, self.metadata_routing)
+        return self._routes
+
+    def outer_params(self, split_set, outer):
+        """``(fit_params, (test_score_params, train_score_params))`` of one outer fold,
+        sliced as ``cross_validate`` slices them; with a search, the fit
+        params are those ``GridSearchCV`` gives its refit."""
+        from .metadata import slice_params
+
+        if not self.params:
+            return {}, ({}, {})
+        train, test = self.split_set(split_set).outer(outer)
+        X = self.data[0]
+        routes = self.routes
+        fit = slice_params(X, routes["inner_fit"] if self.candidates else routes["fit"], train)
+        return fit, (slice_params(X, routes["score"], test), slice_params(X, routes["score"], train))
+
+    def inner_params(self, split_set, outer, inner):
+        """The same for one inner split: sliced by the outer train indices
+        (what ``GridSearchCV.fit`` receives), then by the inner ones."""
+        from .metadata import slice_params
+
+        if not self.params:
+            return {}, ({}, {})
+        outer_train, _ = self.split_set(split_set).outer(outer)
+        train, test = self.split_set(split_set).inner(outer, inner)
+        X = self.data[0]
+        X_outer, _ = self.outer_train_subset(split_set, outer)
+        routes = self.routes
+        fit = slice_params(X_outer, slice_params(X, routes["inner_fit"], outer_train), train)
+        score = slice_params(X, routes["inner_score"], outer_train)
+        return fit, (slice_params(X_outer, score, test), slice_params(X_outer, score, train))
+
+    def routing_context(self):
+        """The build's ``enable_metadata_routing`` around a task's work."""
+        from contextlib import nullcontext
+
+        from .metadata import routing_config
+
+        return routing_config(True) if self.metadata_routing else nullcontext()
+
+    @property
+    def return_train_score(self):
+        return bool(getattr(self.experiment, "return_train_score", False))
+
+    @property
+    def predict_method(self):
+        return getattr(self.experiment, "predict", None)
+
+    def outer_test_X(self, split_set, outer):
+        """A fresh ``X_test`` of one outer fold (scoring may have changed the other in place)."""
+        from sklearn.utils.metaestimators import _safe_split
+
+        train, test = self.split_set(split_set).outer(outer)
+        return _safe_split(self.estimator, self.data[0], self.target(split_set), test, train)[0]

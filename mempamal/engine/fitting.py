@@ -44,6 +44,12 @@ def _private_copy(X):
     return copy.deepcopy(X)
 
 
+# The cache level holding the training X the first fitted step received (in
+# the state that fit left it in, as scikit-learn's train score sees it).
+# Negative, so no stale-level cleanup (levels >= k) ever removes it.
+_TRAIN_INPUT = -1
+
+
 class LazyCopy:
     """A private copy of ``X`` made on first use (a reused prefix never needs it)."""
 
@@ -76,7 +82,7 @@ def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
         for stale in [lvl for lvl in cache if lvl >= level]:
             del cache[stale]
         if isinstance(Xt, LazyCopy):
-            Xt = Xt.get()
+            Xt = cache[_TRAIN_INPUT] = Xt.get()
         if transformer is None or (isinstance(transformer, str) and transformer == "passthrough"):
             cache[level] = (point_keys[level], transformer, Xt)
             continue
@@ -84,26 +90,45 @@ def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
         cache[level] = (point_keys[level], fitted, Xt)
         pipeline.steps[level] = (name, fitted)
     if isinstance(Xt, LazyCopy):
-        Xt = Xt.get()
+        Xt = cache[_TRAIN_INPUT] = Xt.get()
     final = pipeline.steps[-1][1]
     if not (isinstance(final, str) and final == "passthrough"):
         final.fit(_private_copy(Xt) if len(pipeline.steps) > 1 else Xt, y)
     return pipeline
 
 
-def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=None):
+def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=None, *,
+                  fit_params=None, score_params=None, return_train_score=False, train_X=None):
     """Fit ``estimator`` and score it; failures become ``error_score`` like sklearn.
 
+    The steps of scikit-learn's ``_fit_and_score``: ``fit(X_train, y_train,
+    **fit_params)``, score the test part, then (``return_train_score``) the
+    train part with the same fitted estimator.  ``score_params`` is
+    ``(test_params, train_params)``; ``train_X`` (a callable) gives the
+    training X in its post-fit state when ``fit`` fitted a copy of it.
+
     Returns ``{"scores": {metric: float}, "fit_time", "score_time", "error",
-    "fit_failed"}``.  With ``error_score="raise"`` the estimator's exception
-    propagates.
+    "fit_failed"}`` plus ``"train_scores"`` with ``return_train_score``.
+    With ``error_score="raise"`` the estimator's exception propagates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.metrics import check_scoring
+    >>> X, y = np.arange(8.).reshape(4, 2), np.arange(4.)
+    >>> out = fit_and_score(Ridge(), X[:3], y[:3], X[3:], y[3:], check_scoring(Ridge(), "r2"),
+    ...                     ["score"], np.nan, return_train_score=True)
+    >>> sorted(out["train_scores"])
+    ['score']
     """
     from sklearn.model_selection._validation import _score
 
+    test_params, train_params = score_params if score_params is not None else ({}, {})
     start = time.perf_counter()
     try:
         if fit is None:
-            estimator.fit(X_train, y_train)
+            estimator.fit(X_train, y_train, **(fit_params or {}))
         else:
             fit(estimator)
     except Exception:
@@ -111,35 +136,60 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
             raise
         fit_time = time.perf_counter() - start
         error = traceback.format_exc()
-        return {
+        failed = {
             "scores": {name: float(error_score) for name in metrics},
             "fit_time": fit_time,
             "score_time": 0.0,
             "error": error,
             "fit_failed": True,
         }
+        if return_train_score:
+            failed["train_scores"] = dict(failed["scores"])
+        return failed
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    scores = _score(estimator, X_test, y_test, scorer, None, error_score)
+    scores = _score(estimator, X_test, y_test, scorer, test_params, error_score)
     score_time = time.perf_counter() - start
-    return {
+    result = {
         "scores": scores_as_dict(scores, metrics),
         "fit_time": fit_time,
         "score_time": score_time,
         "error": None,
         "fit_failed": False,
     }
+    if return_train_score:
+        X_seen = X_train if train_X is None else train_X()
+        result["train_scores"] = scores_as_dict(
+            _score(estimator, X_seen, y_train, scorer, train_params, error_score), metrics)
+    return result
 
 
-def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error_score):
+def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error_score, *,
+                    fit_params=None, score_params=None, return_train_score=False):
     """Fit/score every grid point in ``points`` on one split.
 
     ``data`` is ``(X_train, y_train, X_test, y_test)``; ``keys`` are the
-    prefix keys of :func:`mempamal.grid.prefix_keys` or None.  Results come
-    back in the order of ``points`` whatever order they were computed in.
+    prefix keys of :func:`mempamal.grid.prefix_keys` or None.
+    ``fit_params`` (already sliced to the training part) go to every fit;
+    prefixes are then not shared, since metadata may reach any step.
+    ``score_params`` is ``(test_params, train_params)``.  Results come back
+    in the order of ``points`` whatever order they were computed in.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import Ridge
+    >>> from sklearn.metrics import check_scoring
+    >>> X, y = np.arange(8.).reshape(4, 2), np.arange(4.)
+    >>> out = evaluate_points(Ridge(), [{"alpha": 1.0}], [0], None, (X[:3], y[:3], X[3:], y[3:]),
+    ...                       check_scoring(Ridge(), "r2"), ["score"], np.nan)
+    >>> out[0]["fit_failed"]
+    False
     """
     from sklearn.base import clone
 
+    if fit_params:
+        keys = None
     order = sorted(points, key=lambda p: keys[p]) if keys is not None else list(points)
     cache = {}
     results = {}
@@ -151,13 +201,21 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
         # fits the first step itself (a reused prefix never reads it).
         X_train, y_train, X_test, y_test = data
         y_train, X_test, y_test = _private_copy(y_train), _private_copy(X_test), _private_copy(y_test)
-        fit = None
+        fit = train_X = None
         if keys is not None:
             def fit(pipeline, point_keys=keys[point], y_train=y_train):
                 fit_pipeline_sharing_prefix(pipeline, LazyCopy(X_train), y_train, point_keys, cache)
+
+            def train_X():
+                # The training X as the first step's fit left it (shared by
+                # every point with that step); a copy, so scoring leaves it.
+                return _private_copy(cache[_TRAIN_INPUT])
         else:
             X_train = _private_copy(X_train)
+        point_fit_params = {name: _private_copy(value) for name, value in (fit_params or {}).items()}
         results[point] = fit_and_score(
-            estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=fit
+            estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=fit,
+            fit_params=point_fit_params, score_params=score_params,
+            return_train_score=return_train_score, train_X=train_X,
         )
     return [results[point] for point in points]

@@ -15,6 +15,19 @@ def _outputs_by_split_set(context, deps):
     return {name: [folds[k] for k in sorted(folds)] for name, folds in grouped.items()}
 
 
+def _gather_train_scores_and_predictions(results, folds, context):
+    """``return_train_score`` (outer and inner) and ``predict`` pieces, when asked for."""
+    if context.return_train_score:
+        results["train_scores"] = {m: [fold["train_scores"][m] for fold in folds] for m in context.metrics}
+        if results["nested"]:
+            for inner, fold in zip(results["inner"], folds):
+                inner["train_scores"] = fold["inner_train_scores"]
+    if context.predict_method is not None:
+        # Per fold: the files and digests of its predictions (None when its fit failed).
+        results["predictions"] = {"method": context.predict_method,
+                                  "folds": [fold["predictions"] for fold in folds]}
+
+
 def gather_results(context, record):
     """Assemble the results dictionary from the select/score outputs."""
     metrics = context.metrics
@@ -40,6 +53,7 @@ def gather_results(context, record):
              "score_time": fold["inner_score_time"], "n_failed_fits": fold["n_failed_fits"]}
             for fold in folds
         ]
+    _gather_train_scores_and_predictions(results, folds, context)
     n_permutations = context.experiment.n_permutations
     if n_permutations:
         metric = refit_metric(context.refit, metrics)  # permutation_test_score takes one scorer

@@ -42,11 +42,13 @@ def summarize(name, table, rank=False, splits=False):
     return results
 
 
-def search_statistics(split_scores, fit_times, score_times):
+def search_statistics(split_scores, fit_times, score_times, train_scores=None):
     """All numeric ``cv_results_`` entries from per-split tables.
 
     ``split_scores`` maps a metric name to an ``(n_candidates, n_splits)``
-    table.
+    table; ``train_scores`` (``return_train_score=True``) likewise, giving
+    ``split<k>_train_<m>``, ``mean_train_<m>``, ``std_train_<m>`` right after
+    each metric's test entries, as ``BaseSearchCV`` orders them.
 
     Examples
     --------
@@ -59,14 +61,18 @@ def search_statistics(split_scores, fit_times, score_times):
     results.update(summarize("score_time", score_times))
     for metric, table in split_scores.items():
         results.update(summarize(f"test_{metric}", table, rank=True, splits=True))
+        if train_scores is not None:
+            results.update(summarize(f"train_{metric}", train_scores[metric], splits=True))
     return results
 
 
-def cv_results(candidates, split_scores, fit_times, score_times):
+def cv_results(candidates, split_scores, fit_times, score_times, train_scores=None):
     """The whole ``GridSearchCV.cv_results_``: times, ``param_*`` masked arrays, ``params``, scores.
 
     Keys come in scikit-learn's order; this is what ``Results.cv_results``
-    returns and what a ``refit`` callable receives.
+    returns and what a ``refit`` callable receives.  ``train_scores``
+    (same shape as ``split_scores``) adds the ``*_train_*`` entries of
+    ``return_train_score=True``.
 
     Examples
     --------
@@ -77,7 +83,7 @@ def cv_results(candidates, split_scores, fit_times, score_times):
     """
     from sklearn.model_selection._search import _yield_masked_array_for_each_param
 
-    stats = search_statistics(split_scores, fit_times, score_times)
+    stats = search_statistics(split_scores, fit_times, score_times, train_scores)
     results = {key: stats.pop(key) for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")}
     for param, masked in _yield_masked_array_for_each_param(candidates):
         results[param] = masked

@@ -64,7 +64,8 @@ def run_task(workdir, task_id, *, force=False):
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
         handler = _HANDLERS[record.kind]
-        payload = handler(context, record)
+        with context.routing_context():  # the build's enable_metadata_routing
+            payload = handler(context, record)
     except TaskError:
         raise
     except store.WorkdirError as exc:
@@ -96,11 +97,13 @@ def _write_log(workdir, task_id):
 def _run_fit(context, record):
     """Fit/score a chunk of grid points on one inner split of one outer fold."""
     data = context.inner_split_data(record.split_set, record.outer, record.inner)
+    fit_params, score_params = context.inner_params(record.split_set, record.outer, record.inner)
     results = evaluate_points(
         context.estimator, context.candidates, record.points, context.prefix_keys,
         data, context.scorer, context.metrics, context.error_score,
+        fit_params=fit_params, score_params=score_params, return_train_score=context.return_train_score,
     )
-    return {
+    output = {
         "points": record.points,
         "scores": {m: [r["scores"][m] for r in results] for m in context.metrics},
         "fit_time": [r["fit_time"] for r in results],
@@ -108,9 +111,18 @@ def _run_fit(context, record):
         "fit_failed": [r["fit_failed"] for r in results],
         "errors": [r["error"] for r in results],
     }
+    if context.return_train_score:
+        output["train_scores"] = {m: [r["train_scores"][m] for r in results] for m in context.metrics}
+    return output
 
 
-def _gather_inner_tables(context, record):
+def _gather_inner_tables(context, record, with_train=False):
+    """The inner search's tables from the ``fit`` outputs ``record`` depends on.
+
+    Returns ``(scores, fit_times, score_times, errors)``; with
+    ``with_train=True`` a fifth item, the train scores ``{metric:
+    [[score per split] per candidate]}`` (None without ``return_train_score``).
+    """
     n_candidates = len(context.candidates)
     n_splits = context.n_inner_splits(record.split_set, record.outer)
     nan = float("nan")
@@ -118,6 +130,8 @@ def _gather_inner_tables(context, record):
     fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
     score_times = [[0.0] * n_splits for _ in range(n_candidates)]
     errors = [[None] * n_splits for _ in range(n_candidates)]
+    train = ({m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
+             if context.return_train_score else None)
     for dep in record.deps:
         output = context.read_output(dep)
         inner = context.task(dep).inner
@@ -128,32 +142,63 @@ def _gather_inner_tables(context, record):
             score_times[point][inner] = output["score_time"][row]
             if output["fit_failed"][row]:
                 errors[point][inner] = output["errors"][row]
+            if train is not None:
+                for metric in context.metrics:
+                    train[metric][point][inner] = output["train_scores"][metric][row]
     # GridSearchCV's order: candidate by candidate, split by split.
-    return scores, fit_times, score_times, [error for row in errors for error in row]
+    tables = scores, fit_times, score_times, [error for row in errors for error in row]
+    return tables + (train,) if with_train else tables
 
 
 def _run_select(context, record):
     """Pick the best grid point of one outer fold, refit it, score outer test."""
-    scores, fit_times, score_times, fit_errors = _gather_inner_tables(context, record)
+    scores, fit_times, score_times, fit_errors, train_scores = _gather_inner_tables(context, record, with_train=True)
     n_failed = sum(error is not None for error in fit_errors)
-    stats = cv_results(context.candidates, scores, fit_times, score_times)
+    stats = cv_results(context.candidates, scores, fit_times, score_times, train_scores=train_scores)
     n_fits = len(context.candidates) * len(fit_times[0])
     outcome = {"inner_scores": scores, "inner_fit_time": fit_times, "inner_score_time": score_times,
                "n_failed_fits": n_failed}
+    if train_scores is not None:
+        outcome["inner_train_scores"] = train_scores
     if n_failed == n_fits:
         # GridSearchCV raises "All the N fits failed"; cross_validate turns
         # that into error_score for the outer fold, keeping the message.
         outcome.update(best_index=None, refit_time=0.0, error=_all_fits_failed_error(fit_errors),
                        test_scores={m: float(context.error_score) for m in context.metrics},
                        fit_time=0.0, score_time=0.0)
+        if context.return_train_score:
+            outcome["train_scores"] = dict(outcome["test_scores"])
+        if context.predict_method is not None and record.permutation is None:
+            outcome["predictions"] = None
         return outcome
     best = best_index(stats, context.refit, context.metrics)
     estimator = context.estimator_with(best)
+    outcome.update(best_index=best, **_fit_score_predict(context, record, estimator))
+    return outcome
+
+
+def _fit_score_predict(context, record, estimator):
+    """The outer fold's fit, test (and train) scores, and out-of-fold predictions."""
     X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
+    fit_params, score_params = context.outer_params(record.split_set, record.outer)
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
-                           context.scorer, context.metrics, context.error_score)
-    outcome.update(best_index=best, test_scores=result["scores"], fit_time=result["fit_time"],
-                   score_time=result["score_time"], error=result["error"])
+                           context.scorer, context.metrics, context.error_score,
+                           fit_params=fit_params, score_params=score_params,
+                           return_train_score=context.return_train_score)
+    outcome = {"test_scores": result["scores"], "fit_time": result["fit_time"],
+               "score_time": result["score_time"], "error": result["error"]}
+    if context.return_train_score:
+        outcome["train_scores"] = result["train_scores"]
+    method = context.predict_method
+    if method is not None and record.permutation is None:
+        outcome["predictions"] = None
+        if not result["fit_failed"]:
+            from .predictions import fold_predictions, save_fold_predictions
+
+            y = context.data[1]
+            predictions = fold_predictions(estimator, context.outer_test_X(record.split_set, record.outer),
+                                           y, method)
+            outcome["predictions"] = save_fold_predictions(context.workdir, record.id, predictions, y)
     return outcome
 
 
@@ -170,12 +215,7 @@ def _all_fits_failed_error(fit_errors):
 
 def _run_score(context, record):
     """Plain cross-validation: fit on outer train, score outer test."""
-    estimator = context.estimator_with(None)
-    X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
-    result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
-                           context.scorer, context.metrics, context.error_score)
-    return {"test_scores": result["scores"], "fit_time": result["fit_time"],
-            "score_time": result["score_time"], "error": result["error"]}
+    return _fit_score_predict(context, record, context.estimator_with(None))
 
 
 def _run_final(context, record):
