@@ -210,9 +210,14 @@ class DependencyTracker:
         failed[task_id] = error
         blocked = self.blocked_by(task_id)
         for child in blocked:
-            failed.setdefault(child, f"not run: depends on failed task {task_id!r}")
+            failed.setdefault(child, f"{BLOCKED_MESSAGE} {task_id!r}")
         if bar is not None:
             bar.update(1 + len(blocked))
+
+
+#: How a backend reports a task it did not run because a dependency failed
+#: ("blocked by a failure" in ``mempamal status`` and ``WorkflowError``).
+BLOCKED_MESSAGE = "not run: depends on failed task"
 
 
 def make_progress(total, progress, desc="mempamal"):
