@@ -73,7 +73,7 @@ class TaskGraph:
         return self._by_id
 
     def task(self, task_id):
-        """The :class:`Task` with id ``task_id``."""
+        """The :class:`~mempamal.Task` with id ``task_id``."""
         try:
             return self._tasks_by_id()[task_id]
         except KeyError:

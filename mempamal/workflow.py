@@ -55,7 +55,7 @@ class Workflow(TaskGraph):
         """Run every unfinished task and return the :class:`mempamal.Results`.
 
         ``backend`` is a registered name (``"local"``, ``"ipyparallel"``,
-        ``"soma-workflow"``) or a :class:`mempamal.backends.Backend`;
+        ``"soma-workflow"``) or a :class:`mempamal.Backend`;
         ``n_jobs`` counts workers like scikit-learn (-1 = all cores).
         Finished tasks are never run again.  ``stop`` (a
         :class:`threading.Event`) cancels the run from another thread: the

@@ -68,7 +68,7 @@ def check_stop(stop):
 
 
 class Backend(abc.ABC):
-    """Runs tasks of a :class:`mempamal.Workflow`; subclasses implement :meth:`run`.
+    """Runs tasks of a :class:`mempamal.Workflow`; subclasses implement :meth:`~mempamal.Backend.run`.
 
     Keyword arguments given to ``Workflow.run`` beyond ``backend``, ``n_jobs``
     and ``progress`` reach the backend's constructor.
@@ -232,7 +232,7 @@ POLL_SECONDS = 0.1
 
 
 class WorkerPool(abc.ABC):
-    """Where :func:`dispatch` sends batches of tasks: the few primitives a backend provides.
+    """Where :func:`~mempamal.backends.base.dispatch` sends batches of tasks: the few primitives a backend provides.
 
     A batch is a list of task ids that one worker runs in order, returning
     ``[(task_id, error message or None, seconds)]`` as

@@ -135,7 +135,7 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
     """Fit/score every grid point in ``points`` on one split.
 
     ``data`` is ``(X_train, y_train, X_test, y_test)``; ``keys`` are the
-    prefix keys of :func:`mempamal.grid.prefix_keys` or None.  Results come
+    prefix keys of :func:`mempamal.engine.grid.prefix_keys` or None.  Results come
     back in the order of ``points`` whatever order they were computed in.
     """
     from sklearn.base import clone

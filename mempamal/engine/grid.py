@@ -3,7 +3,7 @@
 Two grid points that give the same parameters to the leading steps of a
 Pipeline fit the same transformers on the same data: they share a *prefix*.
 Chunking keeps such points in the same ``fit`` task, and inside the task each
-distinct prefix is fitted once (see :mod:`mempamal.tasks`).  Neither changes a
+distinct prefix is fitted once (see :mod:`mempamal.engine.fitting`).  Neither changes a
 score: the fitted transformers are the ones each point would have fitted.
 """
 
