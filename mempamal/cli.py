@@ -30,7 +30,7 @@ def _parser():
                      help="if another process is running this workdir, wait for it (at most SECONDS) "
                           "instead of stopping with an error")
 
-    status = sub.add_parser("status", help="task counts: done, pending, failed")
+    status = sub.add_parser("status", help="task counts: done, failed, blocked by a failure, pending")
     status.add_argument("workdir")
     status.add_argument("--json", action="store_true")
 
@@ -125,8 +125,7 @@ def _status(args):
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
-    print(f"{args.workdir}: {status['done']}/{status['total']} tasks done, "
-          f"{status['pending']} pending, {status['failed']} failed")
+    print(f"{args.workdir}: {status_line(status)}")
     for kind, counts in status["by_kind"].items():
         print(f"  {kind:<7} {counts['done']:>7}/{counts['total']}")
     for task_id, problem in sorted(status["untrusted"].items()):
@@ -136,6 +135,21 @@ def _status(args):
     if status["results"]:
         print(f"  {status['results']}: `mempamal run {args.workdir}` writes it again")
     return 0
+
+
+def status_line(status):
+    """``'6/16 tasks done, 6 failed, 4 blocked by a failure, 0 pending'``: the words of every command.
+
+    Each task is counted once (see :meth:`mempamal.Workflow.status`), so the
+    four numbers add up to the total.
+
+    Examples
+    --------
+    >>> status_line({"total": 16, "done": 6, "failed": 6, "blocked": 4, "pending": 0})
+    '6/16 tasks done, 6 failed, 4 blocked by a failure, 0 pending'
+    """
+    return (f"{status['done']}/{status['total']} tasks done, {status['failed']} failed, "
+            f"{status['blocked']} blocked by a failure, {status['pending']} pending")
 
 
 def _results(args):

@@ -15,7 +15,8 @@ import numpy as np
 FULL_GRAPH_MAX_TASKS = 60
 LAYER_OF_KIND = {"fit": 0, "score": 0, "select": 1, "final": 2}
 LAYER_NAMES = {0: "fit / score", 1: "select", 2: "final"}
-STATUS_COLOR = {"done": "#2ca02c", "partly done": "#a6dba0", "pending": "#c7c7c7", "failed": "#d62728"}
+STATUS_COLOR = {"done": "#2ca02c", "partly done": "#a6dba0", "pending": "#c7c7c7", "failed": "#d62728",
+                "blocked": "#ff9896"}  # blocked: waits on a failed task (the words of `mempamal status`)
 
 
 def new_axes(ax):
@@ -111,7 +112,9 @@ class GraphDisplay(Display):
         '4 tasks: 3 score, 1 final'
         """
         done, failed = workflow.done_ids(), set(workflow.failed_ids())
-        status = {t.id: "done" if t.id in done else "failed" if t.id in failed else "pending" for t in workflow.tasks}
+        blocked = set(workflow.blocked_ids(done, failed)) if failed else set()
+        status = {t.id: "done" if t.id in done else "failed" if t.id in failed
+                  else "blocked" if t.id in blocked else "pending" for t in workflow.tasks}
         return cls(tasks=workflow.tasks, status=status).plot(ax, aggregate=aggregate)
 
     def plot(self, ax=None, *, aggregate=None):
@@ -224,16 +227,17 @@ def aggregate_tasks(tasks, status):
             column = f"o{task.outer}"
         key = (task.kind, column)
         column_of[task.id] = key
-        node = nodes.setdefault(key, {"done": 0, "failed": 0, "total": 0, "deps": set()})
+        node = nodes.setdefault(key, {"done": 0, "failed": 0, "blocked": 0, "total": 0, "deps": set()})
         node["total"] += 1
         node["done"] += status[task.id] == "done"
         node["failed"] += status[task.id] == "failed"
+        node["blocked"] += status[task.id] == "blocked"
         node["deps"].update(column_of[dep] for dep in task.deps)
     return nodes
 
 
 def node_status(node):
-    """One status for a box: failed wins, then done, partly done, pending.
+    """One status for a box: failed wins, then blocked, done, partly done, pending.
 
     Examples
     --------
@@ -242,6 +246,8 @@ def node_status(node):
     """
     if node["failed"]:
         return "failed"
+    if node.get("blocked"):
+        return "blocked"
     if node["done"] == node["total"]:
         return "done"
     return "partly done" if node["done"] else "pending"

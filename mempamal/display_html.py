@@ -40,7 +40,7 @@ def experiment_html(experiment):
 
 
 def workflow_html(workflow, graph=True):
-    """Task counts by kind, done/pending/failed, and the graph as an inline PNG.
+    """Task counts by kind, done/failed/blocked/pending, and the graph as an inline PNG.
 
     Examples
     --------
@@ -48,7 +48,7 @@ def workflow_html(workflow, graph=True):
     """
     status = workflow.status()
     rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
-    rows += [("pending", status["pending"]), ("failed", status["failed"])]
+    rows += [(state, status[state]) for state in ("failed", "blocked", "pending")]
     rows += _who_runs_rows(workflow, status)
     picture = f"<br>{graph_png_html(workflow)}" if graph else ""
     return f"<b>mempamal Workflow</b> <code>{html.escape(str(workflow.workdir))}</code>" + _table(rows) + picture
@@ -79,7 +79,7 @@ def _who_runs_rows(workflow, status):
 
     rows = []
     submission = recorded_submission(workflow.workdir)
-    if submission is not None and status["pending"]:
+    if submission is not None and status["done"] < status["total"]:
         rows.append(("submitted", f"{submission['backend']} jobs (WORKDIR/submissions/); wf.attach() follows them"))
     holder = live_runner(workflow.workdir)
     if holder is not None:
@@ -106,7 +106,7 @@ def run_html(run):
             f"{html.escape(run.summary_line())}<table>{header}{rows}</table>{fold_table}")
 
 
-_RUN_STATES = ("done", "running", "pending", "failed", "total")
+_RUN_STATES = ("done", "running", "pending", "failed", "blocked", "total")
 
 
 def folds_html(frame):

@@ -2,7 +2,7 @@
 
 The graph layer: what the api (``Workflow``, ``Results``, ``Run``) and the
 displays ask of a workdir -- its tasks, which are done (trusted outputs),
-pending or failed, whether ``results.json`` can be used -- without running
+failed, blocked by a failure or pending, whether ``results.json`` can be used -- without running
 anything.  It never imports the api.
 
 Examples
@@ -80,7 +80,7 @@ class TaskGraph:
         return self._by_id
 
     def task(self, task_id):
-        """The :class:`Task` with id ``task_id``.
+        """The :class:`~mempamal.Task` with id ``task_id``.
 
         Examples
         --------
@@ -151,19 +151,49 @@ class TaskGraph:
         names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()
         return sorted(names - done)
 
-    def status(self):
-        """Counts of tasks: total, done, pending, failed, untrusted, and done/total per kind.
+    def blocked_ids(self, done=None, failed=None):
+        """Ids that cannot run because a task they depend on (directly or not) failed.
 
-        ``untrusted`` maps each output file that exists but is not counted
-        as done to the reason (corrupt, another task's, another build's);
-        ``running`` names the process holding the workdir's lock, if any;
-        ``results`` says what is wrong with ``results.json`` when every task
-        is done but it cannot be read (``run`` writes it again), else None.
+        A blocked task is neither done nor failed itself: it runs once the
+        failure is fixed and the workdir is run again.
+
+        Examples
+        --------
+        >>> wf.blocked_ids()[:1]                            # doctest: +SKIP
+        ['select-o0']
+        """
+        done = self.done_ids() if done is None else done
+        failed = set(self.failed_ids() if failed is None else failed)
+        blocked = set()
+        for task in self.tasks:  # dependencies come first: one pass sees every chain
+            if task.id not in done and task.id not in failed and any(
+                    dep in failed or dep in blocked for dep in task.deps):
+                blocked.add(task.id)
+        return sorted(blocked)
+
+    def status(self):
+        """Counts of tasks in one vocabulary: done, failed, blocked, pending.
+
+        Every task is in exactly one of four states, the same words as
+        ``mempamal run``, ``mempamal status`` and the displays use:
+
+        - ``done``: its output exists and is trusted;
+        - ``failed``: its last run failed (``logs/<id>.err``, no output);
+        - ``blocked``: not run because a task it depends on failed;
+        - ``pending``: not run yet (or running now), nothing stops it.
+
+        so ``done + failed + blocked + pending == total``.  ``by_kind``
+        gives ``done`` and ``total`` per kind of task; ``untrusted`` maps
+        each output file that exists but is not counted as done to the
+        reason (corrupt, another task's, another build's); ``running``
+        names the process holding the workdir's lock, if any; ``results``
+        says what is wrong with ``results.json`` when every task is done
+        but it cannot be read (``run`` writes it again), else None.
 
         Examples
         --------
         >>> wf.status()                                     # doctest: +SKIP
-        {'total': 81, 'done': 12, 'pending': 69, 'failed': 0, 'untrusted': {}, 'by_kind': {...}}
+        {'total': 81, 'done': 12, 'failed': 0, 'blocked': 0, 'pending': 69, 'untrusted': {}, ...}
         """
         done, untrusted = self.check_outputs()
         by_kind = {}
@@ -172,13 +202,16 @@ class TaskGraph:
             counts["total"] += 1
             counts["done"] += task.id in done
         n_done = sum(c["done"] for c in by_kind.values())
+        failed = self.failed_ids()
+        n_blocked = len(self.blocked_ids(done, failed)) if failed else 0
         holder = read_holder(self.workdir)
         results_problem = None
         if n_done == len(self.tasks):
             results_problem = find_results_problem(self.workdir, self.manifest["build_id"])
         return {
-            "total": len(self.tasks), "done": n_done, "pending": len(self.tasks) - n_done,
-            "failed": len(self.failed_ids()), "untrusted": untrusted, "by_kind": by_kind,
+            "total": len(self.tasks), "done": n_done, "failed": len(failed), "blocked": n_blocked,
+            "pending": len(self.tasks) - n_done - len(failed) - n_blocked,
+            "untrusted": untrusted, "by_kind": by_kind,
             "running": None if holder is None else describe_holder(holder),
             "results": results_problem,
         }

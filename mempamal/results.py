@@ -76,10 +76,12 @@ class Results:
         problem = find_results_problem(workdir, manifest.get("build_id"))
         if problem is not None:
             status = workflow.status()
-            if status["pending"]:
+            if status["done"] < status["total"]:
                 raise store.WorkdirError(
-                    f"{workdir} has no results yet: {status['pending']} of {status['total']} tasks "
-                    "are unfinished. Run it with Workflow.open(workdir).run() or `mempamal run`.")
+                    f"{workdir} has no results yet: {status['total'] - status['done']} of {status['total']} "
+                    f"tasks are unfinished ({status['failed']} failed, {status['blocked']} blocked by a "
+                    f"failure, {status['pending']} pending). Run it with `mempamal run {workdir}` "
+                    "(in Python: mp.Workflow.open(workdir).run()).")
             raise store.WorkdirError(f"{problem}; run the workdir again (`mempamal run {workdir}`) to rewrite it.")
         raw = store.read_json(workdir / store.RESULTS)
         store.check_workdir_is_safe(workdir)

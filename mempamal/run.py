@@ -177,7 +177,7 @@ class Run:
         """
         counts = self.status()
         finished_here = counts["done"] - self._done_at_start
-        left = counts["total"] - counts["done"] - counts["failed"]
+        left = counts["total"] - counts["done"] - counts["failed"] - counts["blocked"]
         if self.done() or finished_here <= 0:
             return None if not self.done() else 0.0
         return self.elapsed() / finished_here * left
@@ -253,6 +253,8 @@ class Run:
                 f"{folds}/{n_folds} outer folds, {format_seconds(self.elapsed())} elapsed")
         if counts["failed"]:
             text += f", {counts['failed']} failed"
+        if counts["blocked"]:
+            text += f", {counts['blocked']} blocked by a failure"
         eta = self.eta()
         if not self.done() and eta is not None:
             text += f", ~{format_seconds(eta)} left"
@@ -279,10 +281,11 @@ def _cancel_at_exit(timeout=30):
 
 
 def task_counts(workflow, active=True):
-    """Counts per kind from the workdir files: done, running, pending, failed.
+    """Counts per kind from the workdir files: done, running, pending, failed, blocked.
 
     ``running`` holds tasks whose dependencies are all done while a run is
-    ``active``.  ``done_main`` / ``total_main`` count the main split set only
+    ``active``; ``blocked`` those waiting on a failed task (as in
+    :meth:`mempamal.Workflow.status`).  ``done_main`` / ``total_main`` count the main split set only
     (not permutations), for "outer folds finished".
 
     Examples
@@ -292,14 +295,17 @@ def task_counts(workflow, active=True):
     """
     done = workflow.done_ids()
     failed = set(workflow.failed_ids())
-    by_kind, totals = {}, {"done": 0, "running": 0, "pending": 0, "failed": 0}
+    blocked = set(workflow.blocked_ids(done, failed)) if failed else set()
+    by_kind, totals = {}, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0}
     for task in workflow.tasks:
-        counts = by_kind.setdefault(task.kind, {"done": 0, "running": 0, "pending": 0, "failed": 0,
+        counts = by_kind.setdefault(task.kind, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0,
                                                 "total": 0, "done_main": 0, "total_main": 0})
         if task.id in done:
             state = "done"
         elif task.id in failed:
             state = "failed"
+        elif task.id in blocked:
+            state = "blocked"
         elif active and all(dep in done for dep in task.deps):
             state = "running"
         else:

@@ -10,6 +10,7 @@ import warnings
 from . import integrity, store
 from .graph import TaskGraph, find_results_problem
 from .lock import WorkdirLock
+from .backends.base import BLOCKED_MESSAGE
 from .tasktable import Task  # noqa: F401 (mp.Task)
 
 
@@ -25,10 +26,14 @@ class WorkflowError(RuntimeError):
 
     def __init__(self, failed, workdir=None):
         self.failed = dict(failed)
-        first_id, first_message = next(iter(self.failed.items()))
-        more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+        # The backends report the dependents of a failed task as "not run:
+        # depends on failed task ...": counted apart, as `mempamal status` does.
+        self.blocked = sorted(i for i, message in self.failed.items() if message.startswith(BLOCKED_MESSAGE))
+        errors = [(i, message) for i, message in self.failed.items() if not message.startswith(BLOCKED_MESSAGE)]
+        first_id, first_message = (errors or list(self.failed.items()))[0]
+        blocked = f", {len(self.blocked)} blocked by a failure" if self.blocked else ""
         super().__init__(
-            f"{len(self.failed)} task(s) failed in {workdir}{more}; first {first_id!r}: {first_message}"
+            f"{len(errors)} task(s) failed{blocked} in {workdir}; first {first_id!r}: {first_message}"
         )
 
 
@@ -50,7 +55,7 @@ class Workflow(TaskGraph):
         """Run every unfinished task and return the :class:`mempamal.Results`.
 
         ``backend`` is a registered name (``"local"``, ``"ipyparallel"``,
-        ``"soma-workflow"``) or a :class:`mempamal.backends.Backend`;
+        ``"soma-workflow"``) or a :class:`mempamal.Backend`;
         ``n_jobs`` counts workers like scikit-learn (-1 = all cores).
         Finished tasks are never run again.  ``stop`` (a
         :class:`threading.Event`) cancels the run from another thread: the
@@ -217,7 +222,8 @@ class Workflow(TaskGraph):
             raise WorkflowError(failed, self.workdir)
         if not (self.workdir / store.RESULTS).exists():
             status = self.status()
-            raise RuntimeError(f"The run of {self.workdir} ended with {status['pending']} of {status['total']} "
+            raise RuntimeError(f"The run of {self.workdir} ended with {status['total'] - status['done']} of "
+                               f"{status['total']} "
                                "tasks unfinished; run it again to resume.")
         return Results.load(self.workdir)
 

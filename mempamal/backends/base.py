@@ -68,7 +68,7 @@ def check_stop(stop):
 
 
 class Backend(abc.ABC):
-    """Runs tasks of a :class:`mempamal.Workflow`; subclasses implement :meth:`run`.
+    """Runs tasks of a :class:`mempamal.Workflow`; subclasses implement :meth:`~mempamal.Backend.run`.
 
     Keyword arguments given to ``Workflow.run`` beyond ``backend``, ``n_jobs``
     and ``progress`` reach the backend's constructor.
@@ -262,9 +262,14 @@ class DependencyTracker:
         failed[task_id] = error
         blocked = self.blocked_by(task_id)
         for child in blocked:
-            failed.setdefault(child, f"not run: depends on failed task {task_id!r}")
+            failed.setdefault(child, f"{BLOCKED_MESSAGE} {task_id!r}")
         if bar is not None:
             bar.update(1 + len(blocked))
+
+
+#: How a backend reports a task it did not run because a dependency failed
+#: ("blocked by a failure" in ``mempamal status`` and ``WorkflowError``).
+BLOCKED_MESSAGE = "not run: depends on failed task"
 
 
 def make_progress(total, progress, desc="mempamal"):
@@ -287,7 +292,7 @@ POLL_SECONDS = 0.1
 
 
 class WorkerPool(abc.ABC):
-    """Where :func:`dispatch` sends batches of tasks: the few primitives a backend provides.
+    """Where :func:`~mempamal.backends.base.dispatch` sends batches of tasks: the few primitives a backend provides.
 
     A batch is a list of task ids that one worker runs in order, returning
     ``[(task_id, error message or None, seconds)]`` as

@@ -6,6 +6,9 @@
 ``soma-workflow``  a file ``soma_workflow.client.Helper.unserialize`` reads
 ``slurm``     a bash script submitting the graph as Slurm job arrays (``sbatch``)
 
+Modes: the two scripts (``shell``, ``slurm``) are written 0700, the other
+formats 0600 (:data:`EXPORT_MODES`): user-only, as the workdir itself.
+
 Every command is ``python -m mempamal task WORKDIR ID``; ``python=`` and
 ``workdir=`` rewrite the interpreter and workdir paths for machines that
 mount them elsewhere (a cluster's nodes, say).
@@ -26,6 +29,13 @@ from .. import store
 from ..tasktable import task_command
 
 FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
+#: File mode of each export, whatever the umask.  User-only like every file
+#: of the workdir: an export names the workdir and runs its pickled code, so
+#: it is as private as the workdir (``chmod`` it yourself to share it).  The
+#: scripts one executes (``bash run.sh`` or ``./run.sh``) are 0700, the files
+#: another program reads (``make -f``, ``soma_submit_workflow``, a JSON
+#: reader) 0600.
+EXPORT_MODES = {"commands": 0o600, "shell": 0o700, "makefile": 0o600, "soma-workflow": 0o600, "slurm": 0o700}
 #: Job length the ``slurm`` export aims at when no sizing is given.
 SLURM_EXPORT_JOB_SECONDS = 60
 
@@ -50,7 +60,9 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
         raise ValueError(f"The 'n_jobs' parameter of export must be a positive int; got {n_jobs!r} instead.")
     path = _check_export_path(path)
     if format == "slurm":
-        return _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options)
+        path = _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options)
+        path.chmod(EXPORT_MODES[format])
+        return path
     if job_seconds is None and tasks_per_job is None:
         entries = command_entries(workflow, python=python, workdir=workdir)
     else:
@@ -59,14 +71,15 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     if format == "soma-workflow":
         from .somaworkflow import export_soma_workflow
 
-        return export_soma_workflow(workflow, path, entries, **options)
+        path = export_soma_workflow(workflow, path, entries, **options)
+        path.chmod(EXPORT_MODES[format])  # soma-workflow's serializer may create its own file
+        return path
     if options:
         raise TypeError(f"Unknown options for the {format!r} export: {sorted(options)}.")
     writer = {"commands": _commands_text, "shell": _shell_text, "makefile": _makefile_text}[format]
     text = writer(entries, workdir or workflow.workdir)
     store.atomic_write_bytes(path, text.encode("utf-8"))
-    if format == "shell":
-        path.chmod(0o755)
+    path.chmod(EXPORT_MODES[format])
     return path
 
 
@@ -108,7 +121,6 @@ def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n
     text = export_text(plan_arrays(bundles), python or workflow.manifest.get("python"), target,
                        target / "submissions" / "slurm-export-logs")
     store.atomic_write_bytes(path, text.encode("utf-8"))
-    path.chmod(0o755)
     return path
 
 

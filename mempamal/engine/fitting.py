@@ -169,7 +169,7 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
     """Fit/score every grid point in ``points`` on one split.
 
     ``data`` is ``(X_train, y_train, X_test, y_test)``; ``keys`` are the
-    prefix keys of :func:`mempamal.grid.prefix_keys` or None.
+    prefix keys of :func:`mempamal.engine.grid.prefix_keys` or None.
     ``fit_params`` (already sliced to the training part) go to every fit;
     prefixes are then not shared, since metadata may reach any step.
     ``score_params`` is ``(test_params, train_params)``.  Results come back
