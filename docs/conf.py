@@ -66,18 +66,6 @@ numpydoc_validation_exclude = {
     # The worker pools implement WorkerPool's primitives, which are documented
     # once on WorkerPool (the contract); each override's docstring would repeat it.
     r"Pool\.(capacity|submit|wait|result|abort|worker_died|recover|describe)$",
-    # Not documented yet on this branch; issue 14 (docstrings on every public
-    # name, with their own test) adds them: then remove these lines.
-    r"^mempamal\.validation\.(check_cv_argument|check_error_score|check_n_permutations"
-    r"|check_scoring_and_refit|warn_unused_inner_cv)$",
-    r"^mempamal\.display\.(experiment_html|results_html)$",
-    r"^mempamal\.display\.(Grid|Permutation|Scores|Timeline)Display\.(from_results|plot)$",
-    r"^mempamal\.display_graph\.GraphDisplay\.from_workflow$",
-    r"^mempamal\.backends\.base\.DependencyTracker\.finished$",
-    r"^mempamal\.backends\.ipyparallel\.LocalCluster\.add_engine$",
-    r"^mempamal\.engine\.context\.WorkdirContext\.(data|estimator_with|n_inner_splits|split_set|task)$",
-    r"^mempamal\.engine\.fitting\.LazyCopy\.get$",
-    r"^mempamal\.engine\.splits\.SplitSet\.(inner|outer|target_order)$",
 }
 
 # ---- references: a broken one fails the -W build

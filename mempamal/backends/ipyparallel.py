@@ -118,6 +118,7 @@ class LocalCluster:
         return self
 
     def add_engine(self):
+        """Start one more engine in this cluster (to replace one that died)."""
         with temporary_environment(IPYTHONDIR=self.ipython_dir):
             self.cluster.start_engines_sync(n=1)
         self._tell_watchdog_the_jobs()

@@ -105,6 +105,7 @@ class WorkdirContext:
 
     # ------------------------------------------------------------ lookup
     def task(self, task_id):
+        """The :class:`~mempamal.Task` record of ``task_id``; a clear error names an unknown id."""
         try:
             return self.records[task_id]
         except KeyError:
@@ -134,9 +135,11 @@ class WorkdirContext:
         return integrity.read_output(path, task_id, self.build_id, self.definition(task_id))
 
     def n_inner_splits(self, split_set, outer):
+        """Number of inner splits of outer fold ``outer`` in ``split_set``."""
         return self.split_set_info[split_set]["n_inner"][outer]
 
     def estimator_with(self, candidate_index):
+        """A fresh clone of the estimator, with candidate ``candidate_index``'s parameters (None: as given)."""
         from sklearn.base import clone
 
         estimator = clone(self.estimator)
@@ -147,6 +150,7 @@ class WorkdirContext:
     # -------------------------------------------------------------- data
     @property
     def data(self):
+        """``(X, y, groups)`` of the workdir, memory-mapped where stored as ``.npy``; loaded once."""
         if self._data is None:
             folder = self.workdir / store.DATA_DIR
             kinds = self.manifest["data"]
@@ -164,6 +168,7 @@ class WorkdirContext:
         return self._targets[split_set]
 
     def split_set(self, name):
+        """The :class:`~mempamal.engine.splits.SplitSet` named ``name`` (a few kept open)."""
         if name not in self._split_sets:
             self._split_sets[name] = SplitSet(self.workdir, name)
             if len(self._split_sets) > 4:
@@ -220,6 +225,7 @@ class WorkdirContext:
     # build in manifest["metadata"] (absent in workdirs built before it).
     @property
     def metadata_routing(self):
+        """True when the build ran with scikit-learn's metadata routing enabled."""
         return bool(self.manifest.get("metadata", {}).get("routing", False))
 
     @property
@@ -281,10 +287,12 @@ class WorkdirContext:
 
     @property
     def return_train_score(self):
+        """True when fit/select/score tasks also score the training part."""
         return bool(getattr(self.experiment, "return_train_score", False))
 
     @property
     def predict_method(self):
+        """The ``predict=`` method select/score tasks apply to their test fold, or None."""
         return getattr(self.experiment, "predict", None)
 
     def outer_test_X(self, split_set, outer):

@@ -57,6 +57,7 @@ class LazyCopy:
         self.X = X
 
     def get(self):
+        """A private copy of the training data, made only when asked for."""
         return _private_copy(self.X)
 
 

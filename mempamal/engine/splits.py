@@ -119,15 +119,18 @@ class SplitSet:
         return self._arrays
 
     def outer(self, fold):
+        """``(train, test)`` indices of outer fold ``fold``."""
         arrays = self._load()
         return arrays[f"outer_train_{fold}"], arrays[f"outer_test_{fold}"]
 
     def inner(self, fold, inner_fold):
+        """``(train, test)`` indices of one inner split, relative to the outer training subset."""
         arrays = self._load()
         return arrays[f"inner_train_{fold}_{inner_fold}"], arrays[f"inner_test_{fold}_{inner_fold}"]
 
     @property
     def target_order(self):
+        """The permutation of ``y`` of a permutation split set, or None for ``main``."""
         return self._load().get("target_order")
 
 
