@@ -33,7 +33,8 @@ from ..tasktable import MAIN
 from .base import (Backend, check_stop, effective_n_jobs, make_progress, publish_executing, published_batches,
                    temporary_environment)
 from .somaworkflow_status import (failures, job_ids_of, mark_record_ended, read_record, record_path,
-                                  show_progress, surviving_jobs, unfinished, write_record)
+                                  show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs,
+                                  write_record)
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
 #: Default target duration of one job: tasks are bundled to fill it.
@@ -502,7 +503,7 @@ class SomaWorkflowBackend(Backend):
                                "workdir again to resume (finished tasks are kept).")
         survivors = surviving_jobs(workflow.workdir, record)
         with _Interrupts(stop) as interrupts:
-            _wait_for_slurm_jobs(workflow, survivors, interrupts, self.poll_interval)
+            wait_for_slurm_jobs(workflow, survivors, interrupts, self.poll_interval)
         done = store.finished_task_ids(workflow.workdir)
         rest = [task_id for entry in record["bundles"] for task_id in entry["tasks"] if task_id not in done]
         if not rest:
@@ -513,30 +514,6 @@ class SomaWorkflowBackend(Backend):
                                        python=record.get("python"), remote_workdir=record.get("remote_workdir"),
                                        job_seconds=self.job_seconds, tasks_per_job=self.tasks_per_job)
         return follower.run(workflow, rest, n_jobs=record["n_jobs"], progress=progress, stop=stop)
-
-
-def _wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
-    """Wait until the Slurm jobs ``{job id: tasks}`` left the queue; cancel them on Ctrl-C or ``stop``."""
-    from .slurm import _cancel, _queue_states
-
-    job_ids = sorted(survivors)
-    published_before = published_batches(workflow.workdir)
-    finished = False
-    try:
-        while job_ids:
-            active = _queue_states(job_ids)
-            if active is not None:
-                publish_executing(workflow.workdir, [survivors[job] for job, (state, _) in active.items()
-                                                     if state == "RUNNING" and job in survivors])
-                if not active:
-                    break
-            interrupts.check()
-            time.sleep(max(poll_interval, 0.5))
-        finished = True
-    finally:
-        if not finished:
-            _cancel(job_ids, wait=True)  # a cancelled attach stops what it was following
-        publish_executing(workflow.workdir, published_before and [])
 
 
 def _thread_limits(n_jobs, controller):

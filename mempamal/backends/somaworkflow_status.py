@@ -280,3 +280,38 @@ def _slurm_states(job_ids, timeout=10):
     if answer.returncode != 0 and "Invalid job id" not in answer.stderr:
         return {"error": f"squeue failed: {answer.stderr.strip() or answer.returncode}"}
     return dict(line.split("|", 1) for line in answer.stdout.splitlines() if "|" in line)
+
+
+def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
+    """Wait until the Slurm jobs ``{job id: tasks}`` left the queue; cancel them on Ctrl-C or ``stop``.
+
+    ``interrupts.check()`` raises when the wait must end (Ctrl-C, the
+    run's ``stop`` event).  Jobs in state R are published as executing.
+
+    Examples
+    --------
+    >>> wait_for_slurm_jobs(wf, {"41": ["fit-o0-i0-c0"]}, interrupts, 1.0)   # doctest: +SKIP
+    """
+    import time
+
+    from .base import publish_executing, published_batches
+    from .slurm import _cancel, _queue_states
+
+    job_ids = sorted(survivors)
+    published_before = published_batches(workflow.workdir)
+    finished = False
+    try:
+        while job_ids:
+            active = _queue_states(job_ids)
+            if active is not None:
+                publish_executing(workflow.workdir, [survivors[job] for job, (state, _) in active.items()
+                                                     if state == "RUNNING" and job in survivors])
+                if not active:
+                    break
+            interrupts.check()
+            time.sleep(max(poll_interval, 0.5))
+        finished = True
+    finally:
+        if not finished:
+            _cancel(job_ids, wait=True)  # a cancelled attach stops what it was following
+        publish_executing(workflow.workdir, published_before and [])
