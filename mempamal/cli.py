@@ -132,6 +132,10 @@ def _status(args):
         print(f"  not counted: {problem}")
     if status["running"]:
         print(f"  running now: {status['running']}")
+    if status.get("jobs"):
+        from .submissions import describe_jobs
+
+        print(f"  {describe_jobs(status['jobs'])}")
     if status["results"]:
         print(f"  {status['results']}: `mempamal run {args.workdir}` writes it again")
     return 0

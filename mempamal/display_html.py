@@ -81,6 +81,10 @@ def _who_runs_rows(workflow, status):
     submission = recorded_submission(workflow.workdir)
     if submission is not None and status["done"] < status["total"]:
         rows.append(("submitted", f"{submission['backend']} jobs (WORKDIR/submissions/); wf.attach() follows them"))
+    if status.get("jobs"):
+        from .submissions import describe_jobs
+
+        rows.append(("scheduler", describe_jobs(status["jobs"])))
     holder = live_runner(workflow.workdir)
     if holder is not None:
         rows.append(("running", f"pid {holder.get('pid')} on {holder.get('host')}"))
@@ -102,8 +106,26 @@ def run_html(run):
         for kind, by_kind in counts["by_kind"].items())
     folds = run.results()
     fold_table = "" if folds.empty else "<br><b>outer folds finished</b>" + folds_html(folds)
+    jobs = run_jobs_line(run)
+    jobs = f"<br>{html.escape(jobs)}" if jobs else ""
     return (f"<b>mempamal Run</b> <code>{html.escape(str(run.workflow.workdir))}</code><br>"
-            f"{html.escape(run.summary_line())}<table>{header}{rows}</table>{fold_table}")
+            f"{html.escape(run.summary_line())}{jobs}<table>{header}{rows}</table>{fold_table}")
+
+
+def run_jobs_line(run):
+    """The scheduler's view of a job-based run while it goes on (one line), else ``""``.
+
+    Examples
+    --------
+    >>> run_jobs_line(run)                                        # doctest: +SKIP
+    'slurm jobs: 3 pending, 2 running, 4 finished'
+    """
+    from .submissions import describe_jobs, recorded_jobs
+
+    if run.done() or not run.outlives_driver:
+        return ""  # only job-based runs have jobs of their own; an ended run's are history
+    jobs = recorded_jobs(run.workflow.workdir)
+    return describe_jobs(jobs) if jobs else ""
 
 
 _RUN_STATES = ("done", "running", "pending", "failed", "blocked", "total")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import integrity, store, tasktable
 from .lock import describe_holder, read_holder
+from .submissions import recorded_jobs
 
 
 class TaskGraph:
@@ -189,6 +190,10 @@ class TaskGraph:
         names the process holding the workdir's lock, if any; ``results``
         says what is wrong with ``results.json`` when every task is done
         but it cannot be read (``run`` writes it again), else None.
+        ``jobs`` is the scheduler's view of a job submission recorded in
+        ``WORKDIR/submissions/`` while tasks are unfinished (``{"backend":
+        "slurm", "pending": 3, "running": 2, "finished": 4}``, or with
+        ``"error"`` when the scheduler does not answer), else None.
 
         Examples
         --------
@@ -214,6 +219,7 @@ class TaskGraph:
             "untrusted": untrusted, "by_kind": by_kind,
             "running": None if holder is None else describe_holder(holder),
             "results": results_problem,
+            "jobs": recorded_jobs(self.workdir) if n_done < len(self.tasks) else None,
         }
 
 

@@ -49,6 +49,10 @@ class Run:
     outlives_driver : bool
         True for job-based runs: left running at interpreter exit (they can
         be attached to again); other runs are cancelled then.
+    drives : bool
+        True (default) when ``execute`` drives the backend in this process,
+        which then publishes the tasks executing now; False for a run that
+        only watches another process.
 
     Examples
     --------
@@ -59,7 +63,7 @@ class Run:
     >>> res = run.wait()                              # doctest: +SKIP
     """
 
-    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False):
+    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True):
         self.workflow = workflow
         self.backend_name = backend_name
         self.started = time.time()
@@ -79,6 +83,12 @@ class Run:
         # stops it cleanly first (non-daemon threads are joined before atexit runs).
         self._thread = threading.Thread(target=context.run, args=(self._drive, execute),
                                         name=f"mempamal-run-{workflow.workdir.name}", daemon=True)
+        self._drives = drives
+        if drives:
+            from .backends.base import publish_executing
+
+            # Nothing executes until the backend says so (its pool may still be starting).
+            publish_executing(workflow.workdir, [])
         _LIVE_RUNS.add(self)
         self._thread.start()
 
@@ -88,6 +98,10 @@ class Run:
         except BaseException as exc:  # handed to wait(): the caller's thread re-raises it
             self._error = exc
         finally:
+            if self._drives:
+                from .backends.base import publish_executing
+
+                publish_executing(self.workflow.workdir, None)
             self.ended = time.time()
             self._finished.set()
             _LIVE_RUNS.discard(self)
@@ -146,9 +160,13 @@ class Run:
     def status(self):
         """Task counts read from the workdir: total, done, running, pending, failed, by kind.
 
-        ``running`` counts the tasks the run can work on now (their
-        dependencies are done, they are queued on or running in the backend);
-        once the run has ended nothing is running.
+        ``running`` counts the tasks executing now: one per batch on a
+        worker (local, ipyparallel, dask: never more than the workers), per
+        Slurm array element in state R, per soma-workflow job reported
+        running -- as published by the loop that drives the run in this
+        process.  A run that only watches another process (which holds the
+        workdir's lock) cannot see its workers: it counts the tasks whose
+        dependencies are done.  Once the run has ended nothing is running.
 
         Examples
         --------
@@ -283,19 +301,25 @@ def _cancel_at_exit(timeout=30):
 def task_counts(workflow, active=True):
     """Counts per kind from the workdir files: done, running, pending, failed, blocked.
 
-    ``running`` holds tasks whose dependencies are all done while a run is
-    ``active``; ``blocked`` those waiting on a failed task (as in
-    :meth:`mempamal.Workflow.status`).  ``done_main`` / ``total_main`` count the main split set only
-    (not permutations), for "outer folds finished".
+    While a run is ``active``, ``running`` holds the tasks executing now as
+    published by the backend driving it in this process
+    (:func:`mempamal.backends.base.executing_task_ids`), or, when no backend
+    of this process drives it, the tasks whose dependencies are all done;
+    ``blocked`` those waiting on a failed task (as in
+    :meth:`mempamal.Workflow.status`).  ``done_main`` / ``total_main`` count
+    the main split set only (not permutations), for "outer folds finished".
 
     Examples
     --------
     >>> task_counts(wf)["by_kind"]["fit"]             # doctest: +SKIP
     {'done': 8, 'running': 2, 'pending': 10, 'failed': 0, 'total': 20, ...}
     """
+    from .backends.base import executing_task_ids
+
     done = workflow.done_ids()
     failed = set(workflow.failed_ids())
     blocked = set(workflow.blocked_ids(done, failed)) if failed else set()
+    executing = executing_task_ids(workflow.workdir, done) if active else None
     by_kind, totals = {}, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0}
     for task in workflow.tasks:
         counts = by_kind.setdefault(task.kind, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0,
@@ -306,6 +330,8 @@ def task_counts(workflow, active=True):
             state = "failed"
         elif task.id in blocked:
             state = "blocked"
+        elif executing is not None:
+            state = "running" if task.id in executing else "pending"
         elif active and all(dep in done for dep in task.deps):
             state = "running"
         else:

@@ -53,3 +53,62 @@ def live_runner(workdir):
     if holder is None or lock.is_stale(holder):
         return None
     return holder
+
+
+def scheduler_view(workdir, submission):
+    """What the scheduler says of a recorded submission's jobs, e.g. ``{"pending": 2, "running": 3, "finished": 7}``.
+
+    Asked of the backend that recorded it (its ``scheduler_view`` method:
+    one ``squeue`` call for slurm, soma-workflow's database for
+    soma-workflow), with ``"backend"`` added.  Never raises: when the
+    scheduler cannot be reached ``"error"`` says so; None when the backend
+    has no such view.
+
+    Examples
+    --------
+    >>> scheduler_view("runs/bc", {"backend": "no-such-backend"})["error"][:51]
+    "cannot ask backend 'no-such-backend' about its jobs"
+    """
+    name = submission.get("backend")
+    try:
+        from .backends.base import get_backend
+
+        view = getattr(get_backend(name), "scheduler_view", None)
+        if view is None:
+            return None
+        answer = dict(view(workdir, submission))
+    except Exception as exc:  # a status display must never fail because a cluster is away
+        return {"backend": name, "error": f"cannot ask backend {name!r} about its jobs: {type(exc).__name__}: {exc}"}
+    return {"backend": name, **answer}
+
+
+def recorded_jobs(workdir):
+    """The scheduler's view of the job submission recorded in ``workdir``, or None when there is none.
+
+    See :func:`scheduler_view`; one ``squeue`` call at most.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> recorded_jobs(tempfile.mkdtemp()) is None
+    True
+    """
+    submission = recorded_submission(workdir)
+    return None if submission is None else scheduler_view(workdir, submission)
+
+
+def describe_jobs(jobs):
+    """One line for a :func:`recorded_jobs` value: ``'slurm jobs: 3 pending, 2 running, 4 finished'``.
+
+    Examples
+    --------
+    >>> describe_jobs({"backend": "slurm", "pending": 3, "running": 2, "finished": 4})
+    'slurm jobs: 3 pending, 2 running, 4 finished'
+    >>> describe_jobs({"backend": "slurm", "error": "squeue did not answer"})
+    'slurm jobs: unknown (squeue did not answer)'
+    """
+    label = f"{jobs.get('backend') or 'recorded'} jobs"
+    counts = ", ".join(f"{jobs[key]} {key}" for key in ("pending", "running", "finished") if key in jobs)
+    if "error" in jobs:
+        return f"{label}: {counts or 'unknown'} ({jobs['error']})"
+    return f"{label}: {counts}"

@@ -110,7 +110,8 @@ class Workflow(TaskGraph):
 
         try:
             # A backend that can attach to its own submissions runs jobs that outlive this process.
-            return Run(self, execute, backend_name=name, stop=stop, outlives_driver=hasattr(runner, "attach"))
+            outlives = getattr(runner, "outlives_driver", hasattr(runner, "attach"))
+            return Run(self, execute, backend_name=name, stop=stop, outlives_driver=outlives)
         except BaseException:
             lock.release()
             raise
@@ -171,12 +172,13 @@ class Workflow(TaskGraph):
     def attach(self, progress=False):
         """Follow a run of this workdir started elsewhere (e.g. before a kernel restart).
 
-        A job-based backend records its submission in
-        ``WORKDIR/submissions/<backend>.json``; its ``attach`` method then
-        follows the jobs from a driver thread, as :meth:`submit` does.
-        Otherwise, when another live process holds the workdir's run lock,
-        the returned :class:`mempamal.Run` only watches the files.  Returns
-        None when nothing is running.
+        When another live process holds the workdir's run lock (the driver
+        is alive), the returned :class:`mempamal.Run` only watches the
+        files.  Otherwise a job-based backend that recorded its submission
+        in ``WORKDIR/submissions/<backend>.json`` (slurm, soma-workflow with
+        a ``resource_id``) follows the jobs again with its ``attach`` method,
+        from a driver thread holding the run lock, as :meth:`submit` does.
+        Returns None when nothing is running.
 
         Examples
         --------
@@ -186,18 +188,29 @@ class Workflow(TaskGraph):
         from .run import Run
         from .submissions import live_runner, recorded_submission
 
+        holder = live_runner(self.workdir)
         submission = recorded_submission(self.workdir)
-        if submission is not None and self.pending_ids():  # a finished submission's record is history
+        # A live driver still follows its own jobs (a second soma-workflow
+        # engine would submit them twice): then only watch the files.
+        if holder is None and submission is not None and self.pending_ids():  # a finished submission is history
             from .backends.base import get_backend
 
             runner = get_backend(submission["backend"])
+            lock = WorkdirLock(self.workdir, purpose="attach")
+            lock.acquire()  # the dead driver's lock is taken over; a new runner's refuses us here
 
             def execute(stop_event):
-                failed = runner.attach(self, stop=stop_event, progress=progress)
-                return self._results_or_error(failed)
+                try:
+                    failed = runner.attach(self, stop=stop_event, progress=progress)
+                    return self._results_or_error(failed)
+                finally:
+                    lock.release()
 
-            return Run(self, execute, backend_name=submission["backend"], outlives_driver=True)
-        holder = live_runner(self.workdir)
+            try:
+                return Run(self, execute, backend_name=submission["backend"], outlives_driver=True)
+            except BaseException:
+                lock.release()
+                raise
         if holder is None:
             return None
 
@@ -210,7 +223,7 @@ class Workflow(TaskGraph):
                     raise RunCancelled("stopped watching (the run itself goes on)")
             return self._results_or_error(None)
 
-        return Run(self, watch, backend_name=f"pid {holder.get('pid')} on {holder.get('host')}")
+        return Run(self, watch, backend_name=f"pid {holder.get('pid')} on {holder.get('host')}", drives=False)
 
     def _results_or_error(self, failed):
         """The Results once a run has ended, else the failures (or what is left) as an error."""

@@ -50,10 +50,30 @@ def test_submit_returns_at_once_and_wait_gives_sklearns_answer(tmp_path):
     assert not run.done() and run.state == "running"
     counts = run.status()
     assert counts["done"] + counts["running"] + counts["pending"] + counts["failed"] == len(workflow.tasks)
-    assert counts["running"] >= 1  # the fits have no dependencies: runnable at once
+    poll_until(lambda: run.status()["running"] == 1 or run.done())  # the one task executing in this process
     results = run.wait()
     assert run.done() and run.state == "finished" and run.status()["running"] == 0
     assert_matches_sklearn(results, experiment, X, y)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_running_counts_the_tasks_executing_never_more_than_the_workers(tmp_path, n_jobs):
+    """Not the ready tasks (12 fits are ready at once): one task per batch on a worker."""
+    workflow = slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    assert sum(not task.deps for task in workflow.tasks) > n_jobs
+    run = workflow.submit(n_jobs=n_jobs)
+    seen = []
+    while not run.done():
+        counts = run.status()
+        seen.append(counts["running"])
+        running_kinds = {kind for kind, c in counts["by_kind"].items() if c["running"]}
+        assert running_kinds <= {"fit", "select", "final"}
+        time.sleep(0.01)
+    results = run.wait()
+    assert max(seen) <= n_jobs, seen
+    assert max(seen) == n_jobs  # every worker was seen busy
+    assert run.status()["running"] == 0
+    assert_matches_sklearn(results, slow_experiment(), X, y)
 
 
 def test_partial_results_grow_fold_by_fold_and_end_as_to_frame(tmp_path):

@@ -292,3 +292,40 @@ def test_without_sacct_failures_come_from_the_output_files(slurm, tmp_path, monk
     assert failed["select-o0"].startswith("not run") and failed["final"].startswith("not run")
     assert {f"fit-o{k}-i{j}-c0" for k in range(3) for j in range(2)} <= workflow.done_ids()
     assert _queued(_recorded_job_ids(workflow.workdir)) == []
+
+
+def test_status_shows_the_jobs_and_running_counts_array_elements_in_state_r(slurm, tmp_path, monkeypatch):
+    workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=1, poll_seconds=0.2)
+    views, running = [], []
+    try:
+        while not run.done():
+            views.append(workflow.status()["jobs"])
+            running.append(run.status()["running"])
+            time.sleep(0.1)
+    finally:
+        run.cancel()
+    results = run.wait()
+    assert_matches_sklearn(results, _slow_experiment(), X, y)
+    arrays = json.loads((workflow.workdir / "submissions" / "slurm.json").read_text())["arrays"]
+    seen = [view for view in views if view is not None and "error" not in view]
+    assert seen and all(view["backend"] == "slurm" for view in seen)
+    # every element of every array recorded so far (one record write per sbatch), as squeue sees it;
+    # never more running than the throttle
+    totals = [v["pending"] + v["running"] + v["finished"] for v in seen]
+    assert max(totals) == sum(a["size"] for a in arrays) and totals == sorted(totals)
+    assert max(v["running"] for v in seen) >= 1 and all(v["running"] <= 2 for v in seen)
+    assert 1 <= max(running) <= 2, running
+    assert workflow.status()["jobs"] is None  # all done: the submission is history
+
+    # squeue unreachable: the status still answers and says so
+    workflow2 = _plain().build(X, y, workdir=tmp_path / "wd2")
+    (workflow2.workdir / "submissions").mkdir()
+    (workflow2.workdir / "submissions" / "slurm.json").write_text(json.dumps({"arrays": [
+        {"job_id": "999999", "size": 3, "bundles": [["score-o0"], ["score-o1"], ["score-o2"]]}]}))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-such-bin"))
+    jobs = workflow2.status()["jobs"]
+    assert jobs["backend"] == "slurm" and "squeue did not answer" in jobs["error"]
+    from mempamal.cli import main
+
+    assert main(["status", str(workflow2.workdir)]) == 0

@@ -273,3 +273,84 @@ def test_slurm_resource_from_a_config_file_runs_bundles_as_slurm_jobs(tmp_path):
     assert len(names) == 5, names  # 2 fit bundles, 2 select bundles, final: jobs of this run
     assert os.environ["PATH"] == path_before
     _assert_left_nothing_behind(workflow.workdir)
+
+
+def _slow_experiment():
+    """Every fit sleeps 0.5 s (defined here so cloudpickle ships it by value to the jobs)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    def slow_identity(data):
+        time.sleep(0.5)
+        return data
+
+    return mp.Experiment(make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300)),
+                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2)
+
+
+def _slurm_cpus():
+    import subprocess
+
+    answer = subprocess.run(["sinfo", "-h", "-o", "%C"], capture_output=True, text=True, timeout=30)
+    return sum(int(line.split("/")[-1]) for line in answer.stdout.split())
+
+
+def test_attach_after_the_driver_was_sigkilled_follows_the_slurm_jobs_and_finishes(tmp_path):
+    """A kernel dies with a soma-workflow run on Slurm: a fresh process attaches and gets scikit-learn's answer."""
+    import signal
+    import subprocess
+    import textwrap
+
+    from slurm_cluster import SOMA_RESOURCE, require_slurm, write_soma_slurm_config
+
+    require_slurm(accounting=True)
+    config = write_soma_slurm_config(tmp_path)
+    workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    record = workflow.workdir / "submissions" / "soma-workflow.json"
+    code = textwrap.dedent(f"""
+        import mempamal as mp
+        mp.Workflow.open({str(workflow.workdir)!r}).run(backend="soma-workflow", resource_id={SOMA_RESOURCE!r},
+            config={str(config)!r}, n_jobs=2, tasks_per_job=2, progress=False)
+    """)
+    driver = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (record.exists() and workflow.done_ids()):
+            assert time.monotonic() < deadline and driver.poll() is None, "no first output of the driver"
+            time.sleep(0.2)
+        while workflow.status()["jobs"].get("running", 0) == 0:  # what a restarted kernel sees, before the kill
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(driver.pid, signal.SIGKILL)  # soma-workflow's engine dies with it, the Slurm jobs do not
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    submitted = json.loads(record.read_text())
+    assert "ended" not in submitted and submitted["resource_id"] == SOMA_RESOURCE
+    assert sorted(t for bundle in submitted["bundles"] for t in bundle["tasks"]) == sorted(t.id for t in workflow.tasks)
+    assert len(workflow.done_ids()) < len(workflow.tasks)
+    jobs = workflow.status()["jobs"]
+    assert jobs["backend"] == "soma-workflow" and "error" not in jobs
+    assert jobs["pending"] + jobs["running"] + jobs["finished"] == len(submitted["bundles"])
+    assert jobs["pending"] >= 1  # selects and final: never submitted by the dead engine
+
+    attach = textwrap.dedent(f"""
+        import time, mempamal as mp
+        run = mp.Workflow.open({str(workflow.workdir)!r}).attach()
+        assert run is not None and run.backend_name == "soma-workflow", run
+        most = 0
+        while not run.done():
+            most = max(most, run.status()["running"])
+            time.sleep(0.2)
+        run.wait()
+        print("most running", most)
+    """)
+    fresh = subprocess.run([sys.executable, "-c", attach], capture_output=True, text=True, timeout=600)
+    assert fresh.returncode == 0, fresh.stderr
+    most = int(fresh.stdout.split()[-1])
+    assert 1 <= most <= _slurm_cpus()  # one 1-CPU job per running task: never more than Slurm can run
+    assert_matches_sklearn(mp.Results.load(workflow.workdir), _slow_experiment(), X, y)
+    assert json.loads(record.read_text()).get("ended")  # the follow-up workflow ran to its end
+    assert workflow.status()["jobs"] is None  # nothing pending: no submission to show
+    assert mp.Workflow.open(workflow.workdir).attach() is None

@@ -287,6 +287,66 @@ def make_progress(total, progress, desc="mempamal"):
     return tqdm(total=total, desc=desc, unit="task", disable=not progress, dynamic_ncols=True)
 
 
+# ------------------------------------------------------------ in flight
+#: Workdir -> the batches (lists of task ids) whose tasks are executing now,
+#: published by the loop driving a run in this process (dispatch, the job
+#: backends' polls) and read by ``Run.status()``.
+_EXECUTING = {}
+
+
+def publish_executing(workdir, batches):
+    """Say which batches of ``workdir``'s run are executing now (None: the run is over).
+
+    A batch runs its tasks one after the other, so each counts one running
+    task: its first one without an output.  The list is replaced, never
+    mutated, so readers in other threads see one consistent snapshot.
+
+    Examples
+    --------
+    >>> publish_executing("runs/iris", [["fit-o0-i0-c0", "fit-o0-i1-c0"]])
+    >>> executing_task_ids("runs/iris", done=set())
+    {'fit-o0-i0-c0'}
+    >>> publish_executing("runs/iris", None)
+    >>> executing_task_ids("runs/iris", done=set()) is None
+    True
+    """
+    key = os.path.abspath(workdir)
+    if batches is None:
+        _EXECUTING.pop(key, None)
+    else:
+        _EXECUTING[key] = [list(batch) for batch in batches]
+
+
+def published_batches(workdir):
+    """What :func:`publish_executing` last said for ``workdir`` (None: nothing published).
+
+    Examples
+    --------
+    >>> published_batches("runs/nothing-runs-here") is None
+    True
+    """
+    return _EXECUTING.get(os.path.abspath(workdir))
+
+
+def executing_task_ids(workdir, done):
+    """Ids of the tasks executing now in a run driven from this process, or None when none is.
+
+    ``done`` are the finished ids (a batch's finished tasks are skipped).
+
+    Examples
+    --------
+    >>> executing_task_ids("runs/nothing-runs-here", done=set()) is None
+    True
+    """
+    batches = published_batches(workdir)
+    if batches is None:
+        return None
+    running = set()
+    for batch in batches:
+        running.update(next(([t] for t in batch if t not in done), []))
+    return running
+
+
 #: The dispatch loop wakes up at least this often to look at the stop event.
 POLL_SECONDS = 0.1
 
@@ -370,6 +430,14 @@ class WorkerPool(abc.ABC):
         --------
         >>> pool.abort([handle])                                         # doctest: +SKIP
         """
+
+    def workers(self):
+        """How many batches execute at once (the others wait in the pool's queue).
+
+        :meth:`capacity` keeps about two batches per worker in flight, so by
+        default half of it.
+        """
+        return max(1, self.capacity() // 2)
 
     def worker_died(self, exc):
         """Whether ``exc`` (raised by :meth:`result`) means the worker died: its tasks are retried.
@@ -473,6 +541,7 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
     tracker = DependencyTracker(workflow, task_ids)
     sizer = BatchSizer(pool.target_batch_seconds)
     failed, in_flight, deaths = {}, {}, {}
+    published_before = published_batches(workflow.workdir)  # a Run's "nothing yet": restored at the end
     try:
         while tracker.ready or in_flight:
             check_stop(stop)
@@ -481,6 +550,9 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
                 size = sizer.size(len(tracker.ready), capacity)
                 batch = [tracker.ready.popleft() for _ in range(min(size, len(tracker.ready)))]
                 in_flight[pool.submit(batch)] = batch
+            # Pools start batches in submission order: the oldest ones in
+            # flight are those on a worker, the rest wait in the pool's queue.
+            publish_executing(workflow.workdir, list(in_flight.values())[:pool.workers()])
             for handle in pool.wait(list(in_flight), POLL_SECONDS):
                 batch = in_flight.pop(handle)
                 try:
@@ -494,6 +566,8 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
     except BaseException:  # Ctrl-C, stop, every worker gone: nothing left running behind us
         pool.abort(list(in_flight))
         raise
+    finally:
+        publish_executing(workflow.workdir, published_before and [])
     return failed
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from .. import store
 from .bundles import check_bundle_options, make_bundles
-from .base import Backend, DependencyTracker, RunCancelled, effective_n_jobs, make_progress
+from .base import (Backend, DependencyTracker, RunCancelled, effective_n_jobs, make_progress, publish_executing,
+                   published_batches)
 from .slurm_script import array_script, plan_arrays, sbatch_arguments
 
 #: Default target duration of a job (seconds): long against the ~1 s an
@@ -198,11 +199,36 @@ class SlurmBackend(Backend):
         _cancel(job_ids, wait=True)
         return job_ids
 
+    def scheduler_view(self, workdir, record):
+        """The recorded arrays' elements as Slurm sees them: ``{"pending": n, "running": n, "finished": n}``.
+
+        One ``squeue`` call; never raises (``"error"`` says why squeue did
+        not answer).
+
+        Examples
+        --------
+        >>> SlurmBackend().scheduler_view(wf.workdir, read_submission(wf.workdir))   # doctest: +SKIP
+        {'pending': 3, 'running': 2, 'finished': 4}
+        """
+        total = sum(array["size"] for array in record["arrays"])
+        job_ids = [array["job_id"] for array in record["arrays"]]
+        try:
+            answer = _run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(job_ids)], timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return {"error": f"squeue did not answer ({exc})"}
+        if answer.returncode != 0 and "Invalid job id" not in answer.stderr:
+            return {"error": f"squeue failed: {answer.stderr.strip() or answer.returncode}"}
+        states = [line.split("|", 1)[1] for line in answer.stdout.splitlines() if "|" in line]
+        running = sum(state in ("RUNNING", "COMPLETING") for state in states)
+        queued = sum(state in ACTIVE_STATES for state in states)
+        return {"pending": queued - running, "running": running, "finished": max(0, total - queued)}
+
     def _wait(self, workflow, record, progress, stop):
         job_ids = [array["job_id"] for array in record["arrays"]]
         wanted = {task_id for array in record["arrays"] for bundle in array["bundles"] for task_id in bundle}
         bar = make_progress(len(wanted), progress, desc="mempamal slurm")
         finished, ended_at = False, {}
+        published_before = published_batches(workflow.workdir)
         try:
             while True:
                 if stop is not None and stop.is_set():
@@ -212,6 +238,7 @@ class SlurmBackend(Backend):
                 bar.update(done - bar.n)
                 active = _queue_states(job_ids)
                 if active is not None:
+                    publish_executing(workflow.workdir, _running_bundles(record, active))
                     stuck = _never_startable(record, active, workflow.workdir, ended_at)
                     _cancel(stuck)  # waits on a failed array: would stay pending forever
                     bar.set_postfix(jobs=len(active), refresh=False)
@@ -225,6 +252,7 @@ class SlurmBackend(Backend):
         finally:
             if not finished:
                 _cancel(job_ids, wait=True)
+            publish_executing(workflow.workdir, published_before and [])
             bar.close()
         return _failures(workflow, record)
 
@@ -266,6 +294,17 @@ def _never_startable(record, active, workdir, ended_at):
             if failed:
                 stuck.append(array["job_id"])
     return stuck
+
+
+def _running_bundles(record, active):
+    """The bundles of the array elements Slurm runs now (state RUNNING in ``active``)."""
+    bundles = {array["job_id"]: array["bundles"] for array in record["arrays"]}
+    running = []
+    for job, (state, _) in active.items():
+        array_id, _, index = job.partition("_")
+        if state == "RUNNING" and index.isdigit() and int(index) < len(bundles.get(array_id, ())):
+            running.append(bundles[array_id][int(index)])
+    return running
 
 
 def _record_path(workflow):

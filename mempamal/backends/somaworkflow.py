@@ -30,8 +30,11 @@ from pathlib import Path
 
 from .. import store
 from ..tasktable import MAIN
-from .base import Backend, check_stop, effective_n_jobs, make_progress, temporary_environment
-from .somaworkflow_status import failures, job_ids_of, show_progress
+from .base import (Backend, check_stop, effective_n_jobs, make_progress, publish_executing, published_batches,
+                   temporary_environment)
+from .somaworkflow_status import (failures, job_ids_of, mark_record_ended, read_record, record_path,
+                                  show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs,
+                                  write_record)
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
 #: Default target duration of one job: tasks are bundled to fill it.
@@ -344,7 +347,8 @@ class SomaWorkflowBackend(Backend):
                 try:
                     env = _thread_limits(n_jobs, controller)
                     swf = build_soma_workflow(entries, f"mempamal {workflow.workdir.name}", env)
-                    return self._submit_and_wait(controller, constants, swf, entries, workflow, bar, interrupts)
+                    return self._submit_and_wait(controller, constants, swf, entries, workflow, bar, interrupts,
+                                                 n_jobs)
                 finally:
                     with _quiet():
                         _shutdown(controller)
@@ -386,31 +390,130 @@ class SomaWorkflowBackend(Backend):
             config.set_max_proc_nb(workers)
         return controller
 
-    def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar, interrupts):
+    def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar, interrupts, n_jobs=None):
         with _quiet():
             workflow_id = controller.submit_workflow(swf, name=swf.name, queue=self.queue)
         finished = False
         try:
             job_ids = job_ids_of(controller, workflow_id, swf, entries)
-            bundle_of = {job_id: bundle_id for bundle_id, job_id in job_ids.items()}
-            wanted = {task_id for entry in entries for task_id in entry["tasks"]}
+            if self.resource_id is not None:
+                # Jobs on a cluster outlive this process: say where to find them again.
+                write_record(workflow.workdir, self._record(controller, workflow_id, entries, job_ids, n_jobs))
+            failed = self._follow(controller, constants, workflow_id, entries, job_ids, workflow, bar, interrupts)
+            finished = True
+            return failed
+        finally:
+            self._forget(controller, workflow_id, workflow, finished)
+
+    def _record(self, controller, workflow_id, entries, job_ids, n_jobs):
+        config = None if self.config is None else str(Path(self.config).absolute())
+        return {"backend": self.name, "submitted": time.time(), "workflow_id": workflow_id,
+                "resource_id": self.resource_id, "config": config, "queue": self.queue, "n_jobs": n_jobs,
+                "scheduler": controller.config.get_scheduler_type(), "python": self.python,
+                "database": controller.config.get_database_file(),
+                "remote_workdir": self.remote_workdir,
+                "bundles": [{"id": e["id"], "tasks": list(e["tasks"]), "job_id": job_ids[e["id"]]} for e in entries]}
+
+    def _follow(self, controller, constants, workflow_id, entries, job_ids, workflow, bar, interrupts):
+        """Poll the engine until the workflow is done; the failures by task id."""
+        bundle_of = {job_id: bundle_id for bundle_id, job_id in job_ids.items()}
+        tasks_of = {entry["id"]: entry["tasks"] for entry in entries}
+        wanted = {task_id for entry in entries for task_id in entry["tasks"]}
+        published_before = published_batches(workflow.workdir)
+        try:
             while True:
                 jobs, _, status, *_ = controller.workflow_elements_status(workflow_id)
+                publish_executing(workflow.workdir, [tasks_of[bundle_of[job[0]]] for job in jobs
+                                                     if job[1] == constants.RUNNING and job[0] in bundle_of])
                 show_progress(bar, constants, jobs, workflow.workdir, wanted)
                 if status == constants.WORKFLOW_DONE:
                     break
                 interrupts.check()
                 time.sleep(self.poll_interval)
-            finished = True
-            jobs = {bundle_of[job[0]]: job for job in jobs}
-            return failures(controller, constants, workflow, entries, job_ids, jobs, workflow.workdir / STATE_DIR)
         finally:
-            with _quiet():
-                if not finished:
-                    # Ctrl-C or an error: kill the running jobs, which would
-                    # otherwise outlive us (and keep writing outputs).
-                    controller.stop_workflow(workflow_id)
-                controller.delete_workflow(workflow_id, force=True)
+            publish_executing(workflow.workdir, published_before and [])
+        jobs = {bundle_of[job[0]]: job for job in jobs}
+        return failures(controller, constants, workflow, entries, job_ids, jobs, workflow.workdir / STATE_DIR)
+
+    def _forget(self, controller, workflow_id, workflow, finished):
+        """The run is over for this driver: kill what still runs unless it finished, drop it from the engine."""
+        with _quiet():
+            if not finished:
+                # Ctrl-C or an error: kill the running jobs, which would
+                # otherwise outlive us (and keep writing outputs).
+                controller.stop_workflow(workflow_id)
+            controller.delete_workflow(workflow_id, force=True)
+        if self.resource_id is not None:
+            mark_record_ended(workflow.workdir, workflow_id)
+
+    # ------------------------------------------------------------ attach
+    @property
+    def outlives_driver(self):
+        """True with a ``resource_id``: the cluster's jobs go on when this process dies.
+
+        Examples
+        --------
+        >>> SomaWorkflowBackend().outlives_driver, SomaWorkflowBackend(resource_id="slurm").outlives_driver
+        (False, True)
+        """
+        return self.resource_id is not None
+
+    def scheduler_view(self, workdir, record):
+        """The recorded workflow's jobs: ``{"pending": n, "running": n, "finished": n}``.
+
+        From soma-workflow's database, and from ``squeue`` on a Slurm
+        resource (:func:`mempamal.backends.somaworkflow_status.engine_view`).
+
+        Examples
+        --------
+        >>> SomaWorkflowBackend().scheduler_view(wf.workdir, read_record(wf.workdir))   # doctest: +SKIP
+        {'pending': 2, 'running': 2, 'finished': 1}
+        """
+        from .somaworkflow_status import engine_view
+
+        return engine_view(workdir, record)
+
+    def attach(self, workflow, stop=None, progress=True):
+        """Follow the submission recorded in ``WORKDIR/submissions/soma-workflow.json`` to its end.
+
+        For a driver that died while its cluster jobs kept running (a
+        restarted kernel: ``wf.attach()``).  soma-workflow's engine ran in
+        that driver: the jobs it had submitted to Slurm go on, the later
+        levels were never submitted, and no engine can take the workflow
+        over (``restart_workflow`` submits its queued and running jobs a
+        second time).  So this waits for the surviving Slurm jobs (their
+        ids are in soma-workflow's database), then submits the recorded
+        tasks still without an output as a new soma-workflow workflow on
+        the same resource.  Returns ``{task_id: message}`` of the failures,
+        as :meth:`run` does.
+
+        Examples
+        --------
+        >>> failed = SomaWorkflowBackend().attach(wf)      # doctest: +SKIP
+        """
+        record = read_record(workflow.workdir)
+        if record is None:
+            raise store.WorkdirError(f"No soma-workflow submission recorded in {workflow.workdir} "
+                                     f"(no {record_path(workflow.workdir)}).")
+        if record.get("ended"):
+            return unfinished(workflow, record)  # its driver saw it to the end: nothing runs any more
+        if record.get("scheduler") != "slurm":
+            raise RuntimeError(f"Cannot follow the soma-workflow jobs of {workflow.workdir} on a "
+                               f"{record.get('scheduler')!r} resource after their driver died; run the "
+                               "workdir again to resume (finished tasks are kept).")
+        survivors = surviving_jobs(workflow.workdir, record)
+        with _Interrupts(stop) as interrupts:
+            wait_for_slurm_jobs(workflow, survivors, interrupts, self.poll_interval)
+        done = store.finished_task_ids(workflow.workdir)
+        rest = [task_id for entry in record["bundles"] for task_id in entry["tasks"] if task_id not in done]
+        if not rest:
+            mark_record_ended(workflow.workdir, record["workflow_id"])
+            return {}
+        follower = SomaWorkflowBackend(resource_id=record["resource_id"], config=record["config"],
+                                       queue=record["queue"], poll_interval=self.poll_interval,
+                                       python=record.get("python"), remote_workdir=record.get("remote_workdir"),
+                                       job_seconds=self.job_seconds, tasks_per_job=self.tasks_per_job)
+        return follower.run(workflow, rest, n_jobs=record["n_jobs"], progress=progress, stop=stop)
 
 
 def _thread_limits(n_jobs, controller):

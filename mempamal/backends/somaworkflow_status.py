@@ -108,3 +108,210 @@ def _stderr_tail(controller, job_id, state_dir, limit=2000):
             with contextlib.suppress(OSError):
                 path.unlink()
     return text[-limit:] or "(empty stderr)"
+
+
+# ------------------------------------------------------------ the record
+#: Where a soma-workflow submission to a cluster resource is recorded.
+RECORD = "soma-workflow.json"
+
+
+def record_path(workdir):
+    """``WORKDIR/submissions/soma-workflow.json``.
+
+    Examples
+    --------
+    >>> record_path("runs/iris").name
+    'soma-workflow.json'
+    """
+    from pathlib import Path
+
+    return Path(workdir) / "submissions" / RECORD
+
+
+def write_record(workdir, record):
+    """Record a submission (workflow id, resource, configuration, bundles and their job ids, time).
+
+    Examples
+    --------
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})     # doctest: +SKIP
+    """
+    path = record_path(workdir)
+    store.make_private_dir(path.parent)
+    store.write_json(path, record)
+
+
+def read_record(workdir):
+    """The recorded soma-workflow submission of ``workdir`` (a dict), or None.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> read_record(tempfile.mkdtemp()) is None
+    True
+    """
+    path = record_path(workdir)
+    if not path.exists():
+        return None
+    record = store.read_json(path)
+    return record if isinstance(record, dict) and "workflow_id" in record else None
+
+
+def mark_record_ended(workdir, workflow_id):
+    """The driver saw workflow ``workflow_id`` to its end (and deleted it from the engine): say so.
+
+    Examples
+    --------
+    >>> mark_record_ended(wf.workdir, 3)      # doctest: +SKIP
+    """
+    import time
+
+    record = read_record(workdir)
+    if record is not None and record["workflow_id"] == workflow_id:
+        write_record(workdir, {**record, "ended": time.time()})
+
+
+def unfinished(workflow, record):
+    """``{task_id: message}`` for the recorded tasks without an output (a submission that has ended).
+
+    Examples
+    --------
+    >>> unfinished(wf, read_record(wf.workdir))      # doctest: +SKIP
+    {}
+    """
+    done = store.finished_task_ids(workflow.workdir)
+    failed = {}
+    for entry in record["bundles"]:
+        for task_id in entry["tasks"]:
+            if task_id not in done:
+                log = store.log_path(workflow.workdir, task_id)
+                failed[task_id] = (log.read_text(errors="replace").strip()[-2000:] if log.exists()
+                                   else f"not run by soma-workflow job {entry['job_id']}")
+    return failed
+
+
+# ------------------------------------------------------------ the view
+#: soma-workflow job statuses of jobs that have ended, and of jobs executing.
+_ENDED, _RUNNING = ("done", "failed"), ("running",)
+
+
+def engine_view(workdir, record, timeout=5.0):
+    """Jobs of the recorded workflow: ``{"pending": n, "running": n, "finished": n}``.
+
+    Read from soma-workflow's database (the recorded one, in
+    ``WORKDIR/soma-workflow/``, opened read-only: no engine is started).  When the resource is Slurm the
+    jobs the database calls queued or running are looked up with one
+    ``squeue`` call, which is right even when no engine is alive to update
+    the database (its driver died).  Never raises: ``"error"`` says what
+    could not be read.
+
+    Examples
+    --------
+    >>> engine_view(wf.workdir, read_record(wf.workdir))     # doctest: +SKIP
+    {'pending': 2, 'running': 2, 'finished': 1}
+    """
+    import sqlite3
+
+    if record.get("ended"):
+        return {"pending": 0, "running": 0, "finished": len(record["bundles"])}
+    try:
+        rows = [(status, drmaa_id) for _, status, drmaa_id in _job_rows(workdir, record, timeout)]
+    except sqlite3.Error as exc:
+        return {"error": f"soma-workflow's database cannot be read: {exc}"}
+    view = {"pending": 0, "running": 0, "finished": 0}
+    live = [drmaa_id for status, drmaa_id in rows if status not in _ENDED and drmaa_id]
+    queue = _slurm_states(live) if record.get("scheduler") == "slurm" and live else None
+    if queue is not None and "error" in queue:
+        view["error"] = queue["error"]
+        queue = None
+    for status, drmaa_id in rows:
+        if queue is not None and drmaa_id in live:
+            state = queue.get(str(drmaa_id))
+            kind = "finished" if state is None else "running" if state == "RUNNING" else "pending"
+        else:
+            kind = "finished" if status in _ENDED else "running" if status in _RUNNING else "pending"
+        view[kind] += 1
+    return view
+
+
+def _job_rows(workdir, record, timeout=5.0):
+    """``(soma job id, status, scheduler job id)`` of the recorded workflow's jobs, from soma-workflow's database.
+
+    The ``jobs`` table of soma-workflow's schema (``database_server.create_database``),
+    opened read-only: an engine may be writing it.
+    """
+    import sqlite3
+    from pathlib import Path
+
+    database = record.get("database") or Path(workdir) / "soma-workflow" / "soma_workflow.db"
+    if not Path(database).exists():
+        raise sqlite3.OperationalError(f"no database file {database}")
+    connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=timeout)
+    try:
+        return connection.execute("SELECT id, status, drmaa_id FROM jobs WHERE workflow_id = ?",
+                                  (record["workflow_id"],)).fetchall()
+    finally:
+        connection.close()
+
+
+def surviving_jobs(workdir, record):
+    """``{scheduler job id: tasks}``: jobs of the recorded workflow submitted and not ended, per soma-workflow's database.
+
+    What a dead driver's engine leaves running on the cluster.
+
+    Examples
+    --------
+    >>> surviving_jobs(wf.workdir, read_record(wf.workdir))     # doctest: +SKIP
+    {'41': ['fit-o1-i0-c0', 'fit-o1-i0-c1']}
+    """
+    tasks_of = {entry["job_id"]: entry["tasks"] for entry in record["bundles"]}
+    return {str(drmaa_id): tasks_of[job_id] for job_id, status, drmaa_id in _job_rows(workdir, record, 30.0)
+            if drmaa_id and status not in _ENDED and job_id in tasks_of}
+
+
+def _slurm_states(job_ids, timeout=10):
+    """``{job id: squeue state}`` of the jobs still queued; ``{"error": ...}`` when squeue does not answer."""
+    import subprocess
+
+    try:
+        answer = subprocess.run(["squeue", "-h", "-o", "%i|%T", "-j", ",".join(map(str, job_ids))],
+                                capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": f"squeue did not answer ({exc})"}
+    if answer.returncode != 0 and "Invalid job id" not in answer.stderr:
+        return {"error": f"squeue failed: {answer.stderr.strip() or answer.returncode}"}
+    return dict(line.split("|", 1) for line in answer.stdout.splitlines() if "|" in line)
+
+
+def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
+    """Wait until the Slurm jobs ``{job id: tasks}`` left the queue; cancel them on Ctrl-C or ``stop``.
+
+    ``interrupts.check()`` raises when the wait must end (Ctrl-C, the
+    run's ``stop`` event).  Jobs in state R are published as executing.
+
+    Examples
+    --------
+    >>> wait_for_slurm_jobs(wf, {"41": ["fit-o0-i0-c0"]}, interrupts, 1.0)   # doctest: +SKIP
+    """
+    import time
+
+    from .base import publish_executing, published_batches
+    from .slurm import _cancel, _queue_states
+
+    job_ids = sorted(survivors)
+    published_before = published_batches(workflow.workdir)
+    finished = False
+    try:
+        while job_ids:
+            active = _queue_states(job_ids)
+            if active is not None:
+                publish_executing(workflow.workdir, [survivors[job] for job, (state, _) in active.items()
+                                                     if state == "RUNNING" and job in survivors])
+                if not active:
+                    break
+            interrupts.check()
+            time.sleep(max(poll_interval, 0.5))
+        finished = True
+    finally:
+        if not finished:
+            _cancel(job_ids, wait=True)  # a cancelled attach stops what it was following
+        publish_executing(workflow.workdir, published_before and [])

@@ -11,6 +11,7 @@ Registered for ``Run`` objects when the extension loads: a cell ending with
 """
 
 import contextvars
+import html
 import threading
 
 import ipywidgets as widgets
@@ -55,7 +56,11 @@ class RunPanel(widgets.VBox):
         self.bar.value = counts["done"]
         self.bar.bar_style = {"failed": "danger", "cancelled": "warning", "finished": "success"}.get(
             self.run.state, "info" if not counts["failed"] else "danger")
-        self.line.value = f"&nbsp;{self.run.summary_line()}"
+        from mempamal.display import run_jobs_line
+
+        jobs = run_jobs_line(self.run)  # one squeue call for a job-based run, nothing otherwise
+        self.line.value = f"&nbsp;{html.escape(self.run.summary_line())}" + (
+            f"<br>&nbsp;{html.escape(jobs)}" if jobs else "")
         frame = self.run.results()
         if not frame.empty:
             self.folds.value = folds_html(frame)
