@@ -133,7 +133,7 @@ def _status(args):
     if status["running"]:
         print(f"  running now: {status['running']}")
     if status.get("jobs"):
-        from .submissions import describe_jobs
+        from .display import describe_jobs
 
         print(f"  {describe_jobs(status['jobs'])}")
     if status["results"]:

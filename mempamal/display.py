@@ -14,6 +14,7 @@ import numpy as np
 from .display_graph import LAYER_OF_KIND, Display, GraphDisplay  # noqa: F401
 from .display_graph import figure_png_html, graph_png_html, task_table_html  # noqa: F401
 from .display_grid import GridDisplay  # noqa: F401
+from .submissions import describe_jobs  # noqa: F401 (the scheduler's view, one line)
 from .display_html import experiment_html, folds_html, results_html, run_html, run_jobs_line, workflow_html  # noqa: F401
 
 

@@ -436,6 +436,17 @@ class WorkerPool(abc.ABC):
 
         :meth:`capacity` keeps about two batches per worker in flight, so by
         default half of it.
+
+        Examples
+        --------
+        >>> class FourSlots(WorkerPool):
+        ...     def capacity(self): return 4
+        ...     def submit(self, batch): ...
+        ...     def wait(self, handles, timeout): ...
+        ...     def result(self, handle): ...
+        ...     def abort(self, handles): ...
+        >>> FourSlots().workers()
+        2
         """
         return max(1, self.capacity() // 2)
 
