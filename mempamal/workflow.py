@@ -128,6 +128,10 @@ class Workflow(TaskGraph):
                 extra = {"stop": stop} if stop is not None and _accepts_stop(runner) else {}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
                 if failed:
+                    # error_score="raise": the estimator's own exception, as scikit-learn raises it.
+                    from .engine.tasks import raise_estimator_error
+
+                    raise_estimator_error(failed)
                     raise WorkflowError(failed, self.workdir)
             return self.results()
         finally:

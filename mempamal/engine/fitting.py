@@ -19,6 +19,18 @@ def _is_raise(error_score):
     return isinstance(error_score, str) and error_score == "raise"
 
 
+class EstimatorRaised(Exception):
+    """Carries the estimator's own exception out of a task (``error_score="raise"``).
+
+    :func:`mempamal.engine.tasks.run_task` unwraps it: the caller gets the
+    original exception, its type and message, with a note naming the task.
+    """
+
+    def __init__(self, original):
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
 def _fit_transform_step(transformer, X, y):
     # The same branches as sklearn.pipeline._fit_transform_one without weights.
     if hasattr(transformer, "fit_transform"):
@@ -106,9 +118,9 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
             estimator.fit(X_train, y_train)
         else:
             fit(estimator)
-    except Exception:
+    except Exception as exc:
         if _is_raise(error_score):
-            raise
+            raise EstimatorRaised(exc) from exc
         fit_time = time.perf_counter() - start
         error = traceback.format_exc()
         return {
@@ -120,7 +132,12 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
         }
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    scores = _score(estimator, X_test, y_test, scorer, None, error_score)
+    try:
+        scores = _score(estimator, X_test, y_test, scorer, None, error_score)
+    except Exception as exc:
+        if _is_raise(error_score):
+            raise EstimatorRaised(exc) from exc
+        raise
     score_time = time.perf_counter() - start
     return {
         "scores": scores_as_dict(scores, metrics),

@@ -20,8 +20,9 @@ import warnings
 from pathlib import Path
 
 from .. import store
-from .context import load_context
-from .fitting import evaluate_points, fit_and_score
+from .context import config_applied, load_context
+from .fitting import EstimatorRaised, evaluate_points, fit_and_score
+from .scoring import check_refit_for_scores, metric_names, with_metrics
 from .search import best_index, cv_results
 
 
@@ -56,9 +57,12 @@ def run_task(workdir, task_id, *, force=False):
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
         handler = _HANDLERS[record.kind]
-        payload = handler(context, record)
+        with config_applied(context.sklearn_config):
+            payload = handler(context, record)
     except TaskError:
         raise
+    except EstimatorRaised as raised:
+        raise _estimator_error(workdir, task_id, raised.original) from raised.original
     except store.WorkdirError as exc:
         raise TaskError(f"Task {task_id!r} of {workdir} could not run: {exc}") from exc
     except Exception as exc:
@@ -78,6 +82,75 @@ def run_task(workdir, task_id, *, force=False):
     return "done"
 
 
+class TaskFailure(str):
+    """A task's failure message that also carries the estimator's exception.
+
+    With ``error_score="raise"`` a worker returns this instead of a plain
+    message, so that the process that started the run can raise the
+    estimator's own exception (:func:`raise_estimator_error`).
+
+    Examples
+    --------
+    >>> failure = TaskFailure("Task 'score-o0' failed: ValueError: bad")
+    >>> failure.exception = ValueError("bad")
+    >>> raise_estimator_error({"score-o0": failure})
+    Traceback (most recent call last):
+    ...
+    ValueError: bad
+    """
+
+    exception = None
+
+
+def _estimator_error(workdir, task_id, original):
+    """The TaskError of an estimator that raised with ``error_score="raise"``, naming the task."""
+    _write_log(workdir, task_id)
+    log = store.log_path(workdir, task_id)
+    if hasattr(original, "add_note"):  # Python >= 3.11
+        original.add_note(f"mempamal: raised in task {task_id!r} of {workdir} "
+                          f"(error_score='raise'; traceback in {log})")
+    error = TaskError(f"Task {task_id!r} of {workdir} failed: {type(original).__name__}: {original} "
+                      f"(error_score='raise'; traceback in {log})")
+    error.estimator_exception = original
+    return error
+
+
+def failure_message(exc):
+    """What a worker reports for the :class:`TaskError` ``exc``: its message, carrying the
+    estimator's exception when it can travel back (picklable) to the caller.
+
+    Examples
+    --------
+    >>> failure_message(TaskError("Task 'final' of wd could not run: missing file"))
+    "Task 'final' of wd could not run: missing file"
+    """
+    original = getattr(exc, "estimator_exception", None)
+    message = str(exc)
+    if original is None:
+        return message
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(original)
+    except Exception:
+        return message
+    failure = TaskFailure(message)
+    failure.exception = original
+    return failure
+
+
+def raise_estimator_error(failed):
+    """Raise the first estimator exception carried by the messages of ``failed`` (if any).
+
+    ``failed`` maps task ids to failure messages (:class:`TaskFailure` for
+    tasks whose estimator raised under ``error_score="raise"``).
+    """
+    for message in failed.values():
+        exception = getattr(message, "exception", None)
+        if exception is not None:
+            raise exception
+
+
 def _write_log(workdir, task_id):
     try:
         store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode())
@@ -92,9 +165,11 @@ def _run_fit(context, record):
         context.estimator, context.candidates, record.points, context.prefix_keys,
         data, context.scorer, context.metrics, context.error_score,
     )
+    names = metric_names([r["scores"] for r in results if not r["fit_failed"]], context.metrics)
+    rows = [with_metrics(r["scores"], names, _error_value(context)) for r in results]
     return {
         "points": record.points,
-        "scores": {m: [r["scores"][m] for r in results] for m in context.metrics},
+        "scores": {m: [row[m] for row in rows] for m in names},
         "fit_time": [r["fit_time"] for r in results],
         "score_time": [r["score_time"] for r in results],
         "fit_failed": [r["fit_failed"] for r in results],
@@ -102,20 +177,28 @@ def _run_fit(context, record):
     }
 
 
+def _error_value(context):
+    return float("nan") if isinstance(context.error_score, str) else float(context.error_score)
+
+
 def _gather_inner_tables(context, record):
     n_candidates = len(context.candidates)
     n_splits = context.n_inner_splits(record.split_set, record.outer)
     nan = float("nan")
-    scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
+    outputs = [context.read_output(dep) for dep in record.deps]
+    # A callable scorer may return a dict: its keys name the metrics (a
+    # task whose fits all failed does not know them and scores error_score).
+    names = metric_names([output["scores"] for output in outputs], context.metrics)
+    scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in names}
     fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
     score_times = [[0.0] * n_splits for _ in range(n_candidates)]
     errors = [[None] * n_splits for _ in range(n_candidates)]
-    for dep in record.deps:
-        output = context.read_output(dep)
+    for dep, output in zip(record.deps, outputs):
         inner = context.task(dep).inner
         for row, point in enumerate(output["points"]):
-            for metric in context.metrics:
-                scores[metric][point][inner] = output["scores"][metric][row]
+            for metric in names:
+                values = output["scores"].get(metric)
+                scores[metric][point][inner] = _error_value(context) if values is None else values[row]
             fit_times[point][inner] = output["fit_time"][row]
             score_times[point][inner] = output["score_time"][row]
             if output["fit_failed"][row]:
@@ -139,12 +222,23 @@ def _run_select(context, record):
                        test_scores={m: float(context.error_score) for m in context.metrics},
                        fit_time=0.0, score_time=0.0)
         return outcome
-    best = best_index(stats, context.refit, context.metrics)
+    names = list(scores)
+    try:
+        check_refit_for_scores(context.refit, names, context.metrics)
+    except ValueError as exc:
+        # GridSearchCV.fit raises this; cross_validate scores the fold error_score.
+        if isinstance(context.error_score, str):
+            raise EstimatorRaised(exc) from exc
+        outcome.update(best_index=None, refit_time=0.0, error=f"ValueError: {exc}",
+                       test_scores={m: _error_value(context) for m in names}, fit_time=0.0, score_time=0.0)
+        return outcome
+    best = best_index(stats, context.refit, names)
     estimator = context.estimator_with(best)
     X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
                            context.scorer, context.metrics, context.error_score)
-    outcome.update(best_index=best, test_scores=result["scores"], fit_time=result["fit_time"],
+    outcome.update(best_index=best, test_scores=with_metrics(result["scores"], names, _error_value(context)),
+                   fit_time=result["fit_time"],
                    score_time=result["score_time"], error=result["error"])
     return outcome
 
