@@ -72,7 +72,13 @@ def main(argv=None):
     try:
         return _COMMANDS[args.command](args)
     except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, FileExistsError, ValueError) as exc:
-        print(f"mempamal {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if not _task_notes(exc):
+            raise
+        # An estimator's own exception (error_score="raise"): one line naming the task.
+        print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mempamal: interrupted; finished tasks are kept, run again to resume.", file=sys.stderr)
@@ -84,6 +90,16 @@ def main(argv=None):
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
     finally:
         warnings.formatwarning = default_format
+
+
+def _task_notes(exc):
+    """The notes mempamal added to an estimator's exception (the task it was raised in)."""
+    return [note[len("mempamal: "):] for note in getattr(exc, "__notes__", ()) if note.startswith("mempamal: ")]
+
+
+def _error_text(exc):
+    notes = _task_notes(exc)
+    return f"{type(exc).__name__}: {exc} ({'; '.join(notes)})" if notes else str(exc)
 
 
 def _task(args):
