@@ -36,7 +36,8 @@ def _parser():
 
     results = sub.add_parser("results", help="summary and best parameters of a finished workdir")
     results.add_argument("workdir")
-    results.add_argument("--json", action="store_true", help="print results.json")
+    results.add_argument("--json", action="store_true",
+                         help="print results.json with the best parameters and the summary")
 
     export = sub.add_parser("export", help="write the task graph for another runner")
     export.add_argument("workdir")
@@ -157,17 +158,20 @@ def _status(args):
 
 
 def _results(args):
-    from .results import Results
+    from .results import Results, plain_value, results_document
 
     results = Results.load(args.workdir)
     if args.json:
-        print(json.dumps(results.raw, indent=1))
+        print(json.dumps(results_document(results), indent=1))
         return 0
     print(results.summary().to_string())
     if results.nested:
         print("\nbest parameters per outer fold:")
         for fold, params in enumerate(results.best_params):
-            print(f"  {fold}: {params}")
+            print(f"  {fold}: {plain_value(params)}")
+    final = getattr(results, "best_params_", None)
+    if final is not None:
+        print(f"\nbest parameters on all the data (final model): {plain_value(final)}")
     if results.pvalue is not None:
         print(f"\npermutation test ({results.permutation_metric}): score={results.score:.4f} pvalue={results.pvalue:.4g}")
     return 0
