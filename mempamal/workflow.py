@@ -131,8 +131,9 @@ class Workflow(TaskGraph):
                     # error_score="raise": the estimator's own exception, as scikit-learn raises it.
                     from .engine.tasks import raise_estimator_error
 
-                    raise_estimator_error(failed)
-                    raise WorkflowError(failed, self.workdir)
+                    error = WorkflowError(failed, self.workdir)
+                    raise_estimator_error(failed, cause=error)  # its __cause__ lists every failed task
+                    raise error
             return self.results()
         finally:
             lock.release()

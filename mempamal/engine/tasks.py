@@ -139,16 +139,18 @@ def failure_message(exc):
     return failure
 
 
-def raise_estimator_error(failed):
+def raise_estimator_error(failed, cause=None):
     """Raise the first estimator exception carried by the messages of ``failed`` (if any).
 
     ``failed`` maps task ids to failure messages (:class:`TaskFailure` for
-    tasks whose estimator raised under ``error_score="raise"``).
+    tasks whose estimator raised under ``error_score="raise"``); ``cause``
+    becomes the exception's ``__cause__`` (the run's WorkflowError, which
+    lists every failed and blocked task).
     """
     for message in failed.values():
         exception = getattr(message, "exception", None)
         if exception is not None:
-            raise exception
+            raise exception from cause
 
 
 def _write_log(workdir, task_id):
