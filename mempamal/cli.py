@@ -75,12 +75,6 @@ def main(argv=None):
     except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, FileExistsError, ValueError) as exc:
         print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 1
-    except Exception as exc:
-        if not _task_notes(exc):
-            raise
-        # An estimator's own exception (error_score="raise"): one line naming the task.
-        print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("mempamal: interrupted; finished tasks are kept, run again to resume.", file=sys.stderr)
         return 130
@@ -89,6 +83,12 @@ def main(argv=None):
         # other Unix tools, and keep Python's exit-time flush from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+    except Exception as exc:
+        if not _task_notes(exc):
+            raise
+        # An estimator's own exception (error_score="raise"): one line naming the task.
+        print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
+        return 1
     finally:
         warnings.formatwarning = default_format
 
