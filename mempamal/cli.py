@@ -36,7 +36,8 @@ def _parser():
 
     results = sub.add_parser("results", help="summary and best parameters of a finished workdir")
     results.add_argument("workdir")
-    results.add_argument("--json", action="store_true", help="print results.json")
+    results.add_argument("--json", action="store_true",
+                         help="print results.json with the best parameters and the summary")
 
     export = sub.add_parser("export", help="write the task graph for another runner")
     export.add_argument("workdir")
@@ -70,7 +71,7 @@ def main(argv=None):
     try:
         return _COMMANDS[args.command](args)
     except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, FileExistsError, ValueError) as exc:
-        print(f"mempamal {args.command}: error: {exc}", file=sys.stderr)
+        print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mempamal: interrupted; finished tasks are kept, run again to resume.", file=sys.stderr)
@@ -80,8 +81,24 @@ def main(argv=None):
         # other Unix tools, and keep Python's exit-time flush from raising again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by the pipe
+    except Exception as exc:
+        if not _task_notes(exc):
+            raise
+        # An estimator's own exception (error_score="raise"): one line naming the task.
+        print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
+        return 1
     finally:
         warnings.formatwarning = default_format
+
+
+def _task_notes(exc):
+    """The notes mempamal added to an estimator's exception (the task it was raised in)."""
+    return [note[len("mempamal: "):] for note in getattr(exc, "__notes__", ()) if note.startswith("mempamal: ")]
+
+
+def _error_text(exc):
+    notes = _task_notes(exc)
+    return f"{type(exc).__name__}: {exc} ({'; '.join(notes)})" if notes else str(exc)
 
 
 def _task(args):
@@ -157,17 +174,20 @@ def status_line(status):
 
 
 def _results(args):
-    from .results import Results
+    from .results import Results, plain_value, results_document
 
     results = Results.load(args.workdir)
     if args.json:
-        print(json.dumps(results.raw, indent=1))
+        print(json.dumps(results_document(results), indent=1))
         return 0
     print(results.summary().to_string())
     if results.nested:
         print("\nbest parameters per outer fold:")
         for fold, params in enumerate(results.best_params):
-            print(f"  {fold}: {params}")
+            print(f"  {fold}: {plain_value(params)}")
+    final = getattr(results, "best_params_", None)
+    if final is not None:
+        print(f"\nbest parameters on all the data (final model): {plain_value(final)}")
     if results.pvalue is not None:
         print(f"\npermutation test ({results.permutation_metric}): score={results.score:.4f} pvalue={results.pvalue:.4g}")
     return 0

@@ -17,7 +17,8 @@ import numpy as np
 from . import integrity, store, validation
 from .lock import LOCK_NAME, WorkdirLock
 from .fingerprint import code_digest, data_hash, describe, fingerprint
-from .engine.grid import chunk_points, expand_grid, prefix_keys
+from .engine.context import capture_config, fingerprinted_config
+from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidates
 from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
 from .tasktable import changed_task_ids, make_table, read_table, table_digest
 from .workflow import Workflow
@@ -42,13 +43,16 @@ class Experiment:
         The metric (or callable) choosing the best grid point.
     n_permutations : int
         ``> 0`` adds a permutation test (``permutation_test_score``).
-    random_state : int, RandomState or None
-        Seed of the permutations.
+    random_state : int, RandomState or None, default=0
+        Seed of the permutations (``permutation_test_score``'s default 0)
+        and of the candidates sampled from ``param_distributions``.
     error_score : 'raise' or float
         Score of a failing fit (the error is kept), as scikit-learn.
     param_distributions : dict or list of dicts, optional
         Instead of ``param_grid``: ``RandomizedSearchCV`` semantics, ``n_iter``
-        candidates sampled with ``random_state``.
+        candidates sampled with ``random_state`` by scikit-learn's
+        ``ParameterSampler`` (``scipy.stats`` distributions and lists), once,
+        when first needed: every task sees the same list.
     n_iter : int
         Number of sampled candidates with ``param_distributions``.
     final_fit : bool
@@ -76,17 +80,19 @@ class Experiment:
     """
 
     def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
-                 n_permutations=0, random_state=None, error_score=np.nan, *, param_distributions=None,
+                 n_permutations=0, random_state=0, error_score=np.nan, *, param_distributions=None,
                  n_iter=10, final_fit=True, return_estimator=False, return_train_score=False, predict=None):
         validation.check_estimator(estimator)
         validation.check_param_grid(estimator, param_grid)
+        validation.check_param_distributions(estimator, param_distributions, param_grid, n_iter)
         validation.check_cv_argument(cv, "cv")
         validation.check_cv_argument(inner_cv, "inner_cv")
         validation.check_error_score(error_score)
         self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
         validation.check_n_permutations(n_permutations)
         validation.check_random_state(random_state)
-        validation.warn_unused_inner_cv(param_grid, inner_cv)
+        validation.warn_unused_inner_cv(param_grid if param_distributions is None else param_distributions,
+                                        inner_cv)
         for flag, value in (("final_fit", final_fit), ("return_estimator", return_estimator),
                             ("return_train_score", return_train_score)):
             validation.check_flag(value, flag)
@@ -103,7 +109,9 @@ class Experiment:
         self.random_state = random_state
         self.error_score = error_score
         self.param_distributions = param_distributions
-        self.n_iter = n_iter
+        self.n_iter = int(n_iter)
+        self._sampled = None  # (candidates, descriptions), sampled once
+        self.sklearn_config = None  # scikit-learn's global config, captured by build
         self.final_fit = bool(final_fit)
         self.return_estimator = bool(return_estimator)
         self.return_train_score = bool(return_train_score)
@@ -111,27 +119,45 @@ class Experiment:
 
     @property
     def nested(self):
-        """True when a grid search runs inside each outer fold.
-
-        Examples
-        --------
-        >>> from sklearn.svm import SVC
-        >>> Experiment(SVC(), param_grid={"C": [1.0, 10.0]}).nested, Experiment(SVC()).nested
-        (True, False)
-        """
-        return self.param_grid is not None
+        """True when a search (grid or randomized) runs inside each outer fold."""
+        return self.param_grid is not None or self.param_distributions is not None
 
     @property
     def candidates(self):
-        """The grid points, in ``ParameterGrid`` order (empty for plain CV).
+        """The candidates of the search (empty for plain CV).
+
+        ``ParameterGrid`` order for ``param_grid``; for ``param_distributions``
+        the ``n_iter`` candidates ``RandomizedSearchCV`` samples, drawn once
+        for this experiment.
 
         Examples
         --------
-        >>> from sklearn.svm import SVC
-        >>> Experiment(SVC(), param_grid={"C": [1.0, 10.0], "gamma": [0.1]}).candidates
-        [{'C': 1.0, 'gamma': 0.1}, {'C': 10.0, 'gamma': 0.1}]
+        >>> from scipy.stats import loguniform
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> exp = Experiment(LogisticRegression(), param_distributions={"C": loguniform(1e-2, 1e2)},
+        ...                  n_iter=4, random_state=0)
+        >>> len(exp.candidates)
+        4
         """
-        return expand_grid(self.param_grid)[0] if self.nested else []
+        return self.search_space()[0]
+
+    def search_space(self):
+        """``(candidates, descriptions)``: the candidates and the value identities
+        that prefix sharing and chunking use (see :mod:`mempamal.engine.grid`).
+
+        Examples
+        --------
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> Experiment(LogisticRegression(), param_grid={"C": [1, 10]}).search_space()[0]
+        [{'C': 1}, {'C': 10}]
+        """
+        if self.param_distributions is not None:
+            if getattr(self, "_sampled", None) is None:
+                self._sampled = sample_candidates(self.param_distributions, self.n_iter, self.random_state)
+            return self._sampled
+        if self.param_grid is not None:
+            return expand_grid(self.param_grid)
+        return [], []
 
     def describe(self):
         """A session-independent description (used to recognize a workdir).
@@ -145,7 +171,17 @@ class Experiment:
         names = ("estimator", "param_grid", "cv", "inner_cv", "scoring", "refit",
                  "n_permutations", "random_state", "error_score", "param_distributions", "n_iter",
                  "final_fit", "return_estimator", "return_train_score", "predict")
-        return {name: describe(getattr(self, name)) for name in names}
+        description = {name: describe(getattr(self, name)) for name in names}
+        if self.param_distributions is not None:
+            description["candidates"] = describe(self.candidates)
+        description["sklearn_config"] = describe(fingerprinted_config(self._config()))
+        return description
+
+    def _config(self):
+        """The captured scikit-learn config, or the current one before the first build."""
+        import sklearn
+
+        return getattr(self, "sklearn_config", None) or sklearn.get_config()
 
     def fingerprint(self):
         """Digest of what runs: the structure of :meth:`describe` plus the
@@ -161,12 +197,16 @@ class Experiment:
         >>> a.fingerprint() == b.fingerprint()
         False
         """
+        # Sampled candidates, not the distributions: a frozen scipy.stats
+        # distribution pickles the global RandomState along with it.
+        searched = self.candidates if self.param_distributions is not None else None
         runs = (self.estimator, self.param_grid, self.cv, self.inner_cv, self.scoring, self.refit,
-                self.random_state, self.error_score, self.param_distributions)
+                self.random_state, self.error_score, searched)
         return fingerprint({"experiment": self.describe(), "code": code_digest(*runs)})
 
     def __repr__(self):
-        grid = f", {len(self.candidates)} grid points" if self.nested else ""
+        kind = "sampled candidates" if self.param_distributions is not None else "grid points"
+        grid = f", {len(self.candidates)} {kind}" if self.nested else ""
         perms = f", {self.n_permutations} permutations" if self.n_permutations else ""
         return f"Experiment({type(self.estimator).__name__}{grid}, cv={self.cv!r}{perms})"
 
@@ -205,6 +245,11 @@ class Experiment:
         validation.check_build_arguments(workdir, overwrite, chunk_size)
         validation.check_data(X, y, groups)
         validation.check_params(params, _n_samples(X))
+        validation.warn_random_state_instances(self.estimator, self.param_grid, self.param_distributions,
+                                               self.cv, self.inner_cv)
+        # Tasks run under the scikit-learn config of the build (transform_output,
+        # assume_finite, metadata routing, ...), whatever process runs them.
+        self.sklearn_config = capture_config()
         chunk_size = chunk_size if chunk_size == "auto" else int(chunk_size)
         X, y, groups = (validation.as_indexable(v) for v in (X, y, groups))
         metadata = self._metadata(params)
@@ -297,7 +342,7 @@ class Experiment:
 
     def _task_table(self, split_set_info, chunk_size):
         if self.nested:
-            _, descriptions = expand_grid(self.param_grid)
+            _, descriptions = self.search_space()
             keys = prefix_keys(self.estimator, descriptions)
             main = split_set_info[MAIN]
             chunks = chunk_points(len(descriptions), keys, sum(main["n_inner"]), chunk_size)

@@ -26,6 +26,12 @@ def describe(value):
     >>> describe(LogisticRegression(C=2.0))["params"]["C"]
     2.0
     """
+    if all(hasattr(value, name) for name in ("rvs", "dist", "args", "kwds")):
+        # A frozen scipy.stats distribution: its generator object prints
+        # with its address and holds the global RandomState, neither of
+        # which says what it samples.
+        return {"distribution": _qualified_name(type(value.dist)), "args": describe(list(value.args)),
+                "kwds": describe(dict(value.kwds))}
     if hasattr(value, "get_params") and not isinstance(value, type):
         params = value.get_params(deep=False)
         return {

@@ -200,7 +200,7 @@ class Results:
         if self.nested:
             keys = sorted({k for params in self.best_params if params for k in params})
             for key in keys:
-                frame[f"param_{key}"] = [None if p is None else p.get(key) for p in self.best_params]
+                frame[f"param_{key}"] = [None if p is None else plain_value(p.get(key)) for p in self.best_params]
         frame["fit_time"] = self.fit_time
         frame["score_time"] = self.score_time
         frame["error"] = self.errors
@@ -330,7 +330,7 @@ def finished_folds(workflow):
                                        cloudpickle.load).candidates
         best = [None if outputs[k]["best_index"] is None else candidates[outputs[k]["best_index"]] for k in folds]
         for key in sorted({key for params in best if params for key in params}):
-            frame[f"param_{key}"] = [None if params is None else params.get(key) for params in best]
+            frame[f"param_{key}"] = [None if params is None else plain_value(params.get(key)) for params in best]
     for column in ("fit_time", "score_time", "error"):
         frame[column] = [outputs[k][column] for k in folds]
     return frame
@@ -351,3 +351,54 @@ def raise_or_warn_about_fit_failures(raw):
 
     error_score = raw.get("error_score", float("nan"))
     _warn_or_raise_about_fit_failures([{"fit_error": error} for error in raw["errors"]], error_score)
+
+
+def plain_value(value):
+    """``value`` with numpy scalars as Python numbers, so it prints ``1.0``, not ``np.float64(1.0)``.
+
+    Dicts, lists and tuples are converted item by item; anything else (an
+    estimator, a string) is returned as is.
+
+    Examples
+    --------
+    >>> plain_value({"C": np.float64(1.0), "degree": [np.int64(2)]})
+    {'C': 1.0, 'degree': [2]}
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {key: plain_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain_value(item) for item in value)
+    return value
+
+
+def _jsonable(value):
+    value = plain_value(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {str(key): _jsonable(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(item) for item in value]
+    return repr(value)  # an estimator or an array as a grid value: its repr
+
+
+def results_document(results):
+    """Everything ``mempamal results --json`` prints: ``results.json`` plus the
+    best parameters of each outer fold, the final model's best parameters
+    (when the workdir has them) and the summary table, all JSON-able.
+
+    Examples
+    --------
+    >>> document = results_document(mp.Results.load("runs/iris"))     # doctest: +SKIP
+    >>> document["best_params"][0], sorted(document["summary"]["score"])  # doctest: +SKIP
+    ({'C': 1.0}, ['mean', 'median', 'std'])
+    """
+    document = dict(results.raw)
+    document["best_params"] = _jsonable(results.best_params)
+    final = getattr(results, "best_params_", None)  # the final model's search, when it was run
+    document["best_params_"] = _jsonable(final)
+    document["summary"] = {metric: {column: float(value) for column, value in row.items()}
+                           for metric, row in results.summary().to_dict(orient="index").items()}
+    return document

@@ -120,6 +120,10 @@ def check_param_grid(estimator, param_grid):
         ParameterGrid(param_grid)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"Invalid 'param_grid' for Experiment: {exc}") from None
+    _check_parameter_names(estimator, subgrids, "param_grid")
+
+
+def _check_parameter_names(estimator, subgrids, argument):
     valid = set(estimator.get_params(deep=True))
     for subgrid in subgrids:
         # "clf__C" is valid when "clf" itself is replaced in the same sub-grid.
@@ -127,10 +131,56 @@ def check_param_grid(estimator, param_grid):
                    if key not in valid and not ("__" in key and key.split("__", 1)[0] in subgrid)]
         if unknown:
             raise ValueError(
-                f"The 'param_grid' parameter of Experiment names {sorted(unknown)}, which "
+                f"The {argument!r} parameter of Experiment names {sorted(unknown)}, which "
                 f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
                 f"{type(estimator).__name__}. Valid parameters are: {sorted(valid)}."
             )
+
+
+def check_param_distributions(estimator, param_distributions, param_grid, n_iter):
+    """``param_distributions`` and ``n_iter`` as ``RandomizedSearchCV`` takes them.
+
+    Each parameter maps to a non-empty list of values or to an object with
+    an ``rvs`` method (a ``scipy.stats`` distribution); it cannot be given
+    together with ``param_grid``.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> check_param_distributions(LogisticRegression(), {"C": [1, 10]}, None, 0)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'n_iter' parameter of Experiment must be an int in the range [1, inf); got 0 instead.
+    """
+    if not isinstance(n_iter, numbers.Integral) or isinstance(n_iter, bool) or n_iter < 1:
+        _fail("n_iter", "an int in the range [1, inf)", n_iter)
+    if param_distributions is None:
+        return
+    if param_grid is not None:
+        raise ValueError(
+            "The 'param_grid' and 'param_distributions' parameters of Experiment cannot both be "
+            "given: pass param_grid for an exhaustive search (GridSearchCV) or param_distributions "
+            "with n_iter for a randomized one (RandomizedSearchCV)."
+        )
+    if isinstance(param_distributions, dict):
+        subgrids = [param_distributions]
+    elif isinstance(param_distributions, (list, tuple)) and all(isinstance(g, dict) for g in param_distributions):
+        subgrids = list(param_distributions)
+    else:
+        _fail("param_distributions", "a dict or a list of dicts", param_distributions, exc=TypeError)
+    if not subgrids:
+        _fail("param_distributions", "a non-empty dict or list of dicts", param_distributions)
+    for subgrid in subgrids:
+        for key, values in subgrid.items():
+            if hasattr(values, "rvs"):
+                continue
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
+                raise ValueError(
+                    f"The 'param_distributions' parameter of Experiment must map each parameter "
+                    f"name to a distribution with an rvs method (e.g. scipy.stats.loguniform(1e-3, "
+                    f"1e3)) or a non-empty list of values; got {values!r} for {key!r}."
+                )
+    _check_parameter_names(estimator, subgrids, "param_distributions")
 
 
 def check_scoring_and_refit(estimator, scoring, refit, error_score):
@@ -163,6 +213,10 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
             f"{sorted(get_scorer_names())[:6]}."
         ) from None
     if callable(refit):
+        return metrics
+    if callable(scoring) and isinstance(refit, str):
+        # A callable may return a dict: its keys are known only once it has
+        # scored, and GridSearchCV checks refit against them then (so do the tasks).
         return metrics
     if multimetric:
         if not isinstance(refit, str) or refit not in metrics:
@@ -476,3 +530,59 @@ def check_params(params, n_samples):
             raise ValueError(
                 "The 'params' argument of Experiment.build must map names to sample-aligned arrays "
                 f"with one entry per sample ({n_samples}); got {name!r} with {length} entries instead.")
+
+def _random_state_paths(value, path):
+    """Where ``value`` holds a ``numpy.random.RandomState`` (an estimator's params, a list's items)."""
+    if isinstance(value, np.random.RandomState):
+        return [path]
+    if hasattr(value, "get_params") and not isinstance(value, type):
+        try:
+            params = value.get_params(deep=True)
+        except Exception:  # not our business to judge a broken get_params here
+            return []
+        return [f"{path}{'__' if path else ''}{name}" for name, item in params.items()
+                if isinstance(item, np.random.RandomState)]
+    if hasattr(value, "split") and isinstance(getattr(value, "random_state", None), np.random.RandomState):
+        return [f"{path}{'.' if path else ''}random_state"]
+    return []
+
+
+def warn_random_state_instances(estimator, param_grid, param_distributions, cv, inner_cv):
+    """Warn where a ``RandomState`` *instance* seeds an estimator or a splitter.
+
+    scikit-learn draws from such a state fit after fit and split after split,
+    so what a fit gets depends on everything drawn before it in the same
+    process; separate tasks cannot reproduce that sequence.  An int seed
+    gives the same numbers everywhere.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_random_state_instances(RandomForestClassifier(random_state=np.random.RandomState(0)),
+    ...                                 None, None, 5, None)
+    >>> "'estimator'" in str(caught[0].message)
+    True
+    """
+    found = [("estimator", where) for where in _random_state_paths(estimator, "")]
+    for argument, grid in (("param_grid", param_grid), ("param_distributions", param_distributions)):
+        subgrids = [grid] if isinstance(grid, dict) else list(grid or [])
+        for subgrid in subgrids:
+            for key, values in subgrid.items() if isinstance(subgrid, dict) else ():
+                if hasattr(values, "rvs") or isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+                    continue
+                for value in values:
+                    found.extend((argument, where) for where in _random_state_paths(value, key))
+    for argument, splitter in (("cv", cv), ("inner_cv", inner_cv)):
+        found.extend((argument, where) for where in _random_state_paths(splitter, ""))
+    for argument, where in found:
+        warnings.warn(
+            f"The {argument!r} parameter of Experiment is seeded with a numpy.random.RandomState "
+            f"instance ({where}). scikit-learn draws from such a state fit after fit (split after "
+            f"split) in one process, which separate tasks cannot reproduce, so results may differ "
+            f"from scikit-learn's. Pass an int seed instead (e.g. random_state=0).",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -134,7 +134,12 @@ class Workflow(TaskGraph):
                 extra = {"stop": stop} if stop is not None and _accepts_stop(runner) else {}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
                 if failed:
-                    raise WorkflowError(failed, self.workdir)
+                    # error_score="raise": the estimator's own exception, as scikit-learn raises it.
+                    from .engine.tasks import raise_estimator_error
+
+                    error = WorkflowError(failed, self.workdir)
+                    raise_estimator_error(failed, cause=error)  # its __cause__ lists every failed task
+                    raise error
             return self.results()
         finally:
             lock.release()

@@ -39,9 +39,16 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 def sklearn_reference(experiment, X, y, groups=None):
     """What scikit-learn itself computes for ``experiment`` (DESIGN.md §3)."""
-    from sklearn.model_selection import GridSearchCV, cross_validate
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate
 
-    if experiment.param_grid is None:
+    if experiment.param_distributions is not None:
+        estimator = RandomizedSearchCV(
+            experiment.estimator, experiment.param_distributions, n_iter=experiment.n_iter,
+            cv=experiment.inner_cv, scoring=experiment.scoring, refit=experiment.refit,
+            error_score=experiment.error_score, random_state=experiment.random_state,
+        )
+        params = None if groups is None else {"groups": groups}
+    elif experiment.param_grid is None:
         estimator, params = experiment.estimator, None
     else:
         estimator = GridSearchCV(
@@ -62,7 +69,7 @@ def assert_matches_sklearn(results, experiment, X, y, groups=None, atol=1e-12):
         key = "test_score" if metric == "score" else f"test_{metric}"
         np.testing.assert_allclose(results.test_scores[metric], reference[key], rtol=0, atol=atol,
                                    err_msg=f"outer {metric}")
-    if experiment.param_grid is None:
+    if not experiment.nested:
         return reference
     for fold, search in enumerate(reference["estimator"]):
         if not hasattr(search, "best_params_"):

@@ -83,3 +83,26 @@ def test_output_into_a_closed_pipe_ends_quietly_without_traceback(tmp_path):
         os.close(writer)
         assert "Traceback" not in process.stderr and "BrokenPipe" not in process.stderr, process.stderr
         assert process.returncode == 141
+
+
+def test_results_json_has_best_params_per_fold_final_params_and_summary_as_plain_numbers(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    workflow = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": np.logspace(-2, 0, 3)},
+                             cv=3, inner_cv=2, scoring=["accuracy", "f1_macro"], refit="accuracy",
+                             ).build(X, y, workdir=tmp_path / "wd")
+    workflow.run(n_jobs=1, progress=False)
+    reference = mp.Results.load(workflow.workdir)
+    printed = cli("results", workflow.workdir, "--json")
+    assert printed.returncode == 0, printed.stderr
+    document = json.loads(printed.stdout)
+    assert document["best_params"] == [{"C": float(p["C"])} for p in reference.best_params]
+    final = getattr(reference, "best_params_", None)  # the final model's search, where it exists
+    assert document["best_params_"] == (None if final is None else {k: float(v) for k, v in final.items()})
+    summary = reference.summary()
+    for metric in ("accuracy", "f1_macro"):
+        for column in ("mean", "std", "median"):
+            assert document["summary"][metric][column] == summary.loc[metric, column]
+    np.testing.assert_array_equal(document["test_scores"]["accuracy"], reference.test_scores["accuracy"])
+    text = cli("results", workflow.workdir).stdout
+    assert "np.float64" not in text
+    assert f"0: {{'C': {float(reference.best_params[0]['C'])!r}}}" in text

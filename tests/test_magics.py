@@ -188,3 +188,39 @@ def test_terminal_ipython_prints_readable_text_for_every_display(shell, capsys):
     out = capsys.readouterr().out
     assert "IPython.core.display" not in out and "object at 0x" not in out
     assert "<Workflow " in out and "<Results " in out and "on local:" in out
+
+
+def test_cell_with_param_distributions_equals_randomized_search_and_prints_plain_numbers(shell, capsys):
+    body = BODY.replace('param_grid = {"C": [0.1, 1.0]}',
+                        'from scipy.stats import loguniform\n'
+                        'param_distributions = {"C": loguniform(1e-2, 1e1)}\nn_iter = 3\nrandom_state = 5')
+    shell.run_cell_magic("mempamal", "-n 1 -w rnd -o res", body)
+    results, ns = shell.user_ns["res"], shell.user_ns
+    assert results.experiment.n_iter == 3 and results.experiment.param_grid is None
+    experiment = mp.Experiment(ns["estimator"], param_distributions=ns["param_distributions"], n_iter=3,
+                               random_state=5, cv=3, inner_cv=2)
+    assert_matches_sklearn(results, experiment, ns["X"], ns["y"])
+    assert "np.float64" not in capsys.readouterr().out
+    assert "np.float64" not in results.to_frame().to_string()
+
+
+def test_cell_flags_reach_the_experiment_and_params_goes_to_build(shell):
+    import inspect
+
+    from sklearn.model_selection import cross_validate
+
+    body = (BODY.replace('param_grid = {"C": [0.1, 1.0]}\n', "").replace("cv, inner_cv = 3, 2", "cv = 3")
+            + "final_fit = False\nreturn_estimator = True\nreturn_train_score = True\npredict = 'predict_proba'\n"
+            + "import numpy as np\nparams = {'sample_weight': np.linspace(0.5, 2.0, len(y))}\n")
+    if "params" not in inspect.signature(mp.Experiment.build).parameters:
+        # Until build takes metadata, the cell says so in one line (params went to build, not Experiment).
+        with pytest.raises(UsageError, match="params"):
+            shell.run_cell_magic("mempamal", "-n 1 -w flags -o res", body)
+        return
+    shell.run_cell_magic("mempamal", "-n 1 -w flags -o res", body)
+    results, ns = shell.user_ns["res"], shell.user_ns
+    experiment = results.experiment
+    assert (experiment.final_fit, experiment.return_estimator, experiment.return_train_score,
+            experiment.predict) == (False, True, True, "predict_proba")
+    reference = cross_validate(ns["estimator"], ns["X"], ns["y"], cv=3, params=ns["params"])
+    np.testing.assert_allclose(results.test_scores["score"], reference["test_score"], rtol=0, atol=1e-12)

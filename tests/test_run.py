@@ -123,8 +123,10 @@ def test_wait_with_timeout_raises_and_the_run_goes_on(tmp_path):
 def test_failed_tasks_are_reraised_by_wait_as_workflow_error(tmp_path):
     experiment = mp.Experiment(LogisticRegression(C=-1.0), cv=3, error_score="raise")
     run = experiment.build(X, y, workdir=tmp_path / "wd").submit(n_jobs=1)
-    with pytest.raises(mp.WorkflowError, match="score-o0"):
+    # error_score="raise": the estimator's own error, raised from the WorkflowError of the run.
+    with pytest.raises(ValueError, match="'C' parameter of LogisticRegression") as info:
         run.wait()
+    assert isinstance(info.value.__cause__, mp.WorkflowError) and "score-o0" in str(info.value.__cause__)
     assert run.state == "failed" and run.status()["failed"] >= 1
 
 

@@ -1,6 +1,7 @@
 """Bad input gets a clear error naming the argument, before any file is written."""
 
 import os
+import re
 import stat
 import warnings
 
@@ -162,8 +163,13 @@ def test_failed_task_is_reported_by_id_and_dependents_are_not_run(tmp_path):
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(mp.WorkflowError, match=r"fit-o\d-i\d-c1") as info:
+        # error_score="raise": the estimator's own error, as GridSearchCV raises it ...
+        with pytest.raises(ValueError, match="'C' parameter of LogisticRegression") as info:
             workflow.run(n_jobs=1, progress=False)
-    assert "final" in info.value.failed
-    assert "not run: depends on failed task" in info.value.failed["final"]
+    assert re.search(r"raised in task 'fit-o\d-i\d-c1'", "\n".join(info.value.__notes__))
+    # ... caused by the run's WorkflowError, which names every failed and blocked task.
+    failed = info.value.__cause__.failed
+    assert isinstance(info.value.__cause__, mp.WorkflowError)
+    assert "final" in failed
+    assert "not run: depends on failed task" in failed["final"]
     assert workflow.failed_ids() and all(i.startswith("fit-") for i in workflow.failed_ids())

@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from ..engine.tasks import TaskError, run_task
+from ..engine.tasks import TaskError, failure_message, run_task
 from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.
@@ -130,7 +130,7 @@ def run_batch(workdir, task_ids, n_threads=None):
             run_task(workdir, task_id)
             error = None
         except TaskError as exc:
-            error = str(exc)
+            error = failure_message(exc)  # carries the estimator's exception with error_score="raise"
         except Exception as exc:  # a bug must not kill the whole batch
             error = f"Task {task_id!r} failed: {type(exc).__name__}: {exc}"
         outcomes.append((task_id, error, time.perf_counter() - start))

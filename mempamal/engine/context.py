@@ -62,6 +62,61 @@ def load_task_table(workdir, manifest=None):
     return {task.id: task for task in tasktable.tasks_of(table, workdir, python="")}, table["split_sets"]
 
 
+#: Config entries that change only how objects print, not what is computed:
+#: left out of the fingerprint so that a display setting is not another experiment.
+_DISPLAY_ONLY = ("display", "print_changed_only")
+
+
+def capture_config():
+    """scikit-learn's global config (``sklearn.get_config()``) as a plain dict, stored by build.
+
+    Examples
+    --------
+    >>> import sklearn
+    >>> with sklearn.config_context(assume_finite=True):
+    ...     capture_config()["assume_finite"]
+    True
+    """
+    import sklearn
+
+    return dict(sklearn.get_config())
+
+
+def fingerprinted_config(config):
+    """The part of ``config`` that can change results (what the fingerprint counts).
+
+    Examples
+    --------
+    >>> "display" in fingerprinted_config({"display": "text", "assume_finite": False})
+    False
+    """
+    return {key: value for key, value in sorted(config.items()) if key not in _DISPLAY_ONLY}
+
+
+def config_applied(config):
+    """A context manager running its block under ``config`` (None: the current config).
+
+    ``sklearn.config_context`` with the entries this scikit-learn knows: a
+    worker process (loky, an ipyparallel engine, a cluster job) starts with
+    the defaults, not with the config of the session that built the workdir.
+
+    Examples
+    --------
+    >>> import sklearn
+    >>> with config_applied({"transform_output": "pandas"}):
+    ...     sklearn.get_config()["transform_output"]
+    'pandas'
+    """
+    import contextlib
+
+    import sklearn
+
+    if not config:
+        return contextlib.nullcontext()
+    known = sklearn.get_config()
+    return sklearn.config_context(**{key: value for key, value in config.items() if key in known})
+
+
 class WorkdirContext:
     """Experiment, data, splits and task records of one workdir."""
 
@@ -91,11 +146,16 @@ class WorkdirContext:
         self.refit = experiment.refit
         self.error_score = experiment.error_score
         self.scorer, self.metrics, _ = build_scorer(self.estimator, experiment.scoring, self.error_score)
-        if experiment.param_grid is None:
-            self.candidates, self.prefix_keys = [], None
+        # The candidates stored in the pickle (a randomized search was sampled
+        # once, at build): every task of the workdir sees the same list.
+        if hasattr(experiment, "search_space"):
+            self.candidates, descriptions = experiment.search_space()
+        elif experiment.param_grid is None:
+            self.candidates, descriptions = [], []
         else:
             self.candidates, descriptions = expand_grid(experiment.param_grid)
-            self.prefix_keys = prefix_keys(self.estimator, descriptions)
+        self.prefix_keys = prefix_keys(self.estimator, descriptions) if self.candidates else None
+        self.sklearn_config = getattr(experiment, "sklearn_config", None)
         self._data = None
         self._targets = {}
         self._split_sets = {}

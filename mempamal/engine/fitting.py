@@ -19,6 +19,18 @@ def _is_raise(error_score):
     return isinstance(error_score, str) and error_score == "raise"
 
 
+class EstimatorRaised(Exception):
+    """Carries the estimator's own exception out of a task (``error_score="raise"``).
+
+    :func:`mempamal.engine.tasks.run_task` unwraps it: the caller gets the
+    original exception, its type and message, with a note naming the task.
+    """
+
+    def __init__(self, original):
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
 def _fit_transform_step(transformer, X, y):
     # The same branches as sklearn.pipeline._fit_transform_one without weights.
     if hasattr(transformer, "fit_transform"):
@@ -123,8 +135,6 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     >>> sorted(out["train_scores"])
     ['score']
     """
-    from sklearn.model_selection._validation import _score
-
     test_params, train_params = score_params if score_params is not None else ({}, {})
     start = time.perf_counter()
     try:
@@ -132,9 +142,9 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
             estimator.fit(X_train, y_train, **(fit_params or {}))
         else:
             fit(estimator)
-    except Exception:
+    except Exception as exc:
         if _is_raise(error_score):
-            raise
+            raise EstimatorRaised(exc) from exc
         fit_time = time.perf_counter() - start
         error = traceback.format_exc()
         failed = {
@@ -149,7 +159,7 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
         return failed
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    scores = _score(estimator, X_test, y_test, scorer, test_params, error_score)
+    scores = _score_or_raise(estimator, X_test, y_test, scorer, test_params, error_score)
     score_time = time.perf_counter() - start
     result = {
         "scores": scores_as_dict(scores, metrics),
@@ -161,8 +171,20 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     if return_train_score:
         X_seen = X_train if train_X is None else train_X()
         result["train_scores"] = scores_as_dict(
-            _score(estimator, X_seen, y_train, scorer, train_params, error_score), metrics)
+            _score_or_raise(estimator, X_seen, y_train, scorer, train_params, error_score), metrics)
     return result
+
+
+def _score_or_raise(estimator, X, y, scorer, params, error_score):
+    """scikit-learn's ``_score``; with ``error_score="raise"`` its exception leaves the task as the estimator's."""
+    from sklearn.model_selection._validation import _score
+
+    try:
+        return _score(estimator, X, y, scorer, params, error_score)
+    except Exception as exc:
+        if _is_raise(error_score):
+            raise EstimatorRaised(exc) from exc
+        raise
 
 
 def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error_score, *,

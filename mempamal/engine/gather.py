@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..tasktable import MAIN
+from .scoring import metric_names, with_metrics
 from .search import refit_metric
 
 
@@ -30,15 +31,19 @@ def _gather_train_scores_and_predictions(results, folds, context):
 
 def gather_results(context, record):
     """Assemble the results dictionary from the select/score outputs."""
-    metrics = context.metrics
     nested = bool(context.candidates)
     grouped = _outputs_by_split_set(context, record.deps)
     folds = grouped[MAIN]
+    # A callable scorer returning a dict names the metrics by its keys; a
+    # failed fold's placeholder scores become error_score for each of them.
+    metrics = metric_names([fold["test_scores"] for fold in folds if fold["error"] is None], context.metrics)
+    error_value = float("nan") if isinstance(context.error_score, str) else float(context.error_score)
+    fold_scores = [with_metrics(fold["test_scores"], metrics, error_value) for fold in folds]
     results = {
         "metrics": metrics,
         "nested": nested,
         "n_outer": len(folds),
-        "test_scores": {m: [fold["test_scores"][m] for fold in folds] for m in metrics},
+        "test_scores": {m: [scores[m] for scores in fold_scores] for m in metrics},
         "fit_time": [fold["fit_time"] for fold in folds],
         "score_time": [fold["score_time"] for fold in folds],
         "errors": [fold["error"] for fold in folds],
@@ -62,7 +67,8 @@ def gather_results(context, record):
         permutation_scores = []
         for index in range(n_permutations):
             perm_folds = grouped[f"perm-{index}"]
-            permutation_scores.append(float(np.mean([f["test_scores"][metric] for f in perm_folds])))
+            permutation_scores.append(float(np.mean(
+                [with_metrics(f["test_scores"], metrics, error_value)[metric] for f in perm_folds])))
         perm_array = np.array(permutation_scores)
         pvalue = (np.sum(perm_array >= score) + 1.0) / (n_permutations + 1)
         results["permutation"] = {

@@ -124,3 +124,53 @@ def chunk_points(n_points, keys, n_fold_pairs, chunk_size="auto"):
         piece = math.ceil(len(group) / n_pieces)
         chunks.extend(group[start:start + piece] for start in range(0, len(group), piece))
     return chunks
+
+
+def _value_id(value):
+    """A hashable, orderable identity of one sampled parameter value.
+
+    Two sampled candidates may share a Pipeline prefix only if they give the
+    leading steps the same parameters: plain scalars of the same type and
+    value are the same parameter; anything else (an estimator, an array) is
+    the same only if it is the same object.
+    """
+    import numbers
+
+    import numpy as np
+
+    if value is None or isinstance(value, (str, bool, numbers.Real, np.generic)):
+        try:
+            hash(value)
+            return ("v", type(value).__name__, value)
+        except TypeError:
+            pass
+    return ("id", id(value))
+
+
+def sample_candidates(param_distributions, n_iter, random_state):
+    """The candidates ``RandomizedSearchCV(random_state=random_state)`` evaluates.
+
+    They come from scikit-learn's own ``ParameterSampler``, as in
+    ``RandomizedSearchCV._run_search``.  A ``RandomState`` instance is
+    copied first: ``cross_validate`` clones the search for every outer fold,
+    so every fold samples from the same unconsumed state.  Returns
+    ``(candidates, descriptions)`` like :func:`expand_grid`, the
+    descriptions identifying values so that :func:`prefix_keys` can share
+    Pipeline prefixes between candidates that agree on them.
+
+    Examples
+    --------
+    >>> from scipy.stats import loguniform
+    >>> candidates, _ = sample_candidates({"C": loguniform(1e-2, 1e2), "penalty": ["l2"]}, 3, 0)
+    >>> len(candidates), sorted(candidates[0])
+    (3, ['C', 'penalty'])
+    """
+    import copy
+
+    import numpy as np
+    from sklearn.model_selection import ParameterSampler
+
+    seed = copy.deepcopy(random_state) if isinstance(random_state, np.random.RandomState) else random_state
+    candidates = list(ParameterSampler(param_distributions, n_iter, random_state=seed))
+    descriptions = [(0, {key: _value_id(value) for key, value in candidate.items()}) for candidate in candidates]
+    return candidates, descriptions

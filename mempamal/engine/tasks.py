@@ -20,8 +20,9 @@ import warnings
 from pathlib import Path
 
 from .. import store
-from .context import load_context
-from .fitting import evaluate_points, fit_and_score
+from .context import config_applied, load_context
+from .fitting import EstimatorRaised, evaluate_points, fit_and_score
+from .scoring import check_refit_for_scores, metric_names, with_metrics
 from .search import best_index, cv_results
 
 
@@ -64,10 +65,13 @@ def run_task(workdir, task_id, *, force=False):
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
         handler = _HANDLERS[record.kind]
-        with context.routing_context():  # the build's enable_metadata_routing
+        # The build's scikit-learn config (incl. enable_metadata_routing), whatever process runs this.
+        with config_applied(context.sklearn_config), context.routing_context():
             payload = handler(context, record)
     except TaskError:
         raise
+    except EstimatorRaised as raised:
+        raise _estimator_error(workdir, task_id, raised.original) from raised.original
     except store.WorkdirError as exc:
         raise TaskError(f"Task {task_id!r} of {workdir} could not run: {exc}") from exc
     except Exception as exc:
@@ -87,6 +91,77 @@ def run_task(workdir, task_id, *, force=False):
     return "done"
 
 
+class TaskFailure(str):
+    """A task's failure message that also carries the estimator's exception.
+
+    With ``error_score="raise"`` a worker returns this instead of a plain
+    message, so that the process that started the run can raise the
+    estimator's own exception (:func:`raise_estimator_error`).
+
+    Examples
+    --------
+    >>> failure = TaskFailure("Task 'score-o0' failed: ValueError: bad")
+    >>> failure.exception = ValueError("bad")
+    >>> raise_estimator_error({"score-o0": failure})
+    Traceback (most recent call last):
+    ...
+    ValueError: bad
+    """
+
+    exception = None
+
+
+def _estimator_error(workdir, task_id, original):
+    """The TaskError of an estimator that raised with ``error_score="raise"``, naming the task."""
+    _write_log(workdir, task_id)
+    log = store.log_path(workdir, task_id)
+    if hasattr(original, "add_note"):  # Python >= 3.11
+        original.add_note(f"mempamal: raised in task {task_id!r} of {workdir} "
+                          f"(error_score='raise'; traceback in {log})")
+    error = TaskError(f"Task {task_id!r} of {workdir} failed: {type(original).__name__}: {original} "
+                      f"(error_score='raise'; traceback in {log})")
+    error.estimator_exception = original
+    return error
+
+
+def failure_message(exc):
+    """What a worker reports for the :class:`TaskError` ``exc``: its message, carrying the
+    estimator's exception when it can travel back (picklable) to the caller.
+
+    Examples
+    --------
+    >>> failure_message(TaskError("Task 'final' of wd could not run: missing file"))
+    "Task 'final' of wd could not run: missing file"
+    """
+    original = getattr(exc, "estimator_exception", None)
+    message = str(exc)
+    if original is None:
+        return message
+    import cloudpickle
+
+    try:
+        cloudpickle.dumps(original)
+    except Exception:
+        return message
+    failure = TaskFailure(message)
+    failure.exception = original
+    return failure
+
+
+def raise_estimator_error(failed, cause=None):
+    """Raise the first estimator exception carried by the messages of ``failed`` (if any).
+
+    ``failed`` maps task ids to failure messages (:class:`TaskFailure` for
+    tasks whose estimator raised under ``error_score="raise"``); ``cause``
+    becomes the exception's ``__cause__`` (the run's WorkflowError, which
+    lists every failed and blocked task).
+    """
+    for message in failed.values():
+        exception = getattr(message, "exception", None)
+        if exception is not None:
+            raise exception from cause
+
+
 def _write_log(workdir, task_id):
     try:
         store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode())
@@ -103,17 +178,24 @@ def _run_fit(context, record):
         data, context.scorer, context.metrics, context.error_score,
         fit_params=fit_params, score_params=score_params, return_train_score=context.return_train_score,
     )
+    # A callable scorer may return a dict: its keys name the metrics.
+    names = metric_names([r["scores"] for r in results if not r["fit_failed"]], context.metrics)
     output = {
         "points": record.points,
-        "scores": {m: [r["scores"][m] for r in results] for m in context.metrics},
+        "scores": {m: [with_metrics(r["scores"], names, _error_value(context))[m] for r in results] for m in names},
         "fit_time": [r["fit_time"] for r in results],
         "score_time": [r["score_time"] for r in results],
         "fit_failed": [r["fit_failed"] for r in results],
         "errors": [r["error"] for r in results],
     }
     if context.return_train_score:
-        output["train_scores"] = {m: [r["train_scores"][m] for r in results] for m in context.metrics}
+        output["train_scores"] = {m: [with_metrics(r["train_scores"], names, _error_value(context))[m]
+                                      for r in results] for m in names}
     return output
+
+
+def _error_value(context):
+    return float("nan") if isinstance(context.error_score, str) else float(context.error_score)
 
 
 def _gather_inner_tables(context, record, with_train=False):
@@ -126,25 +208,31 @@ def _gather_inner_tables(context, record, with_train=False):
     n_candidates = len(context.candidates)
     n_splits = context.n_inner_splits(record.split_set, record.outer)
     nan = float("nan")
-    scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
+    outputs = [context.read_output(dep) for dep in record.deps]
+    # A callable scorer may return a dict: its keys name the metrics (a
+    # task whose fits all failed does not know them and scores error_score).
+    names = metric_names([output["scores"] for output in outputs], context.metrics)
+    scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in names}
     fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
     score_times = [[0.0] * n_splits for _ in range(n_candidates)]
     errors = [[None] * n_splits for _ in range(n_candidates)]
-    train = ({m: [[nan] * n_splits for _ in range(n_candidates)] for m in context.metrics}
+    train = ({m: [[nan] * n_splits for _ in range(n_candidates)] for m in names}
              if context.return_train_score else None)
-    for dep in record.deps:
-        output = context.read_output(dep)
+    missing = _error_value(context)
+    for dep, output in zip(record.deps, outputs):
         inner = context.task(dep).inner
         for row, point in enumerate(output["points"]):
-            for metric in context.metrics:
-                scores[metric][point][inner] = output["scores"][metric][row]
+            for metric in names:
+                values = output["scores"].get(metric)
+                scores[metric][point][inner] = missing if values is None else values[row]
             fit_times[point][inner] = output["fit_time"][row]
             score_times[point][inner] = output["score_time"][row]
             if output["fit_failed"][row]:
                 errors[point][inner] = output["errors"][row]
             if train is not None:
-                for metric in context.metrics:
-                    train[metric][point][inner] = output["train_scores"][metric][row]
+                for metric in names:
+                    values = output["train_scores"].get(metric)
+                    train[metric][point][inner] = missing if values is None else values[row]
     # GridSearchCV's order: candidate by candidate, split by split.
     tables = scores, fit_times, score_times, [error for row in errors for error in row]
     return tables + (train,) if with_train else tables
@@ -171,13 +259,27 @@ def _run_select(context, record):
         if context.predict_method is not None and record.permutation is None:
             outcome["predictions"] = None
         return outcome
-    best = best_index(stats, context.refit, context.metrics)
+    names = list(scores)
+    try:
+        check_refit_for_scores(context.refit, names, context.metrics)
+    except ValueError as exc:
+        # GridSearchCV.fit raises this; cross_validate scores the fold error_score.
+        if isinstance(context.error_score, str):
+            raise EstimatorRaised(exc) from exc
+        outcome.update(best_index=None, refit_time=0.0, error=f"ValueError: {exc}",
+                       test_scores={m: _error_value(context) for m in names}, fit_time=0.0, score_time=0.0)
+        if context.return_train_score:
+            outcome["train_scores"] = dict(outcome["test_scores"])
+        if context.predict_method is not None and record.permutation is None:
+            outcome["predictions"] = None
+        return outcome
+    best = best_index(stats, context.refit, names)
     estimator = context.estimator_with(best)
-    outcome.update(best_index=best, **_fit_score_predict(context, record, estimator))
+    outcome.update(best_index=best, **_fit_score_predict(context, record, estimator, names))
     return outcome
 
 
-def _fit_score_predict(context, record, estimator):
+def _fit_score_predict(context, record, estimator, names=None):
     """The outer fold's fit, test (and train) scores, and out-of-fold predictions."""
     X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     fit_params, score_params = context.outer_params(record.split_set, record.outer)
@@ -185,10 +287,12 @@ def _fit_score_predict(context, record, estimator):
                            context.scorer, context.metrics, context.error_score,
                            fit_params=fit_params, score_params=score_params,
                            return_train_score=context.return_train_score)
-    outcome = {"test_scores": result["scores"], "fit_time": result["fit_time"],
-               "score_time": result["score_time"], "error": result["error"]}
+    if names is None:  # plain CV: the metrics this fit scored (a dict scorer names its own)
+        names = metric_names([] if result["fit_failed"] else [result["scores"]], context.metrics)
+    outcome = {"test_scores": with_metrics(result["scores"], names, _error_value(context)),
+               "fit_time": result["fit_time"], "score_time": result["score_time"], "error": result["error"]}
     if context.return_train_score:
-        outcome["train_scores"] = result["train_scores"]
+        outcome["train_scores"] = with_metrics(result["train_scores"], names, _error_value(context))
     method = context.predict_method
     if method is not None and record.permutation is None:
         outcome["predictions"] = None

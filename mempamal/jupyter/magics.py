@@ -2,9 +2,11 @@
 
 ``%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [--preview] [--export FMT:PATH]``
 runs the cell in the user namespace; the cell defines ``estimator``, ``X``,
-``y`` and optionally ``groups``, ``cv``, ``inner_cv``, ``param_grid``,
-``scoring``, ``refit``, ``n_permutations``, ``random_state``,
-``error_score``.  The magic builds the workflow, previews or runs it, shows
+``y`` and optionally ``groups``, ``params`` (metadata for ``build``),
+``cv``, ``inner_cv``, ``param_grid`` or ``param_distributions`` and
+``n_iter``, ``scoring``, ``refit``, ``n_permutations``, ``random_state``,
+``error_score``, ``final_fit``, ``return_estimator``, ``predict``,
+``return_train_score``.  The magic builds the workflow, previews or runs it, shows
 the summary and the scores plot, and stores the Results in ``NAME``.
 ``estimator``, ``X`` and ``y`` may come from earlier cells; the optional
 settings are read only when the cell itself assigns them, so a
@@ -32,13 +34,18 @@ from .static import preview_static, show_figure
 
 #: Cell variables handed to Experiment (beyond estimator, X, y, groups).
 EXPERIMENT_VARIABLES = ("param_grid", "cv", "inner_cv", "scoring", "refit", "n_permutations",
-                        "random_state", "error_score")
+                        "random_state", "error_score", "param_distributions", "n_iter", "final_fit",
+                        "return_estimator", "predict", "return_train_score")
+#: Cell variables handed to Experiment.build (metadata such as sample_weight).
+BUILD_VARIABLES = ("params",)
 LINE_COMMANDS = ("status", "results", "wait", "cancel", "attach", "export", "resume", "gui", "cluster")
 
 USAGE = """\
 %%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [-a] [--preview] [--export FMT:PATH] [--overwrite]
-    The cell defines estimator, X, y and optionally groups, cv, inner_cv, param_grid,
-    scoring, refit, n_permutations, random_state, error_score; the magic builds the
+    The cell defines estimator, X, y and optionally groups, params, cv, inner_cv,
+    param_grid or param_distributions and n_iter, scoring, refit, n_permutations,
+    random_state, error_score, final_fit, return_estimator, predict,
+    return_train_score; the magic builds the
     workflow and runs it (Results in NAME), or with -a/--async submits it and returns
     at once (NAME holds the Run; the cell shows a live panel).
 
@@ -101,7 +108,8 @@ def experiment_from_namespace(namespace, defined=None):
         raise UsageError(f"%%mempamal: the cell must define 'estimator', 'X' and 'y'; missing {missing}.")
     defined = set(namespace) if defined is None else set(defined)
     options = {name: namespace[name] for name in EXPERIMENT_VARIABLES if name in namespace and name in defined}
-    ignored = [name for name in EXPERIMENT_VARIABLES + ("groups",) if name in namespace and name not in defined]
+    ignored = [name for name in EXPERIMENT_VARIABLES + BUILD_VARIABLES + ("groups",)
+               if name in namespace and name not in defined]
     if ignored:
         print(f"%%mempamal: not set in this cell, so not used: {', '.join(ignored)} (earlier cells' values)")
     try:
@@ -110,6 +118,21 @@ def experiment_from_namespace(namespace, defined=None):
         raise UsageError(f"%%mempamal: {exc}") from None
     groups = namespace["groups"] if "groups" in namespace and "groups" in defined else None
     return experiment, namespace["X"], namespace["y"], groups
+
+
+def build_options_from_namespace(namespace, defined=None):
+    """The keyword arguments of ``Experiment.build`` a cell set (:data:`BUILD_VARIABLES`).
+
+    ``params`` (e.g. ``{"sample_weight": w}``) is metadata for the fits,
+    passed to ``build`` like ``groups``, not to ``Experiment``.
+
+    Examples
+    --------
+    >>> build_options_from_namespace({"params": {"sample_weight": [1, 2]}, "cv": 3})
+    {'params': {'sample_weight': [1, 2]}}
+    """
+    defined = set(namespace) if defined is None else set(defined)
+    return {name: namespace[name] for name in BUILD_VARIABLES if name in namespace and name in defined}
 
 
 def _show_figure(display_object):
@@ -182,10 +205,12 @@ class MempamalMagics(Magics):
         """
         namespace = self.shell.user_ns
         self._execute_body(cell)
-        experiment, X, y, groups = experiment_from_namespace(namespace, defined=assigned_names(cell))
+        defined = assigned_names(cell)
+        experiment, X, y, groups = experiment_from_namespace(namespace, defined=defined)
         workdir = args.workdir or f"mempamal-runs/{args.output}"
         try:
-            workflow = experiment.build(X, y, groups=groups, workdir=workdir, overwrite=args.overwrite)
+            workflow = experiment.build(X, y, groups=groups, workdir=workdir, overwrite=args.overwrite,
+                                        **build_options_from_namespace(namespace, defined))
         except FileExistsError as exc:
             raise UsageError(f"%%mempamal: {exc} (add --overwrite)") from None
         except (TypeError, ValueError) as exc:
