@@ -16,10 +16,12 @@ def _outputs_by_split_set(context, deps):
     return {name: [folds[k] for k in sorted(folds)] for name, folds in grouped.items()}
 
 
-def _gather_train_scores_and_predictions(results, folds, context):
+def _gather_train_scores_and_predictions(results, folds, context, error_value):
     """``return_train_score`` (outer and inner) and ``predict`` pieces, when asked for."""
     if context.return_train_score:
-        results["train_scores"] = {m: [fold["train_scores"][m] for fold in folds] for m in context.metrics}
+        metrics = results["metrics"]  # the test scores' names (a dict scorer's keys)
+        train = [with_metrics(fold["train_scores"], metrics, error_value) for fold in folds]
+        results["train_scores"] = {m: [scores[m] for scores in train] for m in metrics}
         if results["nested"]:
             for inner, fold in zip(results["inner"], folds):
                 inner["train_scores"] = fold["inner_train_scores"]
@@ -58,7 +60,7 @@ def gather_results(context, record):
              "score_time": fold["inner_score_time"], "n_failed_fits": fold["n_failed_fits"]}
             for fold in folds
         ]
-    _gather_train_scores_and_predictions(results, folds, context)
+    _gather_train_scores_and_predictions(results, folds, context, error_value)
     n_permutations = context.experiment.n_permutations
     if n_permutations:
         metric = refit_metric(context.refit, metrics)  # permutation_test_score takes one scorer
