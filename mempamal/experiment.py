@@ -119,7 +119,14 @@ class Experiment:
 
     @property
     def nested(self):
-        """True when a search (grid or randomized) runs inside each outer fold."""
+        """True when a search (grid or randomized) runs inside each outer fold.
+
+        Examples
+        --------
+        >>> from sklearn.svm import SVC
+        >>> Experiment(SVC(), param_grid={"C": [1.0, 10.0]}).nested, Experiment(SVC()).nested
+        (True, False)
+        """
         return self.param_grid is not None or self.param_distributions is not None
 
     @property
