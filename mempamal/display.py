@@ -226,7 +226,8 @@ class TimelineDisplay:
         origin = frame["start"].min() if len(frame) else 0.0
         workers = sorted({f"{h}:{p}" for h, p in zip(frame["host"], frame["pid"])})
         row = {worker: index for index, worker in enumerate(workers)}
-        colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c"}
+        colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c",
+                  "fit-all": "#17becf", "select-all": "#9467bd"}
         self.bars_ = {}
         for kind, group in sorted(frame.groupby("kind"), key=lambda item: _KIND_LAYER.get(item[0], 9)):
             ys = [row[f"{h}:{p}"] for h, p in zip(group["host"], group["pid"])]
@@ -283,7 +284,7 @@ def _label(value):
     return text if len(text) <= 20 else text[:17] + "..."
 
 
-_KIND_LAYER = {"fit": 0, "score": 0, "select": 1, "final": 2}
+_KIND_LAYER = {"fit": 0, "score": 0, "select": 1, "final": 2, "fit-all": 0, "select-all": 1}
 
 
 def _readable(params):

@@ -182,8 +182,7 @@ class Experiment:
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
             else:
-                split_set_info = {name: {"n_outer": len(s["outer"]), "n_inner": [len(f) for f in s["inner"]]}
-                                  for name, (s, _) in split_sets.items()}
+                split_set_info = {name: _split_set_info(s) for name, (s, _) in split_sets.items()}
             table = self._task_table(split_set_info, chunk_size)
             if reuse:
                 _update_task_table(workdir, table)
@@ -216,7 +215,9 @@ class Experiment:
             cv = self.cv
         else:
             cv = list(self.cv)  # an iterable of splits is consumed once, then reused
-        split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested), None)}
+        # Only the real data gets the final search (permutations measure, they build no model).
+        split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested,
+                                               final_fit=self.final_fit), None)}
         validation.check_split_set(split_sets[MAIN][0], _n_samples(X))
         orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
                                          self.n_permutations, self.random_state)
@@ -306,6 +307,14 @@ class Experiment:
             "python": sys.executable, "mempamal_version": _version(), "data": kinds,
             "metrics": self.metrics, "n_tasks": len(table["tasks"]),
         })
+
+
+def _split_set_info(split_set):
+    """The task table's summary of one split set: fold counts (and the final search's)."""
+    info = {"n_outer": len(split_set["outer"]), "n_inner": [len(f) for f in split_set["inner"]]}
+    if "all" in split_set:
+        info["n_inner_all"] = len(split_set["all"])
+    return info
 
 
 def _update_task_table(workdir, table):

@@ -330,6 +330,10 @@ def check_split_set(split_set, n_samples):
             where = f"inner split {inner} of outer fold {fold} ({n_train} training samples)"
             _check_indices(train, n_train, "inner_cv", where)
             _check_indices(test, n_train, "inner_cv", where)
+    for inner, (train, test) in enumerate(split_set.get("all", ())):
+        where = f"inner split {inner} of the final search on all {n_samples} samples"
+        _check_indices(train, n_samples, "inner_cv", where)
+        _check_indices(test, n_samples, "inner_cv", where)
 
 
 def as_indexable(value):

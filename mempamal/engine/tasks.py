@@ -22,6 +22,7 @@ from pathlib import Path
 from .. import store
 from .context import load_context
 from .fitting import evaluate_points, fit_and_score
+from .models import save_model
 from .search import best_index, cv_results
 
 
@@ -103,6 +104,11 @@ def _run_fit(context, record):
 
 
 def _gather_inner_tables(context, record):
+    """Per-candidate, per-split tables of a search from the outputs of its ``fit`` deps.
+
+    ``record`` is a ``select-o<k>`` task (the search of outer fold ``k``) or
+    ``select-all`` (``outer`` None: the search on all the data).
+    """
     n_candidates = len(context.candidates)
     n_splits = context.n_inner_splits(record.split_set, record.outer)
     nan = float("nan")
@@ -124,28 +130,78 @@ def _gather_inner_tables(context, record):
     return scores, fit_times, score_times, [error for row in errors for error in row]
 
 
-def _run_select(context, record):
-    """Pick the best grid point of one outer fold, refit it, score outer test."""
+def _inner_search(context, record):
+    """The search of a ``select``/``select-all`` task from its ``fit`` outputs.
+
+    Returns the output fields of the inner tables and the best index
+    (``best_index`` None and ``error`` set when every inner fit failed).
+    """
     scores, fit_times, score_times, fit_errors = _gather_inner_tables(context, record)
     n_failed = sum(error is not None for error in fit_errors)
     stats = cv_results(context.candidates, scores, fit_times, score_times)
     n_fits = len(context.candidates) * len(fit_times[0])
     outcome = {"inner_scores": scores, "inner_fit_time": fit_times, "inner_score_time": score_times,
-               "n_failed_fits": n_failed}
+               "n_failed_fits": n_failed, "best_index": None, "error": None}
     if n_failed == n_fits:
-        # GridSearchCV raises "All the N fits failed"; cross_validate turns
-        # that into error_score for the outer fold, keeping the message.
-        outcome.update(best_index=None, refit_time=0.0, error=_all_fits_failed_error(fit_errors),
-                       test_scores={m: float(context.error_score) for m in context.metrics},
+        # GridSearchCV raises "All the N fits failed".
+        outcome["error"] = _all_fits_failed_error(fit_errors)
+    else:
+        outcome["best_index"] = best_index(stats, context.refit, context.metrics)
+    return outcome
+
+
+def _run_select(context, record):
+    """Pick the best grid point of one outer fold, refit it, score outer test."""
+    outcome = _inner_search(context, record)
+    if outcome["best_index"] is None:
+        # cross_validate turns GridSearchCV's error into error_score for
+        # the outer fold, keeping the message.
+        outcome.update(refit_time=0.0, test_scores={m: float(context.error_score) for m in context.metrics},
                        fit_time=0.0, score_time=0.0)
         return outcome
-    best = best_index(stats, context.refit, context.metrics)
-    estimator = context.estimator_with(best)
+    estimator = context.estimator_with(outcome["best_index"])
     X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
                            context.scorer, context.metrics, context.error_score)
-    outcome.update(best_index=best, test_scores=result["scores"], fit_time=result["fit_time"],
+    outcome.update(test_scores=result["scores"], fit_time=result["fit_time"],
                    score_time=result["score_time"], error=result["error"])
+    outcome.update(_kept_estimator(context, record, estimator, result))
+    return outcome
+
+
+def _kept_estimator(context, record, estimator, result):
+    """``return_estimator=True``: the fold's fitted estimator, stored as ``models/o<k>.pkl``.
+
+    Only for the real data (permutations keep none); a fold whose fit failed
+    keeps none (its entry of ``res.estimators_`` is None).
+    """
+    if not getattr(context.experiment, "return_estimator", False) or record.permutation is not None:
+        return {}
+    if result["fit_failed"]:
+        return {"model": None}
+    return {"model": save_model(context.workdir, f"o{record.outer}", estimator)}
+
+
+def _run_select_all(context, record):
+    """The final model: ``GridSearchCV(...).fit(X, y)`` from the ``fit-all`` outputs.
+
+    The best point is refit on all the data and stored as
+    ``models/final.pkl`` (plain CV: the estimator itself fitted on all the
+    data); the output records its digest.  With ``refit=False`` nothing is
+    refit, as GridSearchCV.
+    """
+    if context.candidates:
+        outcome = _inner_search(context, record)
+        if outcome["best_index"] is None or context.refit is False:
+            outcome.update(model=None, refit_time=0.0)
+            return outcome
+    else:
+        outcome = {"best_index": None, "error": None}
+    estimator = context.estimator_with(outcome["best_index"])
+    X, y = context.all_data()
+    start = time.perf_counter()
+    estimator.fit(X, y)
+    outcome.update(refit_time=time.perf_counter() - start, model=save_model(context.workdir, "final", estimator))
     return outcome
 
 
@@ -167,7 +223,8 @@ def _run_score(context, record):
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
                            context.scorer, context.metrics, context.error_score)
     return {"test_scores": result["scores"], "fit_time": result["fit_time"],
-            "score_time": result["score_time"], "error": result["error"]}
+            "score_time": result["score_time"], "error": result["error"],
+            **_kept_estimator(context, record, estimator, result)}
 
 
 def _run_final(context, record):
@@ -181,4 +238,5 @@ def _run_final(context, record):
     return {"results": store.RESULTS, "results_sha256": hashlib.sha256(payload).hexdigest()}
 
 
-_HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final}
+_HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final,
+             "fit-all": _run_fit, "select-all": _run_select_all}
