@@ -60,6 +60,7 @@ def test_resume_after_a_kill_inside_the_final_search_gives_the_same_model(tmp_pa
     workdir = tmp_path / "wd"
     subprocess.run([sys.executable, str(script), str(workdir), str(markers)], check=True)
     outputs = workdir / "outputs"
+    seen = []
     for moment, reached in (
             ("some fit-all tasks done, select-all not", lambda: list(outputs.glob("fit-all-*.json"))),
             ("inside select-all (the refit on all data)", lambda: list(markers.glob("fit150-*")))):
@@ -70,14 +71,19 @@ def test_resume_after_a_kill_inside_the_final_search_gives_the_same_model(tmp_pa
         process.wait(timeout=60)
         wait_until(lambda: process_group_gone(process.pid), timeout=30, what="the killed workers to exit")
         assert not (outputs / "select-all.json").exists(), moment
-    done_before = {p.name for p in outputs.glob("fit-all-*.json")}
-    assert 0 < len(done_before) < 6
+        seen.append({p.name: p.stat().st_mtime_ns for p in outputs.glob("fit-all-*.json")})
+    assert 0 < len(seen[0]) < 6, "the first kill should land in the middle of the final search"
+    done_before = seen[1]
     finished = cli("run", workdir, "-n", "2", "--no-progress")
     assert finished.returncode == 0, finished.stderr
-    assert {p.name for p in outputs.glob("fit-all-*.json")} >= done_before
+    # Nothing finished before the kills was run again.
+    assert {name: (outputs / name).stat().st_mtime_ns for name in done_before} == done_before
     res = mp.Results.load(workdir)
     reference = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0, 10.0]}, cv=2).fit(X_iris, y_iris)
     assert res.best_params_ == reference.best_params_
-    assert_same_cv_results(res.final_cv_results_, reference.cv_results_)
+    ours = res.final_cv_results_
+    assert list(ours) == list(reference.cv_results_)
+    for key in ("mean_test_score", "std_test_score", "rank_test_score", "split0_test_score", "split1_test_score"):
+        np.testing.assert_allclose(ours[key], reference.cv_results_[key], rtol=0, atol=1e-12, err_msg=key)
     np.testing.assert_array_equal(res.best_estimator_.predict(X_NEW), reference.best_estimator_.predict(X_NEW))
     np.testing.assert_allclose(res.best_estimator_.model_.coef_, reference.best_estimator_.coef_, rtol=0, atol=1e-12)
