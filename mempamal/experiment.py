@@ -84,6 +84,7 @@ class Experiment:
         validation.check_cv_argument(inner_cv, "inner_cv")
         validation.check_error_score(error_score)
         self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
+        validation.check_refit_false(param_grid, self.metrics, refit)
         validation.check_n_permutations(n_permutations)
         validation.check_random_state(random_state)
         validation.warn_unused_inner_cv(param_grid, inner_cv)

@@ -104,18 +104,12 @@ class Results:
     def best_index_(self):
         """Index of the best candidate of the search on all the data (``GridSearchCV.best_index_``).
 
-        As GridSearchCV, undefined (AttributeError) with several metrics and ``refit=False``.
-
         Examples
         --------
         >>> res.best_index_                              # doctest: +SKIP
         2
         """
-        final = self._final_search("best_index_")
-        if self.experiment.refit is False and len(self.metrics) > 1:
-            raise AttributeError("best_index_ is not defined with several metrics and refit=False "
-                                 "(as GridSearchCV); read final_cv_results_ instead.")
-        return final["best_index"]
+        return self._final_search("best_index_")["best_index"]
 
     @property
     def best_params_(self):
@@ -275,10 +269,7 @@ class Results:
             return "\n  final model: none (the search on all the data failed)"
         if not self.nested:
             return "\n  final model: best_estimator_ fitted on all the data"
-        try:
-            params = f"best_params_={_plain(self.best_params_)}"
-        except AttributeError:
-            params = "no best_params_ (several metrics, refit=False)"
+        params = f"best_params_={_plain(self.best_params_)}"
         refit = "refit on all the data" if final.get("model") else "not refit (refit=False)"
         return f"\n  final model: {params}, {refit}"
 

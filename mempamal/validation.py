@@ -124,7 +124,9 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
             f"Valid names are listed by sklearn.metrics.get_scorer_names(), e.g. "
             f"{sorted(get_scorer_names())[:6]}."
         ) from None
-    if callable(refit):
+    if callable(refit) or refit is False:
+        # refit=False: as GridSearchCV, no candidate is refit (the outer folds
+        # then score error_score, as cross_validate of such a search does).
         return metrics
     if multimetric:
         if not isinstance(refit, str) or refit not in metrics:
@@ -134,6 +136,25 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
         _fail("refit", f"True, {scoring!r} or a callable" if isinstance(scoring, str) else "True or a callable",
               refit)
     return metrics
+
+
+def check_refit_false(param_grid, metrics, refit):
+    """``refit=False`` with a search and several metrics cannot be cross-validated.
+
+    ``cross_validate(GridSearchCV(..., refit=False), scoring=[...])`` raises
+    AttributeError (a search that refit nothing has no ``predict``); with one
+    metric scikit-learn gives ``error_score`` per fold, and so does mempamal.
+
+    Examples
+    --------
+    >>> check_refit_false({"C": [1.0]}, ["accuracy", "f1"], False)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1'] or a callable with several metrics and a param_grid (cross_validate cannot score a GridSearchCV with refit=False: it has no predict); got False instead.
+    """
+    if refit is False and param_grid is not None and len(metrics) > 1:
+        _fail("refit", f"a metric name among {metrics} or a callable with several metrics and a param_grid "
+              "(cross_validate cannot score a GridSearchCV with refit=False: it has no predict)", refit)
 
 
 def check_error_score(error_score):

@@ -200,3 +200,34 @@ def test_final_model_on_every_backend(backend_options, tmp_path):
     reference = assert_matches_sklearn(res, experiment, X_iris, y_iris)
     for mine, theirs in zip(res.estimators_, reference["estimator"]):
         np.testing.assert_allclose(mine.predict_proba(X_NEW_IRIS), theirs.predict_proba(X_NEW_IRIS), rtol=0, atol=1e-12)
+
+
+def test_refit_false_behaves_like_gridsearchcv(tmp_path):
+    import warnings
+
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                               refit=False)
+    res = experiment.run(X_iris, y_iris, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    search = _grid_search(experiment).fit(X_iris, y_iris)
+    assert_same_cv_results(res.final_cv_results_, search.cv_results_)
+    # One metric: best_index_ and best_params_ are defined, best_estimator_ is not.
+    assert res.best_index_ == search.best_index_ and res.best_params_ == search.best_params_
+    assert not hasattr(search, "best_estimator_") and not hasattr(res, "best_estimator_")
+    with pytest.raises(AttributeError, match="refit=False"):
+        res.best_estimator_
+    assert not (tmp_path / "wd" / "models").exists()
+    # cross_validate cannot score a search that refit nothing: every fold gets error_score.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # sklearn's "Scoring failed"
+        reference = cross_validate(_grid_search(experiment), X_iris, y_iris, cv=3)
+    np.testing.assert_array_equal(res.test_scores["score"], reference["test_score"])
+    assert "not refit (refit=False)" in repr(res)
+
+
+def test_refit_false_with_several_metrics_is_refused_as_cross_validate_fails():
+    scoring = ["accuracy", "f1_macro"]
+    search = GridSearchCV(LogisticRegression(max_iter=300), {"C": [0.1, 1.0]}, cv=2, scoring=scoring, refit=False)
+    with pytest.raises(AttributeError, match="predict"):
+        cross_validate(search, X_iris, y_iris, cv=2, scoring=scoring)
+    with pytest.raises(ValueError, match=r"'refit' parameter of Experiment .* refit=False: it has no predict"):
+        mp.Experiment(LogisticRegression(), param_grid={"C": [0.1, 1.0]}, scoring=scoring, refit=False)

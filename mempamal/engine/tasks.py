@@ -153,6 +153,8 @@ def _inner_search(context, record):
 def _run_select(context, record):
     """Pick the best grid point of one outer fold, refit it, score outer test."""
     outcome = _inner_search(context, record)
+    if context.refit is False and outcome["error"] is None:
+        return _unrefit_outer_fold(context, outcome)
     if outcome["best_index"] is None:
         # cross_validate turns GridSearchCV's error into error_score for
         # the outer fold, keeping the message.
@@ -166,6 +168,21 @@ def _run_select(context, record):
     outcome.update(test_scores=result["scores"], fit_time=result["fit_time"],
                    score_time=result["score_time"], error=result["error"])
     outcome.update(_kept_estimator(context, record, estimator, result))
+    return outcome
+
+
+def _unrefit_outer_fold(context, outcome):
+    """``refit=False``: cross_validate cannot score a search that refit nothing.
+
+    ``GridSearchCV(refit=False)`` has no ``predict``: scikit-learn's scoring
+    fails and the fold gets ``error_score`` (a warning, not a fit failure),
+    or the error itself with ``error_score="raise"``.
+    """
+    message = "This 'GridSearchCV' has no attribute 'predict' (refit=False: no candidate was refit)"
+    if isinstance(context.error_score, str):
+        raise AttributeError(message)
+    outcome.update(refit_time=0.0, test_scores={m: float(context.error_score) for m in context.metrics},
+                   fit_time=0.0, score_time=0.0, scoring_error=message)
     return outcome
 
 
