@@ -231,3 +231,25 @@ def test_refit_false_with_several_metrics_is_refused_as_cross_validate_fails():
         cross_validate(search, X_iris, y_iris, cv=2, scoring=scoring)
     with pytest.raises(ValueError, match=r"'refit' parameter of Experiment .* refit=False: it has no predict"):
         mp.Experiment(LogisticRegression(), param_grid={"C": [0.1, 1.0]}, scoring=scoring, refit=False)
+
+
+class FailsOnSeventyFive(LogisticRegression):
+    """Fails exactly on the inner fits of the final search (75 rows: inner_cv=2 on all 150)."""
+
+    def fit(self, X, y, sample_weight=None):
+        if len(X) == 75:
+            raise ValueError("no fit on 75 rows")
+        return super().fit(X, y, sample_weight)
+
+
+def test_a_final_search_whose_fits_all_fail_raises_gridsearchcvs_error(tmp_path):
+    experiment = mp.Experiment(FailsOnSeventyFive(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    res = experiment.run(X_iris, y_iris, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    assert_matches_sklearn(res, experiment, X_iris, y_iris)  # the outer folds are not affected
+    with pytest.raises(ValueError, match="All the 4 fits failed") as expected:
+        _grid_search(experiment).fit(X_iris, y_iris)
+    for name in ("best_params_", "best_index_", "final_cv_results_", "best_estimator_"):
+        with pytest.raises(ValueError, match="final search on all the data failed") as ours:
+            getattr(res, name)
+        assert str(expected.value).splitlines()[0] in str(ours.value)
+    assert "final model: none (the search on all the data failed)" in repr(res)
