@@ -178,7 +178,7 @@ class Experiment:
         try:
             # Everything that can be refused is checked before the first file is
             # written or an old build is cleared.
-            reuse = self._reusable(workdir, identity, overwrite)
+            reuse = self._reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
             split_sets = None if reuse else self._compute_split_sets(X, y, groups)
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
@@ -228,6 +228,11 @@ class Experiment:
             validation.check_split_set(split_set, _n_samples(X))
             split_sets[permutation_name(index)] = (split_set, order)
         return split_sets
+
+    def _lacks_final_search(self, workdir):
+        """A workdir built before the final search existed has no inner splits of all the data."""
+        stored = store.read_json(workdir / store.TASKS)["split_sets"][MAIN]
+        return self.final_fit and "n_inner_all" not in stored
 
     def _task_table(self, split_set_info, chunk_size):
         if self.nested:
