@@ -20,6 +20,11 @@ class Results:
         The ``best_params_`` of each outer fold's grid search.
     permutation_scores, pvalue, score :
         As ``permutation_test_score`` (None without permutations).
+    best_params_, best_index_, final_cv_results_, best_estimator_ :
+        The search on all the data and its refit model (``final_fit=True``),
+        as ``GridSearchCV.fit(X, y)``; properties, AttributeError when undefined.
+    estimators_ :
+        Each outer fold's fitted estimator (``return_estimator=True``).
 
     Examples
     --------
