@@ -253,3 +253,16 @@ def test_a_final_search_whose_fits_all_fail_raises_gridsearchcvs_error(tmp_path)
             getattr(res, name)
         assert str(expected.value).splitlines()[0] in str(ours.value)
     assert "final model: none (the search on all the data failed)" in repr(res)
+
+
+def test_a_final_fit_that_raises_keeps_the_outer_results_and_raises_on_the_model(tmp_path):
+    y = y_iris.astype(float)
+    y[:50] += 0.5  # continuous labels: LogisticRegression refuses the whole data
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), cv=KFold(3))
+    with pytest.warns(UserWarning):  # the outer fits that fail too (FitFailedWarning)
+        res = experiment.run(X_iris, y, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    with pytest.raises(ValueError) as expected:
+        clone(experiment.estimator).fit(X_iris, y)
+    with pytest.raises(ValueError, match="final search on all the data failed") as ours:
+        res.best_estimator_
+    assert str(expected.value) in str(ours.value)

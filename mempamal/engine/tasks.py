@@ -217,7 +217,16 @@ def _run_select_all(context, record):
     estimator = context.estimator_with(outcome["best_index"])
     X, y = context.all_data()
     start = time.perf_counter()
-    estimator.fit(X, y)
+    try:
+        estimator.fit(X, y)
+    except Exception as exc:
+        if isinstance(context.error_score, str):  # "raise"
+            raise
+        # GridSearchCV.fit would raise; the outer folds' results stay usable
+        # and the final-model attributes raise this error.
+        outcome.update(model=None, refit_time=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
+                       traceback=traceback.format_exc())
+        return outcome
     outcome.update(refit_time=time.perf_counter() - start, model=save_model(context.workdir, "final", estimator))
     return outcome
 
