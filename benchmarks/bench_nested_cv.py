@@ -35,7 +35,7 @@ def main():
         search = GridSearchCV(pipeline, grid, cv=inner, n_jobs=inner_jobs)
         return lambda: cross_validate(search, X, y, cv=outer, n_jobs=outer_jobs, return_estimator=True)
 
-    experiment = mp.Experiment(pipeline, grid, cv=outer, inner_cv=inner)
+    experiment = mp.Experiment(pipeline, grid, cv=outer, inner_cv=inner, final_fit=False)
     sklearn_variants = {
         "sklearn serial": sklearn_way(None, None),
         f"sklearn GridSearchCV(n_jobs={n_cores})": sklearn_way(n_cores, None),

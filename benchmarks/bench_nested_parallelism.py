@@ -34,7 +34,7 @@ def main():
     grid = {"alpha": [0.1, 1.0, 10.0, 100.0]}
     outer, inner = KFold(4, shuffle=True, random_state=0), KFold(3, shuffle=True, random_state=1)
     n_cores = cpu_count()
-    experiment = mp.Experiment(Ridge(solver="svd"), grid, cv=outer, inner_cv=inner)
+    experiment = mp.Experiment(Ridge(solver="svd"), grid, cv=outer, inner_cv=inner, final_fit=False)
     search = GridSearchCV(Ridge(solver="svd"), grid, cv=inner)
     limited = f"mempamal n_jobs={n_cores}, threads limited"
     unlimited = f"mempamal n_jobs={n_cores}, limit_threads=False"

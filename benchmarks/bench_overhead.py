@@ -52,7 +52,8 @@ def build_and_run(experiment, X, y, n_jobs, times):
 def measure_build(n_points, n_folds):
     """(seconds, peak traced bytes, n_tasks) to build a graph of n_points x n_folds^2 fit tasks."""
     X, y = np.zeros((10 * n_folds, 2)), np.zeros(10 * n_folds)
-    experiment = mp.Experiment(NoOp(), {"value": list(range(n_points))}, cv=KFold(n_folds), inner_cv=KFold(n_folds))
+    experiment = mp.Experiment(NoOp(), {"value": list(range(n_points))}, cv=KFold(n_folds), inner_cv=KFold(n_folds),
+                               final_fit=False)
     workdir = fresh_workdir()
     try:
         gc.collect()
@@ -82,7 +83,7 @@ def main():
     X, y = np.arange(200.0).reshape(100, 2), np.arange(100.0)
     grid = {"value": list(range(n_points))}
     outer, inner = KFold(5), KFold(4)
-    experiment = mp.Experiment(NoOp(), grid, cv=outer, inner_cv=inner)
+    experiment = mp.Experiment(NoOp(), grid, cv=outer, inner_cv=inner, final_fit=False)
     run_times = []
 
     def sklearn_way(n_jobs):

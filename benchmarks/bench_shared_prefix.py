@@ -57,7 +57,7 @@ def main():
              f"sklearn GridSearchCV(n_jobs={n_cores})": sklearn_way(n_cores, None, False)}
     cached = {f"sklearn memory= cross_validate(n_jobs={n_cores})": sklearn_way(None, n_cores, True),
               f"sklearn memory= GridSearchCV(n_jobs={n_cores})": sklearn_way(n_cores, None, True)}
-    experiment = mp.Experiment(make_pipeline(), grid, cv=outer, inner_cv=inner)
+    experiment = mp.Experiment(make_pipeline(), grid, cv=outer, inner_cv=inner, final_fit=False)
     mempamal_name = f"mempamal local n_jobs={n_cores}"
     timer = Timer()
     interleaved(timer, {**plain, **cached,

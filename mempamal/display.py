@@ -293,7 +293,8 @@ class TimelineDisplay(Display):
         origin = frame["start"].min() if len(frame) else 0.0
         workers = sorted({f"{h}:{p}" for h, p in zip(frame["host"], frame["pid"])})
         row = {worker: index for index, worker in enumerate(workers)}
-        colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c"}
+        colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c",
+                  "fit-all": "#17becf", "select-all": "#9467bd"}
         self.bars_ = {}
         for kind, group in sorted(frame.groupby("kind"), key=lambda item: LAYER_OF_KIND.get(item[0], 9)):
             ys = [row[f"{h}:{p}"] for h, p in zip(group["host"], group["pid"])]

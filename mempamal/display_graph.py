@@ -13,7 +13,7 @@ import numpy as np
 
 #: Beyond this many tasks the graph is drawn aggregated.
 FULL_GRAPH_MAX_TASKS = 60
-LAYER_OF_KIND = {"fit": 0, "score": 0, "select": 1, "final": 2}
+LAYER_OF_KIND = {"fit": 0, "score": 0, "select": 1, "final": 2, "fit-all": 0, "select-all": 1}
 LAYER_NAMES = {0: "fit / score", 1: "select", 2: "final"}
 STATUS_COLOR = {"done": "#2ca02c", "partly done": "#a6dba0", "pending": "#c7c7c7", "failed": "#d62728",
                 "blocked": "#ff9896"}  # blocked: waits on a failed task (the words of `mempamal status`)
@@ -206,10 +206,13 @@ class GraphDisplay(Display):
 
 #: The column of the aggregated graph holding every permutation.
 PERMUTATIONS = "perm"
+#: The column of the final search on all the data (``final_fit=True``).
+ALL_DATA = "all"
 
 
 def aggregate_tasks(tasks, status):
-    """``{(kind, column): {done, failed, total, deps}}``: columns ``o<k>``, ``perm``, None (final).
+    """``{(kind, column): {done, failed, total, deps}}``: columns ``o<k>``, ``all`` (the final
+    search on all the data), ``perm``, None (final).
 
     Examples
     --------
@@ -223,6 +226,8 @@ def aggregate_tasks(tasks, status):
             column = None
         elif task.permutation is not None:
             column = PERMUTATIONS
+        elif task.outer is None:
+            column = ALL_DATA
         else:
             column = f"o{task.outer}"
         key = (task.kind, column)
@@ -254,7 +259,8 @@ def node_status(node):
 
 
 def _column_order(column):
-    return (1, 0) if column == PERMUTATIONS else (0, int(column[1:]))
+    # Outer folds, then the final search on all the data, then permutations.
+    return {PERMUTATIONS: (2, 0), ALL_DATA: (1, 0)}.get(column) or (0, int(column[1:]))
 
 
 def _box(x, y, width, color, hatched):

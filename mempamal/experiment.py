@@ -89,6 +89,7 @@ class Experiment:
         validation.check_cv_argument(inner_cv, "inner_cv")
         validation.check_error_score(error_score)
         self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
+        validation.check_refit_false(param_grid, self.metrics, refit)
         validation.check_n_permutations(n_permutations)
         validation.check_random_state(random_state)
         validation.warn_unused_inner_cv(param_grid if param_distributions is None else param_distributions,
@@ -274,13 +275,12 @@ class Experiment:
         try:
             # Everything that can be refused is checked before the first file is
             # written or an old build is cleared.
-            reuse = self._reusable(workdir, identity, overwrite)
+            reuse = self._reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
             split_sets = None if reuse else self._compute_split_sets(X, y, groups)
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
             else:
-                split_set_info = {name: {"n_outer": len(s["outer"]), "n_inner": [len(f) for f in s["inner"]]}
-                                  for name, (s, _) in split_sets.items()}
+                split_set_info = {name: _split_set_info(s) for name, (s, _) in split_sets.items()}
             table = self._task_table(split_set_info, chunk_size)
             if reuse:
                 _update_task_table(workdir, table)
@@ -336,7 +336,9 @@ class Experiment:
             cv = self.cv
         else:
             cv = list(self.cv)  # an iterable of splits is consumed once, then reused
-        split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested), None)}
+        # Only the real data gets the final search (permutations measure, they build no model).
+        split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested,
+                                               final_fit=self.final_fit), None)}
         validation.check_split_set(split_sets[MAIN][0], _n_samples(X))
         orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
                                          self.n_permutations, self.random_state)
@@ -346,6 +348,11 @@ class Experiment:
             validation.check_split_set(split_set, _n_samples(X))
             split_sets[permutation_name(index)] = (split_set, order)
         return split_sets
+
+    def _lacks_final_search(self, workdir):
+        """A workdir built before the final search existed has no inner splits of all the data."""
+        stored = store.read_json(workdir / store.TASKS)["split_sets"][MAIN]
+        return self.final_fit and "n_inner_all" not in stored
 
     def _task_table(self, split_set_info, chunk_size):
         if self.nested:
@@ -431,6 +438,14 @@ class Experiment:
             "metrics": self.metrics, "n_tasks": len(table["tasks"]),
             "metadata": {"routing": metadata["routing"], "params": stored_params},
         })
+
+
+def _split_set_info(split_set):
+    """The task table's summary of one split set: fold counts (and the final search's)."""
+    info = {"n_outer": len(split_set["outer"]), "n_inner": [len(f) for f in split_set["inner"]]}
+    if "all" in split_set:
+        info["n_inner_all"] = len(split_set["all"])
+    return info
 
 
 def _update_task_table(workdir, table):

@@ -23,6 +23,11 @@ class Results:
         The ``best_params_`` of each outer fold's grid search.
     permutation_scores, pvalue, score :
         As ``permutation_test_score`` (None without permutations).
+    best_params_, best_index_, final_cv_results_, best_estimator_ :
+        The search on all the data and its refit model (``final_fit=True``),
+        as ``GridSearchCV.fit(X, y)``; properties, AttributeError when undefined.
+    estimators_ :
+        Each outer fold's fitted estimator (``return_estimator=True``).
 
     Examples
     --------
@@ -55,6 +60,8 @@ class Results:
         self.score = permutation["score"] if permutation else None
         self.permutation_scores = np.array(permutation["permutation_scores"]) if permutation else None
         self.pvalue = permutation["pvalue"] if permutation else None
+        self._final = raw.get("final_fit")
+        self._models = {}
 
     @classmethod
     def load(cls, workdir):
@@ -89,6 +96,99 @@ class Results:
         raise_or_warn_about_fit_failures(raw)
         experiment = store.load_pickle(workdir, workdir / store.EXPERIMENT, cloudpickle.load)
         return cls(workdir, raw, experiment)
+
+    # ------------------------------------------------------------ models
+    def _final_search(self, attribute, search_only=True):
+        """The final search's record, or the error GridSearchCV would give for ``attribute``."""
+        if self._final is None:
+            raise AttributeError(
+                f"{attribute} is not available: the experiment was built with final_fit=False "
+                "(build it with final_fit=True to also search and refit on all the data).")
+        if search_only and not self.nested:
+            raise AttributeError(f"{attribute} is only defined with a search (a param_grid was given); "
+                                 "plain cross-validation has res.best_estimator_ only.")
+        if self._final.get("error"):
+            # GridSearchCV.fit raises this error and sets no attribute.
+            raise ValueError(f"The final search on all the data failed: {self._final['error']}")
+        return self._final
+
+    @property
+    def best_index_(self):
+        """Index of the best candidate of the search on all the data (``GridSearchCV.best_index_``).
+
+        Examples
+        --------
+        >>> res.best_index_                              # doctest: +SKIP
+        2
+        """
+        return self._final_search("best_index_")["best_index"]
+
+    @property
+    def best_params_(self):
+        """Parameters of the best candidate on all the data (``GridSearchCV.best_params_``).
+
+        Examples
+        --------
+        >>> res.best_params_                             # doctest: +SKIP
+        {'C': 1.0}
+        """
+        index = self.best_index_
+        return dict(self.experiment.candidates[index])
+
+    @property
+    def final_cv_results_(self):
+        """The search on all the data as ``GridSearchCV.fit(X, y).cv_results_``.
+
+        Examples
+        --------
+        >>> res.final_cv_results_["mean_test_score"]     # doctest: +SKIP
+        """
+        final = self._final_search("final_cv_results_")
+        return cv_results(self.experiment.candidates, final["inner_scores"], final["inner_fit_time"],
+                          final["inner_score_time"], train_scores=final.get("inner_train_scores"))
+
+    @property
+    def best_estimator_(self):
+        """The final model: the best point refit on all the data (plain CV: the estimator fitted on it).
+
+        Equal to ``GridSearchCV(estimator, param_grid, cv=inner_cv, scoring=scoring,
+        refit=refit).fit(X, y, groups=groups).best_estimator_``. Loaded on first use
+        from ``models/final.pkl``, refused if that file is not the one the run wrote.
+        Undefined (AttributeError) with ``refit=False``, as GridSearchCV.
+
+        Examples
+        --------
+        >>> import joblib
+        >>> joblib.dump(res.best_estimator_, "model.joblib")     # doctest: +SKIP
+        """
+        final = self._final_search("best_estimator_", search_only=False)
+        if final.get("model") is None:
+            raise AttributeError("best_estimator_ is not available with refit=False (as GridSearchCV): "
+                                 "no candidate was refit on all the data.")
+        return self._load_model(final["model"])
+
+    @property
+    def estimators_(self):
+        """Each outer fold's fitted estimator (the refit best one in nested CV), with ``return_estimator=True``.
+
+        ``res.estimators_[k]`` predicts as ``cross_validate(..., return_estimator=True)["estimator"][k]``;
+        a fold whose fit failed has None.
+
+        Examples
+        --------
+        >>> [est.score(X_new, y_new) for est in res.estimators_]   # doctest: +SKIP
+        """
+        records = self.raw.get("estimators")
+        if records is None:
+            raise AttributeError("estimators_ is not available: build the experiment with return_estimator=True.")
+        return [None if record is None else self._load_model(record) for record in records]
+
+    def _load_model(self, record):
+        from .engine.models import load_model
+
+        if record["name"] not in self._models:
+            self._models[record["name"]] = load_model(self.workdir, record)
+        return self._models[record["name"]]
 
     # ------------------------------------------------------------ tables
     def cv_results(self, outer_fold):
@@ -291,7 +391,21 @@ class Results:
 
     def __repr__(self):
         means = ", ".join(f"{m}={s.mean():.4f}" for m, s in self.test_scores.items())
-        return f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"
+        text = f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"
+        return text + self._final_line()
+
+    def _final_line(self):
+        """The repr's line about the final model (none with final_fit=False)."""
+        final = self._final
+        if final is None:
+            return ""
+        if final.get("error"):
+            return "\n  final model: none (the search on all the data failed)"
+        if not self.nested:
+            return "\n  final model: best_estimator_ fitted on all the data"
+        params = f"best_params_={_plain(self.best_params_)}"
+        refit = "refit on all the data" if final.get("model") else "not refit (refit=False)"
+        return f"\n  final model: {params}, {refit}"
 
 
 def finished_folds(workflow):
@@ -402,3 +516,8 @@ def results_document(results):
     document["summary"] = {metric: {column: float(value) for column, value in row.items()}
                            for metric, row in results.summary().to_dict(orient="index").items()}
     return document
+
+
+def _plain(params):
+    """``{'C': 1.0}``, not ``{'C': np.float64(1.0)}``."""
+    return repr(plain_value(dict(params)))

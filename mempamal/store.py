@@ -42,6 +42,7 @@ DATA_DIR = "data"
 SPLITS_DIR = "splits"
 OUTPUTS_DIR = "outputs"
 LOGS_DIR = "logs"
+MODELS_DIR = "models"
 
 
 class WorkdirError(RuntimeError):
@@ -223,7 +224,7 @@ def make_private_dir(path):
 # write into a workdir can run code as its user or plant results. Each check
 # below refuses an entry another user could have written.
 _TRUSTED_ENTRIES = (MARKER, MANIFEST, EXPERIMENT, TASKS, RESULTS)
-_TRUSTED_FOLDERS = (DATA_DIR, SPLITS_DIR, OUTPUTS_DIR, LOGS_DIR)
+_TRUSTED_FOLDERS = (DATA_DIR, SPLITS_DIR, OUTPUTS_DIR, LOGS_DIR, MODELS_DIR)
 _WHY = "a workdir holds pickled code that mempamal executes and outputs it trusts as finished work"
 
 

@@ -15,6 +15,7 @@ The graph (docs/architecture.md)::
 
     fit-o<k>-i<j>-c<c>  ->  select-o<k>  -\\
                             score-o<k>   ---> final
+    fit-all-i<j>-c<c>   ->  select-all   --/   (final_fit: the search on all data)
     perm-<m>-...        (same shape)     -/
 
 Ids are stable: the same experiment, data and chunking give the same ids, so
@@ -107,13 +108,20 @@ def make_rows(split_set_info, chunks, nested):
     """The rows of ``tasks.json`` for these split sets and grid chunks.
 
     ``split_set_info`` maps each split set name (``main``, ``perm-<m>``, in
-    order) to ``{"n_outer": K, "n_inner": [J_0, ..., J_K-1]}``.
+    order) to ``{"n_outer": K, "n_inner": [J_0, ..., J_K-1]}``.  A split set
+    whose info also has ``"n_inner_all": J`` (``final_fit``, the main set
+    only) gets the final search: ``fit-all-i<j>-c<c>`` tasks (``outer`` None)
+    feeding ``select-all``, which refits the best point on all the data
+    (plain CV: ``select-all`` alone, fitting the estimator on all the data).
 
     Examples
     --------
     >>> rows = make_rows({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)
     >>> [row[0] for row in rows]
     ['score-o0', 'score-o1', 'final']
+    >>> rows = make_rows({"main": {"n_outer": 1, "n_inner": [2], "n_inner_all": 2}}, [[0, 1]], nested=True)
+    >>> [row[0] for row in rows]
+    ['fit-o0-i0-c0', 'fit-o0-i1-c0', 'select-o0', 'fit-all-i0-c0', 'fit-all-i1-c0', 'select-all', 'final']
     """
     rows, final_deps = [], []
     for split_set, info in split_set_info.items():
@@ -133,8 +141,21 @@ def make_rows(split_set_info, chunks, nested):
             select_id = f"{prefix}select-o{outer}"
             rows.append([select_id, "select", fit_ids, split_set, outer, None, None])
             final_deps.append(select_id)
+        if "n_inner_all" in info:
+            final_deps.append(_add_final_search(rows, split_set, info["n_inner_all"], len(chunks) if nested else 0))
     rows.append(["final", "final", final_deps, None, None, None, None])
     return rows
+
+
+def _add_final_search(rows, split_set, n_inner, n_chunks):
+    """Append the rows of the search on all the data; returns the id of its ``select-all``."""
+    fit_ids = []
+    for inner in range(n_inner):
+        for chunk in range(n_chunks):
+            fit_ids.append(f"fit-all-i{inner}-c{chunk}")
+            rows.append([fit_ids[-1], "fit-all", [], split_set, None, inner, chunk])
+    rows.append(["select-all", "select-all", fit_ids, split_set, None, None, None])
+    return "select-all"
 
 
 def make_table(split_set_info, chunks, nested):

@@ -212,7 +212,9 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
             f"Valid names are listed by sklearn.metrics.get_scorer_names(), e.g. "
             f"{sorted(get_scorer_names())[:6]}."
         ) from None
-    if callable(refit):
+    if callable(refit) or refit is False:
+        # refit=False: as GridSearchCV, no candidate is refit (the outer folds
+        # then score error_score, as cross_validate of such a search does).
         return metrics
     if callable(scoring) and isinstance(refit, str):
         # A callable may return a dict: its keys are known only once it has
@@ -226,6 +228,25 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
         _fail("refit", f"True, {scoring!r} or a callable" if isinstance(scoring, str) else "True or a callable",
               refit)
     return metrics
+
+
+def check_refit_false(param_grid, metrics, refit):
+    """``refit=False`` with a search and several metrics cannot be cross-validated.
+
+    ``cross_validate(GridSearchCV(..., refit=False), scoring=[...])`` raises
+    AttributeError (a search that refit nothing has no ``predict``); with one
+    metric scikit-learn gives ``error_score`` per fold, and so does mempamal.
+
+    Examples
+    --------
+    >>> check_refit_false({"C": [1.0]}, ["accuracy", "f1"], False)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1'] or a callable with several metrics and a param_grid (cross_validate cannot score a GridSearchCV with refit=False: it has no predict); got False instead.
+    """
+    if refit is False and param_grid is not None and len(metrics) > 1:
+        _fail("refit", f"a metric name among {metrics} or a callable with several metrics and a param_grid "
+              "(cross_validate cannot score a GridSearchCV with refit=False: it has no predict)", refit)
 
 
 def check_error_score(error_score):
@@ -469,6 +490,10 @@ def check_split_set(split_set, n_samples):
             where = f"inner split {inner} of outer fold {fold} ({n_train} training samples)"
             _check_indices(train, n_train, "inner_cv", where)
             _check_indices(test, n_train, "inner_cv", where)
+    for inner, (train, test) in enumerate(split_set.get("all", ())):
+        where = f"inner split {inner} of the final search on all {n_samples} samples"
+        _check_indices(train, n_samples, "inner_cv", where)
+        _check_indices(test, n_samples, "inner_cv", where)
 
 
 def as_indexable(value):

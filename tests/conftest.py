@@ -93,6 +93,12 @@ def comparable(raw):
     raw.pop("fit_time"), raw.pop("score_time")
     if raw.get("inner"):
         raw["inner"] = [{k: v for k, v in fold.items() if k in ("scores", "n_failed_fits")} for fold in raw["inner"]]
+    if raw.get("final_fit"):
+        # The final search's scores and choice; not its timings, nor the model
+        # files' digests (pickles of equal models need not be equal bytes).
+        raw["final_fit"] = {k: v for k, v in raw["final_fit"].items()
+                            if k in ("best_index", "inner_scores", "n_failed_fits", "error")}
+    raw.pop("estimators", None)
     return repr(raw)
 
 

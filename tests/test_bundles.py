@@ -55,19 +55,21 @@ def test_bundles_keep_levels_apart_and_derive_dependencies_from_their_tasks(tmp_
 
 
 def test_never_fewer_bundles_than_workers_when_a_level_has_enough_tasks(tmp_path):
-    workflow = _nested().build(X, y, workdir=tmp_path / "wd", chunk_size=1)  # 18 fits, 3 selects, final
+    # 18 fits + 6 fits of the final search, 3 selects + select-all, final
+    workflow = _nested().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     bundles = make_bundles(workflow, workflow.pending_ids(), n_workers=4, tasks_per_job=1000)
     per_level = {}
     for bundle in bundles:
         per_level.setdefault(bundle.level, []).append(len(bundle.task_ids))
-    assert sorted(per_level[0]) == [4, 4, 5, 5]  # one big bundle would leave 3 workers idle
-    assert per_level[1] == [1, 1, 1] and per_level[2] == [1]  # fewer tasks than workers: one each
+    assert sorted(per_level[0]) == [6, 6, 6, 6]  # one big bundle would leave 3 workers idle
+    assert per_level[1] == [1, 1, 1, 1] and per_level[2] == [1]  # fewer tasks than workers: one each
     by_size = make_bundles(workflow, workflow.pending_ids(), n_workers=1, tasks_per_job=5)
-    assert sorted(len(b.task_ids) for b in by_size if b.level == 0) == [4, 4, 5, 5]  # ceil(18 / 5) = 4
+    assert sorted(len(b.task_ids) for b in by_size if b.level == 0) == [4, 5, 5, 5, 5]  # ceil(24 / 5) = 5
 
 
 def test_job_seconds_uses_durations_measured_in_the_workdir(tmp_path):
-    workflow = _nested().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    # Only the fits of the outer folds (the final search's are another kind, not measured here).
+    workflow = _nested(final_fit=False).build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     first_fits = [t.id for t in workflow.tasks if t.kind == "fit"][:4]
     for task_id in first_fits:
         mp.run_task(workflow.workdir, task_id)

@@ -29,7 +29,7 @@ def test_task_lines_from_commands_export_run_the_whole_graph(tmp_path):
     assert exported.returncode == 0, exported.stderr
     entries = json.loads((tmp_path / "cmds.json").read_text())
     assert [e["id"] for e in entries] == [t.id for t in workflow.tasks]
-    assert entries[-1]["deps"] == [t.id for t in workflow.tasks if t.kind == "select"]
+    assert entries[-1]["deps"] == [t.id for t in workflow.tasks if t.kind in ("select", "select-all")]
     for entry in entries:  # in dependency order, exactly the exported command line
         done = subprocess.run(entry["cmd"], shell=True, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr

@@ -71,9 +71,9 @@ def test_graph_display_colors_tasks_by_status(results, tmp_path):
     mp.run_task(workflow.workdir, "score-o0")
     display = workflow.plot()
     labels = [text.get_text() for text in display.ax_.get_legend().get_texts()]
-    assert labels == ["done (1)", "pending (3)"]
+    assert labels == ["done (1)", "pending (4)"]
     assert len(display.positions_) == len(workflow.tasks)
-    assert display.ax_.get_title() == "4 tasks: 3 score, 1 final"
+    assert display.ax_.get_title() == "5 tasks: 3 score, 1 select-all, 1 final"
     plt.close("all")
 
 
@@ -192,9 +192,11 @@ def test_graph_is_drawn_task_by_task_when_small_and_aggregated_when_large(tmp_pa
     assert len(large.tasks) > FULL_GRAPH_MAX_TASKS
     mp.run_task(large.workdir, "fit-o1-i0-c0")
     drawn = large.plot()
-    # One box per kind x outer fold, the permutations folded into one box per kind, and final.
+    # One box per kind x outer fold, the final search on all data, the
+    # permutations folded into one box per kind, and final.
     assert drawn.aggregated_ and set(drawn.positions_) == (
         {(kind, f"o{k}") for kind in ("fit", "select") for k in range(5)}
+        | {("fit-all", "all"), ("select-all", "all")}
         | {("fit", "perm"), ("select", "perm"), ("final", None)})
     nodes = aggregate_tasks(large.tasks, graph_status(large))
     assert nodes[("fit", "o1")]["done"] == 1 and nodes[("fit", "o1")]["total"] == 4 * 2

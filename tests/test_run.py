@@ -157,7 +157,7 @@ def test_attach_with_nothing_running_returns_none(tmp_path):
 def test_reprs_are_readable_text_and_html(tmp_path):
     run = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd").submit()
     run.wait()
-    assert "finished on local: 4/4 tasks done, 3/3 outer folds" in repr(run)
+    assert "finished on local: 5/5 tasks done, 3/3 outer folds" in repr(run)
     page = run._repr_html_()
     assert "mempamal Run" in page and "outer folds finished" in page and "test_score" in page
 

@@ -93,12 +93,15 @@ def test_export_loads_back_with_soma_workflow_jobs_dependencies_and_groups(tmp_p
         return [element.name for element in group.elements]
 
     root = {element.name: element for element in loaded.root_group}
-    assert list(root) == ["fold 0", "fold 1", "fold 2", "permutations", "final"]
+    assert list(root) == ["fold 0", "fold 1", "fold 2", "final search", "permutations", "final"]
+    assert members(root["final search"]) == ["final search / fit-all-i0-c0", "final search / fit-all-i1-c0",
+                                             "final search / select-all"]
     assert members(root["fold 0"]) == ["fold 0 / fit-o0-i0-c0", "fold 0 / fit-o0-i1-c0", "fold 0 / select-o0"]
     assert members(root["permutations"]) == ["perm 0", "perm 1"]
     perm1 = root["permutations"].elements[1]
     assert members(perm1) == ["perm 1 / fold 0", "perm 1 / fold 1", "perm 1 / fold 2"]
-    assert {g.name for g in loaded.groups} == {"fold 0", "fold 1", "fold 2", "permutations", "perm 0", "perm 1"} | {
+    assert {g.name for g in loaded.groups} == {"fold 0", "fold 1", "fold 2", "final search", "permutations",
+                                               "perm 0", "perm 1"} | {
         f"perm {m} / fold {k}" for m in range(2) for k in range(3)}
 
 
@@ -109,7 +112,7 @@ def test_export_honours_cluster_python_and_workdir(tmp_path):
     path = workflow.export(tmp_path / "wf.json", format="soma-workflow", python="/cluster/venv/bin/python",
                            workdir="/shared/runs/x")
     jobs = Helper.unserialize(str(path)).jobs
-    assert sorted(job.command[-1] for job in jobs) == ["final", "score-o0", "score-o1", "score-o2"]
+    assert sorted(job.command[-1] for job in jobs) == ["final", "score-o0", "score-o1", "score-o2", "select-all"]
     for job in jobs:
         assert job.command[:5] == ["/cluster/venv/bin/python", "-m", "mempamal", "task", "/shared/runs/x"]
 

@@ -118,8 +118,8 @@ def test_run_panel_shows_finished_folds_from_the_outputs(tmp_path):
     run = workflow.submit(n_jobs=1)
     run.wait()
     panel = RunPanel(run)
-    assert panel.bar.value == panel.bar.max == 4 and panel.bar.bar_style == "success"
-    assert "finished on local: 4/4 tasks done, 3/3 outer folds" in panel.line.value
+    assert panel.bar.value == panel.bar.max == 5 and panel.bar.bar_style == "success"
+    assert "finished on local: 5/5 tasks done, 3/3 outer folds" in panel.line.value
     reference = cross_validate(LogisticRegression(max_iter=300), X, y, cv=3)["test_score"]
     for score in reference:
         assert f"{score:.4f}" in panel.folds.value

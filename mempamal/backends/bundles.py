@@ -36,7 +36,7 @@ from ..tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
 #: kind have finished in the workdir.  A ``fit`` task's guess is per grid point.
-ESTIMATED_SECONDS = {"fit": 0.05, "select": 0.1, "score": 0.1, "final": 0.5}
+ESTIMATED_SECONDS = {"fit": 0.05, "select": 0.1, "score": 0.1, "final": 0.5, "fit-all": 0.05, "select-all": 0.1}
 #: How many finished outputs per kind are read to measure durations.
 MEASURED_SAMPLE = 25
 
@@ -140,7 +140,7 @@ def measured_seconds(workdir, tasks, sample=MEASURED_SAMPLE):
 
 
 def _points(task):
-    return max(1, len(task.points)) if task.kind == "fit" and task.points else 1
+    return max(1, len(task.points)) if task.kind in ("fit", "fit-all") and task.points else 1
 
 
 def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_job=None):

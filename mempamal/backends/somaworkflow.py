@@ -57,8 +57,15 @@ def _import_soma():
 
 
 # ------------------------------------------------------------------ the file
+#: The group of the search on all the data (final_fit=True), beside the folds.
+FINAL_SEARCH_GROUP = "final search"
+FINAL_SEARCH_KINDS = ("fit-all", "select-all")
+
+
 def _group_path(entry):
     """Labels of the groups holding a task, outermost first: ``["perm 3", "perm 3 / fold 0"]``."""
+    if entry.get("kind") in FINAL_SEARCH_KINDS:
+        return [FINAL_SEARCH_GROUP]
     if entry["outer"] is None:
         return []
     fold = f"fold {entry['outer']}"

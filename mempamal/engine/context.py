@@ -195,7 +195,9 @@ class WorkdirContext:
         return integrity.read_output(path, task_id, self.build_id, self.definition(task_id))
 
     def n_inner_splits(self, split_set, outer):
-        """Number of inner splits of outer fold ``outer`` in ``split_set``."""
+        """Inner splits of outer fold ``outer``; ``outer=None``: of the final search on all data."""
+        if outer is None:
+            return self.split_set_info[split_set]["n_inner_all"]
         return self.split_set_info[split_set]["n_inner"][outer]
 
     def estimator_with(self, candidate_index):
@@ -239,6 +241,9 @@ class WorkdirContext:
         """``(X_train, y_train)`` of one outer fold, as cross_validate slices it."""
         from sklearn.utils.metaestimators import _safe_split
 
+        if outer is None:
+            # The final search: GridSearchCV.fit slices its inner splits from X itself.
+            return self.data[0], self.target(split_set)
         key = (split_set, outer)
         if key not in self._outer_subsets:
             train, _ = self.split_set(split_set).outer(outer)
@@ -259,11 +264,25 @@ class WorkdirContext:
         X_test, y_test = _safe_split(self.estimator, self.data[0], self.target(split_set), test, train)
         return X_train, y_train, X_test, y_test
 
+    def all_data(self):
+        """Private copies of the whole ``(X, y)``: what ``GridSearchCV`` refits its best point on.
+
+        Fresh copies (not the read-only memory maps): the estimator may
+        modify its input in place, and the fitted model is pickled.
+        """
+        import numpy as np
+
+        from .fitting import _private_copy
+
+        X, y = self.data[0], self.data[1]
+        return tuple(np.array(v) if isinstance(v, np.ndarray) else _private_copy(v) for v in (X, y))
+
     def inner_split_data(self, split_set, outer, inner):
         """``(X_train, y_train, X_test, y_test)`` of one inner split, sliced
         from the outer training subset exactly as GridSearchCV slices it."""
         from sklearn.utils.metaestimators import _safe_split
 
+        # ``outer=None`` is the final search on all the data.
         # Consecutive fit tasks of a worker mostly share their split; the
         # slices are kept for the next one (never handed to an estimator:
         # every grid point fits and scores private copies of them).
@@ -321,14 +340,33 @@ class WorkdirContext:
         fit = slice_params(X, routes["inner_fit"] if self.candidates else routes["fit"], train)
         return fit, (slice_params(X, routes["score"], test), slice_params(X, routes["score"], train))
 
+    def all_fit_params(self):
+        """The fit params of the final refit on all the data (``GridSearchCV.fit(X, y, **params)``'s refit)."""
+        import numpy as np
+
+        from .metadata import slice_params
+
+        if not self.params:
+            return {}
+        X = self.data[0]
+        everything = np.arange(X.shape[0] if hasattr(X, "shape") else len(X))
+        return slice_params(X, self.routes["inner_fit"] if self.candidates else self.routes["fit"], everything)
+
     def inner_params(self, split_set, outer, inner):
         """The same for one inner split: sliced by the outer train indices
-        (what ``GridSearchCV.fit`` receives), then by the inner ones."""
+        (what ``GridSearchCV.fit`` receives), then by the inner ones;
+        ``outer=None`` is the final search on all the data."""
+        import numpy as np
+
         from .metadata import slice_params
 
         if not self.params:
             return {}, ({}, {})
-        outer_train, _ = self.split_set(split_set).outer(outer)
+        if outer is None:
+            X = self.data[0]
+            outer_train = np.arange(X.shape[0] if hasattr(X, "shape") else len(X))
+        else:
+            outer_train, _ = self.split_set(split_set).outer(outer)
         train, test = self.split_set(split_set).inner(outer, inner)
         X = self.data[0]
         X_outer, _ = self.outer_train_subset(split_set, outer)

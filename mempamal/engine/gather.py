@@ -34,7 +34,8 @@ def _gather_train_scores_and_predictions(results, folds, context, error_value):
 def gather_results(context, record):
     """Assemble the results dictionary from the select/score outputs."""
     nested = bool(context.candidates)
-    grouped = _outputs_by_split_set(context, record.deps)
+    final_ids = [dep for dep in record.deps if context.task(dep).kind == "select-all"]
+    grouped = _outputs_by_split_set(context, [dep for dep in record.deps if dep not in final_ids])
     folds = grouped[MAIN]
     # A callable scorer returning a dict names the metrics by its keys; a
     # failed fold's placeholder scores become error_score for each of them.
@@ -53,7 +54,10 @@ def gather_results(context, record):
         "best_index": [fold["best_index"] for fold in folds] if nested else None,
         "inner": None,
         "permutation": None,
+        "final_fit": _final_search(context.read_output(final_ids[0])) if final_ids else None,
     }
+    if getattr(context.experiment, "return_estimator", False):
+        results["estimators"] = [fold.get("model") for fold in folds]
     if nested:
         results["inner"] = [
             {"scores": fold["inner_scores"], "fit_time": fold["inner_fit_time"],
@@ -78,3 +82,10 @@ def gather_results(context, record):
             "permutation_scores": permutation_scores, "pvalue": float(pvalue),
         }
     return results
+
+
+def _final_search(output):
+    """What ``results.json`` keeps of the ``select-all`` output (the final model's search)."""
+    # Everything the task computed; not its stamp or where/when it ran.
+    bookkeeping = {"task", "build", "definition", "kind", "start", "end", "host", "pid"}
+    return {key: value for key, value in output.items() if key not in bookkeeping}

@@ -56,11 +56,13 @@ def _split_all(splitter, X, y, groups, argument_name):
         raise ValueError(f"The {argument_name!r} splitter could not split the data: {exc}") from exc
 
 
-def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested):
+def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested, final_fit=False):
     """All (outer, inner) splits of one dataset, as scikit-learn would make them.
 
     Returns ``{"outer": [(train, test), ...], "inner": [[(train, test), ...], ...]}``
-    where ``inner[k]`` indexes the training subset of outer fold ``k``.
+    where ``inner[k]`` indexes the training subset of outer fold ``k``.  With
+    ``final_fit`` it also holds ``"all"``: the inner splits of the whole data,
+    as ``GridSearchCV.fit(X, y, groups)`` makes them (empty for plain CV).
     """
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import check_cv
@@ -80,7 +82,14 @@ def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested):
             fold_cv = inner_cv if isinstance(inner_cv, int) or inner_cv is None else clone(inner_cv, safe=False)
             inner_splitter = check_cv(fold_cv, y_train, classifier=classifier)
             inner.append(_split_all(inner_splitter, X_train, y_train, groups_train, "inner_cv"))
-    return {"outer": outer, "inner": inner}
+    result = {"outer": outer, "inner": inner}
+    if final_fit:
+        result["all"] = []
+        if nested:
+            fold_cv = inner_cv if isinstance(inner_cv, int) or inner_cv is None else clone(inner_cv, safe=False)
+            splitter = check_cv(fold_cv, y, classifier=classifier)
+            result["all"] = _split_all(splitter, X, y, groups, "inner_cv")
+    return result
 
 
 def save_split_set(workdir, name, split_set, target_order=None):
@@ -93,6 +102,9 @@ def save_split_set(workdir, name, split_set, target_order=None):
         for j, (train, test) in enumerate(fold_splits):
             arrays[f"inner_train_{k}_{j}"] = train
             arrays[f"inner_test_{k}_{j}"] = test
+    for j, (train, test) in enumerate(split_set.get("all", ())):
+        arrays[f"all_train_{j}"] = train
+        arrays[f"all_test_{j}"] = test
     if target_order is not None:
         arrays["target_order"] = target_order
     # User-only and atomic like every workdir file; a full disk names the file.
@@ -124,8 +136,10 @@ class SplitSet:
         return arrays[f"outer_train_{fold}"], arrays[f"outer_test_{fold}"]
 
     def inner(self, fold, inner_fold):
-        """``(train, test)`` indices of one inner split, relative to the outer training subset."""
+        """Inner split ``inner_fold`` of outer fold ``fold``; ``fold=None``: of the whole data."""
         arrays = self._load()
+        if fold is None:
+            return arrays[f"all_train_{inner_fold}"], arrays[f"all_test_{inner_fold}"]
         return arrays[f"inner_train_{fold}_{inner_fold}"], arrays[f"inner_test_{fold}_{inner_fold}"]
 
     @property

@@ -23,6 +23,7 @@ from .. import store
 from .context import config_applied, load_context
 from .fitting import EstimatorRaised, evaluate_points, fit_and_score
 from .scoring import check_refit_for_scores, metric_names, with_metrics
+from .models import save_model
 from .search import best_index, cv_results
 
 
@@ -199,11 +200,13 @@ def _error_value(context):
 
 
 def _gather_inner_tables(context, record, with_train=False):
-    """The inner search's tables from the ``fit`` outputs ``record`` depends on.
+    """Per-candidate, per-split tables of a search from the outputs of its ``fit`` deps.
 
-    Returns ``(scores, fit_times, score_times, errors)``; with
-    ``with_train=True`` a fifth item, the train scores ``{metric:
-    [[score per split] per candidate]}`` (None without ``return_train_score``).
+    ``record`` is a ``select-o<k>`` task (the search of outer fold ``k``) or
+    ``select-all`` (``outer`` None: the search on all the data).  Returns
+    ``(scores, fit_times, score_times, errors)``; with ``with_train=True`` a
+    fifth item, the train scores ``{metric: [[score per split] per
+    candidate]}`` (None without ``return_train_score``).
     """
     n_candidates = len(context.candidates)
     n_splits = context.n_inner_splits(record.split_set, record.outer)
@@ -238,26 +241,24 @@ def _gather_inner_tables(context, record, with_train=False):
     return tables + (train,) if with_train else tables
 
 
-def _run_select(context, record):
-    """Pick the best grid point of one outer fold, refit it, score outer test."""
+def _inner_search(context, record):
+    """The search of a ``select``/``select-all`` task from its ``fit`` outputs.
+
+    Returns the output fields of the inner tables and the best index
+    (``best_index`` None and ``error`` set when every inner fit failed, or
+    when ``refit`` names a metric the scorer did not return).
+    """
     scores, fit_times, score_times, fit_errors, train_scores = _gather_inner_tables(context, record, with_train=True)
     n_failed = sum(error is not None for error in fit_errors)
     stats = cv_results(context.candidates, scores, fit_times, score_times, train_scores=train_scores)
     n_fits = len(context.candidates) * len(fit_times[0])
     outcome = {"inner_scores": scores, "inner_fit_time": fit_times, "inner_score_time": score_times,
-               "n_failed_fits": n_failed}
+               "n_failed_fits": n_failed, "best_index": None, "error": None}
     if train_scores is not None:
         outcome["inner_train_scores"] = train_scores
     if n_failed == n_fits:
-        # GridSearchCV raises "All the N fits failed"; cross_validate turns
-        # that into error_score for the outer fold, keeping the message.
-        outcome.update(best_index=None, refit_time=0.0, error=_all_fits_failed_error(fit_errors),
-                       test_scores={m: float(context.error_score) for m in context.metrics},
-                       fit_time=0.0, score_time=0.0)
-        if context.return_train_score:
-            outcome["train_scores"] = dict(outcome["test_scores"])
-        if context.predict_method is not None and record.permutation is None:
-            outcome["predictions"] = None
+        # GridSearchCV raises "All the N fits failed".
+        outcome["error"] = _all_fits_failed_error(fit_errors)
         return outcome
     names = list(scores)
     try:
@@ -266,21 +267,42 @@ def _run_select(context, record):
         # GridSearchCV.fit raises this; cross_validate scores the fold error_score.
         if isinstance(context.error_score, str):
             raise EstimatorRaised(exc) from exc
-        outcome.update(best_index=None, refit_time=0.0, error=f"ValueError: {exc}",
-                       test_scores={m: _error_value(context) for m in names}, fit_time=0.0, score_time=0.0)
-        if context.return_train_score:
-            outcome["train_scores"] = dict(outcome["test_scores"])
-        if context.predict_method is not None and record.permutation is None:
-            outcome["predictions"] = None
+        outcome["error"] = f"ValueError: {exc}"
         return outcome
-    best = best_index(stats, context.refit, names)
-    estimator = context.estimator_with(best)
-    outcome.update(best_index=best, **_fit_score_predict(context, record, estimator, names))
+    outcome["best_index"] = best_index(stats, context.refit, names)
+    return outcome
+
+
+def _run_select(context, record):
+    """Pick the best grid point of one outer fold, refit it, score outer test."""
+    outcome = _inner_search(context, record)
+    if context.refit is False and outcome["error"] is None:
+        return _unrefit_outer_fold(context, record, outcome)
+    if outcome["best_index"] is None:
+        # cross_validate turns GridSearchCV's error into error_score for
+        # the outer fold, keeping the message.
+        return _unscored_outer_fold(context, record, outcome)
+    estimator = context.estimator_with(outcome["best_index"])
+    outcome.update(_fit_score_predict(context, record, estimator, list(outcome["inner_scores"])))
+    return outcome
+
+
+def _unscored_outer_fold(context, record, outcome, names=None):
+    """An outer fold that could not be scored: ``error_score`` for every metric, no predictions."""
+    names = list(outcome["inner_scores"]) if names is None else names
+    outcome.update(refit_time=0.0, test_scores={m: _error_value(context) for m in names},
+                   fit_time=0.0, score_time=0.0)
+    if context.return_train_score:
+        outcome["train_scores"] = dict(outcome["test_scores"])
+    if context.predict_method is not None and record.permutation is None:
+        outcome["predictions"] = None
+    if getattr(context.experiment, "return_estimator", False) and record.permutation is None:
+        outcome["model"] = None
     return outcome
 
 
 def _fit_score_predict(context, record, estimator, names=None):
-    """The outer fold's fit, test (and train) scores, and out-of-fold predictions."""
+    """The outer fold's fit, test (and train) scores, out-of-fold predictions and kept estimator."""
     X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     fit_params, score_params = context.outer_params(record.split_set, record.outer)
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
@@ -303,6 +325,68 @@ def _fit_score_predict(context, record, estimator, names=None):
             predictions = fold_predictions(estimator, context.outer_test_X(record.split_set, record.outer),
                                            y, method)
             outcome["predictions"] = save_fold_predictions(context.workdir, record.id, predictions, y)
+    outcome.update(_kept_estimator(context, record, estimator, result))
+    return outcome
+
+
+def _unrefit_outer_fold(context, record, outcome):
+    """``refit=False``: cross_validate cannot score a search that refit nothing.
+
+    ``GridSearchCV(refit=False)`` has no ``predict``: scikit-learn's scoring
+    fails and the fold gets ``error_score`` (a warning, not a fit failure),
+    or the error itself with ``error_score="raise"``.
+    """
+    message = "This 'GridSearchCV' has no attribute 'predict' (refit=False: no candidate was refit)"
+    if isinstance(context.error_score, str):
+        raise EstimatorRaised(AttributeError(message))
+    _unscored_outer_fold(context, record, outcome, names=context.metrics)
+    outcome["scoring_error"] = message
+    return outcome
+
+
+def _kept_estimator(context, record, estimator, result):
+    """``return_estimator=True``: the fold's fitted estimator, stored as ``models/o<k>.pkl``.
+
+    Only for the real data (permutations keep none); a fold whose fit failed
+    keeps none (its entry of ``res.estimators_`` is None).
+    """
+    if not getattr(context.experiment, "return_estimator", False) or record.permutation is not None:
+        return {}
+    if result["fit_failed"]:
+        return {"model": None}
+    return {"model": save_model(context.workdir, f"o{record.outer}", estimator)}
+
+
+def _run_select_all(context, record):
+    """The final model: ``GridSearchCV(...).fit(X, y)`` from the ``fit-all`` outputs.
+
+    The best point is refit on all the data and stored as
+    ``models/final.pkl`` (plain CV: the estimator itself fitted on all the
+    data); the output records its digest.  With ``refit=False`` nothing is
+    refit, as GridSearchCV.
+    """
+    if context.candidates:
+        outcome = _inner_search(context, record)
+        if outcome["best_index"] is None or context.refit is False:
+            outcome.update(model=None, refit_time=0.0)
+            return outcome
+    else:
+        outcome = {"best_index": None, "error": None}
+    estimator = context.estimator_with(outcome["best_index"])
+    X, y = context.all_data()
+    fit_params = context.all_fit_params()
+    start = time.perf_counter()
+    try:
+        estimator.fit(X, y, **fit_params)
+    except Exception as exc:
+        if isinstance(context.error_score, str):  # "raise": the estimator's own exception
+            raise EstimatorRaised(exc) from exc
+        # GridSearchCV.fit would raise; the outer folds' results stay usable
+        # and the final-model attributes raise this error.
+        outcome.update(model=None, refit_time=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
+                       traceback=traceback.format_exc())
+        return outcome
+    outcome.update(refit_time=time.perf_counter() - start, model=save_model(context.workdir, "final", estimator))
     return outcome
 
 
@@ -333,4 +417,5 @@ def _run_final(context, record):
     return {"results": store.RESULTS, "results_sha256": hashlib.sha256(payload).hexdigest()}
 
 
-_HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final}
+_HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final,
+             "fit-all": _run_fit, "select-all": _run_select_all}

@@ -102,7 +102,7 @@ def test_async_run_leaves_the_kernel_free_fills_folds_live_and_survives_reopenin
     run_cell(page, 3)
     wait_until_idle(page)
     poll(page, lambda: "mempamal Results" in cell_text(page, 3))
-    assert "finished on local: 21/21 tasks done, 4/4 outer folds" in cell_text(page, 1)
+    assert "finished on local: 26/26 tasks done, 4/4 outer folds" in cell_text(page, 1)
     assert_no_widget_errors(page)
     save(page)
     # The live panel was replaced by static HTML: the saved file holds no widget there.

@@ -192,7 +192,7 @@ def test_build_then_task_past_the_file_size_limit_keeps_nothing_half_written_and
 
 def test_final_task_past_the_file_size_limit_names_results_json(tmp_path):
     workflow = _experiment().build(X_IRIS, Y_IRIS, workdir=tmp_path / "wd")
-    for task_id in ("score-o0", "score-o1", "score-o2"):
+    for task_id in ("score-o0", "score-o1", "score-o2", "select-all"):
         mp.run_task(workflow.workdir, task_id)
     before = tree_snapshot(workflow.workdir)
     done = subprocess.run(

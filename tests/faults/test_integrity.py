@@ -163,7 +163,7 @@ def test_edited_class_of_a_script_is_a_different_experiment_the_same_class_is_re
 
     assert build(original, "run").returncode == 0
     again = build(original)  # a new interpreter (new hash seed): same code, same fingerprint
-    assert again.returncode == 0 and "DONE 4" in again.stdout, again.stderr
+    assert again.returncode == 0 and "DONE 5" in again.stdout, again.stderr
     refused = build(edited)
     assert refused.returncode != 0 and "already holds a different experiment" in refused.stderr
 
