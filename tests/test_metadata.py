@@ -166,3 +166,29 @@ def test_params_with_permutations_equal_permutation_test_score(tmp_path):
         params={"sample_weight": wc})
     np.testing.assert_allclose(results.permutation_scores, permutation_scores, rtol=0, atol=1e-12)
     assert (results.score, results.pvalue) == (pytest.approx(score, abs=1e-12), pvalue)
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_final_model_with_sample_weight_equals_grid_search_fit(nested, tmp_path):
+    """The final search and refit on all the data get the metadata too, as GridSearchCV.fit(X, y, **params)."""
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    grid = {"C": [0.01, 0.1, 1.0]}
+    estimator = _lr()
+    experiment = mp.Experiment(estimator, param_grid=grid if nested else None, cv=3, inner_cv=3 if nested else None,
+                               return_train_score=True)
+    res = experiment.run(Xc, yc, params={"sample_weight": wc}, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    if nested:
+        search = GridSearchCV(estimator, grid, cv=3, return_train_score=True).fit(Xc, yc, sample_weight=wc)
+        assert res.best_params_ == search.best_params_
+        for key, value in search.cv_results_.items():
+            if key.startswith(("mean_test", "std_test", "rank_test", "split", "mean_train", "std_train")):
+                np.testing.assert_allclose(res.final_cv_results_[key], value, rtol=0, atol=1e-12, err_msg=key)
+        reference = search.best_estimator_
+    else:
+        reference = clone(estimator).fit(Xc, yc, sample_weight=wc)
+    unweighted = clone(estimator).set_params(**(res.best_params_ if nested else {})).fit(Xc, yc)
+    np.testing.assert_allclose(res.best_estimator_.predict_proba(Xc), reference.predict_proba(Xc), rtol=0, atol=1e-12)
+    # The weights matter here: without them the model differs (the test can fail).
+    assert np.abs(unweighted.predict_proba(Xc) - reference.predict_proba(Xc)).max() > 1e-6
