@@ -266,3 +266,20 @@ def test_a_final_fit_that_raises_keeps_the_outer_results_and_raises_on_the_model
     with pytest.raises(ValueError, match="final search on all the data failed") as ours:
         res.best_estimator_
     assert str(expected.value) in str(ours.value)
+
+
+def test_train_scores_predictions_and_metadata_on_every_backend(backend_options, tmp_path):
+    """The rest of the model contract on each backend: train scores, out-of-fold predictions and
+    build(params=) equal cross_validate / cross_val_predict with the same sample weights."""
+    from reference_outputs import (assert_same_predictions, assert_train_scores_match, reference_cross_validate,
+                                   reference_predictions)
+
+    name, options = backend_options
+    weights = np.random.RandomState(0).uniform(0.2, 3.0, len(y_iris))
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                               return_train_score=True, predict="predict_proba", final_fit=False)
+    params = {"sample_weight": weights}
+    workflow = experiment.build(X_iris, y_iris, params=params, workdir=tmp_path / "wd")
+    res = workflow.run(backend=name, n_jobs=2, progress=False, **options)
+    assert_train_scores_match(res, reference_cross_validate(experiment, X_iris, y_iris, None, params))
+    assert_same_predictions(res.predictions, reference_predictions(experiment, X_iris, y_iris, None, params))
