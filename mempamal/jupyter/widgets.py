@@ -225,7 +225,7 @@ class ExperimentBuilder(widgets.VBox):
         return mp.Experiment(
             clone(self.estimators[self.estimator.value]), param_grid=grid, cv=self.outer.value(),
             inner_cv=self.inner.value() if grid else None, scoring=scoring, refit=refit,
-            n_permutations=self.n_permutations.value, random_state=0 if self.n_permutations.value else None,
+            n_permutations=self.n_permutations.value, random_state=0,  # permutation_test_score's default
         )
 
     def validate(self):
