@@ -174,7 +174,7 @@ def status_line(status):
 
 
 def _results(args):
-    from .results import Results, plain_value, results_document
+    from .results import Results, final_best_params, plain_value, results_document
 
     results = Results.load(args.workdir)
     if args.json:
@@ -185,7 +185,7 @@ def _results(args):
         print("\nbest parameters per outer fold:")
         for fold, params in enumerate(results.best_params):
             print(f"  {fold}: {plain_value(params)}")
-    final = getattr(results, "best_params_", None)
+    final = final_best_params(results)
     if final is not None:
         print(f"\nbest parameters on all the data (final model): {plain_value(final)}")
     if results.pvalue is not None:

@@ -67,6 +67,12 @@ def results_html(results):
     if results.nested:
         best = "<br><b>best parameters per outer fold</b>" + _table(
             [(fold, _readable(params)) for fold, params in enumerate(results.best_params)])
+        try:
+            final = results.best_params_
+        except (AttributeError, ValueError):  # no final search (final_fit=False), or it failed
+            final = None
+        if final is not None:
+            best += f"<br><b>final model</b> (search and refit on all the data): {html.escape(_readable(final))}"
     perm = ""
     if results.pvalue is not None:
         perm = f"<br>permutation test ({results.permutation_metric}): p-value = {results.pvalue:.4g}"

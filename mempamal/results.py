@@ -511,8 +511,7 @@ def results_document(results):
     """
     document = dict(results.raw)
     document["best_params"] = _jsonable(results.best_params)
-    final = getattr(results, "best_params_", None)  # the final model's search, when it was run
-    document["best_params_"] = _jsonable(final)
+    document["best_params_"] = _jsonable(final_best_params(results))
     document["summary"] = {metric: {column: float(value) for column, value in row.items()}
                            for metric, row in results.summary().to_dict(orient="index").items()}
     return document
@@ -521,3 +520,17 @@ def results_document(results):
 def _plain(params):
     """``{'C': 1.0}``, not ``{'C': np.float64(1.0)}``."""
     return repr(plain_value(dict(params)))
+
+
+def final_best_params(results):
+    """``results.best_params_`` when the final search ran and succeeded, else None.
+
+    Examples
+    --------
+    >>> final_best_params(mp.Results.load("runs/iris"))     # doctest: +SKIP
+    {'C': 1.0}
+    """
+    try:
+        return results.best_params_
+    except (AttributeError, ValueError):  # final_fit=False / plain CV, or the final search failed
+        return None

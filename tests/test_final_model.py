@@ -253,6 +253,33 @@ def test_a_final_search_whose_fits_all_fail_raises_gridsearchcvs_error(tmp_path)
             getattr(res, name)
         assert str(expected.value).splitlines()[0] in str(ours.value)
     assert "final model: none (the search on all the data failed)" in repr(res)
+    # The displays and the CLI still show the outer results (no crash on the failed final search).
+    assert "final model" not in res._repr_html_()
+    _check_cli_results(tmp_path / "wd", final=None)
+
+
+def _check_cli_results(workdir, final):
+    import contextlib
+    import io
+    import json
+
+    from mempamal.cli import main as cli_main
+
+    text, document = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert cli_main(["results", str(workdir)]) == 0
+    with contextlib.redirect_stdout(document):
+        assert cli_main(["results", str(workdir), "--json"]) == 0
+    assert json.loads(document.getvalue())["best_params_"] == final
+    assert ("best parameters on all the data (final model)" in text.getvalue()) == (final is not None)
+
+
+def test_results_displays_and_cli_show_the_final_models_parameters(tmp_path):
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    res = experiment.run(X_iris, y_iris, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    expected = _grid_search(experiment).fit(X_iris, y_iris).best_params_
+    assert "final model" in res._repr_html_() and repr(expected["C"]) in res._repr_html_().split("final model")[1]
+    _check_cli_results(tmp_path / "wd", final={"C": float(expected["C"])})
 
 
 def test_a_final_fit_that_raises_keeps_the_outer_results_and_raises_on_the_model(tmp_path):
