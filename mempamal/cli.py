@@ -72,6 +72,8 @@ def main(argv=None):
         return _COMMANDS[args.command](args)
     except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, FileExistsError, ValueError) as exc:
         print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
+        if isinstance(exc.__cause__, WorkflowError):  # an estimator's error_score="raise": the run's counts too
+            print(f"mempamal {args.command}: {_error_text(exc.__cause__)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mempamal: interrupted; finished tasks are kept, run again to resume.", file=sys.stderr)
@@ -84,8 +86,11 @@ def main(argv=None):
     except Exception as exc:
         if not _task_notes(exc):
             raise
-        # An estimator's own exception (error_score="raise"): one line naming the task.
+        # An estimator's own exception (error_score="raise"): one line naming the task,
+        # then the run's counts (its WorkflowError is the cause) in the words of `status`.
         print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
+        if isinstance(exc.__cause__, WorkflowError):
+            print(f"mempamal {args.command}: {_error_text(exc.__cause__)}", file=sys.stderr)
         return 1
     finally:
         warnings.formatwarning = default_format

@@ -31,7 +31,7 @@ def cli(*args):
 def failing_workdir(tmp_path):
     """A nested CV whose grid point C=-1 raises in every inner fit (``error_score="raise"``)."""
     experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [1.0, -1.0]}, cv=N_OUTER,
-                               inner_cv=N_INNER, error_score="raise")
+                               inner_cv=N_INNER, error_score="raise", final_fit=False)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     # What must fail: every fit of the C=-1 chunk; what is blocked: every
     # select (it needs all inner fits of its fold) and final.
@@ -68,9 +68,11 @@ def test_python_api_and_displays_use_the_same_states(failing_workdir):
     workflow, expected = failing_workdir
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(mp.WorkflowError) as info:
+        # error_score="raise": the estimator's own exception, whose cause is the run's WorkflowError.
+        with pytest.raises(ValueError) as info:
             workflow.run(n_jobs=1, progress=False)
-    error = info.value
+    error = info.value.__cause__
+    assert isinstance(error, mp.WorkflowError)
     assert len(error.failed) == expected["failed"] + expected["blocked"]  # every task not done, as before
     assert sorted(error.blocked) == sorted(t.id for t in workflow.tasks if t.kind in ("select", "final"))
     assert str(error).startswith(f"{expected['failed']} task(s) failed, {expected['blocked']} blocked")

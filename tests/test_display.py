@@ -251,7 +251,7 @@ def test_from_results_plots_on_the_given_axes_and_returns_the_display(results, n
 def test_graph_display_from_workflow_plots_on_the_given_axes(tmp_path):
     from mempamal.display import GraphDisplay
 
-    workflow = mp.Experiment(SVC(), cv=3).build(X, y, workdir=tmp_path / "wd")
+    workflow = mp.Experiment(SVC(), cv=3, final_fit=False).build(X, y, workdir=tmp_path / "wd")
     _, ax = plt.subplots()
     drawn = GraphDisplay.from_workflow(workflow, ax=ax, aggregate=True)
     assert drawn.ax_ is ax and drawn.aggregated_ and all(patch.axes is ax for patch in ax.patches)

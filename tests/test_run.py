@@ -67,7 +67,7 @@ def test_running_counts_the_tasks_executing_never_more_than_the_workers(tmp_path
         counts = run.status()
         seen.append(counts["running"])
         running_kinds = {kind for kind, c in counts["by_kind"].items() if c["running"]}
-        assert running_kinds <= {"fit", "select", "final"}
+        assert running_kinds <= {"fit", "select", "fit-all", "select-all", "final"}
         time.sleep(0.01)
     results = run.wait()
     assert max(seen) <= n_jobs, seen

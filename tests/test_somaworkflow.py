@@ -179,7 +179,7 @@ def test_interrupted_run_kills_its_jobs_and_the_rerun_submits_only_the_rest(tmp_
 
 
 def test_failed_job_is_reported_with_its_stderr_and_dependents_not_run(tmp_path):
-    experiment = _experiment(param_grid={"C": [1.0, -1.0]}, cv=2, error_score="raise")
+    experiment = _experiment(param_grid={"C": [1.0, -1.0]}, cv=2, error_score="raise", final_fit=False)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     state = tmp_path / "soma-state"
     with warnings.catch_warnings():
