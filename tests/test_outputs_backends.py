@@ -18,7 +18,6 @@ from sklearn.preprocessing import StandardScaler
 
 import mempamal as mp
 
-from conftest import kept_environment
 from reference_outputs import (assert_same_predictions, assert_train_scores_match, reference_cross_validate,
                                reference_predictions)
 
@@ -28,24 +27,8 @@ weights = np.random.RandomState(0).uniform(0.2, 2.0, 40)
 groups = np.arange(40) % 4
 
 
-@pytest.fixture(scope="module")
-def ipp_client():
-    from mempamal.backends.ipyparallel import LocalCluster
-
-    with LocalCluster(2) as local:
-        yield local.client
-
-
-@pytest.fixture(scope="module")
-def dask_client():
-    distributed = pytest.importorskip("distributed", reason="the dask backend needs distributed (mempamal[dask])")
-    import logging
-
-    with kept_environment():
-        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=logging.ERROR)
-    with kept_environment(), cluster, distributed.Client(cluster) as client:
-        yield client
+# The same real clusters as the shared backend tests (module-scoped there too).
+from test_backends import dask_client, ipp_client  # noqa: E402,F401 (fixtures)
 
 
 def _experiment():
