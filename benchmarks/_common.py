@@ -17,9 +17,14 @@ from pathlib import Path
 import numpy as np
 
 
-def parse_args(description, default_repeats=5):
-    """``--quick`` (smoke run: small data, one repetition) and ``--repeats N``."""
+def parse_args(description, default_repeats=5, configure=None):
+    """``--quick`` (smoke run: small data, one repetition) and ``--repeats N``.
+
+    ``configure(parser)`` adds a script's own options.
+    """
     parser = argparse.ArgumentParser(description=description)
+    if configure is not None:
+        configure(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: small data, 1 repetition")
     parser.add_argument("--repeats", type=int, default=None, help=f"repetitions (default {default_repeats})")
     args = parser.parse_args()
