@@ -124,7 +124,8 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     training X in its post-fit state when ``fit`` fitted a copy of it.
     ``score(estimator, X, y, params, split)`` (``split`` "test" or "train")
     replaces scikit-learn's ``_score`` with this scorer, for a caller that
-    scores the same way faster (shared transforms).
+    scores the same way faster (shared transforms); ``X_test`` and what
+    ``train_X`` gives may then be :class:`LazyCopy` objects.
 
     Returns ``{"scores": {metric: float}, "fit_time", "score_time", "error",
     "fit_failed"}`` plus ``"train_scores"`` with ``return_train_score``.
@@ -144,6 +145,7 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     test_params, train_params = score_params if score_params is not None else ({}, {})
     if score is None:
         def score(estimator, X, y, params, split):
+            X = X.get() if isinstance(X, LazyCopy) else X
             return _score_or_raise(estimator, X, y, scorer, params, error_score)
     start = time.perf_counter()
     try:
@@ -230,30 +232,33 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
         shared = SharedTransforms(scorer, lambda estimator, X, y, params: _score_or_raise(
             estimator, X, y, scorer, params, error_score))
 
-        def score(estimator, X, y, params, split, X_test=data[2]):
-            # The data each point's copy was made from: the task's test
-            # split, or the training X as the shared first step left it.
-            source = X_test if split == "test" else cache[_TRAIN_INPUT]
-            return shared.score(estimator, X, y, params, split, source)
+        def score(estimator, X, y, params, split):
+            # X is a LazyCopy of the task's test split or of the training X
+            # as the shared first step left it: the copy scikit-learn would
+            # score is made only if the whole pipeline is scored.
+            return shared.score(estimator, X.X, X.get, y, params, split)
     for point in order:
         estimator = clone(base).set_params(**clone(candidates[point], safe=False))
         # GridSearchCV slices fresh arrays for every fit; estimators that
         # work in place (copy=False) must not see another point's leftovers.
         # With prefix sharing, the training copy is made only if this point
-        # fits the first step itself (a reused prefix never reads it).
+        # fits the first step itself (a reused prefix never reads it), and
+        # the test copy only if the whole pipeline is scored.
         X_train, y_train, X_test, y_test = data
-        y_train, X_test, y_test = _private_copy(y_train), _private_copy(X_test), _private_copy(y_test)
+        y_train, y_test = _private_copy(y_train), _private_copy(y_test)
         fit = train_X = None
         if keys is not None:
+            X_test = LazyCopy(X_test)
+
             def fit(pipeline, point_keys=keys[point], y_train=y_train):
                 fit_pipeline_sharing_prefix(pipeline, LazyCopy(X_train), y_train, point_keys, cache)
 
             def train_X():
                 # The training X as the first step's fit left it (shared by
                 # every point with that step); a copy, so scoring leaves it.
-                return _private_copy(cache[_TRAIN_INPUT])
+                return LazyCopy(cache[_TRAIN_INPUT])
         else:
-            X_train = _private_copy(X_train)
+            X_train, X_test = _private_copy(X_train), _private_copy(X_test)
         point_fit_params = {name: _private_copy(value) for name, value in (fit_params or {}).items()}
         results[point] = fit_and_score(
             estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=fit,

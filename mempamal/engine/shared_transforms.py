@@ -115,7 +115,8 @@ class SharedTransforms:
     >>> shared = SharedTransforms(scorer, lambda est, X, y, params: _score(est, X, y, scorer, params))
     >>> X, y = np.arange(12.).reshape(6, 2) ** 2, np.arange(6.)
     >>> pipe = make_pipeline(StandardScaler(), Ridge()).fit(X[:4], y[:4])
-    >>> shared.score(pipe, X[4:].copy(), y[4:], {}, "test", X[4:]) == _score(pipe, X[4:], y[4:], scorer, {})
+    >>> X_test = X[4:]
+    >>> shared.score(pipe, X_test, X_test.copy, y[4:], {}, "test") == _score(pipe, X_test, y[4:], scorer, {})
     True
     """
 
@@ -124,16 +125,18 @@ class SharedTransforms:
         self.enabled = scorer_allows_shortcut(scorer)
         self._entries = {}
 
-    def score(self, pipeline, X, y, params, split, source):
-        """The scores of ``pipeline`` on ``X`` (a private copy of ``source``), exactly as ``score`` gives them.
+    def score(self, pipeline, source, fresh, y, params, split):
+        """The scores of ``pipeline`` on a private copy of ``source``, exactly as ``score`` gives them.
 
-        ``split`` ("test" or "train") names the cache entry; ``source`` is the
-        array ``X`` was copied from, the same object for every point scored
-        on that data (it keys the cache by identity).
+        ``source`` is the same object for every point scored on that data
+        (it keys the cache by identity, and is never written to);
+        ``fresh()`` makes the private copy, needed only when the whole
+        pipeline is scored; ``split`` ("test" or "train") names the cache
+        entry.
         """
-        transformed = self._transformed(pipeline, X, split, source) if self.enabled else None
+        transformed = self._transformed(pipeline, source, split) if self.enabled else None
         if transformed is None:
-            return self._full_score(pipeline, X, y, params)
+            return self._full_score(pipeline, fresh(), y, params)
         # The final step gets its own copy, as it gets a fresh array from
         # every Pipeline call in scikit-learn (order="K": the same layout).
         Xt = transformed.copy(order="K")
@@ -148,13 +151,13 @@ class SharedTransforms:
         # The final step wrote into its input: with several response methods
         # scikit-learn would give each a fresh array; score as scikit-learn.
         self.enabled = False
-        return self._full_score(pipeline, X, y, params)
+        return self._full_score(pipeline, fresh(), y, params)
 
-    def _transformed(self, pipeline, X, split, source):
+    def _transformed(self, pipeline, source, split):
         """``source`` through the fitted prefix of ``pipeline`` (cached), or None: no shortcut."""
         from sklearn.pipeline import Pipeline
 
-        if type(pipeline) is not Pipeline or not _plain_array(X):
+        if type(pipeline) is not Pipeline or not _plain_array(source):
             return None
         final = pipeline.steps[-1][1]
         if final is None or (isinstance(final, str) and final == "passthrough"):
@@ -163,7 +166,7 @@ class SharedTransforms:
         entry = self._entries.get(split)
         if (entry is None or entry[0] is not source or len(entry[1]) != len(prefix)
                 or not all(a is b for a, b in zip(entry[1], prefix))):
-            entry = self._entries[split] = (source, prefix, self._transform(pipeline, X))
+            entry = self._entries[split] = (source, prefix, self._transform(pipeline, source))
         return entry[2]
 
     @staticmethod
