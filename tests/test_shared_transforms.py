@@ -270,3 +270,33 @@ def test_an_unknown_scorer_keeps_the_whole_pipeline():
     assert not scorer_allows_shortcut(lambda estimator, X, y: 0.0)
     with sklearn.config_context(enable_metadata_routing=True):
         assert not scorer_allows_shortcut(check_scoring(LogisticRegression(), None))
+
+
+@pytest.mark.parametrize("case", ["final-writes-into-its-input", "prefix-writes-into-its-input"])
+def test_in_place_writes_are_detected_and_scored_as_without_sharing(case, monkeypatch):
+    """Shared scoring equals per-point scoring (each point its own pipeline and copies, as
+    scikit-learn) in both in-place cases, and these cases need the checks: without them
+    the scores differ."""
+    from mempamal.engine import shared_transforms
+
+    if case.startswith("final"):
+        pipeline = scaler_pca_logreg(make_pipeline(StandardScaler(copy=False), LogisticRegression(max_iter=500)))
+        grid = {"pca__n_components": [3, 6], "logreg__logisticregression__C": [0.1, 10.0]}
+    else:
+        pipeline, grid = Pipeline([("scale", StandardScaler(copy=False)), ("pca", PCA(random_state=0)),
+                                   ("logreg", LogisticRegression(max_iter=500))]), GRID
+    candidates, descriptions = expand_grid(grid)
+    keys = prefix_keys(pipeline, descriptions)
+    train, test = next(iter(INNER.split(Xc, yc)))
+    data = (Xc[train], yc[train], Xc[test], yc[test])
+    scorer, metrics, _ = build_scorer(pipeline, ["accuracy", "roc_auc", "neg_log_loss"])
+
+    def scores(point_keys):
+        return [(r["scores"], r["train_scores"]) for r in evaluate_points(
+            pipeline, candidates, range(len(candidates)), point_keys, data, scorer, metrics, np.nan,
+            return_train_score=True)]
+
+    reference = scores(None)
+    assert scores(keys) == reference
+    monkeypatch.setattr(shared_transforms, "_same_bits", lambda a, b: True)
+    assert scores(keys) != reference

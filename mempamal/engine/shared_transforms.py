@@ -71,9 +71,10 @@ def scorer_allows_shortcut(scorer):
 
 
 def _plain_array(X):
+    """A numeric NumPy array (a memory map too), not a subclass with other semantics (matrix)."""
     import numpy as np
 
-    return type(X) is np.ndarray and X.dtype.kind in "biufc"
+    return type(X) in (np.ndarray, np.memmap) and X.dtype.kind in "biufc"
 
 
 def _same_bits(a, b):
