@@ -3,8 +3,9 @@
 Wide data (1000 x 2000), grid PCA n_components (2 values) x C (8 values),
 outer 5 x inner 3 folds.  GridSearchCV refits the scaler and the PCA for
 every one of the 16 points; ``Pipeline(memory=...)`` caches them on disk;
-mempamal keeps the 8 points sharing a PCA in one task and fits it once
-(DESIGN.md section 4).  scikit-learn runs with n_jobs on the outer loop or
+mempamal keeps the 8 points sharing a PCA in one task, fits it once and
+transforms the inner test split through it once (DESIGN.md section 4;
+engine/shared_transforms.py).  scikit-learn runs with n_jobs on the outer loop or
 the inner search (the best of each is reported), mempamal on every core.
 
     .venv/bin/python benchmarks/bench_shared_prefix.py [--quick] [--repeats N]

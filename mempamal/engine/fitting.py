@@ -5,14 +5,17 @@ fitted on the training split and scored with ``sklearn``'s own ``_score`` on
 the test split.  When points of one task give the same parameters to the
 leading steps of a Pipeline, those steps are fitted once (with the very calls
 ``Pipeline.fit`` makes: ``fit_transform`` step by step) and the fitted steps
-are reused; the assembled Pipeline is then scored as a whole, so scorers see
-the same object type as in scikit-learn.
+are reused; the test (and train) split is then transformed through them once
+per prefix too, and each point's final step scored on it
+(:mod:`mempamal.engine.shared_transforms` says when, and why the scores are
+the same).
 """
 
 import time
 import traceback
 
 from .scoring import scores_as_dict
+from .shared_transforms import SharedTransforms
 
 
 def _is_raise(error_score):
@@ -111,7 +114,7 @@ def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
 
 
 def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=None, *,
-                  fit_params=None, score_params=None, return_train_score=False, train_X=None):
+                  fit_params=None, score_params=None, return_train_score=False, train_X=None, score=None):
     """Fit ``estimator`` and score it; failures become ``error_score`` like sklearn.
 
     The steps of scikit-learn's ``_fit_and_score``: ``fit(X_train, y_train,
@@ -119,6 +122,10 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     train part with the same fitted estimator.  ``score_params`` is
     ``(test_params, train_params)``; ``train_X`` (a callable) gives the
     training X in its post-fit state when ``fit`` fitted a copy of it.
+    ``score(estimator, X, y, params, split)`` (``split`` "test" or "train")
+    replaces scikit-learn's ``_score`` with this scorer, for a caller that
+    scores the same way faster (shared transforms); ``X_test`` and what
+    ``train_X`` gives may then be :class:`LazyCopy` objects.
 
     Returns ``{"scores": {metric: float}, "fit_time", "score_time", "error",
     "fit_failed"}`` plus ``"train_scores"`` with ``return_train_score``.
@@ -136,6 +143,10 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     ['score']
     """
     test_params, train_params = score_params if score_params is not None else ({}, {})
+    if score is None:
+        def score(estimator, X, y, params, split):
+            X = X.get() if isinstance(X, LazyCopy) else X
+            return _score_or_raise(estimator, X, y, scorer, params, error_score)
     start = time.perf_counter()
     try:
         if fit is None:
@@ -159,7 +170,7 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
         return failed
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    scores = _score_or_raise(estimator, X_test, y_test, scorer, test_params, error_score)
+    scores = score(estimator, X_test, y_test, test_params, "test")
     score_time = time.perf_counter() - start
     result = {
         "scores": scores_as_dict(scores, metrics),
@@ -171,7 +182,7 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
     if return_train_score:
         X_seen = X_train if train_X is None else train_X()
         result["train_scores"] = scores_as_dict(
-            _score_or_raise(estimator, X_seen, y_train, scorer, train_params, error_score), metrics)
+            score(estimator, X_seen, y_train, train_params, "train"), metrics)
     return result
 
 
@@ -216,29 +227,42 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
     order = sorted(points, key=lambda p: keys[p]) if keys is not None else list(points)
     cache = {}
     results = {}
+    score = None
+    if keys is not None:
+        shared = SharedTransforms(scorer, lambda estimator, X, y, params: _score_or_raise(
+            estimator, X, y, scorer, params, error_score))
+
+        def score(estimator, X, y, params, split):
+            # X is a LazyCopy of the task's test split or of the training X
+            # as the shared first step left it: the copy scikit-learn would
+            # score is made only if the whole pipeline is scored.
+            return shared.score(estimator, X.X, X.get, y, params, split)
     for point in order:
         estimator = clone(base).set_params(**clone(candidates[point], safe=False))
         # GridSearchCV slices fresh arrays for every fit; estimators that
         # work in place (copy=False) must not see another point's leftovers.
         # With prefix sharing, the training copy is made only if this point
-        # fits the first step itself (a reused prefix never reads it).
+        # fits the first step itself (a reused prefix never reads it), and
+        # the test copy only if the whole pipeline is scored.
         X_train, y_train, X_test, y_test = data
-        y_train, X_test, y_test = _private_copy(y_train), _private_copy(X_test), _private_copy(y_test)
+        y_train, y_test = _private_copy(y_train), _private_copy(y_test)
         fit = train_X = None
         if keys is not None:
+            X_test = LazyCopy(X_test)
+
             def fit(pipeline, point_keys=keys[point], y_train=y_train):
                 fit_pipeline_sharing_prefix(pipeline, LazyCopy(X_train), y_train, point_keys, cache)
 
             def train_X():
                 # The training X as the first step's fit left it (shared by
                 # every point with that step); a copy, so scoring leaves it.
-                return _private_copy(cache[_TRAIN_INPUT])
+                return LazyCopy(cache[_TRAIN_INPUT])
         else:
-            X_train = _private_copy(X_train)
+            X_train, X_test = _private_copy(X_train), _private_copy(X_test)
         point_fit_params = {name: _private_copy(value) for name, value in (fit_params or {}).items()}
         results[point] = fit_and_score(
             estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=fit,
             fit_params=point_fit_params, score_params=score_params,
-            return_train_score=return_train_score, train_X=train_X,
+            return_train_score=return_train_score, train_X=train_X, score=score,
         )
     return [results[point] for point in points]
