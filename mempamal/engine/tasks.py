@@ -85,7 +85,10 @@ def run_task(workdir, task_id, *, force=False):
     output = context.stamp(task_id)
     output.update(payload)
     output.update(kind=record.kind, start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
-    store.write_json(target, output)
+    # Not fsynced (durable=False): every reader validates an output (complete
+    # JSON, this task's stamp), so what an OS crash may leave -- an empty,
+    # torn or NUL-filled file -- counts as not done and the task runs again.
+    store.write_json(target, output, durable=False)
     stale_log = store.log_path(workdir, task_id)
     if stale_log.exists():
         stale_log.unlink()
@@ -165,7 +168,8 @@ def raise_estimator_error(failed, cause=None):
 
 def _write_log(workdir, task_id):
     try:
-        store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode())
+        # A log only explains a failure (never trusted as done): no fsync.
+        store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode(), durable=False)
     except OSError:
         pass  # The exception itself still reaches the caller.
 
@@ -412,6 +416,9 @@ def _run_final(context, record):
 
     results = gather_results(context, record)
     payload = json.dumps(results, allow_nan=True).encode("utf-8")
+    # Durable (fsynced before the output that vouches for it is written): the
+    # final output records its digest, so a torn results.json after an OS
+    # crash would leave a trusted output pointing at a file that fails it.
     store.atomic_write_bytes(Path(context.workdir) / store.RESULTS, payload)
     # The final output (stamped with the build id) vouches for results.json.
     return {"results": store.RESULTS, "results_sha256": hashlib.sha256(payload).hexdigest()}
