@@ -54,17 +54,20 @@ def run_task(workdir, task_id, *, force=False):
     >>> run_task("runs/iris", "fit-o0-i0-c0")    # doctest: +SKIP
     'done'
     """
-    workdir = Path(workdir)
-    target = store.output_path(workdir, task_id)
     started = time.time()
     try:
+        # Cached per worker process (engine/context.py): the experiment, task
+        # table and data are loaded once; per task only a few stats check
+        # that the manifest and the build files this task uses are unchanged.
         context = load_context(workdir)
         record = context.task(task_id)
-        if target.exists() and not force:
+        target = context.output_file(task_id)
+        if not force and os.path.exists(target):
             problem = context.output_problem(task_id)
             if problem is None:
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
+        context.check_build_files(record.split_set)
         handler = _HANDLERS[record.kind]
         # The build's scikit-learn config (incl. enable_metadata_routing), whatever process runs this.
         with config_applied(context.sklearn_config), context.routing_context():
@@ -89,9 +92,9 @@ def run_task(workdir, task_id, *, force=False):
     # JSON, this task's stamp), so what an OS crash may leave -- an empty,
     # torn or NUL-filled file -- counts as not done and the task runs again.
     store.write_json(target, output, durable=False)
-    stale_log = store.log_path(workdir, task_id)
-    if stale_log.exists():
-        stale_log.unlink()
+    stale_log = context.log_file(task_id)
+    if os.path.exists(stale_log):
+        os.unlink(stale_log)
     return "done"
 
 
