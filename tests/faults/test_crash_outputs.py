@@ -179,3 +179,14 @@ def test_build_files_are_fsynced_task_outputs_are_not(tmp_path):
     assert any(name.startswith(".results.json.") for name in ran) and any(
         name.startswith(".final.pkl.") for name in ran), ran
     assert len(os.listdir(workdir / "outputs")) == len(workflow.tasks) and workflow.status()["untrusted"] == {}
+
+
+def test_timeline_leaves_out_an_output_torn_by_a_crash(finished, tmp_path):
+    workdir = tmp_path / "wd"
+    shutil.copytree(finished, workdir)
+    _truncated_json(workdir / "outputs" / "fit-o0-i1-c1.json", None)
+    _another_tasks_stamp(workdir / "outputs" / "fit-o0-i0-c0.json", workdir / "outputs" / "fit-o1-i0-c0.json")
+    timeline = mp.Results.load(workdir).timeline()
+    assert "fit-o0-i1-c1" not in set(timeline["task"]) and "fit-o0-i0-c0" not in set(timeline["task"])
+    assert len(timeline) == len(mp.Workflow.open(workdir).tasks) - 2
+    assert list(timeline["task"]).count("fit-o1-i0-c0") == 1
