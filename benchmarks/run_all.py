@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CASES = ["bench_nested_cv", "bench_shared_prefix", "bench_overhead", "bench_nested_parallelism"]
+CASES = ["bench_nested_cv", "bench_shared_prefix", "bench_overhead", "bench_nested_parallelism", "bench_memory"]
 
 
 def run_case(name, extra_args):

@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from .store import DATA_DIR, EXPERIMENT, MANIFEST, OUTPUTS_DIR, SPLITS_DIR, WorkdirError, read_json
+from .store import DATA_DIR, EXPERIMENT, MANIFEST, OUTPUTS_DIR, SPLITS_DIR, WorkdirError
 
 
 def output_stamp(task_id, build_id, definition):
@@ -48,37 +48,50 @@ def output_problem(path, task_id, build_id, definition):
     >>> "another build" in output_problem(path, "final", "b2", "d1")
     True
     """
+    return _checked_output(path, task_id, build_id, definition)[1]
+
+
+def _checked_output(path, task_id, build_id, definition):
+    """``(output, None)`` for a trusted output, ``(None, why not)`` otherwise: one read, one parse.
+
+    Outputs are not fsynced (``store.atomic_write(durable=False)``): after an
+    OS crash one may be empty, torn or NUL-filled, and this is what refuses it.
+    """
     try:
         with open(path, "rb") as handle:
             payload = handle.read()
         output = json.loads(payload)
     except FileNotFoundError:
-        return f"{path} is missing"
+        return None, f"{path} is missing"
     except (ValueError, UnicodeDecodeError) as exc:
-        return f"Corrupt file {path} (not complete JSON: {exc})"
+        return None, f"Corrupt file {path} (not complete JSON: {exc})"
     if not isinstance(output, dict):
-        return f"Corrupt file {path} (not a JSON object)"
+        return None, f"Corrupt file {path} (not a JSON object)"
     if output.get("task") != task_id:
-        return f"{path} is the output of task {output.get('task')!r}, not of {task_id!r} (copied or renamed)"
+        return None, f"{path} is the output of task {output.get('task')!r}, not of {task_id!r} (copied or renamed)"
     if output.get("build") != build_id:
-        return (f"{path} was written by another build ({output.get('build')!r}; this workdir is build "
-                f"{build_id!r}): the workdir was rebuilt after that task started")
+        return None, (f"{path} was written by another build ({output.get('build')!r}; this workdir is build "
+                      f"{build_id!r}): the workdir was rebuilt after that task started")
     if output.get("definition") != definition:
-        return f"{path} was written for another definition of task {task_id!r} (the task table changed since)"
-    return None
+        return None, (f"{path} was written for another definition of task {task_id!r} "
+                      "(the task table changed since)")
+    return output, None
 
 
 def read_output(path, task_id, build_id, definition):
     """Load a task output after checking its stamp; :class:`WorkdirError` names the file.
 
+    The output returned is the one checked (read and parsed once: no second
+    read that could see another file).
+
     Examples
     --------
     >>> read_output("wd/outputs/final.json", "final", "b1", "d1")   # doctest: +SKIP
     """
-    problem = output_problem(path, task_id, build_id, definition)
+    output, problem = _checked_output(path, task_id, build_id, definition)
     if problem is not None:
         raise WorkdirError(f"{problem}; run that task again (mempamal run resumes it).")
-    return read_json(path)
+    return output
 
 
 def scan_outputs(workdir, build_id, definition_of, cache=None):
@@ -175,17 +188,36 @@ def verify_build_files(workdir, manifest):
     --------
     >>> verify_build_files("runs/iris", read_json("runs/iris/manifest.json"))   # doctest: +SKIP
     """
-    workdir = Path(workdir)
     for name, expected in manifest.get("files", {}).items():
-        path = workdir / name
-        try:
-            actual = file_digest(path)
-        except FileNotFoundError:
-            raise WorkdirError(f"Missing file {path}; build the workdir again.") from None
-        if actual != expected:
-            how = (f"{actual['size']} bytes instead of {expected['size']}" if actual["size"] != expected["size"]
-                   else "same size, other content")
-            raise WorkdirError(
-                f"{path} is not the file this build wrote ({how}, according to {workdir / MANIFEST}): "
-                "it was truncated, overwritten or swapped. Build the workdir again."
-            )
+        verify_build_file(workdir, name, expected)
+
+
+def verify_build_file(workdir, name, expected):
+    """Refuse the build file ``name`` (relative to ``workdir``) unless its digest is ``expected``.
+
+    Returns the ``os.stat`` taken *before* the digest was computed: a
+    caller that caches the verdict by it (a worker, between tasks) sees any
+    change made during or after the check.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()); _ = (folder / "x").write_bytes(b"abc")
+    >>> verify_build_file(folder, "x", file_digest(folder / "x")).st_size
+    3
+    """
+    workdir = Path(workdir)
+    path = workdir / name
+    try:
+        info = os.stat(path)
+        actual = file_digest(path)
+    except FileNotFoundError:
+        raise WorkdirError(f"Missing file {path}; build the workdir again.") from None
+    if actual != expected:
+        how = (f"{actual['size']} bytes instead of {expected['size']}" if actual["size"] != expected["size"]
+               else "same size, other content")
+        raise WorkdirError(
+            f"{path} is not the file this build wrote ({how}, according to {workdir / MANIFEST}): "
+            "it was truncated, overwritten or swapped. Build the workdir again."
+        )
+    return info

@@ -321,7 +321,9 @@ class Results:
         import pandas as pd
 
         rows = []
-        for task_id in sorted(store.finished_task_ids(self.workdir)):
+        # Trusted outputs only (complete, stamped): outputs are not fsynced, and
+        # after an OS crash a listed file may be empty, torn or another task's.
+        for task_id in sorted(TaskGraph.open(self.workdir).done_ids()):
             output = store.read_json(store.output_path(self.workdir, task_id))
             rows.append({key: output.get(key) for key in ("task", "kind", "start", "end", "host", "pid")})
         return pd.DataFrame(rows, columns=["task", "kind", "start", "end", "host", "pid"])

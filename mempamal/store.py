@@ -19,9 +19,21 @@ pickles, logs, the data (``.npy`` through numpy's stream writer, ``.npz``,
 except the lock, which :mod:`mempamal.lock` creates by hard-linking a
 complete temporary file (all or nothing too).  Files are user-only (0600,
 folders 0700 through :func:`make_private_dir`, whatever the umask); a kill or
-a full disk never leaves a truncated file that a later run would trust.  The
-file is fsynced before its rename but the folder is not: after a power cut a
-file just written may be missing (its task runs again), never partial.
+a full disk never leaves a truncated file that a later run would trust.
+
+Durability comes in two kinds (``atomic_write(..., durable=)``).  Files
+written once by a build (marker, manifest, experiment, task table, data,
+splits) and the files a task's output vouches for by digest (``results.json``,
+models, predictions) are fsynced before their rename: nothing re-creates
+them, and they must be complete before the output that points to them can
+exist.  Task outputs and logs are *not* fsynced (``durable=False``): a
+process kill still leaves all or nothing, but after an OS crash an output
+may be empty, torn or NUL-filled.  That is safe because no output is ever
+trusted unread: every reader validates it (complete JSON object stamped
+with its task id, this build's id and the task's definition,
+:func:`mempamal.integrity.output_problem`), so such an output counts as not
+done and its task runs again.  The folder is never fsynced: after a power
+cut a file just written may be missing (its task runs again).
 Nothing is unpickled before :func:`load_pickle` has checked that no one else
 could have written it.
 """
@@ -106,14 +118,21 @@ class _StreamOnly:
         self.write = handle.write
 
 
-def atomic_write(path, write_content):
+def atomic_write(path, write_content, durable=True):
     """Create ``path`` user-only (0600) and atomically, whatever the umask.
 
     ``write_content(handle)`` writes into a temporary file of the same
-    folder (``mkstemp`` creates it 0600), which is flushed to disk and
-    renamed over ``path``: readers see all of it or nothing. If anything
-    fails, the temporary file is removed; a full disk raises
+    folder (``mkstemp`` creates it 0600), which is renamed over ``path``:
+    readers see all of it or nothing, whatever kills the process. If
+    anything fails, the temporary file is removed; a full disk raises
     :class:`DiskFullError` naming ``path``.
+
+    ``durable=True`` fsyncs the file before the rename, so that after an OS
+    crash ``path`` is the old file, missing or complete.  ``durable=False``
+    skips that fsync (about a millisecond per file, the largest cost of a
+    no-op task): after an OS crash ``path`` may then be empty, torn or
+    NUL-filled, so use it only for files every reader validates -- task
+    outputs and logs (see the module docstring).
 
     Examples
     --------
@@ -122,18 +141,23 @@ def atomic_write(path, write_content):
     >>> atomic_write(target, lambda handle: handle.write(b"hi"))
     >>> target.read_bytes(), oct(target.stat().st_mode & 0o777)
     (b'hi', '0o600')
+    >>> atomic_write(target, lambda handle: handle.write(b"ho"), durable=False)
+    >>> target.read_bytes()
+    b'ho'
     """
-    path = Path(path)
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp_name = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.", suffix=".tmp")
     except OSError as exc:
         _raise_if_disk_full(exc, path)
         raise
     try:
         with os.fdopen(fd, "wb") as handle:
             write_content(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException as exc:
         # Never leave the temporary file behind (a full disk raises here).
@@ -145,10 +169,10 @@ def atomic_write(path, write_content):
         raise
 
 
-def atomic_write_bytes(path, payload):
+def atomic_write_bytes(path, payload, durable=True):
     """Write ``payload`` to ``path`` so that readers see all of it or nothing.
 
-    The file is created user-only (0600); see :func:`atomic_write`.
+    The file is created user-only (0600); ``durable`` as in :func:`atomic_write`.
 
     Examples
     --------
@@ -158,12 +182,13 @@ def atomic_write_bytes(path, payload):
     >>> target.read_bytes()
     b'hi'
     """
-    atomic_write(path, lambda handle: handle.write(payload))
+    atomic_write(path, lambda handle: handle.write(payload), durable=durable)
 
 
-def write_json(path, obj):
-    """Atomically write ``obj`` as JSON (NaN allowed, floats round-trip exactly)."""
-    atomic_write_bytes(path, json.dumps(obj, allow_nan=True).encode("utf-8"))
+def write_json(path, obj, durable=True):
+    """Atomically write ``obj`` as JSON (NaN allowed, floats round-trip exactly); ``durable``
+    as in :func:`atomic_write` (False only for files every reader validates: task outputs)."""
+    atomic_write_bytes(path, json.dumps(obj, allow_nan=True).encode("utf-8"), durable=durable)
 
 
 def read_json(path):

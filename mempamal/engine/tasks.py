@@ -54,17 +54,20 @@ def run_task(workdir, task_id, *, force=False):
     >>> run_task("runs/iris", "fit-o0-i0-c0")    # doctest: +SKIP
     'done'
     """
-    workdir = Path(workdir)
-    target = store.output_path(workdir, task_id)
     started = time.time()
     try:
+        # Cached per worker process (engine/context.py): the experiment, task
+        # table and data are loaded once; per task only a few stats check
+        # that the manifest and the build files this task uses are unchanged.
         context = load_context(workdir)
         record = context.task(task_id)
-        if target.exists() and not force:
+        target = context.output_file(task_id)
+        if not force and os.path.exists(target):
             problem = context.output_problem(task_id)
             if problem is None:
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
+        context.check_build_files(record.split_set)
         handler = _HANDLERS[record.kind]
         # The build's scikit-learn config (incl. enable_metadata_routing), whatever process runs this.
         with config_applied(context.sklearn_config), context.routing_context():
@@ -85,10 +88,13 @@ def run_task(workdir, task_id, *, force=False):
     output = context.stamp(task_id)
     output.update(payload)
     output.update(kind=record.kind, start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
-    store.write_json(target, output)
-    stale_log = store.log_path(workdir, task_id)
-    if stale_log.exists():
-        stale_log.unlink()
+    # Not fsynced (durable=False): every reader validates an output (complete
+    # JSON, this task's stamp), so what an OS crash may leave -- an empty,
+    # torn or NUL-filled file -- counts as not done and the task runs again.
+    store.write_json(target, output, durable=False)
+    stale_log = context.log_file(task_id)
+    if os.path.exists(stale_log):
+        os.unlink(stale_log)
     return "done"
 
 
@@ -165,7 +171,8 @@ def raise_estimator_error(failed, cause=None):
 
 def _write_log(workdir, task_id):
     try:
-        store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode())
+        # A log only explains a failure (never trusted as done): no fsync.
+        store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode(), durable=False)
     except OSError:
         pass  # The exception itself still reaches the caller.
 
@@ -412,6 +419,9 @@ def _run_final(context, record):
 
     results = gather_results(context, record)
     payload = json.dumps(results, allow_nan=True).encode("utf-8")
+    # Durable (fsynced before the output that vouches for it is written): the
+    # final output records its digest, so a torn results.json after an OS
+    # crash would leave a trusted output pointing at a file that fails it.
     store.atomic_write_bytes(Path(context.workdir) / store.RESULTS, payload)
     # The final output (stamped with the build id) vouches for results.json.
     return {"results": store.RESULTS, "results_sha256": hashlib.sha256(payload).hexdigest()}
