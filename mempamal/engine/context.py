@@ -117,6 +117,23 @@ def config_applied(config):
     return sklearn.config_context(**{key: value for key, value in config.items() if key in known})
 
 
+
+#: Inner splits up to this size are kept for the worker's next task on the
+#: same split (consecutive fit tasks mostly share it); larger ones are handed
+#: over to the task instead (``inner_split_data``).
+KEEP_SPLIT_BYTES = 64 * 2**20
+
+
+def _is_large(arrays):
+    """True when the NumPy arrays among ``arrays`` hold more than :data:`KEEP_SPLIT_BYTES`.
+
+    Other containers (DataFrames, sparse matrices) are kept as before: their
+    slices are copied per grid point anyway.
+    """
+    import numpy as np
+
+    return sum(a.nbytes for a in arrays if isinstance(a, np.ndarray)) > KEEP_SPLIT_BYTES
+
 class WorkdirContext:
     """Experiment, data, splits and task records of one workdir."""
 
@@ -333,9 +350,13 @@ class WorkdirContext:
         return X, np.array(y) if isinstance(y, np.ndarray) else _private_copy(y)
 
     def inner_split_data(self, split_set, outer, inner):
-        """``(X_train, y_train, X_test, y_test)`` of one inner split: the rows
-        GridSearchCV slices from the outer training subset, sliced from the
-        memory-mapped X directly (no copy of the outer subset)."""
+        """``((X_train, y_train, X_test, y_test), owned)`` of one inner split:
+        the rows GridSearchCV slices from the outer training subset, sliced
+        from the memory-mapped X directly (no copy of the outer subset).
+
+        ``owned`` is True when the context keeps no reference to these
+        arrays (they are large, see :data:`KEEP_SPLIT_BYTES`): the caller may
+        let an estimator write into them."""
         from sklearn.utils.metaestimators import _safe_split
 
         # ``outer=None`` is the final search on all the data.
@@ -344,7 +365,7 @@ class WorkdirContext:
         # every grid point fits and scores private copies of them).
         key, data = self._inner_split
         if key == (split_set, outer, inner):
-            return data
+            return data, False
         self._inner_split = (None, None)
         train, test = self.split_set(split_set).inner(outer, inner)
         if outer is not None:
@@ -359,8 +380,15 @@ class WorkdirContext:
         X_train, y_train = _safe_split(self.estimator, X, y, train)
         X_test, y_test = _safe_split(self.estimator, X, y, test, train)
         data = (X_train, y_train, X_test, y_test)
-        self._inner_split = ((split_set, outer, inner), data)
-        return data
+        if not _is_large(data):
+            self._inner_split = ((split_set, outer, inner), data)
+            return data, False
+        # Large slices are not kept: the task owns them and its last grid
+        # point fits on them in place instead of on a copy (two copies of
+        # the training rows per worker otherwise: 1.2 GB of a 1 GB X).  The
+        # next task slices the memory map again, which costs what the copy
+        # saved.
+        return data, True
 
     # ---------------------------------------------------------- metadata
     # Sample-aligned metadata of ``build(params=)`` (engine/metadata.py):

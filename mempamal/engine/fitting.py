@@ -199,7 +199,7 @@ def _score_or_raise(estimator, X, y, scorer, params, error_score):
 
 
 def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error_score, *,
-                    fit_params=None, score_params=None, return_train_score=False):
+                    fit_params=None, score_params=None, return_train_score=False, data_owned=False):
     """Fit/score every grid point in ``points`` on one split.
 
     ``data`` is ``(X_train, y_train, X_test, y_test)``; ``keys`` are the
@@ -208,6 +208,8 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
     prefixes are then not shared, since metadata may reach any step.
     ``score_params`` is ``(test_params, train_params)``.  Results come back
     in the order of ``points`` whatever order they were computed in.
+    ``data_owned`` says nobody reads ``data`` after this call: the last
+    point then fits and scores it in place, without a private copy.
 
     Examples
     --------
@@ -257,7 +259,9 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
                 # The training X as the first step's fit left it (shared by
                 # every point with that step); a copy, so scoring leaves it.
                 return LazyCopy(cache[_TRAIN_INPUT])
-        else:
+        elif not (data_owned and point == order[-1]):
+            # The last point of owned data needs no copy: nobody reads the
+            # arrays after it (a copy would double the rows in memory).
             X_train, X_test = _private_copy(X_train), _private_copy(X_test)
         point_fit_params = {name: _private_copy(value) for name, value in (fit_params or {}).items()}
         results[point] = fit_and_score(

@@ -179,12 +179,13 @@ def _write_log(workdir, task_id):
 
 def _run_fit(context, record):
     """Fit/score a chunk of grid points on one inner split of one outer fold."""
-    data = context.inner_split_data(record.split_set, record.outer, record.inner)
+    data, owned = context.inner_split_data(record.split_set, record.outer, record.inner)
     fit_params, score_params = context.inner_params(record.split_set, record.outer, record.inner)
     results = evaluate_points(
         context.estimator, context.candidates, record.points, context.prefix_keys,
         data, context.scorer, context.metrics, context.error_score,
         fit_params=fit_params, score_params=score_params, return_train_score=context.return_train_score,
+        data_owned=owned,
     )
     # A callable scorer may return a dict: its keys name the metrics.
     names = metric_names([r["scores"] for r in results if not r["fit_failed"]], context.metrics)
