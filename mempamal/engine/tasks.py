@@ -60,6 +60,9 @@ def run_task(workdir, task_id, *, force=False):
     try:
         context = load_context(workdir)
         record = context.task(task_id)
+        if not target.parent.is_dir():
+            # Outputs are sharded (store.output_shard); predictions go there too, before the output.
+            store.make_private_dir(target.parent)
         if target.exists() and not force:
             problem = context.output_problem(task_id)
             if problem is None:
