@@ -192,12 +192,14 @@ def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
             "problems": problems}
 
 
-def scan(workdir, build_id, tasks_digest, table, margin_ns=MARGIN_NS):
+def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
     """Scan ``outputs/``, validating only the shards changed since the done-index; an :class:`OutputScan`.
 
     ``table`` is the workdir's :class:`~mempamal.tasktable.TaskTable` (which
     files are outputs, and of which definition).  The index is rewritten
-    when something changed, if it can be.
+    when something changed, if it can be.  ``margin_ns`` (default
+    :data:`MARGIN_NS`): how much older than the recording scan a shard
+    folder's mtime must be for its entry to be trusted.
 
     Examples
     --------
@@ -207,6 +209,7 @@ def scan(workdir, build_id, tasks_digest, table, margin_ns=MARGIN_NS):
     >>> scan(tempfile.mkdtemp(), "b1", "d1", table).n_done
     0
     """
+    margin_ns = MARGIN_NS if margin_ns is None else margin_ns
     folder = Path(workdir) / store.OUTPUTS_DIR
     stamp = {"version": VERSION, "boot_id": lock.boot_id(), "build": build_id, "tasks": tasks_digest}
     started_ns = time.time_ns()
