@@ -151,9 +151,9 @@ def test_missing_dependency_output_names_the_task_and_file(tmp_path):
 
 def test_corrupt_output_names_the_task_and_file(tmp_path):
     workflow = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd")
-    store.output_path(workflow.workdir, "score-o0").write_text("{not json")
     for task_id in ("score-o1", "score-o2"):
         mp.run_task(workflow.workdir, task_id)
+    store.output_path(workflow.workdir, "score-o0").write_text("{not json")  # in the shard they made
     with pytest.raises(mp.TaskError, match=r"'final'.*Corrupt file .*score-o0.json"):
         mp.run_task(workflow.workdir, "final")
 
