@@ -1,7 +1,7 @@
 """Workflow: the user-facing task graph of an experiment -- run, submit, export, plot.
 
 The tasks and their state come from :class:`mempamal.graph.TaskGraph`; the
-rows of ``tasks.json`` and the :class:`Task` record from
+compact ``tasks.json`` and the :class:`Task` records it stands for from
 :mod:`mempamal.tasktable`.
 """
 
