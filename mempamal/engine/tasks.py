@@ -88,6 +88,10 @@ def run_task(workdir, task_id, *, force=False):
     output = context.stamp(task_id)
     output.update(payload)
     output.update(kind=record.kind, start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
+    if not target.parent.is_dir():
+        # A rebuild during the task cleared outputs/ (shards included): the
+        # output lands in the new build, which then refuses its stamp.
+        store.make_private_dir(target.parent)
     store.write_json(target, output)
     stale_log = store.log_path(workdir, task_id)
     if stale_log.exists():

@@ -84,21 +84,25 @@ def test_dependency_output_of_another_build_makes_the_task_fail_naming_the_file(
     first.run(n_jobs=1, progress=False)
     for task in second.tasks:
         if task.kind == "fit" and task.outer == 0:
-            shutil.copy(store.output_path(first.workdir, task.id), store.output_path(second.workdir, task.id))
+            target = store.output_path(second.workdir, task.id)
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy(store.output_path(first.workdir, task.id), target)
     with pytest.raises(mp.TaskError, match=r"fit-o0-i0-c0\.json was written by another build"):
         mp.run_task(second.workdir, "select-o0")
 
 
-@pytest.mark.parametrize("edit", ["row removed", "outer index changed", "chunk changed"])
+@pytest.mark.parametrize("edit", ["inner fold removed", "outer fold added", "chunk changed"])
 def test_edited_task_table_is_refused_naming_the_file(tmp_path, edit):
     X, y = load_iris(return_X_y=True)
     workflow = _small_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     path = workflow.workdir / "tasks.json"
     table = json.loads(path.read_text())
-    if edit == "row removed":
-        del table["tasks"][1]
-    elif edit == "outer index changed":
-        table["tasks"][0][4] = 1
+    # The compact table: fold counts and chunks stand for the rows.
+    if edit == "inner fold removed":
+        table["split_sets"]["main"]["n_inner"][1] -= 1
+    elif edit == "outer fold added":
+        table["split_sets"]["main"]["n_outer"] += 1
+        table["split_sets"]["main"]["n_inner"].append(2)
     else:
         table["chunks"][0] = table["chunks"][1]
     path.write_text(json.dumps(table))
@@ -107,7 +111,7 @@ def test_edited_task_table_is_refused_naming_the_file(tmp_path, edit):
     with pytest.raises(mp.TaskError, match=f"{path} does not match the digest"):
         mp.run_task(workflow.workdir, "fit-o0-i0-c0")
     assert output_files(workflow.workdir) == []
-    if edit == "row removed":  # the same through the CLI, once
+    if edit == "inner fold removed":  # the same through the CLI, once
         for command in (("status",), ("run", "--no-progress"), ("task", "fit-o0-i0-c0")):
             done = cli(command[0], workflow.workdir, *command[1:])
             assert done.returncode == 1 and "tasks.json does not match the digest" in done.stderr, done.stderr
@@ -300,6 +304,7 @@ def test_many_untrusted_outputs_are_reported_in_one_warning_and_run_again(tmp_pa
     workflow = _small_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     fits = [task.id for task in workflow.tasks if task.kind == "fit"]
     for task_id in fits:
+        store.make_private_dir(store.output_path(workflow.workdir, task_id).parent)
         store.output_path(workflow.workdir, task_id).write_text("{}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
