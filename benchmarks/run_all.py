@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run_all.py            # full run (~10 min on 2 cores)
     .venv/bin/python benchmarks/run_all.py --quick    # smoke run (~1 min)
     .venv/bin/python benchmarks/run_all.py --only bench_overhead
+    .venv/bin/python benchmarks/run_all.py --scale    # also the 1,000,000-task case (~10 min more)
 
 Each case runs in its own Python process (a clean worker pool and no state
 left by another case) and prints its own details; the table at the end is
@@ -21,6 +22,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CASES = ["bench_nested_cv", "bench_shared_prefix", "bench_overhead", "bench_nested_parallelism", "bench_memory"]
+#: Run only with --scale: long, and a million files on disk.
+SCALE_CASES = ["bench_scale"]
 
 
 def run_case(name, extra_args):
@@ -52,6 +55,12 @@ def table(summaries):
         if s.get("crashed"):
             lines.append(f"| {s['case']} | crashed | | | | | |")
             continue
+        if s.get("scale"):  # no scikit-learn counterpart: mempamal's own figures
+            lines.append(
+                f"| {s['case']} | n/a | build {s['build']:.2f} s, status {s['status']:.2f} s, "
+                f"load {s['load']:.2f} s | | {s['target']}{_verdict(s)} | n/a | peak RSS {s['rss_gb']:.2f} GB, "
+                f"tasks.json {s['table_bytes'] / 1e3:.0f} kB |")
+            continue
         setting = s["sklearn_setting"].replace("sklearn ", "")
         lines.append(
             f"| {s['case']} | {s['sklearn']:.2f} s ({setting}) | {s['mempamal']:.2f} s | "
@@ -64,11 +73,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: small data, one repetition")
     parser.add_argument("--repeats", type=int, help="repetitions per variant (default: per case)")
-    parser.add_argument("--only", action="append", choices=CASES, help="run only this case (repeatable)")
+    parser.add_argument("--only", action="append", choices=CASES + SCALE_CASES,
+                        help="run only this case (repeatable)")
+    parser.add_argument("--scale", action="store_true", help="also run the 1,000,000-task case (bench_scale)")
     args = parser.parse_args()
     extra = (["--quick"] if args.quick else []) + (["--repeats", str(args.repeats)] if args.repeats else [])
     start = time.perf_counter()
-    summaries = [run_case(name, extra) for name in (args.only or CASES)]
+    names = args.only or (CASES + (SCALE_CASES if args.scale else []))
+    # bench_scale takes no --repeats: one measurement of each figure.
+    summaries = [run_case(name, [a for a in extra if name not in SCALE_CASES or a == "--quick"])
+                 for name in names]
     print(f"\n== Summary ({'quick' if args.quick else 'full'} run, {os.cpu_count()} cores, "
           f"{time.perf_counter() - start:.0f} s; ratio = mempamal time / scikit-learn time)\n")
     print(table(summaries))

@@ -27,21 +27,31 @@ import time
 import numpy as np
 
 from mempamal.backends.base import DependencyTracker
-from mempamal.tasktable import make_rows, tasks_of
+from mempamal.tasktable import TaskTable, make_table
 
 
 class _Graph:
-    """What DependencyTracker reads of a workflow: its tasks."""
+    """What DependencyTracker reads of a workflow: its task table (and its tasks)."""
 
     def __init__(self, tasks):
         self.tasks = tasks
+        self.table = tasks.table
 
 
 def make_graph(n_points, n_outer, n_inner):
     info = {"main": {"n_outer": n_outer, "n_inner": [n_inner] * n_outer}}
     chunks = [[point] for point in range(n_points)]  # chunk_size=1: one fit task per point and split
-    table = {"chunks": chunks, "split_sets": info, "tasks": make_rows(info, chunks, nested=True)}
-    return tasks_of(table, "/shared/run", python="python")
+    table = TaskTable(make_table(info, chunks, nested=True), "/shared/run", python="python")
+    tasks = _Tasks(table)
+    return tasks
+
+
+class _Tasks(list):
+    """The records of the graph, remembering the table they came from."""
+
+    def __init__(self, table):
+        super().__init__(table)
+        self.table = table
 
 
 def measure_decisions(tasks, repeats=3):

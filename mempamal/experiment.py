@@ -20,7 +20,7 @@ from .fingerprint import code_digest, data_hash, describe, fingerprint
 from .engine.context import capture_config, fingerprinted_config
 from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidates
 from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
-from .tasktable import changed_task_ids, make_table, read_table, table_digest
+from .tasktable import TaskTable, changed_task_ids, make_table, read_table, table_digest
 from .workflow import Workflow
 
 
@@ -435,7 +435,7 @@ class Experiment:
             "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
             "python": sys.executable, "mempamal_version": _version(), "data": kinds,
-            "metrics": self.metrics, "n_tasks": len(table["tasks"]),
+            "metrics": self.metrics, "n_tasks": len(TaskTable(table)),
             "metadata": {"routing": metadata["routing"], "params": stored_params},
         })
 
@@ -460,7 +460,7 @@ def _update_task_table(workdir, table):
     store.write_json(workdir / store.TASKS, table)
     manifest = store.read_json(workdir / store.MANIFEST)
     manifest["tasks_digest"] = table_digest(table)
-    manifest["n_tasks"] = len(table["tasks"])
+    manifest["n_tasks"] = len(TaskTable(table))
     store.write_json(workdir / store.MANIFEST, manifest)
 
 

@@ -15,7 +15,7 @@ Examples
 import hashlib
 from pathlib import Path
 
-from . import integrity, store, tasktable
+from . import doneindex, store, tasktable
 from .lock import describe_holder, read_holder
 from .submissions import recorded_jobs
 
@@ -35,9 +35,8 @@ class TaskGraph:
     def __init__(self, workdir):
         self.workdir = Path(workdir).absolute()
         self.manifest = store.read_json(self.workdir / store.MANIFEST)
+        self._table = None
         self._tasks = None
-        self._by_id = None
-        self._scan_cache = {}
 
     @classmethod
     def open(cls, workdir):
@@ -59,8 +58,28 @@ class TaskGraph:
 
     # ------------------------------------------------------------ graph
     @property
+    def table(self):
+        """The :class:`~mempamal.tasktable.TaskTable`: tasks computed on demand, counts by arithmetic.
+
+        What the hot paths use (status, scans, the dependency tracker): a
+        graph of a million tasks never builds a million records for them.
+
+        Examples
+        --------
+        >>> wf.table.counts_by_kind()                                       # doctest: +SKIP
+        {'score': 3, 'final': 1}
+        """
+        if self._table is None:
+            table = tasktable.read_table(self.workdir, self.manifest)
+            self._table = tasktable.TaskTable(table, self.workdir, self.manifest.get("python"))
+        return self._table
+
+    @property
     def tasks(self):
         """All tasks, in an order where every task comes after its dependencies.
+
+        A list of every record, built on first use (and kept); the api's
+        own counting goes through :attr:`table`, which does not build them.
 
         Examples
         --------
@@ -69,16 +88,8 @@ class TaskGraph:
         ['score-o0', 'score-o1', 'score-o2', 'final']
         """
         if self._tasks is None:
-            # Straight from the rows (a graph can have 100,000 tasks): one
-            # shared tuple per chunk, the command prefix computed once.
-            table = tasktable.read_table(self.workdir, self.manifest)
-            self._tasks = tasktable.tasks_of(table, self.workdir, self.manifest.get("python"))
+            self._tasks = list(self.table)
         return self._tasks
-
-    def _tasks_by_id(self):
-        if self._by_id is None:
-            self._by_id = {task.id: task for task in self.tasks}
-        return self._by_id
 
     def task(self, task_id):
         """The :class:`~mempamal.Task` with id ``task_id``.
@@ -89,15 +100,19 @@ class TaskGraph:
         ('score-o0', 'score-o1', 'score-o2')
         """
         try:
-            return self._tasks_by_id()[task_id]
+            return self.table.task(task_id)
         except KeyError:
             raise KeyError(f"No task {task_id!r} in {self.workdir}.") from None
 
-    def _definition(self, task_id):
-        task = self._tasks_by_id().get(task_id)
-        if task is None:
-            return None  # a file that is no task's output: not counted
-        return task.definition
+    def scan_outputs(self):
+        """The :class:`~mempamal.doneindex.OutputScan` of ``outputs/`` (through the done-index).
+
+        Examples
+        --------
+        >>> wf.scan_outputs().counts_by_kind()                                # doctest: +SKIP
+        {'score': 3}
+        """
+        return doneindex.scan(self.workdir, self.manifest["build_id"], self.manifest["tasks_digest"], self.table)
 
     def check_outputs(self):
         """``(done, untrusted)``: ids with a trusted output, and ``{id: why not}``.
@@ -113,9 +128,8 @@ class TaskGraph:
         >>> untrusted                                                         # doctest: +SKIP
         {'score-o1': 'written by another build'}
         """
-        if len(self._scan_cache) > 2 * len(self.tasks):
-            self._scan_cache.clear()  # entries of files since rewritten
-        return integrity.scan_outputs(self.workdir, self.manifest["build_id"], self._definition, self._scan_cache)
+        scan = self.scan_outputs()
+        return scan.done, scan.problems
 
     def done_ids(self):
         """Ids of the tasks whose output exists and is trusted.
@@ -136,7 +150,7 @@ class TaskGraph:
         ['score-o1', 'score-o2', 'final']
         """
         done = self.done_ids()
-        return [task.id for task in self.tasks if task.id not in done]
+        return [task_id for task_id in self.table.ids() if task_id not in done]
 
     def failed_ids(self):
         """Ids that failed last time they ran (an error log and no output).
@@ -147,10 +161,14 @@ class TaskGraph:
         >>> wf.failed_ids()                                                   # doctest: +SKIP
         ['score-o2']
         """
-        done = self.done_ids()
+        return self._failed_ids(self.scan_outputs())
+
+    def _failed_ids(self, scan):
         logs = Path(self.workdir) / store.LOGS_DIR
         names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()
-        return sorted(names - done)
+        if not names:
+            return []  # no log: the set of done ids is not needed
+        return sorted(names - scan.done)
 
     def blocked_ids(self, done=None, failed=None):
         """Ids that cannot run because a task they depend on (directly or not) failed.
@@ -200,26 +218,26 @@ class TaskGraph:
         >>> wf.status()                                     # doctest: +SKIP
         {'total': 81, 'done': 12, 'failed': 0, 'blocked': 0, 'pending': 69, 'untrusted': {}, ...}
         """
-        done, untrusted = self.check_outputs()
-        by_kind = {}
-        for task in self.tasks:
-            counts = by_kind.setdefault(task.kind, {"done": 0, "total": 0})
-            counts["total"] += 1
-            counts["done"] += task.id in done
-        n_done = sum(c["done"] for c in by_kind.values())
-        failed = self.failed_ids()
-        n_blocked = len(self.blocked_ids(done, failed)) if failed else 0
+        # Counts, not records: totals from the table's arithmetic, done per
+        # kind from the scan (a million-task graph answers in well under a second).
+        scan = self.scan_outputs()
+        done_by_kind = scan.counts_by_kind()
+        by_kind = {kind: {"done": done_by_kind.get(kind, 0), "total": total}
+                   for kind, total in self.table.counts_by_kind().items()}
+        n_done, n_total = scan.n_done, len(self.table)
+        failed = self._failed_ids(scan)
+        n_blocked = len(self.blocked_ids(scan.done, failed)) if failed else 0
         holder = read_holder(self.workdir)
         results_problem = None
-        if n_done == len(self.tasks):
+        if n_done == n_total:
             results_problem = find_results_problem(self.workdir, self.manifest["build_id"])
         return {
-            "total": len(self.tasks), "done": n_done, "failed": len(failed), "blocked": n_blocked,
-            "pending": len(self.tasks) - n_done - len(failed) - n_blocked,
-            "untrusted": untrusted, "by_kind": by_kind,
+            "total": n_total, "done": n_done, "failed": len(failed), "blocked": n_blocked,
+            "pending": n_total - n_done - len(failed) - n_blocked,
+            "untrusted": scan.problems, "by_kind": by_kind,
             "running": None if holder is None else describe_holder(holder),
             "results": results_problem,
-            "jobs": recorded_jobs(self.workdir) if n_done < len(self.tasks) else None,
+            "jobs": recorded_jobs(self.workdir) if n_done < n_total else None,
         }
 
 

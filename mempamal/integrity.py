@@ -10,8 +10,8 @@ Three guards, all cheap enough to run before every task:
 - Every output starts with a stamp: its task id, the build id and a digest of
   the task's definition.  An output that is corrupt, another task's, another
   build's or for an older definition of the task is never counted as done.
-- :func:`scan_outputs` applies that judgement to a whole ``outputs/`` folder
-  (what ``status`` and ``run`` count).
+- :func:`mempamal.doneindex.scan` applies that judgement to the whole
+  ``outputs/`` folder (what ``status`` and ``run`` count), caching it.
 """
 
 import hashlib
@@ -19,7 +19,7 @@ import json
 import os
 from pathlib import Path
 
-from .store import DATA_DIR, EXPERIMENT, MANIFEST, OUTPUTS_DIR, SPLITS_DIR, WorkdirError
+from .store import DATA_DIR, EXPERIMENT, MANIFEST, SPLITS_DIR, WorkdirError, read_json
 
 
 def output_stamp(task_id, build_id, definition):
@@ -86,54 +86,12 @@ def read_output(path, task_id, build_id, definition):
 
     Examples
     --------
-    >>> read_output("wd/outputs/final.json", "final", "b1", "d1")   # doctest: +SKIP
+    >>> read_output("wd/outputs/other/final.json", "final", "b1", "d1")   # doctest: +SKIP
     """
     output, problem = _checked_output(path, task_id, build_id, definition)
     if problem is not None:
         raise WorkdirError(f"{problem}; run that task again (mempamal run resumes it).")
     return output
-
-
-def scan_outputs(workdir, build_id, definition_of, cache=None):
-    """``(done, problems)``: ids whose output is trusted, and ``{id: why not}``.
-
-    ``definition_of(task_id)`` gives the expected definition digest, or None
-    for a file that is no task's output (ignored).  ``cache`` (a dict kept by
-    the caller) skips files unchanged since the last scan.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> scan_outputs(tempfile.mkdtemp(), "b1", lambda task_id: None)
-    (set(), {})
-    """
-    folder = Path(workdir) / OUTPUTS_DIR
-    cache = {} if cache is None else cache
-    done, problems = set(), {}
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return done, problems
-    for entry in entries:
-        name = entry.name
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        task_id = name[:-5]
-        definition = definition_of(task_id)
-        if definition is None:
-            continue
-        try:
-            info = entry.stat()
-        except FileNotFoundError:
-            continue
-        key = (task_id, info.st_ino, info.st_size, info.st_mtime_ns, build_id, definition)
-        if key not in cache:
-            cache[key] = output_problem(entry.path, task_id, build_id, definition)
-        if cache[key] is None:
-            done.add(task_id)
-        else:
-            problems[task_id] = cache[key]
-    return done, problems
 
 
 def file_digest(path):

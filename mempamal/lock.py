@@ -140,20 +140,35 @@ def is_stale(holder, stale_seconds=None):
     return False
 
 
+def boot_id():
+    """The kernel's id of this boot (Linux), or None where there is none.
+
+    Changes at every reboot: what was known of the files before a crash of
+    the machine (a pid, a validated output) is not known after it.
+
+    Examples
+    --------
+    >>> boot_id() is None or len(boot_id()) == 36
+    True
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
 def _pid_space():
     """Which processes a pid refers to: boot id and pid namespace (Linux).
 
     Two containers may share a host name and a workdir but not their pids;
     only a holder in our own pid space can be judged dead by its pid.
     """
-    parts = []
-    for read in (lambda: open("/proc/sys/kernel/random/boot_id").read().strip(),
-                 lambda: os.readlink("/proc/self/ns/pid")):
-        try:
-            parts.append(read())
-        except OSError:
-            parts.append(None)
-    return "/".join(str(part) for part in parts)
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = None
+    return "/".join(str(part) for part in (boot_id(), namespace))
 
 
 def _pid_alive(pid):

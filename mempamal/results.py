@@ -428,9 +428,8 @@ def finished_folds(workflow):
     import pandas as pd
 
     done = workflow.done_ids()
-    outputs = {task.outer: store.read_json(store.output_path(workflow.workdir, task.id))
-               for task in workflow.tasks
-               if task.kind in ("select", "score") and task.permutation is None and task.id in done}
+    outputs = {outer: store.read_json(store.output_path(workflow.workdir, task_id))
+               for outer, task_id in workflow.table.fold_task_ids() if task_id in done}
     if not outputs:
         return pd.DataFrame(index=pd.Index([], name="outer_fold"))
     folds = sorted(outputs)

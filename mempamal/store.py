@@ -9,7 +9,8 @@ A workdir is the single source of truth of a run::
       data/              X.npy | X.npz (sparse) | X.pkl (pandas or object array); y.*; groups.*
       splits/            main.npz, perm-0.npz, ...: indices computed once
       tasks.json         the task list: id, kind, deps and what each task does
-      outputs/<id>.json  one file per finished task (its existence = done)
+      outputs/<shard>/<id>.json  one file per finished task (see output_shard)
+      outputs/.done-index.json   cache of the last scan of outputs/ (mempamal.doneindex)
       logs/<id>.err      traceback of a task that failed
       results.json       written by the ``final`` task
 
@@ -203,9 +204,46 @@ def read_json(path):
         raise WorkdirError(f"Corrupt file {path}: {exc}") from None
 
 
+#: Fit tasks per shard of ``outputs/``: few enough that revalidating a shard
+#: that changed is quick, many enough that a million tasks make ~1,000 folders.
+SHARD_CHUNKS = 1000
+
+
+def output_shard(task_id):
+    """Name of the subfolder of ``outputs/`` that holds the output of ``task_id``.
+
+    A function of the id alone (ids are stable, so is the layout): a fit
+    task's id without its chunk number, plus the chunk's thousand
+    (``fit-o3-i2-c1234`` -> ``fit-o3-i2-c1k``), so that the fits of one
+    inner fold, which a run finishes one after the other, share a few
+    folders; every other task (select, score, final, ...) is in ``other``.
+    A folder that no new output touched since the last scan need not be
+    scanned again (:mod:`mempamal.doneindex`).
+
+    Examples
+    --------
+    >>> output_shard("fit-o3-i2-c1234"), output_shard("perm-1-fit-o0-i0-c7"), output_shard("select-o3")
+    ('fit-o3-i2-c1k', 'perm-1-fit-o0-i0-c0k', 'other')
+    """
+    head, separator, chunk = task_id.rpartition("-c")
+    if separator and chunk.isdigit():
+        return f"{head}-c{int(chunk) // SHARD_CHUNKS}k"
+    return "other"
+
+
 def output_path(workdir, task_id):
-    """Path of the output file of ``task_id``; the task is done when it exists."""
-    return Path(workdir) / OUTPUTS_DIR / f"{task_id}.json"
+    """Path of the output file of ``task_id`` (``outputs/<shard>/<id>.json``).
+
+    The one place that knows where an output lives: every reader, writer,
+    export and test goes through it.  The task is done when this file
+    exists and :func:`mempamal.integrity.output_problem` trusts it.
+
+    Examples
+    --------
+    >>> output_path("runs/iris", "fit-o0-i0-c3").as_posix()
+    'runs/iris/outputs/fit-o0-i0-c0k/fit-o0-i0-c3.json'
+    """
+    return Path(workdir) / OUTPUTS_DIR / output_shard(task_id) / f"{task_id}.json"
 
 
 def log_path(workdir, task_id):
@@ -214,13 +252,31 @@ def log_path(workdir, task_id):
 
 
 def finished_task_ids(workdir):
-    """Set of ids whose output file exists (one ``listdir``, not one stat per task)."""
+    """Set of ids whose output file exists where :func:`output_path` puts it (not checked).
+
+    One ``scandir`` per shard, not one stat per task.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> finished_task_ids(tempfile.mkdtemp())
+    set()
+    """
     folder = Path(workdir) / OUTPUTS_DIR
     try:
-        names = os.listdir(folder)
+        shards = [entry for entry in os.scandir(folder)
+                  if not entry.name.startswith(".") and entry.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return set()
-    return {name[:-5] for name in names if name.endswith(".json") and not name.startswith(".")}
+    found = set()
+    for shard in shards:
+        try:
+            names = os.listdir(shard.path)
+        except FileNotFoundError:
+            continue
+        found.update(name[:-5] for name in names if name.endswith(".json") and not name.startswith(".")
+                     and output_shard(name[:-5]) == shard.name)
+    return found
 
 
 def make_private_dir(path):

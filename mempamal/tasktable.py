@@ -1,12 +1,19 @@
-"""The task table: the one record type for the rows of ``tasks.json``.
+"""The task table: what ``tasks.json`` holds and the :class:`Task` records it stands for.
 
-``tasks.json`` holds ``{"chunks": [...], "split_sets": {...}, "tasks": [row, ...]}``
-where each row is ``[id, kind, deps, split_set, outer, inner, chunk]`` and
-``chunk`` indexes ``chunks`` (the grid points a ``fit`` task evaluates).  That
-layout is known here and nowhere else: the build writes rows with
-:func:`make_rows`, every reader gets :class:`Task` records from
-:func:`read_table` / :func:`tasks_of`, and the digest that the manifest keeps
-is :func:`table_digest`.
+``tasks.json`` is compact: ``{"format": 2, "nested": bool, "chunks": [...],
+"split_sets": {...}}`` -- the generators of the graph, not its rows.  The
+graph is fully determined by them (the fold counts of each split set, the
+chunks of grid points, nested or not), so a table of 1,000,000 tasks is a few
+hundred kilobytes and :class:`TaskTable` computes any task, its position,
+the counts per kind and the ids in order by arithmetic, creating
+:class:`Task` records only for the tasks asked for.  That layout is known
+here and nowhere else: the build writes :func:`make_table`, every reader gets
+a :class:`TaskTable` (or a list of :class:`Task` from :func:`tasks_of`), and
+the digest that the manifest keeps is :func:`table_digest` (over the compact
+form).  :func:`make_rows` spells the same graph out row by row
+(``[id, kind, deps, split_set, outer, inner, chunk]``, the layout of the
+first ``tasks.json`` format): the reference that the tests hold
+:class:`TaskTable` to.
 
 This module sits in the store layer (it describes a workdir file), below the
 engine that reads task records in every worker.
@@ -22,9 +29,12 @@ Ids are stable: the same experiment, data and chunking give the same ids, so
 a rebuilt workdir resumes where it stopped.
 """
 
+import bisect
 import hashlib
 import json
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -105,7 +115,7 @@ class Task:
 
 
 def make_rows(split_set_info, chunks, nested):
-    """The rows of ``tasks.json`` for these split sets and grid chunks.
+    """The graph spelled out row by row (what :class:`TaskTable` computes).
 
     ``split_set_info`` maps each split set name (``main``, ``perm-<m>``, in
     order) to ``{"n_outer": K, "n_inner": [J_0, ..., J_K-1]}``.  A split set
@@ -158,16 +168,21 @@ def _add_final_search(rows, split_set, n_inner, n_chunks):
     return "select-all"
 
 
+FORMAT = 2
+"""Version of the ``tasks.json`` layout (1 was one JSON list of rows)."""
+
+
 def make_table(split_set_info, chunks, nested):
-    """The whole ``tasks.json`` content: chunks, split sets and rows.
+    """The whole ``tasks.json`` content: the generators of the graph.
 
     Examples
     --------
     >>> table = make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)
     >>> sorted(table)
-    ['chunks', 'split_sets', 'tasks']
+    ['chunks', 'format', 'nested', 'split_sets']
     """
-    return {"chunks": chunks, "split_sets": split_set_info, "tasks": make_rows(split_set_info, chunks, nested)}
+    return {"format": FORMAT, "nested": bool(nested), "chunks": [list(chunk) for chunk in chunks],
+            "split_sets": split_set_info}
 
 
 def task_command(workdir, task_id, python=None):
@@ -182,10 +197,7 @@ def task_command(workdir, task_id, python=None):
 
 
 def tasks_of(table, workdir, python=None):
-    """The :class:`Task` records of a parsed table, in graph order.
-
-    Built straight from the rows (a graph can have 100,000 tasks): one
-    shared tuple per chunk, the command prefix computed once.
+    """The :class:`Task` records of a parsed table, in graph order (a list: all of them).
 
     Examples
     --------
@@ -193,13 +205,7 @@ def tasks_of(table, workdir, python=None):
     >>> [task.id for task in tasks_of(table, "/runs/x", python="python3")]
     ['score-o0', 'final']
     """
-    chunks = [tuple(chunk) for chunk in table["chunks"]]
-    prefix = task_command(workdir, "", python)[:-1]
-    return [
-        Task(task_id, kind, tuple(deps), prefix + (task_id,), split_set or MAIN, outer, inner,
-             None if chunk is None else chunks[chunk])
-        for task_id, kind, deps, split_set, outer, inner, chunk in table["tasks"]
-    ]
+    return list(TaskTable(table, workdir, python))
 
 
 def table_digest(table):
@@ -210,8 +216,9 @@ def table_digest(table):
 
     Examples
     --------
-    >>> table_digest({"tasks": []}) == table_digest({"tasks": []})
-    True
+    >>> table = make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)
+    >>> table_digest(table) == table_digest(make_table({"main": {"n_outer": 3, "n_inner": [0] * 3}}, [], False))
+    False
     """
     return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -237,7 +244,7 @@ def read_table(workdir, manifest=None):
     Examples
     --------
     >>> table = read_table("runs/iris", manifest)           # doctest: +SKIP
-    >>> len(table["tasks"])                                 # doctest: +SKIP
+    >>> len(TaskTable(table))                               # doctest: +SKIP
     81
     """
     table = read_json(Path(workdir) / TASKS)
@@ -258,5 +265,274 @@ def changed_task_ids(old_table, new_table):
     >>> sorted(changed_task_ids(old, new))[:2]
     ['fit-o0-i0-c0', 'fit-o0-i0-c1']
     """
-    old = {task.id: task.definition for task in tasks_of(old_table, "")}
-    return [task.id for task in tasks_of(new_table, "") if old.get(task.id) != task.definition]
+    new = TaskTable(new_table)
+    if old_table.get("format") != FORMAT:
+        return list(new.ids())  # another version's table: nothing of it is kept
+    old = TaskTable(old_table)
+    if table_digest(old_table) == table_digest(new_table):
+        return []
+    changed = []
+    for task in new:
+        position = old.position(task.id)
+        if position is None or old[position].definition != task.definition:
+            changed.append(task.id)
+    return changed
+
+
+_ID = re.compile(r"(perm-\d+-)?(fit|select|score)-o(\d+)(?:-i(\d+)-c(\d+))?|fit-all-i(\d+)-c(\d+)")
+
+
+class TaskTable(Sequence):
+    """The tasks of a compact table, computed on demand (a read-only sequence of :class:`Task`).
+
+    The graph is a list of *blocks*, one per outer fold of each split set
+    and one for the final search: ``n_inner * n_chunks`` fit tasks (inner
+    fold major, chunk minor) then the task that gathers them (``select-o<k>``,
+    ``score-o<k>`` or ``select-all``); ``final`` comes last.  Positions, ids
+    and counts follow by arithmetic; ``table[i]`` builds one record.
+
+    Examples
+    --------
+    >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [2, 1]}}, [[0], [1]], nested=True))
+    >>> len(table), table.counts_by_kind()
+    (9, {'fit': 6, 'select': 2, 'final': 1})
+    >>> table.position("select-o1"), table[7].id, table.task("fit-o0-i1-c0").points
+    (7, 'select-o1', (0,))
+    >>> table.position("fit-o1-i1-c0") is None   # outer fold 1 has one inner fold
+    True
+    """
+
+    def __init__(self, table, workdir="", python=None):
+        if table.get("format") != FORMAT:
+            raise WorkdirError(
+                f"{Path(workdir) / TASKS} has the task table format {table.get('format', 1)!r} of another "
+                f"version of mempamal (this one reads format {FORMAT}); build the workdir again."
+            )
+        self.nested = bool(table["nested"])
+        self.chunks = [tuple(chunk) for chunk in table["chunks"]]
+        self.split_sets = table["split_sets"]
+        self._prefix = task_command(workdir, "", python)[:-1]
+        n_chunks = len(self.chunks) if self.nested else 0
+        # (split set, id prefix, outer or None for the final search, first position, n_inner)
+        self._blocks, self._block_of, position = [], {}, 0
+        for split_set, info in self.split_sets.items():
+            prefix = "" if split_set == MAIN else f"{split_set}-"
+            folds = [(outer, info["n_inner"][outer] if self.nested else 0) for outer in range(info["n_outer"])]
+            if "n_inner_all" in info:
+                folds.append((None, info["n_inner_all"] if self.nested else 0))
+            for outer, n_inner in folds:
+                # The final search's fit-all ids carry no split set prefix (make_rows).
+                self._block_of[("" if outer is None else prefix, outer)] = len(self._blocks)
+                self._blocks.append((split_set, prefix, outer, position, n_inner))
+                position += n_inner * n_chunks + 1
+        self._n_chunks = n_chunks
+        self._starts = [block[3] for block in self._blocks]
+        self._final = position
+
+    def __len__(self):
+        return self._final + 1
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._task_at(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"task index {index} out of range (the table has {len(self)} tasks)")
+        return self._task_at(index)
+
+    def __iter__(self):
+        for position in range(len(self)):
+            yield self._task_at(position)
+
+    # ------------------------------------------------------------ layout
+    def _locate(self, position):
+        """``(block, offset in block)`` of a position before ``final``."""
+        index = bisect.bisect_right(self._starts, position) - 1
+        block = self._blocks[index]
+        return block, position - block[3]
+
+    @staticmethod
+    def _gather_kind(block, nested):
+        return "select-all" if block[2] is None else "select" if nested else "score"
+
+    def _gather_id(self, block):
+        split_set, prefix, outer, _, _ = block
+        if outer is None:
+            return "select-all"
+        return f"{prefix}{self._gather_kind(block, self.nested)}-o{outer}"
+
+    @staticmethod
+    def _fit_id(block, inner, chunk):
+        _, prefix, outer, _, _ = block
+        if outer is None:
+            return f"fit-all-i{inner}-c{chunk}"
+        return f"{prefix}fit-o{outer}-i{inner}-c{chunk}"
+
+    def _block_ids(self, block):
+        n_inner, n_chunks = block[4], self._n_chunks
+        ids = [self._fit_id(block, inner, chunk) for inner in range(n_inner) for chunk in range(n_chunks)]
+        ids.append(self._gather_id(block))
+        return ids
+
+    def id_at(self, position):
+        """Id of the task at ``position`` (graph order), without building its record.
+
+        Examples
+        --------
+        >>> TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)).id_at(1)
+        'score-o1'
+        """
+        if position == self._final:
+            return "final"
+        block, offset = self._locate(position)
+        if offset == block[4] * self._n_chunks:
+            return self._gather_id(block)
+        inner, chunk = divmod(offset, self._n_chunks)
+        return self._fit_id(block, inner, chunk)
+
+    def ids(self):
+        """All task ids in graph order (strings only, no records).
+
+        Examples
+        --------
+        >>> list(TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)).ids())
+        ['score-o0', 'final']
+        """
+        for block in self._blocks:
+            yield from self._block_ids(block)
+        yield "final"
+
+    def _task_at(self, position):
+        if position == self._final:
+            deps = tuple(self._gather_id(block) for block in self._blocks)
+            return Task("final", "final", deps, self._prefix + ("final",), MAIN)
+        block, offset = self._locate(position)
+        split_set, _, outer, _, n_inner = block
+        if offset == n_inner * self._n_chunks:
+            task_id = self._gather_id(block)
+            deps = tuple(self._block_ids(block)[:-1])
+            return Task(task_id, self._gather_kind(block, self.nested), deps, self._prefix + (task_id,),
+                        split_set, outer)
+        inner, chunk = divmod(offset, self._n_chunks)
+        task_id = self._fit_id(block, inner, chunk)
+        return Task(task_id, "fit" if outer is not None else "fit-all", (), self._prefix + (task_id,),
+                    split_set, outer, inner, self.chunks[chunk])
+
+    def position(self, task_id):
+        """Position of ``task_id`` in graph order, or None when no task has that id.
+
+        Examples
+        --------
+        >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False))
+        >>> table.position("score-o1"), table.position("score-o01"), table.position("select-o1")
+        (1, None, None)
+        """
+        if task_id == "final":
+            return self._final
+        if task_id == "select-all":
+            index = self._block_of.get(("", None))
+            return None if index is None else self._blocks[index][3] + self._blocks[index][4] * self._n_chunks
+        match = _ID.fullmatch(task_id)
+        if match is None:
+            return None
+        prefix, _, outer, inner, chunk, all_inner, all_chunk = match.groups()
+        if all_inner is not None:
+            key, inner, chunk = ("", None), all_inner, all_chunk
+        else:
+            key = (prefix or "", int(outer))
+        index = self._block_of.get(key)
+        if index is None:
+            return None
+        block = self._blocks[index]
+        if inner is None:
+            position = block[3] + block[4] * self._n_chunks
+        else:
+            inner, chunk = int(inner), int(chunk)
+            if inner >= block[4] or chunk >= self._n_chunks:
+                return None
+            position = block[3] + inner * self._n_chunks + chunk
+        # Only the canonical spelling is a task id ("fit-o01-..." is not; a
+        # score id in a nested table is not).
+        return position if self.id_at(position) == task_id else None
+
+    def task(self, task_id):
+        """The :class:`Task` with id ``task_id``; KeyError if there is none.
+
+        Examples
+        --------
+        >>> TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)).task("final").deps
+        ('score-o0',)
+        """
+        position = self.position(task_id)
+        if position is None:
+            raise KeyError(task_id)
+        return self._task_at(position)
+
+    def kind_of(self, task_id):
+        """Kind of task ``task_id`` (None if no task has that id), without building its record.
+
+        Examples
+        --------
+        >>> TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)).kind_of("score-o0")
+        'score'
+        """
+        position = self.position(task_id)
+        if position is None:
+            return None
+        if position == self._final:
+            return "final"
+        block, offset = self._locate(position)
+        if offset == block[4] * self._n_chunks:
+            return self._gather_kind(block, self.nested)
+        return "fit" if block[2] is not None else "fit-all"
+
+    def counts_by_kind(self):
+        """``{kind: number of tasks}`` in the order kinds first appear in the graph.
+
+        Examples
+        --------
+        >>> TaskTable(make_table({"main": {"n_outer": 3, "n_inner": [0] * 3}}, [], nested=False)).counts_by_kind()
+        {'score': 3, 'final': 1}
+        """
+        counts = {}
+        for block in self._blocks:
+            n_fits = block[4] * self._n_chunks
+            if n_fits:
+                kind = "fit" if block[2] is not None else "fit-all"
+                counts[kind] = counts.get(kind, 0) + n_fits
+            kind = self._gather_kind(block, self.nested)
+            counts[kind] = counts.get(kind, 0) + 1
+        counts["final"] = 1
+        return counts
+
+    def dependent_positions(self):
+        """``[position of the one task that depends on it, or -1]`` for each position.
+
+        Every task of the graph has at most one dependent (a fit its
+        select, a select or score ``final``): what the dependency tracker
+        needs, as integers.
+
+        Examples
+        --------
+        >>> TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0]], nested=True)).dependent_positions()
+        [2, 2, 3, -1]
+        """
+        dependents = []
+        for block in self._blocks:
+            gather = block[3] + block[4] * self._n_chunks
+            dependents.extend([gather] * (gather - block[3]))
+            dependents.append(self._final)
+        dependents.append(-1)
+        return dependents
+
+    def fold_task_ids(self, split_set=MAIN):
+        """``[(outer fold, id of its select or score task)]`` of one split set.
+
+        Examples
+        --------
+        >>> TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)).fold_task_ids()
+        [(0, 'score-o0'), (1, 'score-o1')]
+        """
+        return [(block[2], self._gather_id(block)) for block in self._blocks
+                if block[0] == split_set and block[2] is not None]

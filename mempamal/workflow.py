@@ -1,7 +1,7 @@
 """Workflow: the user-facing task graph of an experiment -- run, submit, export, plot.
 
 The tasks and their state come from :class:`mempamal.graph.TaskGraph`; the
-rows of ``tasks.json`` and the :class:`Task` record from
+compact ``tasks.json`` and the :class:`Task` records it stands for from
 :mod:`mempamal.tasktable`.
 """
 
@@ -100,7 +100,7 @@ class Workflow(TaskGraph):
         if n_jobs is not None:
             effective_n_jobs(n_jobs)  # the argument check, raised in the caller's thread
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
-        self.tasks  # verifies tasks.json before anything runs
+        self.table  # verifies tasks.json before anything runs
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
         if not wait:
             lock.acquire()  # refused here, in the caller's thread
@@ -125,7 +125,7 @@ class Workflow(TaskGraph):
             integrity.verify_build_files(self.workdir, self.manifest)
             done, untrusted = self.check_outputs()
             _report_untrusted(untrusted)
-            pending = [task.id for task in self.tasks if task.id not in done]
+            pending = [task_id for task_id in self.table.ids() if task_id not in done]
             if not pending and not self._results_ok():
                 # Finished workdir, lost results: the final task rewrites them.
                 pending, untrusted = ["final"], {**untrusted, "final": "results.json lost"}
@@ -133,6 +133,9 @@ class Workflow(TaskGraph):
             if pending:
                 extra = {"stop": stop} if stop is not None and _accepts_stop(runner) else {}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
+                # Validate the new outputs once, now, into the done-index: the
+                # next status (maybe another process's) reads only what changes after.
+                self.scan_outputs()
                 if failed:
                     # error_score="raise": the estimator's own exception, as scikit-learn raises it.
                     from .engine.tasks import raise_estimator_error

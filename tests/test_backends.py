@@ -8,6 +8,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 
 from conftest import assert_matches_sklearn, comparable, kept_environment
 
@@ -111,9 +112,9 @@ def test_backend_resumes_running_only_unfinished_tasks(backend_options, tmp_path
     first = [task.id for task in workflow.tasks[:3]]
     for task_id in first:
         mp.run_task(workflow.workdir, task_id)
-    stamps = {i: (workflow.workdir / "outputs" / f"{i}.json").stat().st_mtime_ns for i in first}
+    stamps = {i: store.output_path(workflow.workdir, i).stat().st_mtime_ns for i in first}
     workflow.run(backend=name, n_jobs=2, progress=False, **options)
-    assert {i: (workflow.workdir / "outputs" / f"{i}.json").stat().st_mtime_ns for i in first} == stamps
+    assert {i: store.output_path(workflow.workdir, i).stat().st_mtime_ns for i in first} == stamps
     assert workflow.status()["pending"] == 0
 
 

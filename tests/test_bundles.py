@@ -13,6 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 from mempamal.backends.bundles import dependency_levels, make_bundles, measured_seconds
 
 from conftest import assert_matches_sklearn
@@ -74,7 +75,7 @@ def test_job_seconds_uses_durations_measured_in_the_workdir(tmp_path):
     for task_id in first_fits:
         mp.run_task(workflow.workdir, task_id)
     measured = measured_seconds(workflow.workdir, workflow.tasks)
-    outputs = [json.loads((workflow.workdir / "outputs" / f"{i}.json").read_text()) for i in first_fits]
+    outputs = [json.loads(store.output_path(workflow.workdir, i).read_text()) for i in first_fits]
     durations = sorted(o["end"] - o["start"] for o in outputs)
     assert set(measured) == {"fit"}
     assert measured["fit"] == pytest.approx((durations[1] + durations[2]) / 2)
@@ -101,11 +102,11 @@ def test_bad_bundle_options_are_refused_with_the_argument_named(tmp_path, option
 def test_bundles_run_by_the_task_command_give_sklearns_answer_and_skip_done_tasks(tmp_path):
     workflow = _nested().build(X, y, workdir=tmp_path / "wd", chunk_size=2)
     mp.run_task(workflow.workdir, "fit-o0-i0-c0")
-    stamp = (workflow.workdir / "outputs" / "fit-o0-i0-c0.json").stat().st_mtime_ns
+    stamp = store.output_path(workflow.workdir, "fit-o0-i0-c0").stat().st_mtime_ns
     for bundle in make_bundles(workflow, [t.id for t in workflow.tasks], n_workers=2, tasks_per_job=20):
         done = _task_cli(workflow.workdir, *bundle.task_ids)
         assert done.returncode == 0, done.stderr
-    assert (workflow.workdir / "outputs" / "fit-o0-i0-c0.json").stat().st_mtime_ns == stamp
+    assert store.output_path(workflow.workdir, "fit-o0-i0-c0").stat().st_mtime_ns == stamp
     assert_matches_sklearn(mp.Results.load(workflow.workdir), _nested(), X, y)
 
 

@@ -103,7 +103,7 @@ def test_killing_a_worker_mid_run_still_finishes_with_sklearns_answer(tmp_path, 
         killed = []
 
         def kill_one_worker_mid_run():
-            while len(list(outputs.glob("*.json"))) < 3:
+            while len(list(outputs.glob("*/*.json"))) < 3:
                 time.sleep(0.05)
             victim = sorted(pids.values())[0]
             os.kill(victim, signal.SIGKILL)
@@ -142,7 +142,7 @@ def test_ctrl_c_stops_the_private_cluster_and_keeps_finished_work(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     driver = psutil.Process(process.pid)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(workdir.glob("outputs/*.json"))) < 2:
+    while time.monotonic() < deadline and len(list(workdir.glob("outputs/*/*.json"))) < 2:
         time.sleep(0.05)
     workers = driver.children(recursive=True)
     process.send_signal(signal.SIGINT)

@@ -17,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 import mempamal as mp
+from mempamal import store
 
 from conftest import assert_matches_sklearn
 
@@ -112,7 +113,7 @@ def test_failing_fit_scores_nan_and_keeps_the_error_like_error_score_nan(tmp_pat
     output = mp.Workflow.open(tmp_path / "wd")
     fit_outputs = [t.id for t in output.tasks if t.kind == "fit"]
     import json
-    texts = [json.loads((tmp_path / "wd" / "outputs" / f"{i}.json").read_text()) for i in fit_outputs]
+    texts = [json.loads(store.output_path(tmp_path / "wd", i).read_text()) for i in fit_outputs]
     assert any("C too large" in (err or "") for out in texts for err in out["errors"])
 
 

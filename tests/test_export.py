@@ -9,6 +9,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 
 from conftest import assert_matches_sklearn, comparable
 
@@ -26,12 +27,12 @@ def test_shell_export_runs_in_order_skips_finished_and_matches_sklearn(tmp_path)
     workflow, X, y = _build(tmp_path)
     first = workflow.tasks[0].id
     mp.run_task(workflow.workdir, first)
-    stamp = (workflow.workdir / "outputs" / f"{first}.json").stat().st_mtime_ns
+    stamp = store.output_path(workflow.workdir, first).stat().st_mtime_ns
     script = workflow.export(tmp_path / "run.sh", format="shell")
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert f"running {first}" not in done.stderr
-    assert (workflow.workdir / "outputs" / f"{first}.json").stat().st_mtime_ns == stamp
+    assert store.output_path(workflow.workdir, first).stat().st_mtime_ns == stamp
     assert_matches_sklearn(mp.Results.load(workflow.workdir), _experiment(), X, y)
 
 

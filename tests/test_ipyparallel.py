@@ -49,7 +49,7 @@ def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path,
         outputs = workflow.workdir / "outputs"
 
         def kill_one_engine_mid_run():
-            while len(list(outputs.glob("*.json"))) < 3:
+            while len(list(outputs.glob("*/*.json"))) < 3:
                 time.sleep(0.05)
             os.kill(pids[0], signal.SIGKILL)
 
@@ -181,7 +181,7 @@ def test_ctrl_c_aborts_engines_stops_private_cluster_and_keeps_finished_work(tmp
                                env={**os.environ, "TMPDIR": str(private_tmp)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and len(list((workdir / "outputs").glob("*.json")) if workdir.exists() else []) < 2:
+    while time.time() < deadline and len(list((workdir / "outputs").glob("*/*.json")) if workdir.exists() else []) < 2:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=90)

@@ -23,7 +23,7 @@ LAYERS = [
     ("graph", ["mempamal.graph", "mempamal.submissions"]),
     ("backends", ["mempamal.backends"]),
     ("engine", ["mempamal.engine"]),
-    ("store", ["mempamal.store", "mempamal.integrity", "mempamal.lock", "mempamal.tasktable",
+    ("store", ["mempamal.store", "mempamal.integrity", "mempamal.lock", "mempamal.tasktable", "mempamal.doneindex",
                "mempamal._version"]),
 ]
 FRONTEND_PACKAGES = ("IPython", "ipywidgets", "ipykernel")

@@ -28,7 +28,7 @@ from conftest import assert_matches_sklearn
 
 
 def _pids(workdir):
-    return {json.loads(path.read_text())["pid"] for path in (workdir / "outputs").glob("*.json")}
+    return {json.loads(path.read_text())["pid"] for path in (workdir / "outputs").glob("*/*.json")}
 
 
 def _small_nested():

@@ -95,7 +95,7 @@ def test_decision_function_missing_class_fails_as_cross_val_predict(tmp_path):
 def test_predictions_files_are_private_npy_written_by_the_tasks(tmp_path):
     experiment = mp.Experiment(LogisticRegression(max_iter=300), cv=3, predict="predict")
     experiment.run(Xc, y_object, workdir=tmp_path / "wd", n_jobs=1, progress=False)
-    files = sorted((tmp_path / "wd" / "outputs").glob("*.npy"))
+    files = sorted((tmp_path / "wd" / "outputs").glob("*/*.npy"))
     assert [f.name for f in files] == [f"score-o{k}.pred0.npy" for k in range(3)]
     for path in files:
         assert path.stat().st_mode & 0o777 == 0o600

@@ -13,6 +13,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 
 from conftest import assert_matches_sklearn, comparable
 
@@ -39,11 +40,11 @@ def test_rebuilding_the_same_experiment_reuses_finished_work(tmp_path):
     workflow = _experiment().build(X, y, workdir=workdir)
     first = workflow.tasks[0].id
     mp.run_task(workdir, first)
-    stamp = os.stat(workdir / "outputs" / f"{first}.json").st_mtime_ns
+    stamp = os.stat(store.output_path(workdir, first)).st_mtime_ns
     again = _experiment().build(X, y, workdir=workdir)
     assert again.status()["done"] == 1
     again.run(n_jobs=1, progress=False)
-    assert os.stat(workdir / "outputs" / f"{first}.json").st_mtime_ns == stamp
+    assert os.stat(store.output_path(workdir, first)).st_mtime_ns == stamp
 
 
 def test_rebuilding_with_other_chunking_drops_only_changed_tasks(tmp_path):
@@ -101,13 +102,13 @@ def test_sigkill_mid_run_then_rerun_finishes_identically_and_redoes_only_unfinis
     outputs = workdir / "outputs"
     deadline = time.time() + 120
     while time.time() < deadline:
-        done = list(outputs.glob("*.json")) if outputs.exists() else []
+        done = list(outputs.glob("*/*.json")) if outputs.exists() else []
         if len(done) >= 6:
             break
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its workers
     process.wait()
-    finished = {path.name: path.stat().st_mtime_ns for path in outputs.glob("*.json")}
+    finished = {path.relative_to(outputs): path.stat().st_mtime_ns for path in outputs.glob("*/*.json")}
     workflow = mp.Workflow.open(workdir)
     assert 6 <= len(finished) < len(workflow.tasks), "the kill should land mid-run"
     assert not (workdir / "results.json").exists()
@@ -171,13 +172,13 @@ def test_ctrl_c_on_cli_run_stops_cleanly_keeping_finished_work(tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     outputs = workdir / "outputs"
     deadline = time.time() + 120
-    while len(list(outputs.glob("*.json"))) < 4 and time.time() < deadline:
+    while len(list(outputs.glob("*/*.json"))) < 4 and time.time() < deadline:
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert "interrupted; finished tasks are kept" in stderr
-    kept = list(outputs.glob("*.json"))
+    kept = list(outputs.glob("*/*.json"))
     assert kept and all(json.loads(path.read_text()) for path in kept)
     status = mp.Workflow.open(workdir).status()
     assert 0 < status["done"] < status["total"]

@@ -179,7 +179,7 @@ def test_ctrl_c_in_blocking_run_cancels_the_driver_and_the_process_exits(tmp_pat
                                text=True)
     try:
         assert process.stdout.readline().strip() == "started"
-        poll_until(lambda: len(list((workdir / "outputs").glob("*.json"))) >= 2)
+        poll_until(lambda: len(list((workdir / "outputs").glob("*/*.json"))) >= 2)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=60)  # a driver thread left running would hang here
     finally:

@@ -20,6 +20,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 
 from conftest import assert_matches_sklearn, comparable
 
@@ -151,11 +152,11 @@ def test_interrupted_run_kills_its_jobs_and_the_rerun_submits_only_the_rest(tmp_
     outputs = workflow.workdir / "outputs"
     for task_id in ("fit-o0-i0-c0", "fit-o0-i0-c1"):
         mp.run_task(workflow.workdir, task_id)
-    before = set(os.listdir(outputs))
+    before = store.finished_task_ids(workflow.workdir)
     running_at_interrupt = []
 
     def interrupt_after_first_new_output():
-        while set(os.listdir(outputs)) == before:
+        while store.finished_task_ids(workflow.workdir) == before:
             time.sleep(0.02)
         running_at_interrupt.extend(_job_processes(workflow.workdir))
         _thread.interrupt_main()
@@ -170,9 +171,9 @@ def test_interrupted_run_kills_its_jobs_and_the_rerun_submits_only_the_rest(tmp_
     time.sleep(1.5)
     assert workflow.done_ids() == done, "a job outlived the interrupted run"
 
-    stamps = {task_id: (outputs / f"{task_id}.json").stat().st_mtime_ns for task_id in done}
+    stamps = {task_id: store.output_path(workflow.workdir, task_id).stat().st_mtime_ns for task_id in done}
     results = workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
-    assert {task_id: (outputs / f"{task_id}.json").stat().st_mtime_ns for task_id in done} == stamps
+    assert {task_id: store.output_path(workflow.workdir, task_id).stat().st_mtime_ns for task_id in done} == stamps
     assert_matches_sklearn(results, _experiment(), X, y)
     assert capsys.readouterr().out == ""  # soma-workflow's chatter is kept off stdout
     _assert_left_nothing_behind(workflow.workdir)

@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 
 import mempamal as mp
+from mempamal import store
 
 X, y = load_iris(return_X_y=True)
 
@@ -144,15 +145,15 @@ def test_incomplete_build_is_never_trusted(tmp_path):
 def test_missing_dependency_output_names_the_task_and_file(tmp_path):
     workflow = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [1.0]}, cv=3,
                              inner_cv=3).build(X, y, workdir=tmp_path / "wd")
-    with pytest.raises(mp.TaskError, match=r"'select-o0'.*'fit-o0-i0-c0'.*outputs/fit-o0-i0-c0.json.*missing"):
+    with pytest.raises(mp.TaskError, match=r"'select-o0'.*'fit-o0-i0-c0'.*outputs/fit-o0-i0-c0k/fit-o0-i0-c0.json.*missing"):
         mp.run_task(workflow.workdir, "select-o0")
 
 
 def test_corrupt_output_names_the_task_and_file(tmp_path):
     workflow = mp.Experiment(LogisticRegression(max_iter=300), cv=3).build(X, y, workdir=tmp_path / "wd")
-    (workflow.workdir / "outputs" / "score-o0.json").write_text("{not json")
     for task_id in ("score-o1", "score-o2"):
         mp.run_task(workflow.workdir, task_id)
+    store.output_path(workflow.workdir, "score-o0").write_text("{not json")  # in the shard they made
     with pytest.raises(mp.TaskError, match=r"'final'.*Corrupt file .*score-o0.json"):
         mp.run_task(workflow.workdir, "final")
 

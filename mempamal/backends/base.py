@@ -30,6 +30,8 @@ import importlib
 import os
 from collections import deque
 
+from ..tasktable import TaskTable
+
 _REGISTRY = {
     # Built-in backends are imported on first use so that `import mempamal`
     # never imports ipyparallel or soma-workflow.
@@ -199,6 +201,11 @@ class DependencyTracker:
     """
 
     def __init__(self, workflow, task_ids):
+        table = getattr(workflow, "table", None)
+        self._positions = None
+        if isinstance(table, TaskTable):
+            self._init_positions(table, task_ids)
+            return
         wanted = set(task_ids)
         by_id = {task.id: task for task in workflow.tasks}
         self.waiting_on = {i: {d for d in by_id[i].deps if d in wanted} for i in task_ids}
@@ -207,6 +214,29 @@ class DependencyTracker:
             for dep in deps:
                 self.dependents.setdefault(dep, []).append(task_id)
         self.ready = deque(i for i in task_ids if not self.waiting_on[i])
+
+    def _init_positions(self, table, task_ids):
+        """The same decisions on integers: a workdir's table gives each task's one dependent.
+
+        For a million tasks, no record and no set per task: the position of
+        each id, its dependent's position, and per position the number of
+        wanted dependencies not finished yet.
+        """
+        self._ids = list(table.ids())
+        self._positions = {task_id: position for position, task_id in enumerate(self._ids)}
+        self._dependent = table.dependent_positions()
+        n = len(self._ids)
+        self._wanted, self._finished = bytearray(n), bytearray(n)
+        positions = [self._positions[task_id] for task_id in task_ids]
+        for position in positions:
+            self._wanted[position] = 1
+        self._waiting = [0] * n
+        wanted, dependent, waiting = self._wanted, self._dependent, self._waiting
+        for position in positions:
+            parent = dependent[position]
+            if parent >= 0 and wanted[parent]:
+                waiting[parent] += 1
+        self.ready = deque(task_id for task_id, position in zip(task_ids, positions) if not waiting[position])
 
     def finished(self, task_id):
         """Mark ``task_id`` done: a dependent whose last dependency it was becomes ready.
@@ -221,6 +251,19 @@ class DependencyTracker:
         >>> tracker.finished("fit"); list(tracker.ready)
         ['select']
         """
+        if self._positions is not None:
+            position = self._positions.get(task_id)
+            if position is None or not self._wanted[position]:
+                return
+            parent = self._dependent[position]
+            if parent < 0 or not self._wanted[parent]:
+                return
+            if not self._finished[position]:
+                self._finished[position] = 1
+                self._waiting[parent] -= 1
+            if not self._waiting[parent]:
+                self.ready.appendleft(self._ids[parent])  # as below
+            return
         for child in self.dependents.get(task_id, ()):
             self.waiting_on[child].discard(task_id)
             if not self.waiting_on[child]:
@@ -236,6 +279,15 @@ class DependencyTracker:
         >>> tracker.blocked_by("fit-o0-i0-c0")                          # doctest: +SKIP
         {'select-o0', 'final'}
         """
+        if self._positions is not None:
+            blocked, position = set(), self._positions.get(task_id)
+            if position is None or not self._wanted[position]:
+                return blocked
+            position = self._dependent[position]
+            while position >= 0 and self._wanted[position]:
+                blocked.add(self._ids[position])
+                position = self._dependent[position]
+            return blocked
         blocked, stack = set(), [task_id]
         while stack:
             for child in self.dependents.get(stack.pop(), ()):

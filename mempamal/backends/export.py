@@ -132,6 +132,11 @@ def _commands_text(entries, workdir):
     return json.dumps(rows, indent=1) + "\n"
 
 
+def _output_name(task_id):
+    """``<shard>/<id>.json``: where the output of ``task_id`` is, relative to ``outputs/``."""
+    return store.output_path("", task_id).relative_to(store.OUTPUTS_DIR).as_posix()
+
+
 def _shell_text(entries, workdir):
     outputs = shlex.quote(str(Path(workdir) / store.OUTPUTS_DIR))
     lines = [
@@ -140,15 +145,15 @@ def _shell_text(entries, workdir):
         "set -euo pipefail",
         f"OUTPUTS={outputs}",
         "run() {",
-        '  local id="$1"; shift',
-        '  if [ -e "$OUTPUTS/$id.json" ]; then return 0; fi',
-        '  echo "mempamal: running $id" >&2',
+        '  local output="$1"; shift',
+        '  if [ -e "$OUTPUTS/$output" ]; then return 0; fi',
+        '  echo "mempamal: running ${output##*/}" >&2',
         '  "$@"',
         "}",
     ]
     # A bundle line has no single output to test: the command itself skips
     # the tasks already done.
-    lines += [f"run {shlex.quote(e['id'])} {shlex.join(e['cmd'])}" if "tasks" not in e
+    lines += [f"run {shlex.quote(_output_name(e['id']))} {shlex.join(e['cmd'])}" if "tasks" not in e
               else f"{shlex.join(e['cmd'])}  # {e['id']}" for e in entries]
     return "\n".join(lines) + "\n"
 
@@ -216,13 +221,13 @@ def _makefile_text(entries, workdir):
         f"TARGETS := {make_escape(outputs, target=True)}",
         f"OUTPUTS := {make_escape(outputs)}",
         ".PHONY: all",
-        "all: $(OUTPUTS)/final.json",
+        f"all: $(OUTPUTS)/{_output_name('final')}",
         "",
     ]
     tasks_of = {e["id"]: e.get("tasks", [e["id"]]) for e in entries}
     for entry in entries:
-        deps = " ".join(f"$(OUTPUTS)/{task}.json" for dep in entry["deps"] for task in tasks_of[dep])
-        targets = " ".join(f"$(TARGETS)/{task}.json" for task in tasks_of[entry["id"]])
+        deps = " ".join(f"$(OUTPUTS)/{_output_name(task)}" for dep in entry["deps"] for task in tasks_of[dep])
+        targets = " ".join(f"$(TARGETS)/{_output_name(task)}" for task in tasks_of[entry["id"]])
         # A bundle makes all its outputs at once: a grouped target (GNU make
         # >= 4.3) runs its recipe once, when any of them is missing.
         separator = " &:" if "tasks" in entry else ":"

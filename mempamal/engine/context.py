@@ -49,17 +49,20 @@ def load_context(workdir):
 
 
 def load_task_table(workdir, manifest=None):
-    """``({id: Task}, split_set_info)`` of ``tasks.json`` (checked against ``manifest`` if given).
+    """``(TaskTable, split_set_info)`` of ``tasks.json`` (checked against ``manifest`` if given).
+
+    The table computes a record when asked (``records.task(id)``): a worker
+    of a million-task graph does not build a million records.
 
     Examples
     --------
     >>> records, info = load_task_table("runs/iris")        # doctest: +SKIP
-    >>> records["final"].kind, sorted(info)                 # doctest: +SKIP
+    >>> records.task("final").kind, sorted(info)            # doctest: +SKIP
     ('final', ['main'])
     """
     table = tasktable.read_table(workdir, manifest)
     # Workers never run commands: no interpreter path in their records.
-    return {task.id: task for task in tasktable.tasks_of(table, workdir, python="")}, table["split_sets"]
+    return tasktable.TaskTable(table, workdir, python=""), table["split_sets"]
 
 
 #: Config entries that change only how objects print, not what is computed:
@@ -187,11 +190,11 @@ class WorkdirContext:
     def task(self, task_id):
         """The :class:`~mempamal.Task` record of ``task_id``; a clear error names an unknown id."""
         try:
-            return self.records[task_id]
+            return self.records.task(task_id)
         except KeyError:
             raise store.WorkdirError(
                 f"No task {task_id!r} in {self.workdir / store.TASKS} "
-                f"(it has {len(self.records)} tasks, e.g. {next(iter(self.records), None)!r})."
+                f"(it has {len(self.records)} tasks, e.g. {self.records.id_at(0)!r})."
             ) from None
 
     def definition(self, task_id):
@@ -207,7 +210,7 @@ class WorkdirContext:
 
     def output_file(self, task_id):
         """Path (a string: no ``pathlib`` per task) of the output of ``task_id``."""
-        return os.path.join(self._outputs_dir, f"{task_id}.json")
+        return os.path.join(self._outputs_dir, store.output_shard(task_id), f"{task_id}.json")
 
     def log_file(self, task_id):
         """Path (a string) of the error log of ``task_id``."""

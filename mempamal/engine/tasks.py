@@ -62,6 +62,9 @@ def run_task(workdir, task_id, *, force=False):
         context = load_context(workdir)
         record = context.task(task_id)
         target = context.output_file(task_id)
+        if not os.path.isdir(os.path.dirname(target)):
+            # Outputs are sharded (store.output_shard); predictions go there too, before the output.
+            store.make_private_dir(os.path.dirname(target))
         if not force and os.path.exists(target):
             problem = context.output_problem(task_id)
             if problem is None:
@@ -88,6 +91,10 @@ def run_task(workdir, task_id, *, force=False):
     output = context.stamp(task_id)
     output.update(payload)
     output.update(kind=record.kind, start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
+    if not os.path.isdir(os.path.dirname(target)):
+        # A rebuild during the task cleared outputs/ (shards included): the
+        # output lands in the new build, which then refuses its stamp.
+        store.make_private_dir(os.path.dirname(target))
     # Not fsynced (durable=False): every reader validates an output (complete
     # JSON, this task's stamp), so what an OS crash may leave -- an empty,
     # torn or NUL-filled file -- counts as not done and the task runs again.

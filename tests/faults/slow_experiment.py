@@ -154,7 +154,7 @@ def wait_until(condition, timeout=120.0, interval=0.02, what="condition"):
 
 def output_files(workdir):
     folder = Path(workdir) / "outputs"
-    return sorted(folder.glob("*.json")) if folder.exists() else []
+    return sorted(folder.glob("*/*.json")) if folder.exists() else []
 
 
 def fingerprints_of_outputs(workdir):

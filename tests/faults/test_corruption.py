@@ -14,6 +14,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 from mempamal.lock import WorkdirLocked
 
 from slow_experiment import assert_matches_sklearn, comparable
@@ -41,6 +42,11 @@ def workdirs(tmp_path_factory):
     donor.run(n_jobs=1, progress=False)
     return {"half": half.workdir, "finished": finished.workdir, "donor": donor.workdir,
             "answer": comparable(reference.raw), "X": X, "y": y}
+
+
+def _OUT(task_id):
+    """Path of an output relative to the workdir."""
+    return store.output_path("", task_id).as_posix()
 
 
 def _truncate(path, *_):
@@ -82,10 +88,10 @@ CASES = [
     ("tasks.json", _truncate, "half", "clear"),
     ("tasks.json", _garbage, "finished", "clear"),
     ("tasks.json", _swap_with("donor:tasks.json"), "half", "clear"),
-    ("outputs/fit-o0-i0-c0.json", _truncate, "half", "regenerated"),
-    ("outputs/fit-o0-i0-c0.json", _garbage, "half", "regenerated"),
-    ("outputs/fit-o0-i0-c0.json", _swap_with("outputs/fit-o1-i0-c0.json"), "half", "regenerated"),
-    ("outputs/select-o1.json", _swap_with("donor:outputs/select-o1.json"), "finished", "regenerated"),
+    (_OUT("fit-o0-i0-c0"), _truncate, "half", "regenerated"),
+    (_OUT("fit-o0-i0-c0"), _garbage, "half", "regenerated"),
+    (_OUT("fit-o0-i0-c0"), _swap_with(_OUT("fit-o1-i0-c0")), "half", "regenerated"),
+    (_OUT("select-o1"), _swap_with("donor:" + _OUT("select-o1")), "finished", "regenerated"),
     ("results.json", _truncate, "finished", "regenerated"),
     ("results.json", _garbage, "finished", "regenerated"),
     ("results.json", _swap_with("donor:results.json"), "finished", "regenerated"),

@@ -102,7 +102,7 @@ def test_build_into_an_existing_empty_folder_on_a_full_tmpfs_keeps_it_empty(smal
 def test_task_output_on_a_full_tmpfs_names_the_file_then_resumes_to_sklearn(small_tmpfs):
     workflow = _experiment().build(X_IRIS, Y_IRIS, workdir=small_tmpfs / "wd")
     filler = _fill(small_tmpfs, keep_free=0)
-    with pytest.raises(store.DiskFullError, match=r"outputs/score-o0\.json: the disk is full"):
+    with pytest.raises(store.DiskFullError, match=r"outputs/other/score-o0\.json: the disk is full"):
         mp.run_task(workflow.workdir, "score-o0")
     assert workflow.status()["done"] == 0, "a task whose output could not be written counts as done"
     _assert_no_temp_files(small_tmpfs)
@@ -118,7 +118,7 @@ def test_cli_build_and_run_on_a_full_tmpfs_exit_1_with_the_file_name(small_tmpfs
     done = subprocess.run([sys.executable, "-m", "mempamal", "task", str(workflow.workdir), "score-o1"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1, done.stderr
-    assert "outputs/score-o1.json: the disk is full" in done.stderr
+    assert "outputs/other/score-o1.json: the disk is full" in done.stderr
     assert "Traceback" not in done.stderr
     _assert_no_temp_files(small_tmpfs)
 
@@ -159,7 +159,7 @@ def test_cli_run_past_the_file_size_limit_exits_1_naming_the_output_then_resumes
     # 250 bytes: room for the run's lock file (~190), not for a task output (~310).
     done = subprocess.run(run, capture_output=True, text=True, timeout=300, preexec_fn=lambda: _limit_file_size(250))
     assert done.returncode == 1, done.stdout + done.stderr
-    assert re.search(r"outputs/score-o\d\.json: the disk is full", done.stderr), done.stderr
+    assert re.search(r"outputs/other/score-o\d\.json: the disk is full", done.stderr), done.stderr
     assert "Traceback" not in done.stderr
     assert store.finished_task_ids(workflow.workdir) == set()
     _assert_no_temp_files(workflow.workdir)
@@ -182,12 +182,12 @@ def test_build_then_task_past_the_file_size_limit_keeps_nothing_half_written_and
     # An output of a score task is ~300 bytes: 64 bytes cannot hold it.
     done = python_with_limits(script, file_size_limit=64)
     assert done.returncode == 3, done.stdout + done.stderr
-    assert "outputs/score-o2.json: the disk is full" in done.stdout
+    assert "outputs/other/score-o2.json: the disk is full" in done.stdout
     assert _files(tree_snapshot(workflow.workdir)) == _files(before), "a failed write changed the workdir"
     results = workflow.run(n_jobs=1, progress=False)
     expected = cross_validate(LogisticRegression(max_iter=300), X_IRIS, Y_IRIS, cv=3)["test_score"]
     np.testing.assert_allclose(results.test_scores["score"], expected, rtol=0, atol=1e-12)
-    assert json.loads((workflow.workdir / "outputs" / "score-o2.json").read_text())["task"] == "score-o2"
+    assert json.loads(store.output_path(workflow.workdir, "score-o2").read_text())["task"] == "score-o2"
 
 
 def test_final_task_past_the_file_size_limit_names_results_json(tmp_path):

@@ -17,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 
 import mempamal as mp
+from mempamal import store
 
 from slow_experiment import cli, process_group_gone, start_cli, wait_until
 
@@ -62,7 +63,7 @@ def test_resume_after_a_kill_inside_the_final_search_gives_the_same_model(tmp_pa
     outputs = workdir / "outputs"
     seen = []
     for moment, reached in (
-            ("some fit-all tasks done, select-all not", lambda: list(outputs.glob("fit-all-*.json"))),
+            ("some fit-all tasks done, select-all not", lambda: list(outputs.glob("fit-all-*/fit-all-*.json"))),
             ("inside select-all (the refit on all data)", lambda: list(markers.glob("fit150-*")))):
         process = start_cli("run", workdir, "-n", "2", "--no-progress")
         wait_until(lambda: reached() or process.poll() is not None, what=moment)
@@ -70,8 +71,8 @@ def test_resume_after_a_kill_inside_the_final_search_gives_the_same_model(tmp_pa
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
         wait_until(lambda: process_group_gone(process.pid), timeout=30, what="the killed workers to exit")
-        assert not (outputs / "select-all.json").exists(), moment
-        seen.append({p.name: p.stat().st_mtime_ns for p in outputs.glob("fit-all-*.json")})
+        assert not store.output_path(workdir, "select-all").exists(), moment
+        seen.append({p.relative_to(outputs): p.stat().st_mtime_ns for p in outputs.glob("fit-all-*/fit-all-*.json")})
     assert 0 < len(seen[0]) < 6, "the first kill should land in the middle of the final search"
     done_before = seen[1]
     finished = cli("run", workdir, "-n", "2", "--no-progress")

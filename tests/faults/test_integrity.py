@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, ShuffleSplit, cross_validate
 
 import mempamal as mp
+from mempamal import store
 
 from slow_experiment import (
     REBUILD_OTHER_GRID, assert_matches_sklearn, cli, comparable, output_files, script, wait_until, write_script,
@@ -45,7 +46,7 @@ def test_output_of_an_old_build_landing_after_a_rebuild_is_not_trusted(tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr  # a single task does not hold the runner lock
     (markers / "hold").unlink()
     assert straggler.wait(timeout=120) == 0, straggler.stderr.read()
-    planted = workdir / "outputs" / "fit-o0-i0-c0.json"
+    planted = store.output_path(workdir, "fit-o0-i0-c0")
     assert planted.exists(), "the old task should have written its output into the new build"
 
     workflow = mp.Workflow.open(workdir)
@@ -67,7 +68,7 @@ def test_output_copied_from_another_task_is_not_trusted_and_is_run_again(tmp_pat
     for task_id in ("fit-o0-i0-c0", "fit-o0-i1-c0"):
         mp.run_task(workflow.workdir, task_id)
     outputs = workflow.workdir / "outputs"
-    shutil.copy(outputs / "fit-o0-i0-c0.json", outputs / "fit-o0-i1-c0.json")
+    shutil.copy(store.output_path(workflow.workdir, "fit-o0-i0-c0"), store.output_path(workflow.workdir, "fit-o0-i1-c0"))
     status = workflow.status()
     assert status["done"] == 1
     assert "is the output of task 'fit-o0-i0-c0', not of 'fit-o0-i1-c0'" in status["untrusted"]["fit-o0-i1-c0"]
@@ -83,21 +84,25 @@ def test_dependency_output_of_another_build_makes_the_task_fail_naming_the_file(
     first.run(n_jobs=1, progress=False)
     for task in second.tasks:
         if task.kind == "fit" and task.outer == 0:
-            shutil.copy(first.workdir / "outputs" / f"{task.id}.json", second.workdir / "outputs")
+            target = store.output_path(second.workdir, task.id)
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy(store.output_path(first.workdir, task.id), target)
     with pytest.raises(mp.TaskError, match=r"fit-o0-i0-c0\.json was written by another build"):
         mp.run_task(second.workdir, "select-o0")
 
 
-@pytest.mark.parametrize("edit", ["row removed", "outer index changed", "chunk changed"])
+@pytest.mark.parametrize("edit", ["inner fold removed", "outer fold added", "chunk changed"])
 def test_edited_task_table_is_refused_naming_the_file(tmp_path, edit):
     X, y = load_iris(return_X_y=True)
     workflow = _small_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     path = workflow.workdir / "tasks.json"
     table = json.loads(path.read_text())
-    if edit == "row removed":
-        del table["tasks"][1]
-    elif edit == "outer index changed":
-        table["tasks"][0][4] = 1
+    # The compact table: fold counts and chunks stand for the rows.
+    if edit == "inner fold removed":
+        table["split_sets"]["main"]["n_inner"][1] -= 1
+    elif edit == "outer fold added":
+        table["split_sets"]["main"]["n_outer"] += 1
+        table["split_sets"]["main"]["n_inner"].append(2)
     else:
         table["chunks"][0] = table["chunks"][1]
     path.write_text(json.dumps(table))
@@ -106,7 +111,7 @@ def test_edited_task_table_is_refused_naming_the_file(tmp_path, edit):
     with pytest.raises(mp.TaskError, match=f"{path} does not match the digest"):
         mp.run_task(workflow.workdir, "fit-o0-i0-c0")
     assert output_files(workflow.workdir) == []
-    if edit == "row removed":  # the same through the CLI, once
+    if edit == "inner fold removed":  # the same through the CLI, once
         for command in (("status",), ("run", "--no-progress"), ("task", "fit-o0-i0-c0")):
             done = cli(command[0], workflow.workdir, *command[1:])
             assert done.returncode == 1 and "tasks.json does not match the digest" in done.stderr, done.stderr
@@ -253,15 +258,15 @@ def test_status_does_not_count_corrupt_outputs_and_names_them(tmp_path):
     for task_id in ids:
         mp.run_task(workflow.workdir, task_id)
     outputs = workflow.workdir / "outputs"
-    text = (outputs / f"{ids[0]}.json").read_text()
-    (outputs / f"{ids[0]}.json").write_text(text[: len(text) // 2])
-    (outputs / f"{ids[1]}.json").write_bytes(b"\x00garbage")
+    text = store.output_path(workflow.workdir, ids[0]).read_text()
+    store.output_path(workflow.workdir, ids[0]).write_text(text[: len(text) // 2])
+    store.output_path(workflow.workdir, ids[1]).write_bytes(b"\x00garbage")
     status = workflow.status()
     assert status["done"] == 1 and set(status["untrusted"]) == set(ids[:2])
     assert all(message.startswith("Corrupt file") for message in status["untrusted"].values())
     printed = cli("status", workflow.workdir).stdout
-    assert "1/" in printed and f"outputs/{ids[0]}.json (not complete JSON" in printed
-    assert f"outputs/{ids[1]}.json (not complete JSON" in printed
+    assert "1/" in printed and f"{store.output_path('outputs', ids[0]).relative_to('outputs')} (not complete JSON" in printed
+    assert f"{store.output_path('outputs', ids[1]).relative_to('outputs')} (not complete JSON" in printed
 
 
 @pytest.mark.parametrize("damage", ["deleted", "truncated", "from another workdir"])
@@ -299,7 +304,8 @@ def test_many_untrusted_outputs_are_reported_in_one_warning_and_run_again(tmp_pa
     workflow = _small_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     fits = [task.id for task in workflow.tasks if task.kind == "fit"]
     for task_id in fits:
-        (workflow.workdir / "outputs" / f"{task_id}.json").write_text("{}")
+        store.make_private_dir(store.output_path(workflow.workdir, task_id).parent)
+        store.output_path(workflow.workdir, task_id).write_text("{}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         results = workflow.run(n_jobs=1, progress=False)

@@ -13,6 +13,7 @@ import os
 import signal
 
 import mempamal as mp
+from mempamal import store
 from mempamal.lock import read_holder
 
 from slow_experiment import (
@@ -81,7 +82,7 @@ def test_sigkill_at_seven_moments_resumes_to_sklearn_with_nothing_redone(tmp_pat
     _kill_group(process, workdir)
     survived.append("inside final")
     kept = _check_after_kill(workdir, kept, "inside final")
-    assert not (workdir / "outputs" / "final.json").exists()
+    assert not store.output_path(workdir, "final").exists()
 
     # After `final`, while the driver loads the results it reports.
     process = start_cli("run", workdir, "-n", "2", "--no-progress")

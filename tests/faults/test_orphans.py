@@ -67,7 +67,7 @@ def _kill_driver_mid_run(tmp_path, workflow, command):
     driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     outputs = workflow.workdir / "outputs"
     deadline = time.monotonic() + 180
-    while len(list(outputs.glob("*.json"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
+    while len(list(outputs.glob("*/*.json"))) < 2 and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert driver.poll() is None, driver.stderr.read().decode()
     assert len(_marked(marker)) > 1  # the driver really has workers to leave behind
@@ -83,7 +83,7 @@ def _kill_driver_mid_run(tmp_path, workflow, command):
 
 
 def _outputs_with_times(workflow):
-    return {path.name: path.stat().st_mtime_ns for path in (workflow.workdir / "outputs").glob("*.json")}
+    return {path.name: path.stat().st_mtime_ns for path in (workflow.workdir / "outputs").glob("*/*.json")}
 
 
 @pytest.mark.parametrize("backend", ["local", "ipyparallel", "dask"])
@@ -139,7 +139,7 @@ def test_a_sigkilled_local_worker_has_its_tasks_retried_with_exact_results(tmp_p
         while time.monotonic() < deadline:
             workers = [p for p in psutil.Process().children(recursive=True)
                        if p.pid not in before and "resource_tracker" not in " ".join(p.cmdline())]
-            if len(list(outputs.glob("*.json"))) >= 3 and workers:
+            if len(list(outputs.glob("*/*.json"))) >= 3 and workers:
                 workers[0].send_signal(signal.SIGKILL)
                 killed.append(workers[0].pid)
                 return
@@ -183,4 +183,4 @@ def test_ctrl_c_while_an_ipyparallel_cluster_starts_leaves_no_process(tmp_path, 
     for process in survivors:
         process.kill()
     assert survivors == []
-    assert not list(workflow.workdir.glob("outputs/*.json"))  # interrupted before any task ran
+    assert not list(workflow.workdir.glob("outputs/*/*.json"))  # interrupted before any task ran

@@ -157,7 +157,7 @@ def test_pickle_writable_by_others_or_behind_a_link_is_refused_before_unpickling
     with pytest.raises(store.WorkdirError, match=reason):
         store.load_pickle(workdir, workdir / relative)
     assert not marker.exists(), "the planted pickle was unpickled"
-    assert not (workdir / "outputs" / "score-o0.json").exists()
+    assert not store.output_path(workdir, "score-o0").exists()
 
 
 @pytest.mark.parametrize("relative,kind", PICKLES, ids=[p for p, _ in PICKLES])

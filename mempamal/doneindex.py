@@ -1,0 +1,247 @@
+"""Which outputs are trusted: a scan of ``outputs/`` and the done-index that caches it.
+
+An output is trusted when :func:`mempamal.integrity.output_problem` says so
+(complete JSON stamped with its task id, this build and the task's
+definition).  Outputs are written atomically but not synced, so after a crash
+of the machine one may be empty or torn: only reading it tells.  Reading a
+million outputs at every ``status`` is too slow, so the result of each scan
+is kept in ``outputs/.done-index.json``: per shard of ``outputs/``
+(:func:`mempamal.store.output_shard`), the folder's ``mtime_ns``, the time
+the scan started, the done ids, their counts per kind and the untrusted
+outputs with the reason.
+
+The index is a cache that can never lie:
+
+- it is stamped with the kernel's boot id, the build id and the task
+  table's digest; after a reboot (outputs not synced before a crash may be
+  torn), a rebuild or a re-chunking it is ignored, and without a boot id
+  (not Linux) it is never trusted;
+- every change of a shard's entries (an output written, which is a rename;
+  deleted; replaced by another file by rename) changes the folder's mtime,
+  and a shard is taken from the index only if its mtime is the one recorded
+  *and* was older than the recording scan's start by :data:`MARGIN_NS`: a
+  file timestamp is coarse, so an output created in the same tick as the
+  scan's listing may leave the mtime unchanged (git's "racy clean"
+  problem); such a shard is scanned again next time;
+- it is written atomically (:func:`mempamal.store.atomic_write_bytes`) and
+  never held open, so two processes scanning at once each leave a complete
+  index, true when it was written; a scan that cannot write it (read-only
+  workdir) still answers from the files;
+- it is read only if it is a regular file of the user, not writable by
+  group or others (whoever could write it could make tasks look done).
+
+What it does not see: an output edited *in place* (no rename, e.g.
+``truncate`` or ``cp`` over an existing file) by another program within the
+same boot leaves its folder's mtime alone, so the index keeps counting it
+as done until the shard changes; such an output is still refused by
+``run_task`` before it skips the task and by every task reading it as a
+dependency (the same check), so results never use it.
+"""
+
+import json
+import os
+import stat
+import time
+from pathlib import Path
+
+from . import integrity, lock, store
+
+INDEX = ".done-index.json"
+"""File name of the done-index, in ``outputs/`` (a dot file: never taken for an output)."""
+
+VERSION = 1
+
+MARGIN_NS = 2_000_000_000
+"""A shard folder changed less than this before a scan started is scanned again next time.
+
+Two seconds: more than the timestamp granularity of Linux filesystems and of
+NFS/FAT-like ones (up to 2 s), and than the usual clock difference of the
+nodes of a cluster sharing the workdir.
+"""
+
+
+class OutputScan:
+    """What a scan of ``outputs/`` found: per shard, done ids, counts per kind, untrusted outputs.
+
+    Examples
+    --------
+    >>> scan = OutputScan({"other": {"done": "score-o0\\nfinal", "kinds": {"score": 1, "final": 1},
+    ...                              "problems": {}}})
+    >>> scan.n_done, sorted(scan.done), scan.counts_by_kind()
+    (2, ['final', 'score-o0'], {'score': 1, 'final': 1})
+    """
+
+    def __init__(self, shards):
+        self.shards = shards
+        self._done = None
+
+    @property
+    def done(self):
+        """Set of the ids whose output is trusted.
+
+        Examples
+        --------
+        >>> OutputScan({}).done
+        set()
+        """
+        if self._done is None:
+            self._done = set()
+            for entry in self.shards.values():
+                if entry["done"]:
+                    self._done.update(entry["done"].split("\n"))
+        return self._done
+
+    @property
+    def n_done(self):
+        """Number of trusted outputs (without building the set of ids).
+
+        Examples
+        --------
+        >>> OutputScan({}).n_done
+        0
+        """
+        return sum(sum(entry["kinds"].values()) for entry in self.shards.values())
+
+    @property
+    def problems(self):
+        """``{task id: why its output is not trusted}``.
+
+        Examples
+        --------
+        >>> OutputScan({"other": {"done": "", "kinds": {}, "problems": {"final": "corrupt"}}}).problems
+        {'final': 'corrupt'}
+        """
+        problems = {}
+        for entry in self.shards.values():
+            problems.update(entry["problems"])
+        return problems
+
+    def counts_by_kind(self):
+        """``{kind: number of trusted outputs}``.
+
+        Examples
+        --------
+        >>> OutputScan({}).counts_by_kind()
+        {}
+        """
+        counts = {}
+        for entry in self.shards.values():
+            for kind, count in entry["kinds"].items():
+                counts[kind] = counts.get(kind, 0) + count
+        return counts
+
+
+def index_path(workdir):
+    """Path of the done-index of ``workdir``.
+
+    Examples
+    --------
+    >>> index_path("runs/iris").as_posix()
+    'runs/iris/outputs/.done-index.json'
+    """
+    return Path(workdir) / store.OUTPUTS_DIR / INDEX
+
+
+def _read_index(path, stamp):
+    """The shards of the index at ``path`` if it carries ``stamp`` and is safe to believe, else {}."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return {}
+    try:
+        info = os.fstat(fd)
+        if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+            return {}
+        with os.fdopen(fd, "rb") as handle:
+            fd = None
+            index = json.loads(handle.read())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if not isinstance(index, dict) or index.get("stamp") != stamp or not isinstance(index.get("shards"), dict):
+        return {}
+    return index["shards"]
+
+
+def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
+    """Validate every output of one shard folder; its index entry."""
+    done, kinds, problems = [], {}, {}
+    try:
+        entries = list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        entries = []
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        task_id = name[:-5]
+        position = table.position(task_id)
+        if position is None or store.output_shard(task_id) != shard:
+            continue  # no task's output, or not where output_path looks for it
+        task = table[position]
+        problem = integrity.output_problem(entry.path, task_id, build_id, task.definition)
+        if problem is None:
+            done.append(task_id)
+            kinds[task.kind] = kinds.get(task.kind, 0) + 1
+        elif not problem.endswith(" is missing"):  # deleted since the listing
+            problems[task_id] = problem
+    return {"mtime_ns": mtime_ns, "scanned_ns": started_ns, "done": "\n".join(done), "kinds": kinds,
+            "problems": problems}
+
+
+def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
+    """Scan ``outputs/``, validating only the shards changed since the done-index; an :class:`OutputScan`.
+
+    ``table`` is the workdir's :class:`~mempamal.tasktable.TaskTable` (which
+    files are outputs, and of which definition).  The index is rewritten
+    when something changed, if it can be.  ``margin_ns`` (default
+    :data:`MARGIN_NS`): how much older than the recording scan a shard
+    folder's mtime must be for its entry to be trusted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from mempamal.tasktable import TaskTable, make_table
+    >>> table = TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False))
+    >>> scan(tempfile.mkdtemp(), "b1", "d1", table).n_done
+    0
+    """
+    margin_ns = MARGIN_NS if margin_ns is None else margin_ns
+    folder = Path(workdir) / store.OUTPUTS_DIR
+    stamp = {"version": VERSION, "boot_id": lock.boot_id(), "build": build_id, "tasks": tasks_digest}
+    started_ns = time.time_ns()
+    # Without a boot id a crash of the machine cannot be told: no index.
+    cached = _read_index(folder / INDEX, stamp) if stamp["boot_id"] else {}
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return OutputScan({})
+    shards, changed = {}, False
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            # Before the listing: a change during it makes the recorded mtime older than the folder's.
+            mtime_ns = entry.stat(follow_symlinks=False).st_mtime_ns
+        except FileNotFoundError:
+            continue
+        known = cached.get(entry.name)
+        if (known is not None and known.get("mtime_ns") == mtime_ns
+                and known.get("scanned_ns", 0) - mtime_ns > margin_ns):
+            shards[entry.name] = known
+        else:
+            shards[entry.name] = _scan_shard(entry.path, entry.name, mtime_ns, started_ns, build_id, table)
+            changed = True
+    if (changed or set(shards) != set(cached)) and stamp["boot_id"]:
+        _write_index(folder / INDEX, {"stamp": stamp, "shards": shards})
+    return OutputScan(shards)
+
+
+def _write_index(path, index):
+    try:
+        store.atomic_write_bytes(path, json.dumps(index, separators=(",", ":")).encode())
+    except (OSError, store.WorkdirError):
+        pass  # read-only workdir, full disk: the next scan validates again
