@@ -27,6 +27,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import lock
+from mempamal.store import finished_task_ids, output_path
 
 from slow_experiment import assert_matches_sklearn
 
@@ -71,16 +73,20 @@ def finished(tmp_path_factory):
 
 @pytest.mark.parametrize("damage", DAMAGES, ids=lambda damage: damage.__name__.strip("_"))
 @pytest.mark.parametrize("victim", ["fit-o0-i1-c1", "select-o2"])
-def test_output_left_damaged_by_an_os_crash_is_untrusted_and_run_again(finished, tmp_path, damage, victim):
+def test_output_left_damaged_by_an_os_crash_is_untrusted_and_run_again(finished, tmp_path, damage, victim,
+                                                                      monkeypatch):
     X, y = load_iris(return_X_y=True)
     workdir = tmp_path / "wd"
     shutil.copytree(finished, workdir)
-    path = workdir / "outputs" / f"{victim}.json"
-    other = workdir / "outputs" / ("fit-o1-i0-c0.json" if victim.startswith("fit") else "select-o0.json")
+    path = output_path(workdir, victim)
+    other = output_path(workdir, "fit-o1-i0-c0" if victim.startswith("fit") else "select-o0")
     damage(path, other)
     before = path.read_bytes()
 
-    workflow = mp.Workflow.open(workdir)  # after the reboot: a fresh process, nothing cached
+    # After the reboot: a fresh process, nothing cached, and another boot id
+    # (the done-index of outputs/ vouches for what it saw in its own boot only).
+    monkeypatch.setattr(lock, "boot_id", lambda: "the-boot-after-the-crash")
+    workflow = mp.Workflow.open(workdir)
     status = workflow.status()
     assert victim in status["untrusted"], status["untrusted"]
     assert EXPECTED[damage.__name__] in status["untrusted"][victim]
@@ -112,15 +118,15 @@ def test_dependent_never_reads_a_torn_dependency_output(tmp_path, damage):
     fits = [task.id for task in workflow.tasks if task.kind == "fit" and task.outer == 0]
     for task_id in fits + ["fit-o1-i0-c0"]:
         mp.run_task(workflow.workdir, task_id)
-    torn = workflow.workdir / "outputs" / f"{fits[-1]}.json"
-    damage(torn, workflow.workdir / "outputs" / "fit-o1-i0-c0.json")
+    torn = output_path(workflow.workdir, fits[-1])
+    damage(torn, output_path(workflow.workdir, "fit-o1-i0-c0"))
 
     # Run by itself (as an exported script or a cluster job would), the
     # select refuses the dependency, naming its file, and writes no output.
     with pytest.raises(mp.TaskError, match=f"{fits[-1]}") as caught:
         mp.run_task(workflow.workdir, "select-o0")
     assert str(torn) in str(caught.value)
-    assert not (workflow.workdir / "outputs" / "select-o0.json").exists()
+    assert not output_path(workflow.workdir, "select-o0").exists()
 
     # Run by the workflow, the torn dependency runs again first.
     results = mp.Workflow.open(workflow.workdir).run(n_jobs=1, progress=False)
@@ -178,14 +184,14 @@ def test_build_files_are_fsynced_task_outputs_are_not(tmp_path):
     # results.json (the final task's) and the final model.
     assert any(name.startswith(".results.json.") for name in ran) and any(
         name.startswith(".final.pkl.") for name in ran), ran
-    assert len(os.listdir(workdir / "outputs")) == len(workflow.tasks) and workflow.status()["untrusted"] == {}
+    assert len(finished_task_ids(workdir)) == len(workflow.tasks) and workflow.status()["untrusted"] == {}
 
 
 def test_timeline_leaves_out_an_output_torn_by_a_crash(finished, tmp_path):
     workdir = tmp_path / "wd"
     shutil.copytree(finished, workdir)
-    _truncated_json(workdir / "outputs" / "fit-o0-i1-c1.json", None)
-    _another_tasks_stamp(workdir / "outputs" / "fit-o0-i0-c0.json", workdir / "outputs" / "fit-o1-i0-c0.json")
+    _truncated_json(output_path(workdir, "fit-o0-i1-c1"), None)
+    _another_tasks_stamp(output_path(workdir, "fit-o0-i0-c0"), output_path(workdir, "fit-o1-i0-c0"))
     timeline = mp.Results.load(workdir).timeline()
     assert "fit-o0-i1-c1" not in set(timeline["task"]) and "fit-o0-i0-c0" not in set(timeline["task"])
     assert len(timeline) == len(mp.Workflow.open(workdir).tasks) - 2

@@ -16,6 +16,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
+from mempamal import store
 from mempamal.engine import context as context_module
 
 from slow_experiment import assert_matches_sklearn
@@ -54,7 +55,7 @@ def test_build_file_changed_between_two_tasks_of_one_worker_is_refused(tmp_path,
     with pytest.raises(mp.TaskError, match="is not the file this build wrote") as caught:
         mp.run_task(workflow.workdir, fits[1])
     assert str(path) in str(caught.value)
-    assert not (workflow.workdir / "outputs" / f"{fits[1]}.json").exists()
+    assert not store.output_path(workflow.workdir, fits[1]).exists()
 
 
 def test_touched_build_file_with_the_same_content_is_verified_again_and_accepted(tmp_path):
