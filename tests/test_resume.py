@@ -167,7 +167,9 @@ def test_interrupted_results_are_not_loadable_until_finished(tmp_path):
 
 def test_ctrl_c_on_cli_run_stops_cleanly_keeping_finished_work(tmp_path):
     script = tmp_path / "build_only.py"
-    script.write_text(SLOW_SCRIPT.replace("wf.run(n_jobs=2, progress=False)", ""))
+    # the full graph (inner_cv=3, final search): Ctrl-C after 4 outputs must land mid-run
+    script.write_text(SLOW_SCRIPT.replace("wf.run(n_jobs=2, progress=False)", "")
+                      .replace("inner_cv=2, final_fit=False)", "inner_cv=3)"))
     workdir = tmp_path / "wd"
     built = subprocess.run([sys.executable, str(script), str(workdir)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr
