@@ -148,7 +148,7 @@ def test_light_mode_run_of_nested_permutation_test_equals_local_and_sklearn(tmp_
 
 
 def test_interrupted_run_kills_its_jobs_and_the_rerun_submits_only_the_rest(tmp_path, capsys):
-    workflow = _experiment(final_fit=False).build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     outputs = workflow.workdir / "outputs"
     for task_id in ("fit-o0-i0-c0", "fit-o0-i0-c1"):
         mp.run_task(workflow.workdir, task_id)
@@ -174,7 +174,7 @@ def test_interrupted_run_kills_its_jobs_and_the_rerun_submits_only_the_rest(tmp_
     stamps = {task_id: (outputs / f"{task_id}.json").stat().st_mtime_ns for task_id in done}
     results = workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
     assert {task_id: (outputs / f"{task_id}.json").stat().st_mtime_ns for task_id in done} == stamps
-    assert_matches_sklearn(results, _experiment(final_fit=False), X, y)
+    assert_matches_sklearn(results, _experiment(), X, y)
     assert capsys.readouterr().out == ""  # soma-workflow's chatter is kept off stdout
     _assert_left_nothing_behind(workflow.workdir)
 
