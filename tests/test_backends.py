@@ -214,7 +214,8 @@ def _slow_experiment():
         return data
 
     return mp.Experiment(make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300)),
-                         param_grid={"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
+                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                         final_fit=False)  # 12 fits are enough to stop in the middle; final search: test_final_model
 
 
 def test_backend_stops_when_its_stop_event_is_set_from_another_thread(backend_options, tmp_path):

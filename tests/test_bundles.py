@@ -128,21 +128,23 @@ def test_a_failing_task_does_not_stop_the_rest_of_its_bundle_and_exit_status_say
 def test_shell_and_makefile_exports_with_bundles_run_the_graph(tmp_path):
     import shutil
 
-    workflow = _nested().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    # 2 grid points and no final search (test_final_model's): every bundle is a process
+    small = dict(param_grid={"C": [0.1, 1.0]}, final_fit=False)
+    workflow = _nested(**small).build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     script = workflow.export(tmp_path / "run.sh", format="shell", tasks_per_job=20, n_jobs=2)
     lines = [line for line in script.read_text().splitlines() if " -m mempamal task " in line]
     assert len(lines) == len(make_bundles(workflow, workflow.pending_ids(), 2, tasks_per_job=20)) < len(workflow.tasks)
     done = subprocess.run(["bash", str(script)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert_matches_sklearn(mp.Results.load(workflow.workdir), _nested(), X, y)
+    assert_matches_sklearn(mp.Results.load(workflow.workdir), _nested(**small), X, y)
 
     if shutil.which("make") is None:
         pytest.skip("GNU make is not installed")
-    other = _nested().build(X, y, workdir=tmp_path / "wd2", chunk_size=1)
+    other = _nested(**small).build(X, y, workdir=tmp_path / "wd2", chunk_size=1)
     makefile = other.export(tmp_path / "Makefile", format="makefile", job_seconds=5, n_jobs=2)
     ran = subprocess.run(["make", "-j", "2", "-f", str(makefile)], capture_output=True, text=True, cwd=tmp_path)
     assert ran.returncode == 0, ran.stderr
-    assert_matches_sklearn(mp.Results.load(other.workdir), _nested(), X, y)
+    assert_matches_sklearn(mp.Results.load(other.workdir), _nested(**small), X, y)
     again = subprocess.run(["make", "-f", str(makefile)], capture_output=True, text=True, cwd=tmp_path)
     assert "Nothing to be done" in again.stdout  # every output is a target: finished means done
 

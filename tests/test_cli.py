@@ -18,13 +18,14 @@ def cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "mempamal", *map(str, args)], capture_output=True, text=True, cwd=cwd)
 
 
-def _experiment():
-    return mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=3)
+def _experiment(**kwargs):
+    return mp.Experiment(LogisticRegression(max_iter=300), **{**dict(param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=3), **kwargs})
 
 
 def test_task_lines_from_commands_export_run_the_whole_graph(tmp_path):
     X, y = load_iris(return_X_y=True)
-    workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=2)
+    small = dict(inner_cv=2, final_fit=False)  # one process per task: no final search (test_final_model's)
+    workflow = _experiment(**small).build(X, y, workdir=tmp_path / "wd", chunk_size=2)
     exported = cli("export", workflow.workdir, "--format", "commands", "-o", tmp_path / "cmds.json")
     assert exported.returncode == 0, exported.stderr
     entries = json.loads((tmp_path / "cmds.json").read_text())
@@ -33,7 +34,7 @@ def test_task_lines_from_commands_export_run_the_whole_graph(tmp_path):
     for entry in entries:  # in dependency order, exactly the exported command line
         done = subprocess.run(entry["cmd"], shell=True, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
-    assert_matches_sklearn(mp.Results.load(workflow.workdir), _experiment(), X, y)
+    assert_matches_sklearn(mp.Results.load(workflow.workdir), _experiment(**small), X, y)
 
 
 def test_status_run_and_results_commands(tmp_path):

@@ -151,7 +151,7 @@ def test_group_kfold_outer_and_inner_with_groups_equals_gridsearch(tmp_path):
     X, y = iris()
     groups = np.arange(len(y)) % 10
     experiment = mp.Experiment(LogisticRegression(max_iter=500), param_grid={"C": [0.1, 1.0]},
-                               cv=GroupKFold(5), inner_cv=GroupKFold(3))
+                               cv=GroupKFold(5), inner_cv=GroupKFold(3), final_fit=False)  # unchecked here
     assert_matches_sklearn(run(experiment, X, y, tmp_path, groups=groups), experiment, X, y, groups)
 
 
@@ -175,12 +175,12 @@ def test_permutation_test_with_groups_and_nested_search_equals_permutation_test_
     groups = np.arange(len(y)) % 6
     estimator = LogisticRegression(max_iter=300)
     grid = {"C": [0.1, 1.0]}
-    experiment = mp.Experiment(estimator, param_grid=grid, cv=3, inner_cv=3,
-                               n_permutations=3, random_state=0, scoring="accuracy")
+    experiment = mp.Experiment(estimator, param_grid=grid, cv=3, inner_cv=3, final_fit=False,  # unchecked here
+                               n_permutations=2, random_state=0, scoring="accuracy")
     results = run(experiment, X, y, tmp_path, groups=groups)
     search = GridSearchCV(estimator, grid, cv=3, scoring="accuracy")
     score, permutation_scores, pvalue = permutation_test_score(
-        search, X, y, groups=groups, cv=3, n_permutations=3, random_state=0, scoring="accuracy")
+        search, X, y, groups=groups, cv=3, n_permutations=2, random_state=0, scoring="accuracy")
     assert results.score == score
     np.testing.assert_array_equal(results.permutation_scores, permutation_scores)
     assert results.pvalue == pvalue

@@ -15,7 +15,9 @@ from conftest import assert_matches_sklearn, comparable
 
 
 def _experiment():
-    return mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    # no final search: every task is a process here, and test_final_model covers the final search
+    return mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                         final_fit=False)
 
 
 def _build(tmp_path, name="wd"):

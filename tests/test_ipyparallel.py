@@ -42,7 +42,8 @@ def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path,
     from slowmod import SlowLogistic
     from mempamal.backends.ipyparallel import LocalCluster
 
-    experiment = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2)
+    # no final search (test_final_model's): 18 fits, the kill still lands after 3
+    experiment = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2, final_fit=False)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     with LocalCluster(2) as local:
         pids = local.client[:].apply_sync(os.getpid)
@@ -60,7 +61,7 @@ def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path,
         assert pids[0] not in local.client[:].apply_sync(os.getpid)
     # scikit-learn's answer for the same model without the sleep (same scores, 6 s less).
     assert_matches_sklearn(results, mp.Experiment(
-        SlowLogistic(delay=0), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2), X, y)
+        SlowLogistic(delay=0), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2, final_fit=False), X, y)
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def test_in_place_first_step_with_shared_prefix_equals_sklearn(tmp_path, n_jobs)
 def test_rebuilt_workdir_is_not_served_from_the_cached_context(tmp_path):
     X, y = load_iris(return_X_y=True)
     workdir = tmp_path / "wd"
-    experiment = _small_nested()
+    # 2x2 grid, no final search (unchecked here; test_final_model's): the point is the data, not the graph size
+    experiment = mp.Experiment(LogisticRegression(max_iter=500), {"C": [0.1, 10.0]}, cv=3, inner_cv=2, final_fit=False)
     experiment.build(X, y, workdir=workdir).run(n_jobs=1, progress=False)
     # Same process (same context cache), same workdir, other data.
     X_other, y_other = X[::-1].copy(), y[::-1].copy()

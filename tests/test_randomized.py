@@ -87,12 +87,12 @@ def test_randomized_plus_permutations_and_refit_callable_equal_sklearn(tmp_path)
 
     experiment = mp.Experiment(LogisticRegression(max_iter=300), param_distributions={"C": loguniform(1e-2, 1e1)},
                                n_iter=3, cv=KFold(3, shuffle=True, random_state=0), inner_cv=2,
-                               refit=smallest_rank, n_permutations=3, random_state=4)
+                               refit=smallest_rank, n_permutations=2, random_state=4, final_fit=False)
     results = run(experiment, X, y, tmp_path, n_jobs=2)
     assert_matches_sklearn(results, experiment, X, y)
     search = RandomizedSearchCV(LogisticRegression(max_iter=300), {"C": loguniform(1e-2, 1e1)}, n_iter=3, cv=2,
                                 refit=smallest_rank, random_state=4)
-    score, permutation_scores, pvalue = permutation_test_score(search, X, y, cv=experiment.cv, n_permutations=3,
+    score, permutation_scores, pvalue = permutation_test_score(search, X, y, cv=experiment.cv, n_permutations=2,
                                                                random_state=4)
     assert abs(results.score - score) <= 1e-12
     np.testing.assert_allclose(results.permutation_scores, permutation_scores, rtol=0, atol=1e-12)

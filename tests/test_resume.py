@@ -18,10 +18,10 @@ from mempamal import store
 from conftest import assert_matches_sklearn, comparable
 
 
-def _experiment():
-    return mp.Experiment(LogisticRegression(max_iter=500), param_grid={"C": [0.01, 0.1, 1.0, 10.0]},
-                         cv=3, inner_cv=3, scoring=["accuracy", "f1_macro"], refit="f1_macro",
-                         n_permutations=2, random_state=0)
+def _experiment(**kwargs):
+    options = dict(param_grid={"C": [0.01, 0.1, 1.0, 10.0]}, cv=3, inner_cv=3, scoring=["accuracy", "f1_macro"],
+                   refit="f1_macro", n_permutations=2, random_state=0)
+    return mp.Experiment(LogisticRegression(max_iter=500), **{**options, **kwargs})
 
 
 def test_results_identical_for_n_jobs_1_and_2_and_any_chunking(tmp_path):
@@ -29,7 +29,8 @@ def test_results_identical_for_n_jobs_1_and_2_and_any_chunking(tmp_path):
     raws = []
     for n_jobs, chunk_size in [(1, "auto"), (2, 1), (2, 3), (1, 4)]:
         workdir = tmp_path / f"wd-{n_jobs}-{chunk_size}"
-        _experiment().build(X, y, workdir=workdir, chunk_size=chunk_size).run(n_jobs=n_jobs, progress=False)
+        # one permutation: the permuted graph is chunked too; the final search is kept (chunked as well)
+        _experiment(n_permutations=1).build(X, y, workdir=workdir, chunk_size=chunk_size).run(n_jobs=n_jobs, progress=False)
         raws.append(comparable(json.loads((workdir / "results.json").read_text())))
     assert all(raw == raws[0] for raw in raws[1:])
 
@@ -50,9 +51,10 @@ def test_rebuilding_the_same_experiment_reuses_finished_work(tmp_path):
 def test_rebuilding_with_other_chunking_drops_only_changed_tasks(tmp_path):
     X, y = load_iris(return_X_y=True)
     workdir = tmp_path / "wd"
-    _experiment().build(X, y, workdir=workdir, chunk_size=2).run(n_jobs=1, progress=False)
+    small = dict(n_permutations=0, final_fit=False)  # 4 grid points kept: chunks of 2 and of 4 differ
+    _experiment(**small).build(X, y, workdir=workdir, chunk_size=2).run(n_jobs=1, progress=False)
     before = comparable(json.loads((workdir / "results.json").read_text()))
-    workflow = _experiment().build(X, y, workdir=workdir, chunk_size=4)
+    workflow = _experiment(**small).build(X, y, workdir=workdir, chunk_size=4)
     status = workflow.status()
     assert 0 < status["done"] < status["total"]
     workflow.run(n_jobs=1, progress=False)
@@ -88,7 +90,8 @@ SLOW_SCRIPT = textwrap.dedent("""
             return self.model_.predict(X)
 
     X, y = load_iris(return_X_y=True)
-    exp = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=3)
+    # no final search (test_final_model's): 18 fits + 3 selects, still mid-run after 6
+    exp = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2, final_fit=False)
     wf = exp.build(X, y, workdir=sys.argv[1], chunk_size=1)
     wf.run(n_jobs=2, progress=False)
 """)
@@ -150,7 +153,8 @@ def test_estimator_class_defined_in_main_runs_in_worker_processes(tmp_path):
 
 def test_interrupted_results_are_not_loadable_until_finished(tmp_path):
     X, y = load_iris(return_X_y=True)
-    workflow = _experiment().build(X, y, workdir=tmp_path / "wd")
+    small = dict(param_grid={"C": [0.1, 1.0]}, n_permutations=1, final_fit=False)  # a p-value needs 1 permutation
+    workflow = _experiment(**small).build(X, y, workdir=tmp_path / "wd")
     try:
         mp.Results.load(tmp_path / "wd")
     except mp.WorkdirError as exc:
@@ -158,13 +162,15 @@ def test_interrupted_results_are_not_loadable_until_finished(tmp_path):
     else:
         raise AssertionError("Results.load should refuse an unfinished workdir")
     results = workflow.run(n_jobs=1, progress=False)
-    assert_matches_sklearn(results, _experiment(), X, y)
+    assert_matches_sklearn(results, _experiment(**small), X, y)
     assert np.isfinite(results.pvalue)
 
 
 def test_ctrl_c_on_cli_run_stops_cleanly_keeping_finished_work(tmp_path):
     script = tmp_path / "build_only.py"
-    script.write_text(SLOW_SCRIPT.replace("wf.run(n_jobs=2, progress=False)", ""))
+    # the full graph (inner_cv=3, final search): Ctrl-C after 4 outputs must land mid-run
+    script.write_text(SLOW_SCRIPT.replace("wf.run(n_jobs=2, progress=False)", "")
+                      .replace("inner_cv=2, final_fit=False)", "inner_cv=3)"))
     workdir = tmp_path / "wd"
     built = subprocess.run([sys.executable, str(script), str(workdir)], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr

@@ -77,7 +77,7 @@ def test_running_counts_the_tasks_executing_never_more_than_the_workers(tmp_path
 
 
 def test_partial_results_grow_fold_by_fold_and_end_as_to_frame(tmp_path):
-    experiment = slow_experiment()
+    experiment = slow_experiment(final_fit=False)  # the final search: test_final_model
     run = experiment.build(X, y, workdir=tmp_path / "wd").submit(n_jobs=1)
     seen = set()
     while not run.done():
@@ -242,7 +242,7 @@ DRIVER_SCRIPT = textwrap.dedent("""
 
 
 def test_attach_follows_a_recorded_job_submission_after_its_driver_was_killed(tmp_path):
-    experiment = slow_experiment()
+    experiment = slow_experiment(final_fit=False)  # the final search: test_final_model
     workflow = experiment.build(X, y, workdir=tmp_path / "wd")
     script = DRIVER_SCRIPT.format(tests=os.path.dirname(__file__), workdir=str(workflow.workdir))
     driver = subprocess.Popen([sys.executable, "-c", script])
@@ -295,7 +295,7 @@ def test_a_script_exiting_without_wait_cancels_its_run_and_leaves_no_worker(tmp_
 
 def test_attach_watches_another_process_holding_the_run_lock(tmp_path):
     pytest.importorskip("mempamal.lock", reason="needs the workdir run lock (mempamal/lock.py)")
-    experiment = slow_experiment()
+    experiment = slow_experiment(final_fit=False)  # the final search: test_final_model
     workflow = experiment.build(X, y, workdir=tmp_path / "wd")
     environment = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
     runner = subprocess.Popen([sys.executable, "-m", "mempamal", "run", str(workflow.workdir), "-n", "1"],

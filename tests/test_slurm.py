@@ -39,7 +39,7 @@ def _plain():
     return mp.Experiment(LogisticRegression(max_iter=300), cv=3)
 
 
-def _slow_experiment():
+def _slow_experiment(final_fit=False):
     """Every fit sleeps 0.2 s (defined here so cloudpickle ships it by value to the jobs)."""
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -49,7 +49,8 @@ def _slow_experiment():
         return data
 
     return mp.Experiment(make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300)),
-                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2)
+                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                         final_fit=final_fit)  # the final search on Slurm: test_final_model
 
 
 def _queued(job_ids):
@@ -166,7 +167,8 @@ def test_exported_script_submitted_by_hand_runs_the_graph(slurm, tmp_path):
 
 
 def test_ctrl_c_of_the_driver_cancels_its_jobs_and_a_rerun_finishes(slurm, tmp_path):
-    workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    # with the final search: longer fit level, so Ctrl-C lands before the run ends
+    workflow = _slow_experiment(final_fit=True).build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     driver = _driver(workflow.workdir, n_jobs=2, poll_seconds=0.2)
     try:
         _wait_until(lambda: workflow.status()["done"] > 0, what="a first output")
@@ -183,7 +185,7 @@ def test_ctrl_c_of_the_driver_cancels_its_jobs_and_a_rerun_finishes(slurm, tmp_p
     time.sleep(2)
     assert workflow.done_ids() == done, "a cancelled job kept writing outputs"
     results = workflow.run(backend="slurm", n_jobs=2, progress=False, poll_seconds=0.2)
-    assert_matches_sklearn(results, _slow_experiment(), X, y)
+    assert_matches_sklearn(results, _slow_experiment(final_fit=True), X, y)
 
 
 def test_attach_after_the_driver_was_killed_waits_for_the_same_jobs(slurm, tmp_path):

@@ -137,10 +137,11 @@ def test_backend_options_are_checked_before_any_work():
 
 # --------------------------------------------------------------------- run
 def test_light_mode_run_of_nested_permutation_test_equals_local_and_sklearn(tmp_path):
-    experiment = _experiment(n_permutations=1, random_state=0)
+    small = dict(n_permutations=1, random_state=0, final_fit=False)  # final search on soma-workflow: test_final_model
+    experiment = _experiment(**small)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=2)
     results = workflow.run(backend="soma-workflow", n_jobs=2, progress=False)
-    assert comparable(results.raw) == _local_raw(_experiment(n_permutations=1, random_state=0), tmp_path)
+    assert comparable(results.raw) == _local_raw(_experiment(**small), tmp_path)
     assert_matches_sklearn(results, experiment, X, y)
     state = workflow.workdir / "soma-workflow"
     assert (state / "soma-workflow.db").exists() and (state / "soma-workflow-shtmp").is_dir()
@@ -289,7 +290,8 @@ def _slow_experiment():
         return data
 
     return mp.Experiment(make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300)),
-                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2)
+                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                         final_fit=False)  # the final search on soma-workflow+slurm: test_final_model
 
 
 def _slurm_cpus():

@@ -74,7 +74,7 @@ SCRIPT = textwrap.dedent("""
     X, y = load_iris(return_X_y=True)
     exp = mp.Experiment(SlowLogistic(delay=DELAY, load_delay=LOAD_DELAY, markers=MARKERS),
                         param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2,
-                        n_permutations=1, random_state=0)
+                        n_permutations=1, random_state=0, final_fit=False)  # final search: test_final_model_kill
     command, workdir = sys.argv[1], sys.argv[2]
     if command == "build":
         exp.build(X, y, workdir=workdir, chunk_size=1)

@@ -1,4 +1,4 @@
-"""SIGKILL of a real ``mempamal run`` at seven moments of one run, then resume.
+"""SIGKILL of a real ``mempamal run`` at six moments of one run, then resume.
 
 Each moment is reached deterministically (lock file, output counts, marker
 files left by the estimator), the CLI is killed with its workers (SIGKILL to
@@ -33,7 +33,7 @@ def _markers_from(folder, kind, pid=None):
     return [p for p in folder.glob(f"{kind}-*") if pid is None or p.name.split("-")[1] == str(pid)]
 
 
-def test_sigkill_at_seven_moments_resumes_to_sklearn_with_nothing_redone(tmp_path):
+def test_sigkill_at_six_moments_resumes_to_sklearn_with_nothing_redone(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
     path = write_script(tmp_path, delay=0.1, load_delay=0.3, markers=markers)
@@ -53,7 +53,7 @@ def test_sigkill_at_seven_moments_resumes_to_sklearn_with_nothing_redone(tmp_pat
         ("pool start: a worker loading the workdir", pool_started),
         ("a quarter of the tasks done", at_least(0.25)),
         ("inside a select task (refitting)", lambda process: _markers_from(markers, "refit")),
-        ("over 80% done", at_least(0.8)),
+        # no "over 80% done": killing between finished fits is the quarter's code path again
     ]
     kept, survived = {}, []
     for name, reached in moments:
@@ -94,7 +94,7 @@ def test_sigkill_at_seven_moments_resumes_to_sklearn_with_nothing_redone(tmp_pat
     finished = cli("run", workdir, "-n", "2", "--no-progress")
     assert finished.returncode == 0, finished.stderr
     assert read_holder(workdir) is None
-    assert len(survived) == 7
+    assert len(survived) == 6
     redone = [name for name, stamp in kept.items() if fingerprints_of_outputs(workdir)[name] != stamp]
     assert redone == [], f"finished tasks were run again: {redone}"
     assert mp.Workflow.open(workdir).status()["pending"] == 0
