@@ -19,7 +19,7 @@ shape (100, 2): 1,000,011 tasks.  Measured, each beside its target:
 - ``Results.load`` of the finished workdir in a new process (< 5 s);
 - the peak RSS of this process (< 1.5 GB, linear: compare with ``--quick``).
 
-    .venv/bin/python benchmarks/bench_scale.py [--quick] [--points N] [--fsync] [--keep]
+    .venv/bin/python benchmarks/bench_scale.py [--quick] [--points N] [--fsync] [--keep] [--no-fill]
 
 ``--quick``: 100 points (10,011 tasks), about 10 s.  The full size takes
 roughly 10 minutes on 2 cores (the fill dominates) and ~2 GB of disk
@@ -104,6 +104,8 @@ def main():
     parser.add_argument("--points", type=int, default=None, help="grid points (default 10,000)")
     parser.add_argument("--fsync", action="store_true", help="keep the per-output fsync during the fill")
     parser.add_argument("--keep", action="store_true", help="keep the workdir (its path is printed)")
+    parser.add_argument("--no-fill", action="store_true",
+                        help="stop after the figures of the new workdir (build, status, tracker): seconds, not minutes")
     args = parser.parse_args()
     n_points = args.points or (100 if args.quick else 10_000)
     print(f"== Case 5: a {n_points * 100 + 11:,}-task graph ({os.cpu_count()} cores, "
@@ -125,6 +127,9 @@ def main():
         line("status of the new workdir, warm", timed(workflow.status)[0], TARGETS["status"])
         seconds, _ = timed(lambda: DependencyTracker(workflow, list(workflow.table.ids())))
         line("DependencyTracker of every task", seconds)
+        if args.no_fill:
+            print(f"  peak RSS of this process {peak_rss_gb():.2f} GB (--no-fill: the finished workdir is not measured)")
+            return
 
         with fsync_skipped(not args.fsync):
             seconds, _ = timed(lambda: fill(workdir, workflow.table))
