@@ -34,6 +34,7 @@ import hashlib
 import json
 import re
 import sys
+from collections import namedtuple
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,6 +279,18 @@ def changed_task_ids(old_table, new_table):
             changed.append(task.id)
     return changed
 
+
+Block = namedtuple("Block", "split_set outer first gather fit_kind gather_kind gather_id")
+Block.__doc__ = """One block of a :class:`TaskTable`: fits at positions ``first .. gather - 1``, then the task gathering them.
+
+``outer`` is None for the final search; ``fit_kind`` is ``"fit"`` or
+``"fit-all"``, ``gather_kind`` ``"select"``, ``"score"`` or ``"select-all"``.
+
+Examples
+--------
+>>> Block("main", 0, 0, 2, "fit", "select", "select-o0").gather
+2
+"""
 
 _ID = re.compile(r"(perm-\d+-)?(fit|select|score)-o(\d+)(?:-i(\d+)-c(\d+))?|fit-all-i(\d+)-c(\d+)")
 
@@ -525,6 +538,100 @@ class TaskTable(Sequence):
             dependents.append(self._final)
         dependents.append(-1)
         return dependents
+
+    def dependent_of(self, position):
+        """Position of the one task that depends on the task at ``position`` (-1 for ``final``).
+
+        The arithmetic behind :meth:`dependent_positions`, for one position.
+
+        Examples
+        --------
+        >>> table = TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0]], nested=True))
+        >>> [table.dependent_of(position) for position in range(len(table))]
+        [2, 2, 3, -1]
+        """
+        if position == self._final:
+            return -1
+        block, offset = self._locate(position)
+        n_fits = block[4] * self._n_chunks
+        return self._final if offset == n_fits else block[3] + n_fits
+
+    def blocks(self):
+        """The :class:`Block` s of the graph, in order (``final`` follows the last one).
+
+        Every position before ``final`` is in exactly one block: a fit
+        (``first <= position < gather``) or the block's gathering task.
+
+        Examples
+        --------
+        >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [2, 1]}}, [[0]], nested=True))
+        >>> [(block.first, block.gather, block.gather_id) for block in table.blocks()]
+        [(0, 2, 'select-o0'), (3, 4, 'select-o1')]
+        """
+        return [Block(block[0], block[2], block[3], block[3] + block[4] * self._n_chunks,
+                      "fit" if block[2] is not None else "fit-all", self._gather_kind(block, self.nested),
+                      self._gather_id(block)) for block in self._blocks]
+
+    def block_at(self, position):
+        """Index in :meth:`blocks` of the block holding ``position`` (None for ``final``).
+
+        Examples
+        --------
+        >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [2, 1]}}, [[0]], nested=True))
+        >>> [table.block_at(position) for position in range(len(table))]
+        [0, 0, 0, 1, 1, None]
+        """
+        if not 0 <= position < self._final:
+            return None
+        return bisect.bisect_right(self._starts, position) - 1
+
+    def _fit_prefix(self, block):
+        """What every fit id of ``block`` starts with, and no other id of the table does."""
+        _, prefix, outer, _, _ = block
+        return "fit-all-i" if outer is None else f"{prefix}fit-o{outer}-i"
+
+    def count_fits_by_block(self, texts):
+        """Number of fit tasks per block (indices of :meth:`blocks`) among the ids in ``texts``.
+
+        Each text is ``"\\n"``-joined distinct ids of this table, as the
+        done-index keeps the done ids of one shard of ``outputs/``.  A text
+        whose ids are all fits of one block (every fit shard) is counted by
+        two ``str`` operations (C speed, no id parsed but the first); any
+        other text id by id.  A million done ids are counted in
+        milliseconds, which is what keeps a status of a large graph fast.
+
+        Examples
+        --------
+        >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [2, 2]}}, [[0], [1]], nested=True))
+        >>> table.count_fits_by_block(["fit-o0-i0-c0\\nfit-o0-i1-c1", "select-o0\\nfit-o1-i1-c0", ""])
+        [2, 1]
+        """
+        counts = [0] * len(self._blocks)
+        for text in texts:
+            if not text:
+                continue
+            end = text.find("\n")
+            index = self._fit_block(self.position(text if end < 0 else text[:end]))
+            if index is not None:
+                # Every fit id of a block starts with its prefix and no other
+                # id does: when every line does, all are fits of that block.
+                prefix = self._fit_prefix(self._blocks[index])
+                n_fits = text.startswith(prefix) + text.count("\n" + prefix)
+                if n_fits == text.count("\n") + 1:
+                    counts[index] += n_fits
+                    continue
+            for task_id in text.split("\n"):  # a text of several blocks: id by id
+                index = self._fit_block(self.position(task_id))
+                if index is not None:
+                    counts[index] += 1
+        return counts
+
+    def _fit_block(self, position):
+        """Index of the block of which the task at ``position`` is a fit; None for no position or no fit."""
+        index = None if position is None else self.block_at(position)
+        if index is None or position >= self._blocks[index][3] + self._blocks[index][4] * self._n_chunks:
+            return None
+        return index
 
     def fold_task_ids(self, split_set=MAIN):
         """``[(outer fold, id of its select or score task)]`` of one split set.
