@@ -74,6 +74,48 @@ class OutputScan:
     def __init__(self, shards):
         self.shards = shards
         self._done = None
+        self._shard_done = {}
+
+    def __contains__(self, task_id):
+        """Whether ``task_id`` has a trusted output, reading only its shard's ids.
+
+        The scan records an id only in the shard where
+        :func:`mempamal.store.output_shard` puts it, so one shard's ids
+        answer: a question about a few tasks of a million-task graph does
+        not build the set of every done id (:attr:`done`).
+
+        Examples
+        --------
+        >>> scan = OutputScan({"other": {"done": "score-o0\\nfinal", "kinds": {"score": 1, "final": 1},
+        ...                              "problems": {}}})
+        >>> "final" in scan, "score-o1" in scan, "fit-o0-i0-c0" in scan
+        (True, False, False)
+        """
+        if self._done is not None:
+            return task_id in self._done
+        shard = store.output_shard(task_id)
+        ids = self._shard_done.get(shard)
+        if ids is None:
+            entry = self.shards.get(shard)
+            ids = set(entry["done"].split("\n")) if entry is not None and entry["done"] else set()
+            self._shard_done[shard] = ids
+        return task_id in ids
+
+    def fits_by_block(self, table):
+        """Done fit tasks per block of ``table`` (:meth:`mempamal.tasktable.TaskTable.count_fits_by_block`).
+
+        Counted on the shards' id strings as the index keeps them, without
+        one Python object per done id.
+
+        Examples
+        --------
+        >>> from mempamal.tasktable import TaskTable, make_table
+        >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [1, 1]}}, [[0]], nested=True))
+        >>> OutputScan({"fit-o1-i0-c0k": {"done": "fit-o1-i0-c0", "kinds": {"fit": 1}, "problems": {}}}
+        ...            ).fits_by_block(table)
+        [0, 1]
+        """
+        return table.count_fits_by_block(entry["done"] for entry in self.shards.values())
 
     @property
     def done(self):
