@@ -152,8 +152,11 @@ class TaskGraph:
         done = self.done_ids()
         return [task_id for task_id in self.table.ids() if task_id not in done]
 
-    def failed_ids(self):
+    def failed_ids(self, scan=None):
         """Ids that failed last time they ran (an error log and no output).
+
+        ``scan``: the :meth:`scan_outputs` to judge "no output" by (one scan
+        for several questions); a new one by default.
 
         Examples
         --------
@@ -161,34 +164,43 @@ class TaskGraph:
         >>> wf.failed_ids()                                                   # doctest: +SKIP
         ['score-o2']
         """
-        return self._failed_ids(self.scan_outputs())
-
-    def _failed_ids(self, scan):
+        scan = self.scan_outputs() if scan is None else scan
         logs = Path(self.workdir) / store.LOGS_DIR
         names = {p.name[:-4] for p in logs.glob("*.err")} if logs.exists() else set()
-        if not names:
-            return []  # no log: the set of done ids is not needed
-        return sorted(names - scan.done)
+        # One shard's ids per question, not the set of every done id.
+        return sorted(name for name in names if name not in scan)
 
     def blocked_ids(self, done=None, failed=None):
         """Ids that cannot run because a task they depend on (directly or not) failed.
 
         A blocked task is neither done nor failed itself: it runs once the
-        failure is fixed and the workdir is run again.
+        failure is fixed and the workdir is run again.  ``done`` is a set of
+        ids or a :meth:`scan_outputs` (anything answering ``in``); both
+        default to the workdir's state now.
 
         Examples
         --------
         >>> wf.blocked_ids()[:1]                            # doctest: +SKIP
         ['select-o0']
         """
-        done = self.done_ids() if done is None else done
-        failed = set(self.failed_ids() if failed is None else failed)
-        blocked = set()
-        for task in self.tasks:  # dependencies come first: one pass sees every chain
-            if task.id not in done and task.id not in failed and any(
-                    dep in failed or dep in blocked for dep in task.deps):
-                blocked.add(task.id)
-        return sorted(blocked)
+        done = self.scan_outputs() if done is None else done
+        failed = set(self.failed_ids(done if isinstance(done, doneindex.OutputScan) else None)
+                     if failed is None else failed)
+        # Every task has at most one dependent: the tasks blocked by a failure
+        # are the chain of dependents above it, up to a done or failed one
+        # (which stops it: a done task blocks nothing, a failed one is its
+        # own chain).  A few positions per failure, no record built.
+        table, blocked = self.table, set()
+        for task_id in failed:
+            position = table.position(task_id)
+            position = -1 if position is None else table.dependent_of(position)
+            while position >= 0 and position not in blocked:
+                dependent = table.id_at(position)
+                if dependent in done or dependent in failed:
+                    break
+                blocked.add(position)
+                position = table.dependent_of(position)
+        return sorted(table.id_at(position) for position in blocked)
 
     def status(self):
         """Counts of tasks in one vocabulary: done, failed, blocked, pending.
@@ -225,8 +237,8 @@ class TaskGraph:
         by_kind = {kind: {"done": done_by_kind.get(kind, 0), "total": total}
                    for kind, total in self.table.counts_by_kind().items()}
         n_done, n_total = scan.n_done, len(self.table)
-        failed = self._failed_ids(scan)
-        n_blocked = len(self.blocked_ids(scan.done, failed)) if failed else 0
+        failed = self.failed_ids(scan)
+        n_blocked = len(self.blocked_ids(scan, failed)) if failed else 0
         holder = read_holder(self.workdir)
         results_problem = None
         if n_done == n_total:
