@@ -26,6 +26,8 @@ import contextvars
 import threading
 import time
 
+from .tasktable import MAIN
+
 #: Kinds whose outputs hold one outer fold's test scores.
 FOLD_KINDS = ("select", "score")
 
@@ -316,33 +318,70 @@ def task_counts(workflow, active=True):
     """
     from .backends.base import executing_task_ids
 
-    done = workflow.done_ids()
-    failed = set(workflow.failed_ids())
-    blocked = set(workflow.blocked_ids(done, failed)) if failed else set()
-    executing = executing_task_ids(workflow.workdir, done) if active else None
-    by_kind, totals = {}, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0}
-    for task in workflow.tasks:
-        counts = by_kind.setdefault(task.kind, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0,
-                                                "total": 0, "done_main": 0, "total_main": 0})
-        if task.id in done:
-            state = "done"
-        elif task.id in failed:
-            state = "failed"
-        elif task.id in blocked:
-            state = "blocked"
-        elif executing is not None:
-            state = "running" if task.id in executing else "pending"
-        elif active and all(dep in done for dep in task.deps):
-            state = "running"
-        else:
-            state = "pending"
-        counts[state] += 1
-        counts["total"] += 1
-        totals[state] += 1
-        if task.permutation is None:
-            counts["total_main"] += 1
-            counts["done_main"] += state == "done"
-    return {"total": len(workflow.tasks), **totals, "by_kind": by_kind}
+    # Counts, not records (a million-task graph answers in well under a
+    # second): one scan; the fits done per block from the shards' id strings;
+    # positions only for the few tasks that are not fits (a block's select,
+    # score or select-all, and final) and for the failed, blocked and
+    # executing ones.  tests/test_task_counts.py holds it to a count over
+    # every record.
+    table = workflow.table
+    scan = workflow.scan_outputs()
+    failed_ids = workflow.failed_ids(scan)
+    failed = {p for p in map(table.position, failed_ids) if p is not None}
+    blocked = set(map(table.position, workflow.blocked_ids(scan, failed_ids))) if failed_ids else set()
+    executing = executing_task_ids(workflow.workdir, scan) if active else None
+    # executing_task_ids skips done tasks already; a failed or blocked state comes first.
+    running = set() if executing is None else {p for p in map(table.position, executing) if p is not None}
+    running -= failed | blocked
+    ready = active and executing is None  # watching another process: the tasks whose deps are done
+    by_kind = {kind: {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0, "total": total,
+                      "done_main": 0, "total_main": 0} for kind, total in table.counts_by_kind().items()}
+
+    def add(kind, main, n_total, n_done, n_failed, n_blocked, n_running):
+        counts = by_kind[kind]
+        counts["done"] += n_done
+        counts["failed"] += n_failed
+        counts["blocked"] += n_blocked
+        counts["running"] += n_running
+        if main:
+            counts["total_main"] += n_total
+            counts["done_main"] += n_done
+
+    def one(kind, main, position, task_id, deps_done):
+        """The state of one task that is not a fit, as the counts of ``add``."""
+        if task_id in scan:
+            add(kind, main, 1, 1, 0, 0, 0)
+            return True
+        add(kind, main, 1, 0, position in failed, position in blocked,
+            position not in failed and position not in blocked
+            and (position in running if executing is not None else ready and deps_done))
+        return False
+
+    blocks, fits_done = table.blocks(), scan.fits_by_block(table)
+    # Failed and executing fits per block (fits have no dependency: never blocked).
+    failed_fits, running_fits = {}, {}
+    for positions, per_block in ((failed, failed_fits), (running, running_fits)):
+        for position in positions:
+            index = table.block_at(position)
+            if index is not None and position < blocks[index].gather:
+                per_block[index] = per_block.get(index, 0) + 1
+    all_gathered = True
+    for index, block in enumerate(blocks):
+        main = block.split_set == MAIN
+        n_fits = block.gather - block.first
+        if n_fits:
+            n_done, n_failed = fits_done[index], failed_fits.get(index, 0)
+            n_running = running_fits.get(index, 0) if executing is not None else (
+                n_fits - n_done - n_failed if ready else 0)
+            add(block.fit_kind, main, n_fits, n_done, n_failed, 0, n_running)
+        all_gathered &= one(block.gather_kind, main, block.gather, block.gather_id, fits_done[index] == n_fits)
+    one("final", True, len(table) - 1, "final", all_gathered)
+    totals = {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0}
+    for counts in by_kind.values():
+        counts["pending"] = counts["total"] - counts["done"] - counts["failed"] - counts["blocked"] - counts["running"]
+        for state in totals:
+            totals[state] += counts[state]
+    return {"total": len(table), **totals, "by_kind": by_kind}
 
 
 def format_seconds(seconds):
