@@ -7,9 +7,10 @@
   inherits ``TaskGraph``'s);
 - every public function and class of the api modules (experiment, workflow,
   results, run, the display modules, validation with its ``check_*``,
-  fingerprint), of ``backends/base.py`` (what a new backend plugs into) and of
-  the Jupyter skin, with their public methods and properties (the displays'
-  ``from_results``/``from_workflow``/``plot`` among them);
+  fingerprint), of ``backends/base.py``, ``tracker.py`` and ``dispatch_loop.py``
+  (what a new backend plugs into) and of the Jupyter skin, with their public
+  methods and properties (the displays' ``from_results``/``from_workflow``/
+  ``plot`` among them);
 - the ``run`` of every Backend subclass in ``backends/``.
 
 Engine, store and graph internals are documented for their readers but are
@@ -25,7 +26,8 @@ import mempamal
 
 API_MODULES = ["mempamal.experiment", "mempamal.workflow", "mempamal.results", "mempamal.run",
                "mempamal.display", "mempamal.display_graph", "mempamal.display_grid", "mempamal.display_html",
-               "mempamal.validation", "mempamal.fingerprint", "mempamal.backends.base"]
+               "mempamal.validation", "mempamal.fingerprint", "mempamal.backends.base", "mempamal.backends.tracker",
+               "mempamal.backends.dispatch_loop"]
 SKIN_PACKAGES = ["mempamal.jupyter"]
 SCRIPTS = {"mempamal.jupyter.install_startup"}
 
