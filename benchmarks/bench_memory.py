@@ -25,8 +25,9 @@ keeps the peak of three sums:
 Each is reported above the driver's own value measured just before the run
 (after the build), on the same machine, next to scikit-learn's
 ``cross_validate(GridSearchCV(...))`` on the same in-memory X (serial, and
-``GridSearchCV(n_jobs=2)``), measured the same way.  Target (issue 16):
-mempamal's peak PSS <= 1.3 GB above the driver.
+``GridSearchCV(n_jobs=2)``), measured the same way; mempamal on one worker
+too, to compare one worker's memory with scikit-learn's serial run.  Target
+(issue 16): mempamal's peak PSS <= 1.3 GB above the driver.
 
 Needs about 3 GB of disk in a temporary folder (the workdir's X, joblib's
 memory maps) and about 5 GB of RAM; everything is removed at the end.
@@ -156,13 +157,22 @@ def main():
         print(f"  workdir {root / 'wd'}: {len(workflow.tasks)} tasks, data/X.npy "
               f"{_gb((root / 'wd' / 'data' / 'X.npy').stat().st_size)}")
 
-        rows = {}
-        results, seconds, above, count = measured(
-            lambda: workflow.run(backend="local", n_jobs=N_WORKERS, progress=False))
-        rows[f"mempamal local n_jobs={N_WORKERS}"] = (seconds, above, count)
         from mempamal.backends.local import shutdown_pool
 
-        shutdown_pool()  # idle workers keep their workdir loaded: not part of scikit-learn's figures
+        rows = {}
+        for n_jobs in (N_WORKERS, 1):
+            # A fresh workdir per variant: the second run must compute, not
+            # find the first one's outputs.
+            if n_jobs != N_WORKERS:
+                shutil.rmtree(root / "wd")
+                workflow = experiment.build(X, y, workdir=root / "wd", chunk_size=1)
+            results, seconds, above, count = measured(
+                lambda: workflow.run(backend="local", n_jobs=n_jobs, progress=False))
+            rows[f"mempamal local n_jobs={n_jobs}"] = (seconds, above, count)
+            if n_jobs == N_WORKERS:
+                main_results = results
+            shutdown_pool()  # idle workers keep their workdir loaded: not part of the next figures
+        results = main_results
         reference, seconds, above, count = measured(
             lambda: cross_validate(GridSearchCV(RowReader(), grid, cv=inner), X, y, cv=outer))
         rows["sklearn serial"] = (seconds, above, count)

@@ -23,9 +23,7 @@ dispatch and process overhead plus the contention of two busy workers.
     .venv/bin/python benchmarks/bench_nested_cv.py [--quick] [--repeats N]
 """
 
-import shutil
 import statistics
-import time
 
 import numpy as np
 from sklearn.datasets import make_classification
@@ -35,56 +33,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 import mempamal as mp
-from _common import (Timer, cpu_count, emit, fresh_workdir, header, interleaved, parse_args, run_mempamal,
-                     same_nested_results)
-
-
-def serial_task_costs(experiment, X, y):
-    """``(build seconds, {task id: seconds}, workflow)``: every task run alone, in this process, in graph order."""
-    workdir = fresh_workdir()
-    start = time.perf_counter()
-    workflow = experiment.build(X, y, workdir=workdir)
-    build_seconds = time.perf_counter() - start
-    costs = {}
-    for task in workflow.tasks:
-        start = time.perf_counter()
-        mp.run_task(workdir, task.id)
-        costs[task.id] = time.perf_counter() - start
-    return build_seconds, costs, workflow
-
-
-def critical_path(workflow, costs):
-    """Longest chain of task costs through the dependencies (tasks come after their deps)."""
-    finish = {}
-    for task in workflow.tasks:
-        finish[task.id] = costs[task.id] + max((finish[dep] for dep in task.deps), default=0.0)
-    return max(finish.values())
-
-
-def breakdown(experiment, X, y, n_workers, run_seconds, repeats):
-    """Print where a mempamal run's wall-clock time goes, against its lower bound."""
-    rounds = []
-    for _ in range(repeats):
-        build_seconds, costs, workflow = serial_task_costs(experiment, X, y)
-        shutil.rmtree(workflow.workdir.parent, ignore_errors=True)
-        rounds.append((build_seconds, sum(costs.values()), critical_path(workflow, costs), costs, workflow))
-    build_seconds = statistics.median(r[0] for r in rounds)
-    serial = statistics.median(r[1] for r in rounds)
-    path = statistics.median(r[2] for r in rounds)
-    costs, workflow = rounds[-1][3], rounds[-1][4]
-    by_kind = {}
-    for task in workflow.tasks:
-        count, seconds = by_kind.get(task.kind, (0, 0.0))
-        by_kind[task.kind] = (count + 1, seconds + costs[task.id])
-    bound = max(path, serial / n_workers)
-    print(f"  breakdown of mempamal n_jobs={n_workers} (medians of {repeats} in-process serial passes):")
-    print(f"    build (data, splits, experiment, task table)   {build_seconds:7.3f} s")
-    for kind, (count, seconds) in by_kind.items():
-        print(f"    {count:3d} {kind:<8} tasks, run alone             {seconds:7.3f} s")
-    print(f"    serial work {serial:.3f} s; critical path {path:.3f} s; "
-          f"bound on {n_workers} workers {bound:.3f} s")
-    print(f"    measured run {run_seconds:.3f} s = build + bound + {run_seconds - build_seconds - bound:.3f} s "
-          f"(dispatch, worker processes, two busy cores' contention)")
+from _breakdown import breakdown
+from _common import Timer, cpu_count, emit, header, interleaved, parse_args, run_mempamal, same_nested_results
 
 
 def main():
@@ -133,7 +83,7 @@ def main():
     print(f"  parallel efficiency on {n_cores} workers = {efficiency:.1%}  (target >= 90%)")
     print(f"  scores and best params identical: {identical}")
     if not args.no_breakdown:
-        breakdown(experiment, X, y, n_cores, timer.median(mempamal_name), 1 if args.quick else 3)
+        breakdown(experiment, X, y, n_cores, timer.median(mempamal_name), 1 if args.quick else 3, profile=True)
     emit(f"1 nested CV (SVC, 4x4 grid, 5x3 folds, {n_samples}x40)", {
         "sklearn": timer.median(best_sklearn), "sklearn_setting": best_sklearn,
         "mempamal": timer.median(mempamal_name), "ratio": ratio, "target": "<= 0.95",

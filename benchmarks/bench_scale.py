@@ -54,7 +54,7 @@ import mempamal as mp
 from _common import emit, fresh_workdir
 from bench_overhead import NoOp
 from mempamal import doneindex, store
-from mempamal.backends.base import DependencyTracker
+from mempamal.backends.tracker import DependencyTracker
 from mempamal.run import task_counts
 
 TARGETS = {"build": 3.0, "status": 1.0, "load": 5.0, "rss_gb": 1.5}

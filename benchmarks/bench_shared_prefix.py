@@ -8,7 +8,13 @@ transforms the inner test split through it once (DESIGN.md section 4;
 engine/shared_transforms.py).  scikit-learn runs with n_jobs on the outer loop or
 the inner search (the best of each is reported), mempamal on every core.
 
-    .venv/bin/python benchmarks/bench_shared_prefix.py [--quick] [--repeats N]
+Then (``--no-breakdown`` skips it) where mempamal's time goes: each task run
+alone with one BLAS thread as in a worker, the bound on the workers, the
+serial work against scikit-learn's own serial run, and a profile of one
+serial pass split into the prefix fits, the final-step fits, the scoring,
+the select tasks and the rest (benchmarks/_breakdown.py).
+
+    .venv/bin/python benchmarks/bench_shared_prefix.py [--quick] [--repeats N] [--no-breakdown]
 """
 
 import shutil
@@ -23,6 +29,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mempamal as mp
+from _breakdown import breakdown
 from _common import Timer, cpu_count, emit, header, interleaved, parse_args, run_mempamal, same_nested_results
 
 
@@ -34,7 +41,8 @@ def make_pipeline(memory=None):
 
 
 def main():
-    args = parse_args(__doc__.splitlines()[0], default_repeats=3)
+    args = parse_args(__doc__.splitlines()[0], default_repeats=3, configure=lambda parser: parser.add_argument(
+        "--no-breakdown", action="store_true", help="skip the breakdown and profile of mempamal's time"))
     header("Case 2: shared prefix, Pipeline(StandardScaler, PCA, LogisticRegression), 1000x2000", args)
     n_samples, n_features = (300, 600) if args.quick else (1000, 2000)
     X, y = make_classification(n_samples=n_samples, n_features=n_features, n_informative=20, random_state=0)
@@ -79,6 +87,9 @@ def main():
     print(f"  ratio mempamal / best sklearn without memory = {ratio:.3f}  (target <= 0.3)")
     print(f"  ratio mempamal / best sklearn with memory=   = {ratio_cached:.3f}  (target < 1)")
     print(f"  scores and best params identical: {identical}")
+    if not args.no_breakdown:
+        breakdown(experiment, X, y, n_cores, timer.median(mempamal_name), 1 if args.quick else 3, profile=True,
+                  reference=sklearn_way(None, None, False))
     emit(f"2 shared prefix (StandardScaler+PCA+LogReg, {n_samples}x{n_features})", {
         "sklearn": timer.median(best_plain), "sklearn_setting": best_plain,
         "mempamal": timer.median(mempamal_name), "ratio": ratio, "target": "<= 0.3",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import integrity, store, validation
+from . import integrity, store, validation, validation_build
 from .lock import LOCK_NAME, WorkdirLock
 from .fingerprint import code_digest, data_hash, describe, fingerprint
 from .engine.context import capture_config, fingerprinted_config
@@ -250,16 +250,16 @@ class Experiment:
         (22, 0)
         >>> wf = exp.build(X, y, params={"sample_weight": w}, workdir="runs/w")   # doctest: +SKIP
         """
-        validation.check_build_arguments(workdir, overwrite, chunk_size)
-        validation.check_data(X, y, groups)
-        validation.check_params(params, _n_samples(X))
+        validation_build.check_build_arguments(workdir, overwrite, chunk_size)
+        validation_build.check_data(X, y, groups)
+        validation_build.check_params(params, _n_samples(X))
         validation.warn_random_state_instances(self.estimator, self.param_grid, self.param_distributions,
                                                self.cv, self.inner_cv)
         # Tasks run under the scikit-learn config of the build (transform_output,
         # assume_finite, metadata routing, ...), whatever process runs them.
         self.sklearn_config = capture_config()
         chunk_size = chunk_size if chunk_size == "auto" else int(chunk_size)
-        X, y, groups = (validation.as_indexable(v) for v in (X, y, groups))
+        X, y, groups = (validation_build.as_indexable(v) for v in (X, y, groups))
         metadata = self._metadata(params)
         workdir = Path(workdir)
         identity_parts = {"experiment": self.fingerprint(), "data": data_hash(X, y, groups)}
@@ -315,7 +315,7 @@ class Experiment:
         from .engine.scoring import build_scorer
 
         routing = routing_enabled()
-        params = {name: validation.as_indexable(value) for name, value in (params or {}).items()}
+        params = {name: validation_build.as_indexable(value) for name, value in (params or {}).items()}
         if params:
             scorer = build_scorer(self.estimator, self.scoring, self.error_score)[0]
             try:
@@ -339,13 +339,13 @@ class Experiment:
         # Only the real data gets the final search (permutations measure, they build no model).
         split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested,
                                                final_fit=self.final_fit), None)}
-        validation.check_split_set(split_sets[MAIN][0], _n_samples(X))
+        validation_build.check_split_set(split_sets[MAIN][0], _n_samples(X))
         orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
                                          self.n_permutations, self.random_state)
         for index, order in enumerate(orders):
             y_permuted = _safe_indexing(y, order)
             split_set = compute_split_set(self.estimator, X, y_permuted, groups, cv, self.inner_cv, self.nested)
-            validation.check_split_set(split_set, _n_samples(X))
+            validation_build.check_split_set(split_set, _n_samples(X))
             split_sets[permutation_name(index)] = (split_set, order)
         return split_sets
 

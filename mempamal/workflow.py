@@ -10,7 +10,7 @@ import warnings
 from . import integrity, store
 from .graph import TaskGraph, find_results_problem
 from .lock import WorkdirLock
-from .backends.base import BLOCKED_MESSAGE
+from .backends.tracker import BLOCKED_MESSAGE
 from .tasktable import Task  # noqa: F401 (mp.Task)
 
 

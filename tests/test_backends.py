@@ -141,7 +141,8 @@ def test_backend_reports_failed_task_by_id_and_skips_dependents(backend_options,
 
 
 def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path):
-    from mempamal.backends.base import DependencyTracker, _REGISTRY
+    from mempamal.backends.base import _REGISTRY
+    from mempamal.backends.tracker import DependencyTracker
 
     class InProcessBackend(mp.Backend):
         def run(self, workflow, task_ids, n_jobs=None, progress=True):
@@ -164,7 +165,7 @@ def test_a_new_backend_is_one_class_and_one_registry_line(tmp_path):
 def test_a_worker_pool_of_five_primitives_gets_the_shared_dispatch_loop(tmp_path):
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-    from mempamal.backends.base import WorkerPool, dispatch
+    from mempamal.backends.dispatch_loop import WorkerPool, dispatch
     from mempamal.backends.local import run_batch
 
     class ThreadPool(WorkerPool):

@@ -6,9 +6,10 @@
   and property they define or inherit from mempamal classes (``Workflow``
   inherits ``TaskGraph``'s);
 - every public function and class of the api modules (experiment, workflow,
-  results, run, the display modules, validation with its ``check_*``,
-  fingerprint), of ``backends/base.py`` (what a new backend plugs into) and of
-  the Jupyter skin, with their public methods and properties (the displays'
+  results, run, the display modules, validation and validation_build with
+  their ``check_*``, fingerprint), of ``backends/base.py``, ``tracker.py``
+  and ``dispatch_loop.py`` (what a new backend plugs into) and of the Jupyter
+  skin, with their public methods and properties (the displays'
   ``from_results``/``from_workflow``/``plot`` among them);
 - the ``run`` of every Backend subclass in ``backends/``.
 
@@ -25,7 +26,8 @@ import mempamal
 
 API_MODULES = ["mempamal.experiment", "mempamal.workflow", "mempamal.results", "mempamal.run",
                "mempamal.display", "mempamal.display_graph", "mempamal.display_grid", "mempamal.display_html",
-               "mempamal.validation", "mempamal.fingerprint", "mempamal.backends.base"]
+               "mempamal.validation", "mempamal.validation_build", "mempamal.fingerprint", "mempamal.backends.base",
+               "mempamal.backends.tracker", "mempamal.backends.dispatch_loop"]
 SKIN_PACKAGES = ["mempamal.jupyter"]
 SCRIPTS = {"mempamal.jupyter.install_startup"}
 
@@ -122,7 +124,9 @@ def test_the_walk_reaches_the_names_it_promises():
         "mempamal.Workflow.run", "mempamal.Workflow.done_ids",  # done_ids is inherited from TaskGraph
         "mempamal.display.ScoresDisplay.from_results", "mempamal.display.ScoresDisplay.plot",
         "mempamal.display_grid.GridDisplay.plot", "mempamal.display_graph.GraphDisplay.from_workflow",
-        "mempamal.validation.check_cv_argument", "mempamal.backends.local.LocalBackend.run",
+        "mempamal.validation.check_cv_argument", "mempamal.validation_build.check_data",
+        "mempamal.backends.tracker.DependencyTracker.record", "mempamal.backends.dispatch_loop.dispatch",
+        "mempamal.backends.local.LocalBackend.run",
         "mempamal.backends.slurm.SlurmBackend.run", "mempamal.jupyter.widgets.ExperimentBuilder.experiment",
     } <= reached
 

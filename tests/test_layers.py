@@ -17,9 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mempamal"
 LAYERS = [
     ("skins", ["mempamal.jupyter", "mempamal.cli", "mempamal.demo", "mempamal.__main__"]),
     # The package itself is only a table of lazy public names (importlib strings).
-    ("api", ["mempamal", "mempamal.experiment", "mempamal.validation", "mempamal.fingerprint", "mempamal.workflow",
-             "mempamal.results", "mempamal.display", "mempamal.display_graph", "mempamal.display_grid",
-             "mempamal.display_html", "mempamal.run"]),
+    ("api", ["mempamal", "mempamal.experiment", "mempamal.validation", "mempamal.validation_build",
+             "mempamal.fingerprint", "mempamal.workflow", "mempamal.results", "mempamal.display",
+             "mempamal.display_graph", "mempamal.display_grid", "mempamal.display_html", "mempamal.run"]),
     ("graph", ["mempamal.graph", "mempamal.submissions"]),
     ("backends", ["mempamal.backends"]),
     ("engine", ["mempamal.engine"]),

@@ -18,7 +18,7 @@ from sklearn.model_selection import KFold
 
 import mempamal as mp
 from mempamal import doneindex, integrity, lock, store
-from mempamal.backends.base import DependencyTracker
+from mempamal.backends.tracker import DependencyTracker
 from mempamal.tasktable import MAIN, Task, TaskTable, changed_task_ids, make_rows, make_table, task_command
 
 SHAPES = {

@@ -4,7 +4,7 @@ The client may be the user's (a LocalCluster, a dask-jobqueue
 ``SLURMCluster``, Kubernetes, a cloud service), a scheduler address, or a
 private LocalCluster started for the run and closed after it.  Dask sees only
 batches of *ready* tasks: the dependency order is mempamal's own (the shared
-:func:`~mempamal.backends.base.dispatch` loop), so a run can be cancelled,
+:func:`~mempamal.backends.dispatch_loop.dispatch` loop), so a run can be cancelled,
 resumed, and mixed with other backends freely.  Workers call
 :func:`~mempamal.backends.local.run_batch` on the workdir: remote workers
 need it on a shared filesystem at the same path.
@@ -20,7 +20,8 @@ import os
 import time
 import uuid
 
-from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress, temporary_environment
+from .base import Backend, effective_n_jobs, make_progress, temporary_environment
+from .dispatch_loop import WorkerPool, dispatch
 from .local import run_batch
 
 INSTALL_HINT = "The 'dask' backend needs dask.distributed: pip install 'mempamal[dask]'"
@@ -151,7 +152,7 @@ class DaskPool(WorkerPool):
 
     Examples
     --------
-    >>> from mempamal.backends.base import dispatch
+    >>> from mempamal.backends.dispatch_loop import dispatch
     >>> failed = dispatch(wf, wf.pending_ids(), DaskPool(client, str(wf.workdir)))   # doctest: +SKIP
     """
 

@@ -69,7 +69,7 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
         bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
         entries = bundle_entries(workflow, bundles, python=python, workdir=workdir)
     if format == "soma-workflow":
-        from .somaworkflow import export_soma_workflow
+        from .somaworkflow_jobs import export_soma_workflow
 
         path = export_soma_workflow(workflow, path, entries, **options)
         path.chmod(EXPORT_MODES[format])  # soma-workflow's serializer may create its own file

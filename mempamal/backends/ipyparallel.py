@@ -21,7 +21,8 @@ import tempfile
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress, temporary_environment
+from .base import Backend, effective_n_jobs, make_progress, temporary_environment
+from .dispatch_loop import WorkerPool, dispatch
 from .local import THREAD_VARIABLES, run_batch
 
 #: A batch of small tasks should keep an engine busy about this long.
@@ -326,7 +327,7 @@ class EnginePool(WorkerPool):
 
     Examples
     --------
-    >>> from mempamal.backends.base import dispatch
+    >>> from mempamal.backends.dispatch_loop import dispatch
     >>> failed = dispatch(wf, wf.pending_ids(), EnginePool(client, str(wf.workdir)))   # doctest: +SKIP
     """
 

@@ -18,7 +18,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from ..engine.tasks import TaskError, failure_message, run_task
-from .base import Backend, WorkerPool, dispatch, effective_n_jobs, make_progress
+from .base import Backend, effective_n_jobs, make_progress
+from .dispatch_loop import WorkerPool, dispatch
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.
 THREAD_VARIABLES = (
@@ -142,7 +143,7 @@ class ProcessPool(WorkerPool):
 
     Examples
     --------
-    >>> from mempamal.backends.base import dispatch
+    >>> from mempamal.backends.dispatch_loop import dispatch
     >>> failed = dispatch(wf, wf.pending_ids(), ProcessPool(str(wf.workdir), 2, None))   # doctest: +SKIP
     """
 
@@ -194,7 +195,7 @@ class InProcessPool(WorkerPool):
 
     Examples
     --------
-    >>> from mempamal.backends.base import dispatch
+    >>> from mempamal.backends.dispatch_loop import dispatch
     >>> failed = dispatch(wf, wf.pending_ids(), InProcessPool(str(wf.workdir)))   # doctest: +SKIP
     """
 

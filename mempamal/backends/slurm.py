@@ -28,9 +28,9 @@ from pathlib import Path
 
 from .. import store
 from .bundles import check_bundle_options, make_bundles
-from .base import (Backend, DependencyTracker, RunCancelled, effective_n_jobs, make_progress, publish_executing,
-                   published_batches)
+from .base import Backend, RunCancelled, effective_n_jobs, make_progress, publish_executing, published_batches
 from .slurm_script import array_script, plan_arrays, sbatch_arguments
+from .tracker import DependencyTracker
 
 #: Default target duration of a job (seconds): long against the ~1 s an
 #: interpreter needs to start, short enough to keep every worker busy.

@@ -1,253 +1,38 @@
-"""Soma-Workflow: export the graph as a soma-workflow file, or submit it.
+"""Soma-Workflow: submit the graph through a soma-workflow ``WorkflowController`` and wait.
 
-Every task becomes a ``Job`` whose command is ``python -m mempamal task
-WORKDIR ID``, named after where it sits (``fold 2 / fit-o2-i1-c0``,
-``perm 3 / fold 0 / select-o0``); dependencies are the graph's; there is one
-``Group`` per outer fold, the folds of each permutation grouped under
-``perm <m>`` and all permutations under ``permutations``; ``final`` sits at
-the root.  The exported file is what ``Helper.serialize`` writes, so
-``Helper.unserialize``, the soma-workflow GUI and ``soma_submit_workflow``
-read it.
-
-Running submits the unfinished tasks through a real ``WorkflowController``.
-Without a ``resource_id`` it uses soma-workflow's *isolated light mode* with
-all its state inside the workdir (``WORKDIR/soma-workflow/``): the user's
-``~/.soma-workflow*`` files are neither read nor written, and no server
-process is started (engine and scheduler are threads of this process).  With
-a ``resource_id`` it uses that resource of the user's soma-workflow
+Running submits the unfinished tasks, bundled into jobs, as the
+``Workflow`` of :mod:`mempamal.backends.somaworkflow_jobs` (the same one
+``export(format="soma-workflow")`` writes) through a real
+``WorkflowController``.  Without a ``resource_id`` it uses soma-workflow's
+*isolated light mode* with all its state inside the workdir
+(``WORKDIR/soma-workflow/``): the user's ``~/.soma-workflow*`` files are
+neither read nor written, and no server process is started (engine and
+scheduler are threads of this process, run as
+:mod:`mempamal.backends.somaworkflow_engine` sets them up).  With a
+``resource_id`` it uses that resource of the user's soma-workflow
 configuration (Slurm, PBS, DRMAA, ...), which needs the workdir on a
-filesystem the nodes share.
+filesystem the nodes share (:mod:`mempamal.backends.somaworkflow_resource`);
+:mod:`mempamal.backends.somaworkflow_status` reads statuses and failures
+back per task.
 """
 
 import contextlib
-import io
 import os
-import signal
-import tempfile
-import threading
 import time
 from pathlib import Path
 
 from .. import store
-from ..tasktable import MAIN
-from .base import (Backend, check_stop, effective_n_jobs, make_progress, publish_executing, published_batches,
-                   temporary_environment)
+from .base import Backend, effective_n_jobs, make_progress, publish_executing, published_batches, temporary_environment
+from .somaworkflow_engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
+from .somaworkflow_jobs import build_soma_workflow, import_soma
 from .somaworkflow_status import (failures, job_ids_of, mark_record_ended, read_record, record_path,
                                   show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs,
                                   write_record)
 
-INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
 #: Default target duration of one job: tasks are bundled to fill it.
 DEFAULT_JOB_SECONDS = 60
 #: Folder of the workdir holding soma-workflow's state in isolated light mode.
 STATE_DIR = "soma-workflow"
-#: Engine loop period (seconds) while we run; soma-workflow's 1 s default
-#: would add up to a second of latency at every level of the graph.
-ENGINE_TICK = 0.05
-
-
-def _import_soma():
-    try:
-        import soma_workflow.client as client
-        import soma_workflow.constants as constants
-        import soma_workflow.engine as engine
-    except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
-    return client, constants, engine
-
-
-# ------------------------------------------------------------------ the file
-#: The group of the search on all the data (final_fit=True), beside the folds.
-FINAL_SEARCH_GROUP = "final search"
-FINAL_SEARCH_KINDS = ("fit-all", "select-all")
-
-
-def _group_path(entry):
-    """Labels of the groups holding a task, outermost first: ``["perm 3", "perm 3 / fold 0"]``."""
-    if entry.get("kind") in FINAL_SEARCH_KINDS:
-        return [FINAL_SEARCH_GROUP]
-    if entry["outer"] is None:
-        return []
-    fold = f"fold {entry['outer']}"
-    if entry["split_set"] in (None, MAIN):
-        return [fold]
-    permutation = entry["split_set"].replace("-", " ", 1)
-    return [permutation, f"{permutation} / {fold}"]
-
-
-def job_name(entry):
-    """Readable, unique name of a task's job.
-
-    Examples
-    --------
-    >>> job_name({"id": "fit-o2-i1-c0", "split_set": "main", "outer": 2})
-    'fold 2 / fit-o2-i1-c0'
-    >>> job_name({"id": "perm-3-select-o0", "split_set": "perm-3", "outer": 0})
-    'perm 3 / fold 0 / select-o0'
-    >>> job_name({"id": "final", "split_set": None, "outer": None})
-    'final'
-    >>> job_name({"id": "bundle-0-1", "split_set": "main", "outer": 1, "tasks": ["fit-o1-i0-c0", "fit-o1-i1-c0"]})
-    'fold 1 / bundle-0-1 (fit-o1-i0-c0 .. fit-o1-i1-c0, 2 tasks)'
-    """
-    path = _group_path(entry)
-    if "tasks" in entry:  # a bundle: say which tasks it runs
-        tasks = entry["tasks"]
-        short_id = f"{entry['id']} ({tasks[0]}" + (f" .. {tasks[-1]}, {len(tasks)} tasks)" if len(tasks) > 1 else ")")
-        return f"{path[-1]} / {short_id}" if path else short_id
-    if not path:
-        return entry["id"]
-    short_id = entry["id"]
-    if entry["split_set"] not in (None, MAIN):
-        short_id = short_id[len(entry["split_set"]) + 1:]
-    return f"{path[-1]} / {short_id}"
-
-
-def build_soma_workflow(entries, name, env=None):
-    """A ``soma_workflow.client.Workflow`` with one job per command entry.
-
-    ``entries`` are :func:`mempamal.backends.export.command_entries` rows;
-    dependencies on tasks not in ``entries`` (already finished) are dropped.
-    ``env`` (a dict) is added to every job's environment.
-
-    Examples
-    --------
-    >>> from mempamal.backends.export import command_entries
-    >>> swf = build_soma_workflow(command_entries(wf), "iris")   # doctest: +SKIP
-    >>> len(swf.jobs) == len(wf.tasks)                          # doctest: +SKIP
-    True
-    """
-    client, _, _ = _import_soma()
-    jobs = {e["id"]: client.Job(command=list(e["cmd"]), name=job_name(e), env=env) for e in entries}
-    dependencies = [(jobs[dep], jobs[e["id"]]) for e in entries for dep in e["deps"] if dep in jobs]
-    return client.Workflow(jobs=list(jobs.values()), dependencies=dependencies,
-                           root_group=_root_group(client, entries, jobs), name=name, env={})
-
-
-def _root_group(client, entries, jobs):
-    """Fold groups at the root, permutation folds under ``permutations / perm <m>``."""
-    members, loose = {}, []  # group path -> jobs, in task order
-    for entry in entries:
-        path = tuple(_group_path(entry))
-        if path:
-            members.setdefault(path, []).append(jobs[entry["id"]])
-        else:
-            loose.append(jobs[entry["id"]])
-    root, permutations = [], {}
-    for path, elements in members.items():
-        group = client.Group(elements=elements, name=path[-1])
-        if len(path) == 1:
-            root.append(group)
-        else:
-            permutations.setdefault(path[0], []).append(group)
-    if permutations:
-        root.append(client.Group(
-            elements=[client.Group(elements=folds, name=label) for label, folds in permutations.items()],
-            name="permutations"))
-    return root + loose
-
-
-def export_soma_workflow(workflow, path, entries, name=None):
-    """Write the soma-workflow file of ``workflow`` atomically; returns its path.
-
-    Called by ``workflow.export(path, format="soma-workflow")``, which builds
-    ``entries`` (and honours ``python=`` / ``workdir=``).
-
-    Examples
-    --------
-    >>> wf.export("wf.json", format="soma-workflow", python="/cluster/venv/bin/python")  # doctest: +SKIP
-    >>> from soma_workflow.client import Helper
-    >>> len(Helper.unserialize("wf.json").jobs) == len(wf.tasks)   # doctest: +SKIP
-    True
-    """
-    client, _, _ = _import_soma()
-    path = Path(path)
-    swf = build_soma_workflow(entries, name or f"mempamal {workflow.workdir.name}")
-    # Helper.serialize only takes a file name: serialize next to the target, then rename.
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        client.Helper.serialize(tmp, swf)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-# ------------------------------------------------------------------ the run
-@contextlib.contextmanager
-def _quiet():
-    """soma-workflow prints start-up and shut-down chatter on stdout."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-class _Interrupts:
-    """Ctrl-C only sets a flag while soma-workflow runs; :meth:`check` raises it.
-
-    A KeyboardInterrupt landing inside one of soma-workflow's sqlite calls
-    leaves its database locked: the clean-up (``stop_workflow``) then fails
-    and the running jobs are orphaned.  So interrupts are taken between polls,
-    and a second Ctrl-C cannot cut the clean-up short.
-    """
-
-    def __init__(self, stop=None):
-        self.received = False
-        self.previous = None
-        self.stop = stop  # Workflow.submit's event: a cancel from another thread
-
-    def __enter__(self):
-        # Signal handlers can only be set from the main thread (where Ctrl-C lands).
-        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is not None:
-            self.previous = signal.signal(signal.SIGINT, self._record)
-        return self
-
-    def _record(self, signum, frame):
-        self.received = True
-
-    def check(self):
-        if self.received:
-            raise KeyboardInterrupt
-        check_stop(self.stop)
-
-    def __exit__(self, exc_type, exc, traceback):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-        if exc_type is None and self.received:
-            raise KeyboardInterrupt
-        return False
-
-
-@contextlib.contextmanager
-def _engine_settings():
-    """A fast engine tick while we run; process-wide settings restored afterwards.
-
-    The tick is read when the controller starts; isolated light mode sets
-    ``$SOMA_WORKFLOW_CONFIG`` for the whole process.
-    """
-    _, _, engine = _import_soma()
-    saved = engine.refreshment_interval, os.environ.get("SOMA_WORKFLOW_CONFIG")
-    engine.refreshment_interval = min(engine.refreshment_interval, ENGINE_TICK)
-    try:
-        yield
-    finally:
-        engine.refreshment_interval = saved[0]
-        if saved[1] is None:
-            os.environ.pop("SOMA_WORKFLOW_CONFIG", None)
-        else:
-            os.environ["SOMA_WORKFLOW_CONFIG"] = saved[1]
-
-
-@contextlib.contextmanager
-def _temporary_directory(folder):
-    """Light mode makes ``<tempdir>/soma-workflow-shtmp`` at start-up: keep it in ``folder``."""
-    saved = tempfile.tempdir
-    tempfile.tempdir = str(folder)
-    try:
-        yield
-    finally:
-        tempfile.tempdir = saved
 
 
 class SomaWorkflowBackend(Backend):
@@ -338,7 +123,7 @@ class SomaWorkflowBackend(Backend):
         """
         from .bundles import bundle_entries, make_bundles
 
-        client, constants, _ = _import_soma()
+        client, constants, _ = import_soma()
         state = store.make_private_dir(workflow.workdir / STATE_DIR)
         light = None
         if self.isolated is not False:
@@ -348,8 +133,8 @@ class SomaWorkflowBackend(Backend):
         entries = bundle_entries(workflow, bundles, python=self.python, workdir=self.remote_workdir)
         bar = make_progress(len(task_ids), progress)
         try:
-            with _Interrupts(stop) as interrupts, _engine_settings(), self._resource_environment(state):
-                with _quiet():
+            with Interrupts(stop) as interrupts, engine_settings(), self._resource_environment(state):
+                with quiet():
                     controller = self._controller(client, light, state, n_jobs)
                 try:
                     env = _thread_limits(n_jobs, controller)
@@ -357,8 +142,8 @@ class SomaWorkflowBackend(Backend):
                     return self._submit_and_wait(controller, constants, swf, entries, workflow, bar, interrupts,
                                                  n_jobs)
                 finally:
-                    with _quiet():
-                        _shutdown(controller)
+                    with quiet():
+                        shutdown(controller)
         finally:
             bar.close()
 
@@ -385,7 +170,7 @@ class SomaWorkflowBackend(Backend):
         elif light is None:
             controller = client.WorkflowController(self.resource_id)
         else:
-            with _temporary_directory(light):
+            with temporary_directory(light):
                 controller = client.WorkflowController(isolated_light_mode=str(light))
         config = controller.scheduler_config  # None unless jobs run on this machine
         if config is not None and (n_jobs is not None or self.isolated is not False):
@@ -398,7 +183,7 @@ class SomaWorkflowBackend(Backend):
         return controller
 
     def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar, interrupts, n_jobs=None):
-        with _quiet():
+        with quiet():
             workflow_id = controller.submit_workflow(swf, name=swf.name, queue=self.queue)
         finished = False
         try:
@@ -444,7 +229,7 @@ class SomaWorkflowBackend(Backend):
 
     def _forget(self, controller, workflow_id, workflow, finished):
         """The run is over for this driver: kill what still runs unless it finished, drop it from the engine."""
-        with _quiet():
+        with quiet():
             if not finished:
                 # Ctrl-C or an error: kill the running jobs, which would
                 # otherwise outlive us (and keep writing outputs).
@@ -509,7 +294,7 @@ class SomaWorkflowBackend(Backend):
                                f"{record.get('scheduler')!r} resource after their driver died; run the "
                                "workdir again to resume (finished tasks are kept).")
         survivors = surviving_jobs(workflow.workdir, record)
-        with _Interrupts(stop) as interrupts:
+        with Interrupts(stop) as interrupts:
             wait_for_slurm_jobs(workflow, survivors, interrupts, self.poll_interval)
         done = store.finished_task_ids(workflow.workdir)
         rest = [task_id for entry in record["bundles"] for task_id in entry["tasks"] if task_id not in done]
@@ -539,25 +324,3 @@ def _thread_limits(n_jobs, controller):
         n_threads = max(1, (os.cpu_count() or 1) // effective_n_jobs(-1 if n_jobs is None else n_jobs))
         return {name: str(n_threads) for name in THREAD_VARIABLES}
     return None
-
-
-def _shutdown(controller):
-    """Stop the engine thread and, in light mode, the scheduler threads."""
-    engine_loop = getattr(getattr(controller, "_engine_proxy", None), "engine_loop", None)
-    scheduler = getattr(engine_loop, "_scheduler", None)
-    controller.stop_engine()
-    if hasattr(scheduler, "end_scheduler_thread"):
-        # Daemon threads that would otherwise poll until interpreter exit.
-        scheduler.end_scheduler_thread()
-    # WorkflowController.__del__ prints and stops the engine again; after a
-    # Ctrl-C the traceback keeps the controller alive, so it would print later.
-    controller.__class__ = _stopped_class(type(controller))
-
-
-_STOPPED_CLASSES = {}
-
-
-def _stopped_class(cls):
-    if cls not in _STOPPED_CLASSES:
-        _STOPPED_CLASSES[cls] = type(f"Stopped{cls.__name__}", (cls,), {"__del__": lambda self: None})
-    return _STOPPED_CLASSES[cls]

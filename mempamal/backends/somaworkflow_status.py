@@ -8,7 +8,7 @@ stderr (or the task's ``logs/<id>.err``) explain the others.
 import contextlib
 
 from .. import store
-from .base import DependencyTracker
+from .tracker import DependencyTracker
 
 
 def job_ids_of(controller, workflow_id, swf, entries):

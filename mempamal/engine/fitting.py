@@ -109,8 +109,14 @@ def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
         Xt = cache[_TRAIN_INPUT] = Xt.get()
     final = pipeline.steps[-1][1]
     if not (isinstance(final, str) and final == "passthrough"):
-        final.fit(_private_copy(Xt) if len(pipeline.steps) > 1 else Xt, y)
+        _fit_final_step(final, _private_copy(Xt) if len(pipeline.steps) > 1 else Xt, y)
     return pipeline
+
+
+def _fit_final_step(final, Xt, y):
+    # Its own function so that a profile (benchmarks/_breakdown.py) can
+    # tell the final step's fits from the shared prefix's.
+    final.fit(Xt, y)
 
 
 def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, error_score, fit=None, *,
@@ -234,11 +240,12 @@ def evaluate_points(base, candidates, points, keys, data, scorer, metrics, error
         shared = SharedTransforms(scorer, lambda estimator, X, y, params: _score_or_raise(
             estimator, X, y, scorer, params, error_score))
 
-        def score(estimator, X, y, params, split):
+        def score_shared(estimator, X, y, params, split):
             # X is a LazyCopy of the task's test split or of the training X
             # as the shared first step left it: the copy scikit-learn would
             # score is made only if the whole pipeline is scored.
             return shared.score(estimator, X.X, X.get, y, params, split)
+        score = score_shared
     for point in order:
         estimator = clone(base).set_params(**clone(candidates[point], safe=False))
         # GridSearchCV slices fresh arrays for every fit; estimators that

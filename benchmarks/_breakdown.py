@@ -1,0 +1,134 @@
+"""Where a mempamal run's wall-clock time goes: serial task costs, bound, profile.
+
+Shared by the nested-CV and shared-prefix cases.  Each task is run alone,
+in this process, in graph order, with the BLAS/OpenMP pools limited to the
+threads a local worker gets (``cpu_count // n_workers``), so a task's cost
+here is the work it does in a worker.  From those costs: the lower bound of
+a run on ``n_workers`` workers, ``max(critical path, serial work /
+workers)``; what the measured run spends above build + bound is dispatch,
+worker processes and the contention of busy cores.
+
+``profile=True`` adds one more serial pass under :mod:`cProfile` and splits
+its time into buckets (the prefix transformers' fits, the final step's
+fits, scoring, the select tasks' refits, the rest: mempamal's own work per
+task plus ``clone``/``set_params``).  cProfile slows Python-heavy code more
+than BLAS-heavy code, so the buckets are shares of the profiled pass, not
+seconds of a normal run.
+"""
+
+import shutil
+import statistics
+import time
+
+from threadpoolctl import threadpool_limits
+
+import mempamal as mp
+from _common import cpu_count, fresh_workdir
+
+#: Profile buckets: (label, file suffix, function name); cumulative times,
+#: chosen so that none is called from inside another.
+BUCKETS = (
+    ("prefix transformer fits (fit_transform of each shared step)", "engine/fitting.py", "_fit_transform_step"),
+    ("final-step fits of the grid points", "engine/fitting.py", "_fit_final_step"),
+    ("scoring (shared transforms + scikit-learn's scorers)", "engine/fitting.py", "score_shared"),
+    ("select tasks (outer refit, outer test scores)", "engine/tasks.py", "_run_select"),
+)
+
+
+def serial_task_costs(experiment, X, y):
+    """``(build seconds, {task id: seconds}, workflow)``: every task run alone, in this process, in graph order."""
+    workdir = fresh_workdir()
+    start = time.perf_counter()
+    workflow = experiment.build(X, y, workdir=workdir)
+    build_seconds = time.perf_counter() - start
+    costs = {}
+    for task in workflow.tasks:
+        start = time.perf_counter()
+        mp.run_task(workdir, task.id)
+        costs[task.id] = time.perf_counter() - start
+    return build_seconds, costs, workflow
+
+
+def critical_path(workflow, costs):
+    """Longest chain of task costs through the dependencies (tasks come after their deps)."""
+    finish = {}
+    for task in workflow.tasks:
+        finish[task.id] = costs[task.id] + max((finish[dep] for dep in task.deps), default=0.0)
+    return max(finish.values())
+
+
+def profile_buckets(experiment, X, y):
+    """``(total seconds, [(label, seconds)])`` of one serial pass under cProfile."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    _, costs, workflow = serial_task_costs(experiment, X, y)
+    profiler.disable()
+    shutil.rmtree(workflow.workdir.parent, ignore_errors=True)
+    stats = pstats.Stats(profiler).stats
+    total = 0.0
+    found = {label: 0.0 for label, _, _ in BUCKETS}
+    for (filename, _, function), (_, _, _, cumulative, _) in stats.items():
+        if filename.endswith("engine/tasks.py") and function == "run_task":
+            total += cumulative
+        for label, suffix, name in BUCKETS:
+            if filename.endswith(suffix) and function == name:
+                found[label] += cumulative
+    return total, list(found.items())
+
+
+def breakdown(experiment, X, y, n_workers, run_seconds, repeats, profile=False, reference=None):
+    """Print where a mempamal run's wall-clock time goes, against its lower bound.
+
+    ``reference`` (a callable: scikit-learn's way, serial) is timed once per
+    round under the same thread limit, for the ratio of the two sides'
+    serial work -- what the ratio of wall-clock times would be on workers
+    that both sides kept equally busy.
+    """
+    threads = max(1, cpu_count() // n_workers)
+    rounds, reference_seconds = [], []
+    with threadpool_limits(limits=threads):
+        for _ in range(repeats):
+            build_seconds, costs, workflow = serial_task_costs(experiment, X, y)
+            shutil.rmtree(workflow.workdir.parent, ignore_errors=True)
+            rounds.append((build_seconds, sum(costs.values()), critical_path(workflow, costs), costs, workflow))
+            if reference is not None:
+                start = time.perf_counter()
+                reference()
+                reference_seconds.append(time.perf_counter() - start)
+        profiled = profile_buckets(experiment, X, y) if profile else None
+    build_seconds = statistics.median(r[0] for r in rounds)
+    serial = statistics.median(r[1] for r in rounds)
+    path = statistics.median(r[2] for r in rounds)
+    costs, workflow = rounds[-1][3], rounds[-1][4]
+    by_kind = {}
+    for task in workflow.tasks:
+        count, seconds = by_kind.get(task.kind, (0, 0.0))
+        by_kind[task.kind] = (count + 1, seconds + costs[task.id])
+    bound = max(path, serial / n_workers)
+    print(f"  breakdown of mempamal n_jobs={n_workers} (medians of {repeats} in-process serial passes, "
+          f"{threads} BLAS thread(s) as in a worker):")
+    print(f"    build (data, splits, experiment, task table)   {build_seconds:7.3f} s")
+    for kind, (count, seconds) in by_kind.items():
+        print(f"    {count:3d} {kind:<8} tasks, run alone             {seconds:7.3f} s")
+    print(f"    serial work {serial:.3f} s; critical path {path:.3f} s; "
+          f"bound on {n_workers} workers {bound:.3f} s")
+    print(f"    measured run {run_seconds:.3f} s = build + bound + {run_seconds - build_seconds - bound:.3f} s "
+          f"(dispatch, worker processes, busy cores' contention)")
+    if reference_seconds:
+        ratios = [(r[0] + r[1]) / seconds for r, seconds in zip(rounds, reference_seconds)]
+        print(f"    scikit-learn serial, same threads: {statistics.median(reference_seconds):.3f} s; "
+              f"serial work ratio (build + tasks) / scikit-learn = {statistics.median(ratios):.3f} "
+              f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
+    if profiled:
+        total, buckets = profiled
+        print(f"    profile of one serial pass (cProfile, {total:.2f} s in tasks):")
+        rest = total
+        for label, seconds in buckets:
+            rest -= seconds
+            print(f"      {seconds / total:6.1%}  {label}")
+        print(f"      {rest / total:6.1%}  the rest (task input/output, data slicing, clone/set_params per point)")
+    return {"build": build_seconds, "serial": serial, "path": path, "bound": bound,
+            "reference": statistics.median(reference_seconds) if reference_seconds else None}

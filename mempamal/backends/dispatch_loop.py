@@ -1,0 +1,267 @@
+"""The one dispatch loop of the batch backends (local, ipyparallel, Dask): joblib's ``Parallel`` is the model.
+
+A batch backend does not write a scheduler: it provides a :class:`WorkerPool`
+(submit a batch, wait for any, get a result, abort, recognise a dead worker)
+and calls :func:`dispatch`, which keeps the pool busy with ready tasks
+(:class:`~mempamal.backends.tracker.DependencyTracker`) in batches sized by
+:class:`BatchSizer`, retries the tasks of a dead worker, publishes what is
+executing (:func:`~mempamal.backends.base.publish_executing`) and aborts
+everything in flight on Ctrl-C, an error or the ``stop`` event.
+"""
+
+import abc
+from collections import deque
+
+from .base import check_stop, publish_executing, published_batches
+from .tracker import DependencyTracker
+
+#: The dispatch loop wakes up at least this often to look at the stop event.
+POLL_SECONDS = 0.1
+
+
+class WorkerPool(abc.ABC):
+    """Where :func:`~mempamal.backends.dispatch_loop.dispatch` sends batches: the few primitives a backend provides.
+
+    A batch is a list of task ids that one worker runs in order, returning
+    ``[(task_id, error message or None, seconds)]`` as
+    :func:`mempamal.backends.local.run_batch` does.  Handles are whatever
+    :meth:`submit` returns (hashable: a future, an AsyncResult, ...).
+
+    Examples
+    --------
+    >>> class InProcess(WorkerPool):
+    ...     def capacity(self):
+    ...         return 1
+    ...     def submit(self, batch):
+    ...         return tuple(batch)
+    ...     def wait(self, handles, timeout):
+    ...         return handles
+    ...     def result(self, handle):
+    ...         from mempamal.backends.local import run_batch
+    ...         return run_batch(workdir, handle)
+    ...     def abort(self, handles):
+    ...         pass
+    >>> failed = dispatch(wf, wf.pending_ids(), InProcess())      # doctest: +SKIP
+    """
+
+    #: A batch of small tasks keeps a worker busy about this long: the
+    #: dispatch round trip is paid once per batch, not once per task.
+    target_batch_seconds = 0.05
+    #: How many times a task whose worker died is submitted again.
+    retries = 1
+    #: What a worker is called in messages ("worker", "engine", ...).
+    worker_name = "worker"
+
+    @abc.abstractmethod
+    def capacity(self):
+        """How many batches to keep in flight (about two per worker, so none idles).
+
+        Examples
+        --------
+        >>> InProcess().capacity()                                      # doctest: +SKIP
+        1
+        """
+
+    @abc.abstractmethod
+    def submit(self, batch):
+        """Start running ``batch`` (a list of task ids); return a handle.
+
+        Examples
+        --------
+        >>> handle = pool.submit(["fit-o0-i0-c0", "fit-o0-i1-c0"])       # doctest: +SKIP
+        """
+
+    @abc.abstractmethod
+    def wait(self, handles, timeout):
+        """Wait up to ``timeout`` seconds for any of ``handles``; return those that are done.
+
+        Examples
+        --------
+        >>> done = pool.wait([handle], timeout=POLL_SECONDS)              # doctest: +SKIP
+        """
+
+    @abc.abstractmethod
+    def result(self, handle):
+        """The outcomes of a done batch; raises when the batch itself did not return.
+
+        Examples
+        --------
+        >>> pool.result(handle)                                          # doctest: +SKIP
+        [('fit-o0-i0-c0', None, 0.012), ('fit-o0-i1-c0', None, 0.011)]
+        """
+
+    @abc.abstractmethod
+    def abort(self, handles):
+        """Cancel queued batches and stop running ones (Ctrl-C, stop event, error).
+
+        Examples
+        --------
+        >>> pool.abort([handle])                                         # doctest: +SKIP
+        """
+
+    def workers(self):
+        """How many batches execute at once (the others wait in the pool's queue).
+
+        :meth:`capacity` keeps about two batches per worker in flight, so by
+        default half of it.
+
+        Examples
+        --------
+        >>> class FourSlots(WorkerPool):
+        ...     def capacity(self): return 4
+        ...     def submit(self, batch): ...
+        ...     def wait(self, handles, timeout): ...
+        ...     def result(self, handle): ...
+        ...     def abort(self, handles): ...
+        >>> FourSlots().workers()
+        2
+        """
+        return max(1, self.capacity() // 2)
+
+    def worker_died(self, exc):
+        """Whether ``exc`` (raised by :meth:`result`) means the worker died: its tasks are retried.
+
+        Examples
+        --------
+        >>> pool.worker_died(RuntimeError("the task raised"))           # doctest: +SKIP
+        False
+        """
+        return False
+
+    def recover(self, exc):
+        """Called after a worker died, before its tasks are resubmitted (e.g. start a new one).
+
+        Examples
+        --------
+        >>> pool.recover(exc)                                            # doctest: +SKIP
+        """
+
+    def describe(self, exc):
+        """``exc`` as it appears in the failure message of the batch's tasks.
+
+        Examples
+        --------
+        >>> InProcess().describe(MemoryError("out of memory"))           # doctest: +SKIP
+        'MemoryError: out of memory'
+        """
+        return f"{type(exc).__name__}: {exc}"
+
+
+class BatchSizer:
+    """How many ready tasks go in the next batch, from the measured task durations.
+
+    The typical duration is the median of the last few tasks: a worker's
+    first task also loads the workdir (and imports scikit-learn on a fresh
+    engine), and one such outlier must not keep batches small for long.
+
+    Examples
+    --------
+    >>> sizer = BatchSizer(target_seconds=0.05)
+    >>> sizer.size(n_ready=1000, capacity=4)     # nothing measured yet: one at a time
+    1
+    >>> for seconds in (0.9, 0.001, 0.001):      # a slow first task, then tiny ones
+    ...     sizer.observe(seconds)
+    >>> sizer.size(n_ready=1000, capacity=4)     # 50 tasks of 1 ms make 0.05 s
+    50
+    >>> sizer.size(n_ready=20, capacity=4)       # but every worker gets a share
+    5
+    """
+
+    #: How many recent durations the median is taken over.
+    WINDOW = 25
+
+    def __init__(self, target_seconds):
+        self.target_seconds = target_seconds
+        self.recent = deque(maxlen=self.WINDOW)
+
+    def observe(self, seconds):
+        """Record how long one task took on a worker.
+
+        Examples
+        --------
+        >>> sizer = BatchSizer(target_seconds=0.05)
+        >>> sizer.observe(0.01); list(sizer.recent)
+        [0.01]
+        """
+        self.recent.append(seconds)
+
+    def size(self, n_ready, capacity):
+        """Tasks for the next batch, with ``n_ready`` tasks ready and ``capacity`` batches in flight.
+
+        Examples
+        --------
+        >>> sizer = BatchSizer(target_seconds=0.05)
+        >>> sizer.observe(0.01); sizer.size(n_ready=100, capacity=2)      # 5 tasks of 10 ms
+        5
+        """
+        if not self.recent:
+            return 1
+        typical = sorted(self.recent)[len(self.recent) // 2]
+        by_duration = int(self.target_seconds / max(typical, 1e-6))
+        # Never so large that some workers idle while others work through long batches.
+        fair_share = max(1, n_ready // capacity)
+        return max(1, min(by_duration, fair_share))
+
+
+def dispatch(workflow, task_ids, pool, bar=None, stop=None):
+    """Run ``task_ids`` on ``pool`` in dependency order; return ``{task_id: message}`` of the failures.
+
+    The one loop behind the batch backends (joblib's ``Parallel`` loop is the
+    model): submit ready tasks in batches sized by :class:`BatchSizer`, wait
+    for any batch, record its outcomes, resubmit the tasks of a dead worker
+    (``pool.retries`` times), and on Ctrl-C, an error or ``stop`` abort
+    everything in flight and re-raise (:class:`~mempamal.backends.base.RunCancelled` for ``stop``).
+    Finished outputs are complete files whatever happens to the rest.
+
+    Examples
+    --------
+    >>> failed = dispatch(wf, wf.pending_ids(), pool, bar=None, stop=None)   # doctest: +SKIP
+    """
+    tracker = DependencyTracker(workflow, task_ids)
+    sizer = BatchSizer(pool.target_batch_seconds)
+    failed, in_flight, deaths = {}, {}, {}
+    published_before = published_batches(workflow.workdir)  # a Run's "nothing yet": restored at the end
+    try:
+        while tracker.ready or in_flight:
+            check_stop(stop)
+            capacity = pool.capacity()
+            while tracker.ready and len(in_flight) < capacity:
+                size = sizer.size(len(tracker.ready), capacity)
+                batch = [tracker.ready.popleft() for _ in range(min(size, len(tracker.ready)))]
+                in_flight[pool.submit(batch)] = batch
+            # Pools start batches in submission order: the oldest ones in
+            # flight are those on a worker, the rest wait in the pool's queue.
+            publish_executing(workflow.workdir, list(in_flight.values())[:pool.workers()])
+            for handle in pool.wait(list(in_flight), POLL_SECONDS):
+                batch = in_flight.pop(handle)
+                try:
+                    outcomes = pool.result(handle)
+                except Exception as exc:  # the batch did not return: infrastructure, not the tasks
+                    _batch_lost(pool, exc, batch, tracker, failed, deaths, bar)
+                    continue
+                for task_id, error, seconds in outcomes:
+                    sizer.observe(seconds)
+                    tracker.record(task_id, error, failed, bar)
+    except BaseException:  # Ctrl-C, stop, every worker gone: nothing left running behind us
+        pool.abort(list(in_flight))
+        raise
+    finally:
+        publish_executing(workflow.workdir, published_before and [])
+    return failed
+
+
+def _batch_lost(pool, exc, batch, tracker, failed, deaths, bar):
+    """Resubmit the tasks of a dead worker (up to ``pool.retries`` times); report the rest."""
+    if not pool.worker_died(exc):
+        for task_id in batch:
+            tracker.record(task_id, f"Task {task_id!r} raised on its {pool.worker_name}: {pool.describe(exc)}",
+                           failed, bar)
+        return
+    for task_id in batch:
+        deaths[task_id] = deaths.get(task_id, 0) + 1
+        if deaths[task_id] > pool.retries:
+            tracker.record(task_id, f"Task {task_id!r}: its {pool.worker_name} died {deaths[task_id]} "
+                                    f"time(s): {pool.describe(exc)}", failed, bar)
+        else:
+            tracker.ready.appendleft(task_id)
+    pool.recover(exc)
