@@ -74,7 +74,7 @@ class Run:
         self._finished = threading.Event()
         self._outcome = None
         self._error = None
-        self._done_at_start = len(workflow.done_ids())
+        self._done_at_start = workflow.scan_outputs().n_done  # a count: no set of every done id
         self.outlives_driver = outlives_driver
         # Not a daemon: an interpreter exiting with a run in flight waits for
         # the backend to stop cleanly (cancel() makes that quick).
