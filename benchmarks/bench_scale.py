@@ -187,7 +187,8 @@ def main():
                 fill(workdir, table, stop=few)
             past_margin(workdir)
             failed_state(workdir, table, few, f"{few:,} tasks done, 1 failed")
-            print(f"  peak RSS of this process {peak_rss_gb():.2f} GB (--no-fill: the finished workdir is not measured)")
+            print(f"  peak RSS of this process {peak_rss_gb():.2f} GB "
+                  "(--no-fill: the finished workdir is not measured)")
             return
 
         half = n_tasks // 2

@@ -281,7 +281,7 @@ def changed_task_ids(old_table, new_table):
 
 
 Block = namedtuple("Block", "split_set outer first gather fit_kind gather_kind gather_id")
-Block.__doc__ = """One block of a :class:`TaskTable`: fits at positions ``first .. gather - 1``, then the task gathering them.
+Block.__doc__ = """One block of a :class:`TaskTable`: fits at ``first .. gather - 1``, then the task gathering them.
 
 ``outer`` is None for the final search; ``fit_kind`` is ``"fit"`` or
 ``"fit-all"``, ``gather_kind`` ``"select"``, ``"score"`` or ``"select-all"``.
