@@ -20,7 +20,8 @@ from .fingerprint import code_digest, data_hash, describe, fingerprint
 from .engine.context import capture_config, fingerprinted_config
 from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidates
 from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
-from .tasktable import TaskTable, changed_task_ids, make_table, read_table, table_digest
+from .taskfile import changed_task_ids, read_table, table_digest
+from .tasktable import TaskTable, make_table
 from .workflow import Workflow
 
 

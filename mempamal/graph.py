@@ -15,7 +15,7 @@ Examples
 import hashlib
 from pathlib import Path
 
-from . import doneindex, store, tasktable
+from . import doneindex, store, taskfile, tasktable
 from .lock import describe_holder, read_holder
 from .submissions import recorded_jobs
 
@@ -70,7 +70,7 @@ class TaskGraph:
         {'score': 3, 'final': 1}
         """
         if self._table is None:
-            table = tasktable.read_table(self.workdir, self.manifest)
+            table = taskfile.read_table(self.workdir, self.manifest)
             self._table = tasktable.TaskTable(table, self.workdir, self.manifest.get("python"))
         return self._table
 

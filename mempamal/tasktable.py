@@ -7,13 +7,12 @@ chunks of grid points, nested or not), so a table of 1,000,000 tasks is a few
 hundred kilobytes and :class:`TaskTable` computes any task, its position,
 the counts per kind and the ids in order by arithmetic, creating
 :class:`Task` records only for the tasks asked for.  That layout is known
-here and nowhere else: the build writes :func:`make_table`, every reader gets
-a :class:`TaskTable` (or a list of :class:`Task` from :func:`tasks_of`), and
-the digest that the manifest keeps is :func:`table_digest` (over the compact
-form).  :func:`make_rows` spells the same graph out row by row
-(``[id, kind, deps, split_set, outer, inner, chunk]``, the layout of the
-first ``tasks.json`` format): the reference that the tests hold
-:class:`TaskTable` to.
+here and nowhere else: the build writes :func:`make_table` and every reader
+gets a :class:`TaskTable`.  The file itself (reading it, the digest the
+manifest keeps, which tasks a rebuild changed) is :mod:`mempamal.taskfile`;
+the tests hold :class:`TaskTable` to a row-by-row spelling of the same graph
+(``tests/reference_rows.py``, the layout of the first ``tasks.json``
+format).
 
 This module sits in the store layer (it describes a workdir file), below the
 engine that reads task records in every worker.
@@ -39,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .store import MANIFEST, TASKS, WorkdirError, read_json
+from .store import TASKS, WorkdirError
 
 MAIN = "main"
 """Name of the split set of the data itself (permutations are ``perm-<m>``)."""
@@ -115,60 +114,6 @@ class Task:
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()[:16]
 
 
-def make_rows(split_set_info, chunks, nested):
-    """The graph spelled out row by row (what :class:`TaskTable` computes).
-
-    ``split_set_info`` maps each split set name (``main``, ``perm-<m>``, in
-    order) to ``{"n_outer": K, "n_inner": [J_0, ..., J_K-1]}``.  A split set
-    whose info also has ``"n_inner_all": J`` (``final_fit``, the main set
-    only) gets the final search: ``fit-all-i<j>-c<c>`` tasks (``outer`` None)
-    feeding ``select-all``, which refits the best point on all the data
-    (plain CV: ``select-all`` alone, fitting the estimator on all the data).
-
-    Examples
-    --------
-    >>> rows = make_rows({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)
-    >>> [row[0] for row in rows]
-    ['score-o0', 'score-o1', 'final']
-    >>> rows = make_rows({"main": {"n_outer": 1, "n_inner": [2], "n_inner_all": 2}}, [[0, 1]], nested=True)
-    >>> [row[0] for row in rows]
-    ['fit-o0-i0-c0', 'fit-o0-i1-c0', 'select-o0', 'fit-all-i0-c0', 'fit-all-i1-c0', 'select-all', 'final']
-    """
-    rows, final_deps = [], []
-    for split_set, info in split_set_info.items():
-        prefix = "" if split_set == MAIN else f"{split_set}-"
-        for outer in range(info["n_outer"]):
-            if not nested:
-                task_id = f"{prefix}score-o{outer}"
-                rows.append([task_id, "score", [], split_set, outer, None, None])
-                final_deps.append(task_id)
-                continue
-            fit_ids = []
-            for inner in range(info["n_inner"][outer]):
-                for chunk in range(len(chunks)):
-                    task_id = f"{prefix}fit-o{outer}-i{inner}-c{chunk}"
-                    rows.append([task_id, "fit", [], split_set, outer, inner, chunk])
-                    fit_ids.append(task_id)
-            select_id = f"{prefix}select-o{outer}"
-            rows.append([select_id, "select", fit_ids, split_set, outer, None, None])
-            final_deps.append(select_id)
-        if "n_inner_all" in info:
-            final_deps.append(_add_final_search(rows, split_set, info["n_inner_all"], len(chunks) if nested else 0))
-    rows.append(["final", "final", final_deps, None, None, None, None])
-    return rows
-
-
-def _add_final_search(rows, split_set, n_inner, n_chunks):
-    """Append the rows of the search on all the data; returns the id of its ``select-all``."""
-    fit_ids = []
-    for inner in range(n_inner):
-        for chunk in range(n_chunks):
-            fit_ids.append(f"fit-all-i{inner}-c{chunk}")
-            rows.append([fit_ids[-1], "fit-all", [], split_set, None, inner, chunk])
-    rows.append(["select-all", "select-all", fit_ids, split_set, None, None, None])
-    return "select-all"
-
-
 FORMAT = 2
 """Version of the ``tasks.json`` layout (1 was one JSON list of rows)."""
 
@@ -197,91 +142,8 @@ def task_command(workdir, task_id, python=None):
     return (python or sys.executable, "-m", "mempamal", "task", str(workdir), task_id)
 
 
-def tasks_of(table, workdir, python=None):
-    """The :class:`Task` records of a parsed table, in graph order (a list: all of them).
-
-    Examples
-    --------
-    >>> table = make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)
-    >>> [task.id for task in tasks_of(table, "/runs/x", python="python3")]
-    ['score-o0', 'final']
-    """
-    return list(TaskTable(table, workdir, python))
-
-
-def table_digest(table):
-    """Hash of the task table: changes exactly when some task's definition does.
-
-    Kept in the manifest; a ``tasks.json`` whose digest differs was edited
-    (or swapped) after the build and is refused.
-
-    Examples
-    --------
-    >>> table = make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)
-    >>> table_digest(table) == table_digest(make_table({"main": {"n_outer": 3, "n_inner": [0] * 3}}, [], False))
-    False
-    """
-    return hashlib.sha256(json.dumps(table, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def check_table_digest(workdir, table, manifest):
-    """Refuse a ``tasks.json`` that is not the one the build wrote.
-
-    Examples
-    --------
-    >>> check_table_digest("wd", {"tasks": []}, {"tasks_digest": table_digest({"tasks": []})})
-    """
-    if table_digest(table) != manifest.get("tasks_digest"):
-        raise WorkdirError(
-            f"{Path(workdir) / TASKS} does not match the digest recorded in {Path(workdir) / MANIFEST}: "
-            "one of them was edited or replaced after the build (a task row removed or changed?). "
-            "Build the workdir again to recreate them."
-        )
-
-
-def read_table(workdir, manifest=None):
-    """Parse ``tasks.json``; with ``manifest``, it must match the digest the build recorded.
-
-    Examples
-    --------
-    >>> table = read_table("runs/iris", manifest)           # doctest: +SKIP
-    >>> len(TaskTable(table))                               # doctest: +SKIP
-    81
-    """
-    table = read_json(Path(workdir) / TASKS)
-    if manifest is not None:
-        check_table_digest(workdir, table, manifest)
-    return table
-
-
-def changed_task_ids(old_table, new_table):
-    """Ids of the new table's tasks whose definition differs from the old table's.
-
-    A rebuild of the same experiment keeps the outputs of the other tasks.
-
-    Examples
-    --------
-    >>> old = make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0, 1]], nested=True)
-    >>> new = make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0], [1]], nested=True)
-    >>> sorted(changed_task_ids(old, new))[:2]
-    ['fit-o0-i0-c0', 'fit-o0-i0-c1']
-    """
-    new = TaskTable(new_table)
-    if old_table.get("format") != FORMAT:
-        return list(new.ids())  # another version's table: nothing of it is kept
-    old = TaskTable(old_table)
-    if table_digest(old_table) == table_digest(new_table):
-        return []
-    changed = []
-    for task in new:
-        position = old.position(task.id)
-        if position is None or old[position].definition != task.definition:
-            changed.append(task.id)
-    return changed
-
-
 Block = namedtuple("Block", "split_set outer first gather fit_kind gather_kind gather_id")
-Block.__doc__ = """One block of a :class:`TaskTable`: fits at ``first .. gather - 1``, then the task gathering them.
+Block.__doc__ = """One block of a :class:`TaskTable`: fits at positions ``first`` to ``gather - 1``, then the task gathering them.
 
 ``outer`` is None for the final search; ``fit_kind`` is ``"fit"`` or
 ``"fit-all"``, ``gather_kind`` ``"select"``, ``"score"`` or ``"select-all"``.
@@ -334,7 +196,7 @@ class TaskTable(Sequence):
             if "n_inner_all" in info:
                 folds.append((None, info["n_inner_all"] if self.nested else 0))
             for outer, n_inner in folds:
-                # The final search's fit-all ids carry no split set prefix (make_rows).
+                # The final search's fit-all ids carry no split set prefix (as in format 1).
                 self._block_of[("" if outer is None else prefix, outer)] = len(self._blocks)
                 self._blocks.append((split_set, prefix, outer, position, n_inner))
                 position += n_inner * n_chunks + 1

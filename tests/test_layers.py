@@ -23,8 +23,8 @@ LAYERS = [
     ("graph", ["mempamal.graph", "mempamal.submissions"]),
     ("backends", ["mempamal.backends"]),
     ("engine", ["mempamal.engine"]),
-    ("store", ["mempamal.store", "mempamal.integrity", "mempamal.lock", "mempamal.tasktable", "mempamal.doneindex",
-               "mempamal._version"]),
+    ("store", ["mempamal.store", "mempamal.integrity", "mempamal.lock", "mempamal.tasktable", "mempamal.taskfile",
+               "mempamal.doneindex", "mempamal._version"]),
 ]
 FRONTEND_PACKAGES = ("IPython", "ipywidgets", "ipykernel")
 # What a skin may import besides other skins: the api as a user sees it.  No

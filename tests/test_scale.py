@@ -19,7 +19,9 @@ from sklearn.model_selection import KFold
 import mempamal as mp
 from mempamal import doneindex, integrity, lock, store
 from mempamal.backends.tracker import DependencyTracker
-from mempamal.tasktable import MAIN, Task, TaskTable, changed_task_ids, make_rows, make_table, task_command
+from mempamal.taskfile import changed_task_ids
+from mempamal.tasktable import MAIN, Task, TaskTable, make_table, task_command
+from reference_rows import make_rows
 
 SHAPES = {
     "plain CV": ({MAIN: {"n_outer": 3, "n_inner": [0, 0, 0]}}, [], False),

@@ -10,7 +10,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from .. import integrity, store, tasktable
+from .. import integrity, store, taskfile, tasktable
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
 from .splits import SplitSet
@@ -60,7 +60,7 @@ def load_task_table(workdir, manifest=None):
     >>> records.task("final").kind, sorted(info)            # doctest: +SKIP
     ('final', ['main'])
     """
-    table = tasktable.read_table(workdir, manifest)
+    table = taskfile.read_table(workdir, manifest)
     # Workers never run commands: no interpreter path in their records.
     return tasktable.TaskTable(table, workdir, python=""), table["split_sets"]
 
