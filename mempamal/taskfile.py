@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from .store import MANIFEST, TASKS, WorkdirError, read_json
-from .tasktable import FORMAT, TaskTable, make_table  # noqa: F401 (make_table: the doctests' tables)
+from .tasktable import FORMAT, TaskTable
 
 
 def tasks_of(table, workdir, python=None):
@@ -24,6 +24,7 @@ def tasks_of(table, workdir, python=None):
 
     Examples
     --------
+    >>> from mempamal.tasktable import make_table
     >>> table = make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)
     >>> [task.id for task in tasks_of(table, "/runs/x", python="python3")]
     ['score-o0', 'final']
@@ -39,6 +40,7 @@ def table_digest(table):
 
     Examples
     --------
+    >>> from mempamal.tasktable import make_table
     >>> table = make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)
     >>> table_digest(table) == table_digest(make_table({"main": {"n_outer": 3, "n_inner": [0] * 3}}, [], False))
     False
@@ -83,6 +85,7 @@ def changed_task_ids(old_table, new_table):
 
     Examples
     --------
+    >>> from mempamal.tasktable import make_table
     >>> old = make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0, 1]], nested=True)
     >>> new = make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0], [1]], nested=True)
     >>> sorted(changed_task_ids(old, new))[:2]
