@@ -53,7 +53,8 @@ from sklearn.model_selection import KFold
 import mempamal as mp
 from _common import emit, fresh_workdir
 from bench_overhead import NoOp
-from mempamal import doneindex, store
+from mempamal.store import doneindex
+from mempamal import store
 from mempamal.backends.tracker import DependencyTracker
 from mempamal.run import task_counts
 

@@ -3,7 +3,7 @@
 Two parts:
 
 1. **Measured**: the driver's real scheduling core (``DependencyTracker`` of
-   ``mempamal.backends.tracker`` on the real task table of ``mempamal.tasktable``,
+   ``mempamal.backends.tracker`` on the real task table of ``mempamal.store.tasktable``,
    10,000 grid points x 10 outer x 10 inner folds, ``chunk_size=1``): how
    many "this task is done, what is ready now" decisions per second it makes.
 2. **Simulated**: an event-driven run of that graph on ``--workers`` workers,
@@ -27,7 +27,7 @@ import time
 import numpy as np
 
 from mempamal.backends.tracker import DependencyTracker
-from mempamal.tasktable import TaskTable, make_table
+from mempamal.store.tasktable import TaskTable, make_table
 
 
 class _Graph:

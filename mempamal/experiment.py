@@ -14,14 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import integrity, store, validation, validation_build
-from .lock import LOCK_NAME, WorkdirLock
-from .fingerprint import code_digest, data_hash, describe, fingerprint
+from .store import integrity
+from . import store
+from .validation import arguments as validation, build as validation_build
+from .store.lock import LOCK_NAME, WorkdirLock
+from .store.fingerprint import code_digest, data_hash, describe, fingerprint
 from .engine.context import capture_config, fingerprinted_config
 from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidates
 from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
-from .taskfile import changed_task_ids, read_table, table_digest
-from .tasktable import TaskTable, make_table
+from .store.taskfile import changed_task_ids, read_table, table_digest
+from .store.tasktable import TaskTable, make_table
 from .workflow import Workflow
 
 

@@ -4,8 +4,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import integrity, store
-from .graph import TaskGraph, find_results_problem
+from .store import integrity
+from . import store
+from .graph.state import TaskGraph, find_results_problem
 from .engine.search import cv_results
 
 

@@ -26,7 +26,7 @@ import contextvars
 import threading
 import time
 
-from .tasktable import MAIN
+from .store.tasktable import MAIN
 
 #: Kinds whose outputs hold one outer fold's test scores.
 FOLD_KINDS = ("select", "score")

@@ -2,39 +2,17 @@
 
 The tasks and their state come from :class:`mempamal.graph.TaskGraph`; the
 compact ``tasks.json`` and the :class:`Task` records it stands for from
-:mod:`mempamal.tasktable`.
+:mod:`mempamal.store.tasktable`.
 """
 
 import warnings
 
-from . import integrity, store
-from .graph import TaskGraph, find_results_problem
-from .lock import WorkdirLock
-from .backends.tracker import BLOCKED_MESSAGE
-from .tasktable import Task  # noqa: F401 (mp.Task)
-
-
-class WorkflowError(RuntimeError):
-    """Some tasks failed; ``failed`` maps their ids to the error messages.
-
-    Examples
-    --------
-    >>> error = WorkflowError({"fit-o0-i0-c0": "ValueError: bad"}, "runs/iris")
-    >>> error.failed
-    {'fit-o0-i0-c0': 'ValueError: bad'}
-    """
-
-    def __init__(self, failed, workdir=None):
-        self.failed = dict(failed)
-        # The backends report the dependents of a failed task as "not run:
-        # depends on failed task ...": counted apart, as `mempamal status` does.
-        self.blocked = sorted(i for i, message in self.failed.items() if message.startswith(BLOCKED_MESSAGE))
-        errors = [(i, message) for i, message in self.failed.items() if not message.startswith(BLOCKED_MESSAGE)]
-        first_id, first_message = (errors or list(self.failed.items()))[0]
-        blocked = f", {len(self.blocked)} blocked by a failure" if self.blocked else ""
-        super().__init__(
-            f"{len(errors)} task(s) failed{blocked} in {workdir}; first {first_id!r}: {first_message}"
-        )
+from .store import integrity
+from . import store
+from .graph.state import TaskGraph, find_results_problem
+from .store.lock import WorkdirLock
+from .exceptions import WorkflowError  # noqa: F401 (mp.WorkflowError)
+from .store.tasktable import Task  # noqa: F401 (mp.Task)
 
 
 class Workflow(TaskGraph):
@@ -63,7 +41,7 @@ class Workflow(TaskGraph):
         ``submit(...).wait()``: Ctrl-C cancels the run and finished outputs stay.
 
         One runner at a time: the run holds the workdir's lock
-        (:mod:`mempamal.lock`).  When another live process holds it, the run
+        (:mod:`mempamal.store.lock`).  When another live process holds it, the run
         is refused with :class:`mempamal.lock.WorkdirLocked` naming it, or
         waits for it with ``wait=True`` (or at most ``wait`` seconds).  A lock
         left by a killed runner is taken over.  A missing or corrupt
@@ -194,7 +172,7 @@ class Workflow(TaskGraph):
         >>> run.status()                                    # doctest: +SKIP
         """
         from .run import Run
-        from .submissions import live_runner, recorded_submission
+        from .graph.submissions import live_runner, recorded_submission
 
         holder = live_runner(self.workdir)
         submission = recorded_submission(self.workdir)

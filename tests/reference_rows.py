@@ -7,7 +7,7 @@ chunk]`` per task, the layout of the first ``tasks.json`` format), written
 independently of that arithmetic so test_scale.py can compare the two.
 """
 
-from mempamal.tasktable import MAIN
+from mempamal.store.tasktable import MAIN
 
 
 def make_rows(split_set_info, chunks, nested):

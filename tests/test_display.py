@@ -182,7 +182,7 @@ def test_permutation_histogram_fits_the_null_has_integer_counts_and_states_the_s
 
 
 def test_graph_is_drawn_task_by_task_when_small_and_aggregated_when_large(tmp_path):
-    from mempamal.display_graph import FULL_GRAPH_MAX_TASKS, aggregate_tasks
+    from mempamal.display.graph import FULL_GRAPH_MAX_TASKS, aggregate_tasks
 
     small = mp.Experiment(SVC(), cv=3).build(X, y, workdir=tmp_path / "small")
     drawn = small.plot()
@@ -207,7 +207,7 @@ def test_graph_is_drawn_task_by_task_when_small_and_aggregated_when_large(tmp_pa
 
 
 def graph_status(workflow):
-    from mempamal.display_graph import GraphDisplay
+    from mempamal.display.graph import GraphDisplay
 
     return GraphDisplay.from_workflow(workflow).status
 

@@ -6,7 +6,7 @@
   and property they define or inherit from mempamal classes (``Workflow``
   inherits ``TaskGraph``'s);
 - every public function and class of the api modules (experiment, workflow,
-  results, run, the display modules, validation and validation_build with
+  results, run, exceptions, the display modules, the validation modules with
   their ``check_*``, fingerprint), of ``backends/base.py``, ``tracker.py``
   and ``dispatch_loop.py`` (what a new backend plugs into) and of the Jupyter
   skin, with their public methods and properties (the displays'
@@ -25,8 +25,9 @@ import types
 import mempamal
 
 API_MODULES = ["mempamal.experiment", "mempamal.workflow", "mempamal.results", "mempamal.run",
-               "mempamal.display", "mempamal.display_graph", "mempamal.display_grid", "mempamal.display_html",
-               "mempamal.validation", "mempamal.validation_build", "mempamal.fingerprint", "mempamal.backends.base",
+               "mempamal.exceptions",
+               "mempamal.display.results", "mempamal.display.graph", "mempamal.display.grid", "mempamal.display.html",
+               "mempamal.validation.arguments", "mempamal.validation.build", "mempamal.store.fingerprint", "mempamal.backends.base",
                "mempamal.backends.tracker", "mempamal.backends.dispatch_loop"]
 SKIN_PACKAGES = ["mempamal.jupyter"]
 SCRIPTS = {"mempamal.jupyter.install_startup"}
@@ -95,7 +96,7 @@ def public_names():
     for name in modules:
         named += defined_in(importlib.import_module(name))
     backends = importlib.import_module("mempamal.backends")
-    for info in pkgutil.iter_modules(backends.__path__, "mempamal.backends."):
+    for info in pkgutil.walk_packages(backends.__path__, "mempamal.backends."):
         module = importlib.import_module(info.name)
         for qualname, obj in defined_in(module):
             if inspect.isclass(obj) and issubclass(obj, mempamal.Backend) and obj is not mempamal.Backend:
@@ -122,12 +123,12 @@ def test_the_walk_reaches_the_names_it_promises():
             reached.update(f"{qualname}.{name}" for name, _ in members(obj))
     assert {
         "mempamal.Workflow.run", "mempamal.Workflow.done_ids",  # done_ids is inherited from TaskGraph
-        "mempamal.display.ScoresDisplay.from_results", "mempamal.display.ScoresDisplay.plot",
-        "mempamal.display_grid.GridDisplay.plot", "mempamal.display_graph.GraphDisplay.from_workflow",
-        "mempamal.validation.check_cv_argument", "mempamal.validation_build.check_data",
+        "mempamal.display.results.ScoresDisplay.from_results", "mempamal.display.results.ScoresDisplay.plot",
+        "mempamal.display.grid.GridDisplay.plot", "mempamal.display.graph.GraphDisplay.from_workflow",
+        "mempamal.validation.arguments.check_cv_argument", "mempamal.validation.build.check_data",
         "mempamal.backends.tracker.DependencyTracker.record", "mempamal.backends.dispatch_loop.dispatch",
         "mempamal.backends.local.LocalBackend.run",
-        "mempamal.backends.slurm.SlurmBackend.run", "mempamal.jupyter.widgets.ExperimentBuilder.experiment",
+        "mempamal.backends.slurm.backend.SlurmBackend.run", "mempamal.jupyter.widgets.ExperimentBuilder.experiment",
     } <= reached
 
 

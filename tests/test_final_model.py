@@ -170,7 +170,7 @@ def test_a_swapped_or_edited_model_is_refused(tmp_path):
 
 
 def test_graph_shows_the_final_search_in_its_own_column(tmp_path):
-    from mempamal.display_graph import GraphDisplay, aggregate_tasks
+    from mempamal.display.graph import GraphDisplay, aggregate_tasks
 
     workflow = mp.Experiment(SVC(), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2).build(
         X_iris, y_iris, workdir=tmp_path / "wd", chunk_size=1)

@@ -55,7 +55,8 @@ class _ZeroesItsInput(BaseEstimator):
 
 
 def test_final_refit_on_a_copy_on_write_map_never_changes_the_data_file(tmp_path):
-    from mempamal import integrity, store
+    from mempamal.store import integrity
+    from mempamal import store
 
     X, y = load_iris(return_X_y=True)
     workflow = mp.Experiment(_ZeroesItsInput(), param_grid={"C": [1.0]}, cv=3, inner_cv=2).build(

@@ -13,28 +13,43 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mempamal"
 
-# Top to bottom; a module belongs to the first layer whose prefixes match it.
-LAYERS = [
-    ("skins", ["mempamal.jupyter", "mempamal.cli", "mempamal.demo", "mempamal.__main__"]),
-    # The package itself is only a table of lazy public names (importlib strings).
-    ("api", ["mempamal", "mempamal.experiment", "mempamal.validation", "mempamal.validation_build",
-             "mempamal.fingerprint", "mempamal.workflow", "mempamal.results", "mempamal.display",
-             "mempamal.display_graph", "mempamal.display_grid", "mempamal.display_html", "mempamal.run"]),
-    ("graph", ["mempamal.graph", "mempamal.submissions"]),
-    ("backends", ["mempamal.backends"]),
-    ("engine", ["mempamal.engine"]),
-    ("store", ["mempamal.store", "mempamal.integrity", "mempamal.lock", "mempamal.tasktable", "mempamal.taskfile",
-               "mempamal.doneindex", "mempamal._version"]),
-]
+# Top to bottom.  A module's layer is the one of its package (the folder it
+# sits in under mempamal/); the package's own modules at the root of
+# mempamal/ are the api, except the few named in ROOT_MODULES.
+LAYER_ORDER = ["door", "skins", "api", "graph", "backends", "engine", "store", "base"]
+PACKAGE_LAYERS = {
+    "jupyter": "skins",
+    "display": "api",
+    "validation": "api",
+    "graph": "graph",
+    "backends": "backends",
+    "engine": "engine",
+    "store": "store",
+}
+ROOT_MODULES = {
+    # `import mempamal` is the door: a table of lazy names from every layer
+    # (importlib strings, followed by ``door_edges``), which only skins enter.
+    "mempamal": "door",
+    "mempamal.cli": "skins",
+    "mempamal.demo": "skins",
+    "mempamal.__main__": "skins",
+    # Leaves every layer may use: they import nothing of mempamal.
+    "mempamal.exceptions": "base",
+    "mempamal._version": "base",
+    "mempamal._sklearn_compat": "base",
+}
 FRONTEND_PACKAGES = ("IPython", "ipywidgets", "ipykernel")
 # What a skin may import besides other skins: the api as a user sees it.  No
-# validation/fingerprint/display_graph..., no graph, backend, engine or store.
+# validation/fingerprint/display.graph..., no graph, backend, engine or store.
 SKIN_MAY_IMPORT = ("mempamal", "mempamal.experiment", "mempamal.workflow", "mempamal.results",
-                   "mempamal.display", "mempamal.run")
+                   "mempamal.display", "mempamal.run", "mempamal.exceptions", "mempamal.compare")
 # The one exception: %mempamal cluster start uses LocalCluster, a private
 # ipyparallel cluster that has no api-layer counterpart (DESIGN.md fixes the
 # public names, and it is not among them).
 SKIN_EXCEPTIONS = {("mempamal.jupyter.magics", "mempamal.backends.ipyparallel")}
+# The door's names that live in a skin: IPython's `%load_ext mempamal` looks
+# its hooks up on the package itself.
+DOOR_SKIN_NAMES = {"load_ipython_extension", "unload_ipython_extension"}
 
 
 def module_name(path):
@@ -45,12 +60,26 @@ def module_name(path):
 
 
 def layer_of(module):
-    for rank, (name, prefixes) in enumerate(LAYERS):
-        for prefix in prefixes:
-            # "mempamal" alone names the root; the others match their submodules too.
-            if module == prefix or (prefix != "mempamal" and module.startswith(prefix + ".")):
-                return rank, name
-    raise AssertionError(f"{module} is in no layer: add it to LAYERS and to docs/architecture.md")
+    """``(rank, name)`` of ``module``'s layer: its package's, or ROOT_MODULES' for the root."""
+    parts = module.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] in PACKAGE_LAYERS):
+        if parts[1] not in PACKAGE_LAYERS:
+            raise AssertionError(f"{module}: package mempamal.{parts[1]} has no layer: add it to PACKAGE_LAYERS "
+                                 "and to docs/architecture.md")
+        name = PACKAGE_LAYERS[parts[1]]
+    else:
+        name = ROOT_MODULES.get(module, "api")
+    return LAYER_ORDER.index(name), name
+
+
+def door_edges():
+    """``(line, module)`` for every lazy export of ``mempamal/__init__.py`` (its ``_EXPORTS`` strings)."""
+    path = PACKAGE / "__init__.py"
+    tree = ast.parse(path.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_EXPORTS" for t in node.targets):
+            return [(value.lineno, key.value, value.value) for key, value in zip(node.value.keys, node.value.values)]
+    raise AssertionError("mempamal/__init__.py has no _EXPORTS table")
 
 
 def all_modules():
@@ -89,6 +118,8 @@ def graph():
     for module, path in modules.items():
         found, external = imports_of(module, path, modules)
         edges[module] = {"internal": found, "external": external}
+    # The door's lazy names are imports too: it reaches each target module.
+    edges["mempamal"]["internal"] += [(line, target) for line, _, target in door_edges()]
     return modules, edges
 
 
@@ -105,6 +136,8 @@ def test_imports_only_go_down_the_layers(graph):
         rank, name = layer_of(module)
         for line, target in found["internal"]:
             target_rank, target_name = layer_of(target)
+            if name == "skins" and target_name == "door":
+                continue  # `import mempamal as mp`: a skin calls the public api by its names
             if target_rank < rank:
                 upward.append(f"{modules[module].relative_to(PACKAGE.parent)}:{line} ({name}) imports "
                               f"{target} ({target_name})")
@@ -113,7 +146,10 @@ def test_imports_only_go_down_the_layers(graph):
 
 def test_no_import_cycles(graph):
     _, edges = graph
-    neighbours = {m: {t for _, t in found["internal"] if t != m and t in edges} for m, found in edges.items()}
+    # Entering the door is a lazy name lookup (its table imports on first
+    # use), never an import-time loop: edges into "mempamal" are left out.
+    neighbours = {m: {t for _, t in found["internal"] if t not in (m, "mempamal") and t in edges}
+                  for m, found in edges.items()}
     # Packages import nothing at module level except lazily; an edge to a
     # package's __init__ is only an edge to that file.
     state, cycles = {}, []
@@ -155,11 +191,11 @@ def test_skins_use_only_the_public_api(graph):
 def test_the_skin_check_sees_an_internal_import(tmp_path):
     """A skin reading workdir files through the store, or a display helper module, is reported."""
     fake = tmp_path / "bad.py"
-    fake.write_text("def f():\n    from ..store import read_json\n    from ..display_graph import new_axes\n"
+    fake.write_text("def f():\n    from ..store import read_json\n    from ..display.graph import new_axes\n"
                     "    from ..display import folds_html\n    from . import static\n")
     found, _ = imports_of("mempamal.jupyter.bad", fake, all_modules())
     assert [target for _, target in skin_violations("mempamal.jupyter.bad", found)] == [
-        "mempamal.store", "mempamal.display_graph"]
+        "mempamal.store", "mempamal.display.graph"]
 
 
 def test_only_the_jupyter_skin_imports_ipython_or_widgets(graph):
@@ -180,3 +216,57 @@ def test_the_layer_test_sees_a_planted_upward_import(tmp_path):
     assert [target for _, target in found] == ["mempamal.workflow", "mempamal.engine.tasks"]
     assert [target for _, target in external] == ["os"]
     assert layer_of("mempamal.workflow")[0] < layer_of("mempamal.engine.bad")[0]
+
+
+def defined_names(path):
+    """Top-level names a module defines or imports."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def door_export_problems(exports, modules):
+    """What is wrong with the door's ``(line, name, module)`` exports: a missing name, or a skin reached."""
+    problems = []
+    for line, name, target in exports:
+        if target not in modules:
+            problems.append(f"mempamal/__init__.py:{line} exports {name} from {target}, which does not exist")
+        elif name not in defined_names(modules[target]):
+            problems.append(f"mempamal/__init__.py:{line} exports {name}, which {target} does not define")
+        elif layer_of(target)[1] == "skins" and name not in DOOR_SKIN_NAMES:
+            problems.append(f"mempamal/__init__.py:{line} exports {name} from the skin {target}: "
+                            "the package's names are the api's")
+    return problems
+
+
+def test_the_door_exports_only_the_api_and_existing_names(graph):
+    modules, _ = graph
+    problems = door_export_problems(door_edges(), modules)
+    assert not problems, "\n".join(problems)
+
+
+def test_the_layer_test_follows_the_door(tmp_path, graph):
+    """An engine module entering through ``import mempamal`` reaches the api: ranked upward;
+    an export of a skin's name, or of a name the target lacks, is reported."""
+    modules, _ = graph
+    fake = tmp_path / "bad.py"
+    fake.write_text("def f():\n    import mempamal\n    return mempamal.Experiment\n")
+    found, _ = imports_of("mempamal.engine.bad", fake, modules)
+    assert [target for _, target in found] == ["mempamal"]
+    assert layer_of("mempamal")[0] < layer_of("mempamal.engine.bad")[0]
+    planted = [(1, "ExperimentBuilder", "mempamal.jupyter.widgets"), (2, "Nowhere", "mempamal.workflow")]
+    problems = door_export_problems(planted, modules)
+    assert len(problems) == 2 and "skin" in problems[0] and "does not define" in problems[1]
+
+
+def test_a_new_package_needs_a_layer():
+    with pytest.raises(AssertionError, match="has no layer"):
+        layer_of("mempamal.helpers.util")
+    assert layer_of("mempamal.store.workdir")[1] == "store"
+    assert layer_of("mempamal.compare")[1] == "api"

@@ -145,7 +145,7 @@ def test_params_stored_in_data_digested_and_part_of_the_identity(tmp_path):
 
 def test_without_params_identity_unchanged(tmp_path):
     """Workdirs built before params existed are still recognized (same fingerprint)."""
-    from mempamal.fingerprint import data_hash, fingerprint
+    from mempamal.store.fingerprint import data_hash, fingerprint
 
     experiment = mp.Experiment(_lr(), cv=3)
     workflow = experiment.build(Xc, yc, workdir=tmp_path / "wd")

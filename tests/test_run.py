@@ -294,7 +294,7 @@ def test_a_script_exiting_without_wait_cancels_its_run_and_leaves_no_worker(tmp_
 
 
 def test_attach_watches_another_process_holding_the_run_lock(tmp_path):
-    pytest.importorskip("mempamal.lock", reason="needs the workdir run lock (mempamal/lock.py)")
+    pytest.importorskip("mempamal.store.lock", reason="needs the workdir run lock (mempamal/lock.py)")
     experiment = slow_experiment(final_fit=False)  # the final search: test_final_model
     workflow = experiment.build(X, y, workdir=tmp_path / "wd")
     environment = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}

@@ -17,10 +17,11 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold
 
 import mempamal as mp
-from mempamal import doneindex, integrity, lock, store
+from mempamal.store import doneindex, integrity, lock
+from mempamal import store
 from mempamal.backends.tracker import DependencyTracker
-from mempamal.taskfile import changed_task_ids
-from mempamal.tasktable import MAIN, Task, TaskTable, make_table, task_command
+from mempamal.store.taskfile import changed_task_ids
+from mempamal.store.tasktable import MAIN, Task, TaskTable, make_table, task_command
 from reference_rows import make_rows
 
 SHAPES = {

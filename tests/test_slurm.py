@@ -189,7 +189,7 @@ def test_ctrl_c_of_the_driver_cancels_its_jobs_and_a_rerun_finishes(slurm, tmp_p
 
 
 def test_attach_after_the_driver_was_killed_waits_for_the_same_jobs(slurm, tmp_path):
-    from mempamal.backends.slurm import SlurmBackend
+    from mempamal.backends.slurm.backend import SlurmBackend
 
     workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     driver = _driver(workflow.workdir, n_jobs=2, poll_seconds=0.2)
@@ -229,7 +229,7 @@ def test_python_and_remote_workdir_are_what_the_jobs_run(slurm, tmp_path):
 
 
 def test_cancel_stops_the_jobs_a_killed_driver_left_behind(slurm, tmp_path):
-    from mempamal.backends.slurm import SlurmBackend
+    from mempamal.backends.slurm.backend import SlurmBackend
 
     workflow = _slow_experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     driver = _driver(workflow.workdir, n_jobs=2, poll_seconds=0.2)

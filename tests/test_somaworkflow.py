@@ -119,7 +119,7 @@ def test_export_honours_cluster_python_and_workdir(tmp_path):
 
 
 def test_missing_soma_workflow_gives_an_install_hint(monkeypatch):
-    from mempamal.backends import somaworkflow
+    from mempamal.backends.somaworkflow.backend import backend as somaworkflow
 
     monkeypatch.setitem(sys.modules, "soma_workflow.client", None)  # what `import` sees when absent
     with pytest.raises(ImportError, match="pip install soma-workflow"):
@@ -127,7 +127,7 @@ def test_missing_soma_workflow_gives_an_install_hint(monkeypatch):
 
 
 def test_backend_options_are_checked_before_any_work():
-    from mempamal.backends.somaworkflow import SomaWorkflowBackend
+    from mempamal.backends.somaworkflow.backend import SomaWorkflowBackend
 
     with pytest.raises(ValueError, match="'isolated'.*cannot be used with resource_id"):
         SomaWorkflowBackend(resource_id="cluster", isolated=True)
@@ -236,7 +236,7 @@ def test_run_uses_the_python_and_workdir_paths_the_nodes_see(tmp_path):
 
 
 def test_resource_options_are_checked_before_any_work(tmp_path):
-    from mempamal.backends.somaworkflow import SomaWorkflowBackend
+    from mempamal.backends.somaworkflow.backend import SomaWorkflowBackend
 
     with pytest.raises(ValueError, match="The 'config' parameter of the soma-workflow backend needs a 'resource_id'"):
         SomaWorkflowBackend(config=tmp_path / "swf.cfg")

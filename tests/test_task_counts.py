@@ -19,10 +19,11 @@ from sklearn.dummy import DummyClassifier
 from sklearn.model_selection import KFold
 
 import mempamal as mp
-from mempamal import integrity, store
+from mempamal.store import integrity
+from mempamal import store
 from mempamal.backends.base import executing_task_ids, publish_executing
 from mempamal.run import task_counts
-from mempamal.tasktable import MAIN, TaskTable, make_table
+from mempamal.store.tasktable import MAIN, TaskTable, make_table
 
 X = np.arange(60, dtype=float).reshape(30, 2)
 y = np.arange(30) % 2

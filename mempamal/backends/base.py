@@ -36,30 +36,17 @@ import contextlib
 import importlib
 import os
 
+from ..exceptions import RunCancelled
+
 _REGISTRY = {
     # Built-in backends are imported on first use so that `import mempamal`
     # never imports ipyparallel or soma-workflow.
     "local": "mempamal.backends.local:LocalBackend",
     "ipyparallel": "mempamal.backends.ipyparallel:IPyParallelBackend",
-    "soma-workflow": "mempamal.backends.somaworkflow:SomaWorkflowBackend",
+    "soma-workflow": "mempamal.backends.somaworkflow.backend:SomaWorkflowBackend",
     "dask": "mempamal.backends.dask:DaskBackend",
-    "slurm": "mempamal.backends.slurm:SlurmBackend",
+    "slurm": "mempamal.backends.slurm.backend:SlurmBackend",
 }
-
-
-class RunCancelled(Exception):
-    """A run was stopped through its ``stop`` event; finished outputs are kept.
-
-    Examples
-    --------
-    >>> import threading
-    >>> stop = threading.Event(); stop.set()
-    >>> try:
-    ...     check_stop(stop)
-    ... except RunCancelled as exc:
-    ...     print(exc)
-    the run was cancelled
-    """
 
 
 def check_stop(stop):

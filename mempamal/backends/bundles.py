@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import store
-from ..tasktable import task_command
+from ..store.tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
 #: kind have finished in the workdir.  A ``fit`` task's guess is per grid point.

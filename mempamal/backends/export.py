@@ -26,7 +26,7 @@ import shlex
 from pathlib import Path
 
 from .. import store
-from ..tasktable import task_command
+from ..store.tasktable import task_command
 
 FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
 #: File mode of each export, whatever the umask.  User-only like every file
@@ -69,7 +69,7 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
         bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
         entries = bundle_entries(workflow, bundles, python=python, workdir=workdir)
     if format == "soma-workflow":
-        from .somaworkflow_jobs import export_soma_workflow
+        from .somaworkflow.jobs import export_soma_workflow
 
         path = export_soma_workflow(workflow, path, entries, **options)
         path.chmod(EXPORT_MODES[format])  # soma-workflow's serializer may create its own file
@@ -110,7 +110,7 @@ def command_entries(workflow, python=None, workdir=None):
 
 def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options):
     from .bundles import make_bundles
-    from .slurm_script import export_text, plan_arrays
+    from .slurm.script import export_text, plan_arrays
 
     if options:
         raise TypeError(f"Unknown options for the 'slurm' export: {sorted(options)}.")

@@ -11,11 +11,10 @@ backends (Slurm, soma-workflow) make their decisions with it.
 
 from collections import deque
 
-from ..tasktable import TaskTable
-
-#: How a backend reports a task it did not run because a dependency failed
-#: ("blocked by a failure" in ``mempamal status`` and ``WorkflowError``).
-BLOCKED_MESSAGE = "not run: depends on failed task"
+# How a backend reports a task it did not run because a dependency failed
+# ("blocked by a failure" in ``mempamal status`` and ``WorkflowError``).
+from ..exceptions import BLOCKED_MESSAGE  # noqa: F401 (re-exported for the backends)
+from ..store.tasktable import TaskTable
 
 
 class DependencyTracker:

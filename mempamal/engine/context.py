@@ -10,7 +10,8 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
-from .. import integrity, store, taskfile, tasktable
+from ..store import integrity, taskfile, tasktable
+from .. import store
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
 from .splits import SplitSet

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ..tasktable import MAIN
+from ..store.tasktable import MAIN
 from .scoring import metric_names, with_metrics
 from .search import refit_metric
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..store import SPLITS_DIR, atomic_write
-from ..tasktable import MAIN, permutation_name  # noqa: F401 (split set names, here for build)
+from ..store.tasktable import MAIN, permutation_name  # noqa: F401 (split set names, here for build)
 
 
 def permuted_target_indices(n_samples, groups, n_permutations, random_state):

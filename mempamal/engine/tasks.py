@@ -20,23 +20,12 @@ import warnings
 from pathlib import Path
 
 from .. import store
+from ..exceptions import TaskError
 from .context import config_applied, load_context
 from .fitting import EstimatorRaised, evaluate_points, fit_and_score
 from .scoring import check_refit_for_scores, metric_names, with_metrics
 from .models import save_model
 from .search import best_index, cv_results
-
-
-class TaskError(RuntimeError):
-    """A task could not run; the message names the task and the cause.
-
-    Examples
-    --------
-    >>> mp.run_task(wf.workdir, "fit-o9-i0-c0")                            # doctest: +SKIP
-    Traceback (most recent call last):
-    ...
-    mempamal.engine.tasks.TaskError: No task 'fit-o9-i0-c0' in runs/iris.
-    """
 
 
 def run_task(workdir, task_id, *, force=False):

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
 from mempamal import store
-from mempamal.lock import WorkdirLocked
+from mempamal.store.lock import WorkdirLocked
 
 from slow_experiment import assert_matches_sklearn, comparable
 

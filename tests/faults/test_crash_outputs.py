@@ -27,7 +27,7 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
-from mempamal import lock
+from mempamal.store import lock
 from mempamal.store import finished_task_ids, output_path
 
 from slow_experiment import assert_matches_sklearn

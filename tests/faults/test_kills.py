@@ -14,7 +14,7 @@ import signal
 
 import mempamal as mp
 from mempamal import store
-from mempamal.lock import read_holder
+from mempamal.store.lock import read_holder
 
 from slow_experiment import (
     cli, fingerprints_of_outputs, output_files, process_group_gone, script, start_cli, wait_until, write_script,

@@ -13,8 +13,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
-from mempamal import lock as lock_module
-from mempamal.lock import STALE_SECONDS, WorkdirLock, WorkdirLocked, read_holder
+from mempamal.store import lock as lock_module
+from mempamal.store.lock import STALE_SECONDS, WorkdirLock, WorkdirLocked, read_holder
 
 from slow_experiment import (
     REBUILD_OTHER_GRID, cli, fingerprints_of_outputs, output_files, script, start_cli, wait_until, write_script,
@@ -143,7 +143,7 @@ def test_bad_wait_argument_is_refused_naming_it(tmp_path):
 
 CONTENDER = textwrap.dedent("""
     import os, sys, time
-    from mempamal.lock import WorkdirLock, WorkdirLocked
+    from mempamal.store.lock import WorkdirLock, WorkdirLocked
     workdir, go = sys.argv[1], sys.argv[2]
     while not os.path.exists(go):
         time.sleep(0.001)

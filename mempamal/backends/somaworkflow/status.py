@@ -7,8 +7,8 @@ stderr (or the task's ``logs/<id>.err``) explain the others.
 
 import contextlib
 
-from .. import store
-from .tracker import DependencyTracker
+from ... import store
+from ..tracker import DependencyTracker
 
 
 def job_ids_of(controller, workflow_id, swf, entries):
@@ -294,8 +294,8 @@ def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
     """
     import time
 
-    from .base import publish_executing, published_batches
-    from .slurm import _cancel, _queue_states
+    from ..base import publish_executing, published_batches
+    from ..slurm.backend import _cancel, _queue_states
 
     job_ids = sorted(survivors)
     published_before = published_batches(workflow.workdir)

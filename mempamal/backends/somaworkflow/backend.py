@@ -1,18 +1,18 @@
 """Soma-Workflow: submit the graph through a soma-workflow ``WorkflowController`` and wait.
 
 Running submits the unfinished tasks, bundled into jobs, as the
-``Workflow`` of :mod:`mempamal.backends.somaworkflow_jobs` (the same one
+``Workflow`` of :mod:`mempamal.backends.somaworkflow.jobs` (the same one
 ``export(format="soma-workflow")`` writes) through a real
 ``WorkflowController``.  Without a ``resource_id`` it uses soma-workflow's
 *isolated light mode* with all its state inside the workdir
 (``WORKDIR/soma-workflow/``): the user's ``~/.soma-workflow*`` files are
 neither read nor written, and no server process is started (engine and
 scheduler are threads of this process, run as
-:mod:`mempamal.backends.somaworkflow_engine` sets them up).  With a
+:mod:`mempamal.backends.somaworkflow.engine` sets them up).  With a
 ``resource_id`` it uses that resource of the user's soma-workflow
 configuration (Slurm, PBS, DRMAA, ...), which needs the workdir on a
-filesystem the nodes share (:mod:`mempamal.backends.somaworkflow_resource`);
-:mod:`mempamal.backends.somaworkflow_status` reads statuses and failures
+filesystem the nodes share (:mod:`mempamal.backends.somaworkflow.resource`);
+:mod:`mempamal.backends.somaworkflow.status` reads statuses and failures
 back per task.
 """
 
@@ -21,13 +21,11 @@ import os
 import time
 from pathlib import Path
 
-from .. import store
-from .base import Backend, effective_n_jobs, make_progress, publish_executing, published_batches, temporary_environment
-from .somaworkflow_engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
-from .somaworkflow_jobs import build_soma_workflow, import_soma
-from .somaworkflow_status import (failures, job_ids_of, mark_record_ended, read_record, record_path,
-                                  show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs,
-                                  write_record)
+from ... import store
+from ..base import Backend, effective_n_jobs, make_progress, publish_executing, published_batches, temporary_environment
+from .engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
+from .jobs import build_soma_workflow, import_soma
+from .status import failures, job_ids_of, mark_record_ended, read_record, record_path, show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs, write_record
 
 #: Default target duration of one job: tasks are bundled to fill it.
 DEFAULT_JOB_SECONDS = 60
@@ -47,7 +45,7 @@ class SomaWorkflowBackend(Backend):
         That configuration file; None: soma-workflow's own search
         (``$SOMA_WORKFLOW_CONFIG``, then ``~/.soma-workflow.cfg``).  A
         resource submitting from this machine runs with the engine inside
-        this process (see :mod:`mempamal.backends.somaworkflow_resource`).
+        this process (see :mod:`mempamal.backends.somaworkflow.resource`).
     isolated : bool or path, optional
         Isolated light mode: soma-workflow's database and job logs in this
         folder, the user's configuration untouched.  Default: True (folder
@@ -79,7 +77,7 @@ class SomaWorkflowBackend(Backend):
 
     def __init__(self, resource_id=None, isolated=None, queue=None, poll_interval=0.1, config=None,
                  job_seconds=None, tasks_per_job=None, python=None, remote_workdir=None):
-        from .bundles import check_bundle_options
+        from ..bundles import check_bundle_options
 
         if resource_id is not None and not isinstance(resource_id, str):
             raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must be a str or "
@@ -121,7 +119,7 @@ class SomaWorkflowBackend(Backend):
         --------
         >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
         """
-        from .bundles import bundle_entries, make_bundles
+        from ..bundles import bundle_entries, make_bundles
 
         client, constants, _ = import_soma()
         state = store.make_private_dir(workflow.workdir / STATE_DIR)
@@ -153,7 +151,7 @@ class SomaWorkflowBackend(Backend):
         if self.resource_id is None:
             yield
             return
-        from .somaworkflow_resource import slurm_environment
+        from .resource import slurm_environment
 
         values = {"PATH": slurm_environment(state)}
         if self.config is not None:
@@ -163,7 +161,7 @@ class SomaWorkflowBackend(Backend):
 
     def _controller(self, client, light, state, n_jobs):
         if light is None and self.resource_id is not None:
-            from .somaworkflow_resource import load_resource
+            from .resource import load_resource
 
             config, _ = load_resource(self.resource_id, self.config, state)
             controller = client.WorkflowController(self.resource_id, config=config)
@@ -261,7 +259,7 @@ class SomaWorkflowBackend(Backend):
         >>> SomaWorkflowBackend().scheduler_view(wf.workdir, read_record(wf.workdir))   # doctest: +SKIP
         {'pending': 2, 'running': 2, 'finished': 1}
         """
-        from .somaworkflow_status import engine_view
+        from .status import engine_view
 
         return engine_view(workdir, record)
 
@@ -316,7 +314,7 @@ def _thread_limits(n_jobs, controller):
     into the batch script, so the variable expands on the node).  Other
     schedulers: left to them (None).
     """
-    from .local import THREAD_VARIABLES
+    from ..local import THREAD_VARIABLES
 
     if controller.config.get_scheduler_type() == "slurm":
         return {name: "${SLURM_CPUS_PER_TASK:-1}" for name in THREAD_VARIABLES}

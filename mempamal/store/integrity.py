@@ -3,7 +3,7 @@
 Three guards, all cheap enough to run before every task:
 
 - ``manifest.json`` keeps the digest of ``tasks.json`` (computed in
-  :mod:`mempamal.tasktable`) and the size and
+  :mod:`mempamal.store.tasktable`) and the size and
   sha256 of ``experiment.pkl``, ``data/*`` and ``splits/*``: an edited,
   truncated or swapped file is refused, naming it, before anything is
   unpickled from it.
@@ -19,7 +19,8 @@ import json
 import os
 from pathlib import Path
 
-from .store import DATA_DIR, EXPERIMENT, MANIFEST, SPLITS_DIR, WorkdirError, read_json
+from ..exceptions import WorkdirError
+from .workdir import DATA_DIR, EXPERIMENT, MANIFEST, SPLITS_DIR
 
 
 def output_stamp(task_id, build_id, definition):

@@ -1,21 +1,8 @@
-"""Display objects in scikit-learn's Display style, and the HTML summaries (re-exported).
-
-``XDisplay.from_results(res, ..., ax=None)`` collects the data, plots it and
-returns the display (like scikit-learn's ``from_estimator``);
-``disp.plot(ax=None, *, ...)`` draws it again, elsewhere or with other
-options.  Both return the display with ``ax_`` and ``figure_`` set (by
-:class:`~mempamal.display_graph.Display`, their shared base); ``__init__``
-takes the data as keyword-only arguments.
-"""
+"""The displays of a Results: outer-fold scores, permutation scores, the timeline of a run."""
 
 import numpy as np
 
-# One module to import every display and summary from (the skins do).
-from .display_graph import LAYER_OF_KIND, Display, GraphDisplay  # noqa: F401
-from .display_graph import figure_png_html, graph_png_html, task_table_html  # noqa: F401
-from .display_grid import GridDisplay  # noqa: F401
-from .submissions import describe_jobs  # noqa: F401 (the scheduler's view, one line)
-from .display_html import experiment_html, folds_html, results_html, run_html, run_jobs_line, workflow_html  # noqa: F401
+from .graph import LAYER_OF_KIND, Display
 
 
 class ScoresDisplay(Display):

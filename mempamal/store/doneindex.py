@@ -44,7 +44,8 @@ import stat
 import time
 from pathlib import Path
 
-from . import integrity, lock, store
+from . import integrity, lock
+from .. import store
 
 INDEX = ".done-index.json"
 """File name of the done-index, in ``outputs/`` (a dot file: never taken for an output)."""
@@ -109,7 +110,7 @@ class OutputScan:
 
         Examples
         --------
-        >>> from mempamal.tasktable import TaskTable, make_table
+        >>> from mempamal.store.tasktable import TaskTable, make_table
         >>> table = TaskTable(make_table({"main": {"n_outer": 2, "n_inner": [1, 1]}}, [[0]], nested=True))
         >>> OutputScan({"fit-o1-i0-c0k": {"done": "fit-o1-i0-c0", "kinds": {"fit": 1}, "problems": {}}}
         ...            ).fits_by_block(table)
@@ -246,7 +247,7 @@ def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
     Examples
     --------
     >>> import tempfile
-    >>> from mempamal.tasktable import TaskTable, make_table
+    >>> from mempamal.store.tasktable import TaskTable, make_table
     >>> table = TaskTable(make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False))
     >>> scan(tempfile.mkdtemp(), "b1", "d1", table).n_done
     0

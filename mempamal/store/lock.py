@@ -30,7 +30,7 @@ import time
 import uuid
 from pathlib import Path
 
-from .store import WorkdirError
+from ..exceptions import WorkdirError, WorkdirLocked
 
 LOCK_NAME = "run.lock"
 #: Seconds between two refreshes of the lock's modification time.
@@ -40,24 +40,6 @@ HEARTBEAT_SECONDS = 5.0
 STALE_SECONDS = 120.0
 #: Seconds between two attempts while waiting for a lock.
 POLL_SECONDS = 0.5
-
-
-class WorkdirLocked(RuntimeError):
-    """The workdir is locked by another live runner; the message names it.
-
-    ``holder`` is what the lock file says (see :func:`read_holder`).
-
-    Examples
-    --------
-    >>> try:                                                    # doctest: +SKIP
-    ...     wf.run()
-    ... except WorkdirLocked as exc:
-    ...     print(exc.holder["pid"], exc.holder["host"])
-    """
-
-    def __init__(self, message, holder=None):
-        super().__init__(message)
-        self.holder = holder
 
 
 def lock_path(workdir):

@@ -4,7 +4,7 @@ import html
 
 import numpy as np
 
-from .display_graph import graph_png_html
+from .graph import graph_png_html
 
 
 def _readable(params):
@@ -81,14 +81,14 @@ def results_html(results):
 
 def _who_runs_rows(workflow, status):
     """Rows saying who is running the workdir: a recorded job submission, a live runner."""
-    from .submissions import live_runner, recorded_submission
+    from ..graph.submissions import live_runner, recorded_submission
 
     rows = []
     submission = recorded_submission(workflow.workdir)
     if submission is not None and status["done"] < status["total"]:
         rows.append(("submitted", f"{submission['backend']} jobs (WORKDIR/submissions/); wf.attach() follows them"))
     if status.get("jobs"):
-        from .submissions import describe_jobs
+        from ..graph.submissions import describe_jobs
 
         rows.append(("scheduler", describe_jobs(status["jobs"])))
     holder = live_runner(workflow.workdir)
@@ -126,7 +126,7 @@ def run_jobs_line(run):
     >>> run_jobs_line(run)                                        # doctest: +SKIP
     'slurm jobs: 3 pending, 2 running, 4 finished'
     """
-    from .submissions import describe_jobs, recorded_jobs
+    from ..graph.submissions import describe_jobs, recorded_jobs
 
     if run.done() or not run.outlives_driver:
         return ""  # only job-based runs have jobs of their own; an ended run's are history

@@ -3,7 +3,7 @@
 ``wf.run(backend="slurm", partition="debug")`` groups the unfinished tasks
 into bundles (:mod:`mempamal.backends.bundles`), submits one job array per dependency
 level with ``sbatch`` (``--dependency=afterok`` between levels, see
-:mod:`mempamal.backends.slurm_script`), then polls ``squeue`` until every job
+:mod:`mempamal.backends.slurm.script`), then polls ``squeue`` until every job
 has left the queue.  The output files are the truth: progress counts them,
 and a task without an output when its job is gone has failed (its traceback
 is ``logs/<id>.err``) or was not run.
@@ -26,11 +26,11 @@ import sys
 import time
 from pathlib import Path
 
-from .. import store
-from .bundles import check_bundle_options, make_bundles
-from .base import Backend, RunCancelled, effective_n_jobs, make_progress, publish_executing, published_batches
-from .slurm_script import array_script, plan_arrays, sbatch_arguments
-from .tracker import DependencyTracker
+from ... import store
+from ..bundles import check_bundle_options, make_bundles
+from ..base import Backend, RunCancelled, effective_n_jobs, make_progress, publish_executing, published_batches
+from .script import array_script, plan_arrays, sbatch_arguments
+from ..tracker import DependencyTracker
 
 #: Default target duration of a job (seconds): long against the ~1 s an
 #: interpreter needs to start, short enough to keep every worker busy.

@@ -16,7 +16,7 @@ and their tasks are reported as not run.
 import shlex
 from dataclasses import dataclass
 
-from .local import THREAD_VARIABLES
+from ..local import THREAD_VARIABLES
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ The estimator, the search space (``param_grid``, ``param_distributions``,
 options, as ``Experiment.__init__`` receives them; the warning about
 ``RandomState`` instances among them is given at build.  What ``build``
 itself is given (the data, the workdir, the splits made from them) is
-checked by :mod:`mempamal.validation_build`.
+checked by :mod:`mempamal.validation.build`.
 """
 
 import numbers
@@ -207,7 +207,7 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
     ...
     ValueError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1_macro'] or a callable (several metrics are scored); got True instead.
     """
-    from .engine.scoring import build_scorer
+    from ..engine.scoring import build_scorer
 
     try:
         _, metrics, multimetric = build_scorer(estimator, scoring, error_score)

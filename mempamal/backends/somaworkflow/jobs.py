@@ -8,7 +8,7 @@ permutation grouped under ``perm <m>`` and all permutations under
 ``permutations``; ``final`` sits at the root.  The exported file is what
 ``Helper.serialize`` writes, so ``Helper.unserialize``, the soma-workflow
 GUI and ``soma_submit_workflow`` read it.  The run is
-:mod:`mempamal.backends.somaworkflow`.
+:mod:`mempamal.backends.somaworkflow.backend`.
 """
 
 import contextlib
@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..tasktable import MAIN
+from ...store.tasktable import MAIN
 
 INSTALL_HINT = "The 'soma-workflow' backend needs soma-workflow: pip install soma-workflow"
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .display_graph import Display
+from .graph import Display
 
 
 class GridDisplay(Display):
@@ -182,7 +182,7 @@ class GridDisplay(Display):
 
 
 def _refit_metric(results):
-    from .engine.search import refit_metric
+    from ..engine.search import refit_metric
 
     return refit_metric(results.experiment.refit, results.metrics)
 

@@ -4,7 +4,7 @@ The data (``X``, ``y``, ``groups``, ``params``), the ``workdir``,
 ``overwrite`` and ``chunk_size`` arguments, and the splits computed from
 them (every index in range); :func:`as_indexable` turns the data into what
 the build stores, as scikit-learn's ``indexable``.  Experiment's own
-arguments are checked by :mod:`mempamal.validation`.
+arguments are checked by :mod:`mempamal.validation.arguments`.
 """
 
 import numbers

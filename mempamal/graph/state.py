@@ -15,8 +15,9 @@ Examples
 import hashlib
 from pathlib import Path
 
-from . import doneindex, store, taskfile, tasktable
-from .lock import describe_holder, read_holder
+from ..store import doneindex, taskfile, tasktable
+from .. import store
+from ..store.lock import describe_holder, read_holder
 from .submissions import recorded_jobs
 
 

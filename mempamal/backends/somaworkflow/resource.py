@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .. import store
+from ... import store
 
 #: sacct wrapper for Slurm < 24.05: soma-workflow 6 asks sacct for the
 #: StdOut field (new in 24.05) and older sacct then exits 1, so soma-workflow

@@ -1,6 +1,6 @@
 """soma-workflow's engine inside this process: quiet, interruptible, fast, and leaving the process as it was.
 
-The soma-workflow run (:mod:`mempamal.backends.somaworkflow`) starts a
+The soma-workflow run (:mod:`mempamal.backends.somaworkflow.backend`) starts a
 ``WorkflowController`` whose engine (and, in light mode, scheduler) are
 threads of this process.  These are the settings around it: no chatter on
 stdout (:func:`quiet`), Ctrl-C taken between polls only (:class:`Interrupts`),
@@ -16,8 +16,8 @@ import signal
 import tempfile
 import threading
 
-from .base import check_stop
-from .somaworkflow_jobs import import_soma
+from ..base import check_stop
+from .jobs import import_soma
 
 #: Engine loop period (seconds) while we run; soma-workflow's 1 s default
 #: would add up to a second of latency at every level of the graph.

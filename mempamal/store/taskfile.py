@@ -1,21 +1,23 @@
 """``tasks.json`` as a file: reading it, the digest the manifest keeps, what a rebuild changed.
 
 The layout of the table and the tasks it stands for are
-:mod:`mempamal.tasktable`'s; this module is what the build and the readers
+:mod:`mempamal.store.tasktable`'s; this module is what the build and the readers
 do with the file: :func:`read_table` (checked against the manifest's
 digest), :func:`table_digest` (over the compact form, so it changes exactly
 when some task's definition does), :func:`changed_task_ids` (a rebuild keeps
 the outputs of the other tasks) and :func:`tasks_of` (every record, for the
 exporters that write one line per task).
 
-This module sits in the store layer, beside :mod:`mempamal.tasktable`.
+This module sits in the store layer, beside :mod:`mempamal.store.tasktable`.
 """
 
 import hashlib
 import json
 from pathlib import Path
 
-from .store import MANIFEST, TASKS, WorkdirError, read_json
+from ..exceptions import WorkdirError
+from .files import read_json
+from .workdir import MANIFEST, TASKS
 from .tasktable import FORMAT, TaskTable
 
 
@@ -24,7 +26,7 @@ def tasks_of(table, workdir, python=None):
 
     Examples
     --------
-    >>> from mempamal.tasktable import make_table
+    >>> from mempamal.store.tasktable import make_table
     >>> table = make_table({"main": {"n_outer": 1, "n_inner": [0]}}, [], nested=False)
     >>> [task.id for task in tasks_of(table, "/runs/x", python="python3")]
     ['score-o0', 'final']
@@ -40,7 +42,7 @@ def table_digest(table):
 
     Examples
     --------
-    >>> from mempamal.tasktable import make_table
+    >>> from mempamal.store.tasktable import make_table
     >>> table = make_table({"main": {"n_outer": 2, "n_inner": [0, 0]}}, [], nested=False)
     >>> table_digest(table) == table_digest(make_table({"main": {"n_outer": 3, "n_inner": [0] * 3}}, [], False))
     False
@@ -85,7 +87,7 @@ def changed_task_ids(old_table, new_table):
 
     Examples
     --------
-    >>> from mempamal.tasktable import make_table
+    >>> from mempamal.store.tasktable import make_table
     >>> old = make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0, 1]], nested=True)
     >>> new = make_table({"main": {"n_outer": 1, "n_inner": [2]}}, [[0], [1]], nested=True)
     >>> sorted(changed_task_ids(old, new))[:2]

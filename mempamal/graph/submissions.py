@@ -46,7 +46,7 @@ def live_runner(workdir):
     True
     """
     try:
-        from . import lock
+        from ..store import lock
     except ImportError:  # a mempamal without run locks: nobody can be seen running
         return None
     holder = lock.read_holder(workdir)
@@ -71,7 +71,7 @@ def scheduler_view(workdir, submission):
     """
     name = submission.get("backend")
     try:
-        from .backends.base import get_backend
+        from ..backends.base import get_backend
 
         view = getattr(get_backend(name), "scheduler_view", None)
         if view is None:

@@ -9,7 +9,7 @@ the counts per kind and the ids in order by arithmetic, creating
 :class:`Task` records only for the tasks asked for.  That layout is known
 here and nowhere else: the build writes :func:`make_table` and every reader
 gets a :class:`TaskTable`.  The file itself (reading it, the digest the
-manifest keeps, which tasks a rebuild changed) is :mod:`mempamal.taskfile`;
+manifest keeps, which tasks a rebuild changed) is :mod:`mempamal.store.taskfile`;
 the tests hold :class:`TaskTable` to a row-by-row spelling of the same graph
 (``tests/reference_rows.py``, the layout of the first ``tasks.json``
 format).
@@ -38,7 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .store import TASKS, WorkdirError
+from ..exceptions import WorkdirError
+from .workdir import TASKS
 
 MAIN = "main"
 """Name of the split set of the data itself (permutations are ``perm-<m>``)."""

@@ -1,0 +1,177 @@
+"""Every exception mempamal raises, under one base: :class:`MempamalError`.
+
+Each one also derives from the builtin a caller expects, so existing
+``except ValueError`` / ``except RuntimeError`` code keeps working:
+
+==========================  ==============================  ==========================================
+exception                   builtin                         raised when
+==========================  ==============================  ==========================================
+:class:`InvalidParameterError`  ``ValueError``, ``TypeError``   an argument is wrong (before any file is written)
+:class:`WorkdirError`       ``RuntimeError``                a workdir is missing, corrupt or unsafe
+:class:`DiskFullError`      ``RuntimeError``                a workdir file could not be written: disk full
+:class:`WorkdirLocked`      ``RuntimeError``                another live runner holds the workdir
+:class:`TaskError`          ``RuntimeError``                a task could not run (names the task)
+:class:`WorkflowError`      ``RuntimeError``                tasks of a run failed (``failed`` maps ids to messages)
+:class:`RunCancelled`       ``RuntimeError``                a run was cancelled; finished outputs are kept
+==========================  ==============================  ==========================================
+
+This module imports nothing of mempamal: every layer may raise these.
+
+Examples
+--------
+>>> import mempamal as mp
+>>> issubclass(mp.WorkflowError, mp.MempamalError), issubclass(mp.WorkflowError, RuntimeError)
+(True, True)
+>>> try:
+...     mp.Experiment("not an estimator")
+... except mp.MempamalError as exc:
+...     print(type(exc).__name__, isinstance(exc, ValueError))
+InvalidParameterError True
+"""
+
+import errno as _errno
+import os as _os
+from pathlib import Path as _Path
+
+#: The prefix of the message of a task that was not run because a task it
+#: depends on failed: such a task is *blocked*, not failed.
+BLOCKED_MESSAGE = "not run: depends on failed task"
+
+
+class MempamalError(Exception):
+    """Base class of every exception mempamal raises.
+
+    Examples
+    --------
+    >>> issubclass(WorkdirError, MempamalError)
+    True
+    """
+
+
+class InvalidParameterError(MempamalError, ValueError, TypeError):
+    """An argument of a public function is not what it must be.
+
+    Like scikit-learn's ``InvalidParameterError`` it is both a ``ValueError``
+    and a ``TypeError``; the message names the argument, the owner and what
+    was expected (see :mod:`mempamal.validation.constraints`).
+
+    Examples
+    --------
+    >>> error = InvalidParameterError("The 'cv' parameter of Experiment must be an int; got 'abc' instead.")
+    >>> isinstance(error, ValueError) and isinstance(error, TypeError)
+    True
+    """
+
+
+class WorkdirError(MempamalError, RuntimeError):
+    """A workdir is missing, incomplete, corrupt or unsafe to run.
+
+    Examples
+    --------
+    >>> import mempamal as mp
+    >>> try:
+    ...     mp.Workflow.open("not-a-workdir")
+    ... except WorkdirError as exc:
+    ...     print(exc)
+    not-a-workdir is not a mempamal workdir (no manifest.json).
+    """
+
+
+class DiskFullError(WorkdirError):
+    """A workdir file could not be written because the disk (or quota) is full.
+
+    ``path`` is the file that could not be written and ``errno`` the
+    operating system's error code (ENOSPC, EDQUOT or EFBIG).
+
+    Examples
+    --------
+    >>> import errno
+    >>> error = DiskFullError("runs/iris/data/X.npy", errno.ENOSPC)
+    >>> "disk is full" in str(error) and "X.npy" in str(error)
+    True
+    """
+
+    def __init__(self, path, code):
+        self.path = _Path(path)
+        self.errno = code
+        super().__init__(
+            f"Could not write {self.path}: the disk is full ({_os.strerror(code)}, "
+            f"{_errno.errorcode.get(code, code)}). Nothing of that file was kept; "
+            "free some space and try again."
+        )
+
+
+class WorkdirLocked(MempamalError, RuntimeError):
+    """The workdir is locked by another live runner; the message names it.
+
+    ``holder`` is what the lock file says (see
+    :func:`mempamal.store.lock.read_holder`).
+
+    Examples
+    --------
+    >>> error = WorkdirLocked("runs/iris is being run by pid 12 on host-a", {"pid": 12, "host": "host-a"})
+    >>> error.holder["host"]
+    'host-a'
+    """
+
+    def __init__(self, message, holder=None):
+        super().__init__(message)
+        self.holder = holder
+
+
+class TaskError(MempamalError, RuntimeError):
+    """A task could not run; the message names the task and the cause.
+
+    Examples
+    --------
+    >>> import mempamal as mp
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir=tmp / "task-error")
+    >>> try:
+    ...     mp.run_task(wf.workdir, "fit-o9-i0-c0")
+    ... except TaskError as exc:
+    ...     print(str(exc).split(" in ")[0])
+    No task 'fit-o9-i0-c0'
+    """
+
+
+class WorkflowError(MempamalError, RuntimeError):
+    """Some tasks failed; ``failed`` maps their ids to the error messages.
+
+    Tasks not run because a task they depend on failed are listed in
+    ``blocked`` and counted apart, as ``mempamal status`` does.
+
+    Examples
+    --------
+    >>> error = WorkflowError({"fit-o0-i0-c0": "ValueError: bad"}, "runs/iris")
+    >>> error.failed
+    {'fit-o0-i0-c0': 'ValueError: bad'}
+    >>> str(error)
+    "1 task(s) failed in runs/iris; first 'fit-o0-i0-c0': ValueError: bad"
+    """
+
+    def __init__(self, failed, workdir=None):
+        self.failed = dict(failed)
+        self.workdir = workdir
+        self.blocked = sorted(i for i, message in self.failed.items() if message.startswith(BLOCKED_MESSAGE))
+        errors = [(i, message) for i, message in self.failed.items() if not message.startswith(BLOCKED_MESSAGE)]
+        first_id, first_message = (errors or list(self.failed.items()))[0]
+        blocked = f", {len(self.blocked)} blocked by a failure" if self.blocked else ""
+        super().__init__(
+            f"{len(errors)} task(s) failed{blocked} in {workdir}; first {first_id!r}: {first_message}"
+        )
+
+
+class RunCancelled(MempamalError, RuntimeError):
+    """A run was stopped (``Run.cancel()``, its ``stop`` event); finished outputs are kept.
+
+    Examples
+    --------
+    >>> import threading
+    >>> from mempamal.backends.base import check_stop
+    >>> stop = threading.Event(); stop.set()
+    >>> try:
+    ...     check_stop(stop)
+    ... except RunCancelled as exc:
+    ...     print(exc)
+    the run was cancelled
+    """
