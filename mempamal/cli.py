@@ -145,37 +145,23 @@ def _status(args):
 
     status = Workflow.open(args.workdir).status()
     if args.json:
-        print(json.dumps(status, indent=1))
+        print(json.dumps(status.to_dict(), indent=1))
         return 0
-    print(f"{args.workdir}: {status_line(status)}")
-    for kind, counts in status["by_kind"].items():
-        print(f"  {kind:<7} {counts['done']:>7}/{counts['total']}")
-    for task_id, problem in sorted(status["untrusted"].items()):
+    print(f"{args.workdir}: {status.line()}")
+    width = max(map(len, status.by_kind), default=0)
+    for kind, counts in status.by_kind.items():
+        print(f"  {kind:<{width}} {counts.done:>7}/{counts.total}")
+    for task_id, problem in sorted(status.untrusted.items()):
         print(f"  not counted: {problem}")
-    if status["running"]:
-        print(f"  running now: {status['running']}")
-    if status.get("jobs"):
+    if status.runner:
+        print(f"  running now: {status.runner}")
+    if status.jobs:
         from .display import describe_jobs
 
-        print(f"  {describe_jobs(status['jobs'])}")
-    if status["results"]:
-        print(f"  {status['results']}: `mempamal run {args.workdir}` writes it again")
+        print(f"  {describe_jobs(status.jobs)}")
+    if status.results:
+        print(f"  {status.results}: `mempamal run {args.workdir}` writes it again")
     return 0
-
-
-def status_line(status):
-    """``'6/16 tasks done, 6 failed, 4 blocked by a failure, 0 pending'``: the words of every command.
-
-    Each task is counted once (see :meth:`mempamal.Workflow.status`), so the
-    four numbers add up to the total.
-
-    Examples
-    --------
-    >>> status_line({"total": 16, "done": 6, "failed": 6, "blocked": 4, "pending": 0})
-    '6/16 tasks done, 6 failed, 4 blocked by a failure, 0 pending'
-    """
-    return (f"{status['done']}/{status['total']} tasks done, {status['failed']} failed, "
-            f"{status['blocked']} blocked by a failure, {status['pending']} pending")
 
 
 def _results(args):

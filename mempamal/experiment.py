@@ -197,7 +197,7 @@ class Experiment:
     def fingerprint(self):
         """Digest of what runs: the structure of :meth:`describe` plus the
         pickled code of the estimator, scorers, refit callable and splitters
-        (:func:`mempamal.fingerprint.code_digest`), so a different lambda or
+        (:func:`mempamal.store.fingerprint.code_digest`), so a different lambda or
         an edited notebook class is a different experiment.
 
         Examples

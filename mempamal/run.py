@@ -26,7 +26,7 @@ import contextvars
 import threading
 import time
 
-from .store.tasktable import MAIN
+from .graph.status import task_counts
 
 #: Kinds whose outputs hold one outer fold's test scores.
 FOLD_KINDS = ("select", "score")
@@ -175,7 +175,13 @@ class Run:
         >>> run.status()["done"], run.status()["running"]     # doctest: +SKIP
         (12, 4)
         """
-        return task_counts(self.workflow, active=not self.done())
+        if self.done():
+            return task_counts(self.workflow)
+        from .backends.base import executing_task_ids
+
+        scan = self.workflow.scan_outputs()
+        executing = executing_task_ids(self.workflow.workdir, scan)
+        return task_counts(self.workflow, executing=executing, watching=True, scan=scan)
 
     def elapsed(self):
         """Seconds since submission (until the end when the run has ended).
@@ -187,7 +193,7 @@ class Run:
         """
         return (self.ended or time.time()) - self.started
 
-    def eta(self):
+    def eta(self, counts=None):
         """Estimated seconds left from the rate of tasks finished by this run, or None.
 
         Examples
@@ -195,7 +201,7 @@ class Run:
         >>> run.eta()                                     # doctest: +SKIP
         42.0
         """
-        counts = self.status()
+        counts = self.status() if counts is None else counts
         finished_here = counts["done"] - self._done_at_start
         left = counts["total"] - counts["done"] - counts["failed"] - counts["blocked"]
         if self.done() or finished_here <= 0:
@@ -258,7 +264,7 @@ class Run:
         return self._outcome
 
     # ---------------------------------------------------------- display
-    def summary_line(self):
+    def summary_line(self, counts=None):
         """One line: state, tasks done, elapsed, ETA.
 
         Examples
@@ -266,7 +272,7 @@ class Run:
         >>> run.summary_line()                            # doctest: +SKIP
         'running on local: 40/81 tasks done, 2/5 outer folds, 12 s elapsed, ~10 s left'
         """
-        counts = self.status()
+        counts = self.status() if counts is None else counts  # read the workdir once per line
         folds = sum(counts["by_kind"].get(kind, {}).get("done_main", 0) for kind in FOLD_KINDS)
         n_folds = sum(counts["by_kind"].get(kind, {}).get("total_main", 0) for kind in FOLD_KINDS)
         text = (f"{self.state} on {self.backend_name}: {counts['done']}/{counts['total']} tasks done, "
@@ -275,7 +281,7 @@ class Run:
             text += f", {counts['failed']} failed"
         if counts["blocked"]:
             text += f", {counts['blocked']} blocked by a failure"
-        eta = self.eta()
+        eta = self.eta(counts)
         if not self.done() and eta is not None:
             text += f", ~{format_seconds(eta)} left"
         return text
@@ -286,7 +292,7 @@ class Run:
         return run_html(self)
 
     def __repr__(self):
-        return f"<Run {self.workflow.workdir}: {self.summary_line()}>"
+        return f"<Run {self.workflow.workdir}: {self.summary_line()}>"  # one read of the workdir
 
 
 _LIVE_RUNS = set()
@@ -298,90 +304,6 @@ def _cancel_at_exit(timeout=30):
     for run in list(_LIVE_RUNS):
         if not run.outlives_driver:
             run.cancel(wait=True, timeout=timeout)
-
-
-def task_counts(workflow, active=True):
-    """Counts per kind from the workdir files: done, running, pending, failed, blocked.
-
-    While a run is ``active``, ``running`` holds the tasks executing now as
-    published by the backend driving it in this process
-    (:func:`mempamal.backends.base.executing_task_ids`), or, when no backend
-    of this process drives it, the tasks whose dependencies are all done;
-    ``blocked`` those waiting on a failed task (as in
-    :meth:`mempamal.Workflow.status`).  ``done_main`` / ``total_main`` count
-    the main split set only (not permutations), for "outer folds finished".
-
-    Examples
-    --------
-    >>> task_counts(wf)["by_kind"]["fit"]             # doctest: +SKIP
-    {'done': 8, 'running': 2, 'pending': 10, 'failed': 0, 'total': 20, ...}
-    """
-    from .backends.base import executing_task_ids
-
-    # Counts, not records (a million-task graph answers in well under a
-    # second): one scan; the fits done per block from the shards' id strings;
-    # positions only for the few tasks that are not fits (a block's select,
-    # score or select-all, and final) and for the failed, blocked and
-    # executing ones.  tests/test_task_counts.py holds it to a count over
-    # every record.
-    table = workflow.table
-    scan = workflow.scan_outputs()
-    failed_ids = workflow.failed_ids(scan)
-    failed = {p for p in map(table.position, failed_ids) if p is not None}
-    blocked = set(map(table.position, workflow.blocked_ids(scan, failed_ids))) if failed_ids else set()
-    executing = executing_task_ids(workflow.workdir, scan) if active else None
-    # executing_task_ids skips done tasks already; a failed or blocked state comes first.
-    running = set() if executing is None else {p for p in map(table.position, executing) if p is not None}
-    running -= failed | blocked
-    ready = active and executing is None  # watching another process: the tasks whose deps are done
-    by_kind = {kind: {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0, "total": total,
-                      "done_main": 0, "total_main": 0} for kind, total in table.counts_by_kind().items()}
-
-    def add(kind, main, n_total, n_done, n_failed, n_blocked, n_running):
-        counts = by_kind[kind]
-        counts["done"] += n_done
-        counts["failed"] += n_failed
-        counts["blocked"] += n_blocked
-        counts["running"] += n_running
-        if main:
-            counts["total_main"] += n_total
-            counts["done_main"] += n_done
-
-    def one(kind, main, position, task_id, deps_done):
-        """The state of one task that is not a fit, as the counts of ``add``."""
-        if task_id in scan:
-            add(kind, main, 1, 1, 0, 0, 0)
-            return True
-        add(kind, main, 1, 0, position in failed, position in blocked,
-            position not in failed and position not in blocked
-            and (position in running if executing is not None else ready and deps_done))
-        return False
-
-    blocks, fits_done = table.blocks(), scan.fits_by_block(table)
-    # Failed and executing fits per block (fits have no dependency: never blocked).
-    failed_fits, running_fits = {}, {}
-    for positions, per_block in ((failed, failed_fits), (running, running_fits)):
-        for position in positions:
-            index = table.block_at(position)
-            if index is not None and position < blocks[index].gather:
-                per_block[index] = per_block.get(index, 0) + 1
-    all_gathered = True
-    for index, block in enumerate(blocks):
-        main = block.split_set == MAIN
-        n_fits = block.gather - block.first
-        if n_fits:
-            n_done, n_failed = fits_done[index], failed_fits.get(index, 0)
-            n_running = running_fits.get(index, 0) if executing is not None else (
-                n_fits - n_done - n_failed if ready else 0)
-            add(block.fit_kind, main, n_fits, n_done, n_failed, 0, n_running)
-        all_gathered &= one(block.gather_kind, main, block.gather, block.gather_id, fits_done[index] == n_fits)
-    one("final", True, len(table) - 1, "final", all_gathered)
-    totals = {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0}
-    for counts in by_kind.values():
-        counts["pending"] = counts["total"] - counts["done"] - counts["failed"] - counts["blocked"] - counts["running"]
-        for state in totals:
-            totals[state] += counts[state]
-    return {"total": len(table), **totals, "by_kind": by_kind}
 
 
 def format_seconds(seconds):

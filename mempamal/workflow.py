@@ -1,6 +1,6 @@
 """Workflow: the user-facing task graph of an experiment -- run, submit, export, plot.
 
-The tasks and their state come from :class:`mempamal.graph.TaskGraph`; the
+The tasks and their state come from :class:`mempamal.graph.state.TaskGraph`; the
 compact ``tasks.json`` and the :class:`Task` records it stands for from
 :mod:`mempamal.store.tasktable`.
 """
@@ -42,7 +42,7 @@ class Workflow(TaskGraph):
 
         One runner at a time: the run holds the workdir's lock
         (:mod:`mempamal.store.lock`).  When another live process holds it, the run
-        is refused with :class:`mempamal.lock.WorkdirLocked` naming it, or
+        is refused with :class:`mempamal.WorkdirLocked` naming it, or
         waits for it with ``wait=True`` (or at most ``wait`` seconds).  A lock
         left by a killed runner is taken over.  A missing or corrupt
         ``results.json`` of a finished workdir is written again.
@@ -61,7 +61,7 @@ class Workflow(TaskGraph):
         kernel keeps executing cells); ``run.status()``, ``run.results()``
         (finished outer folds), ``run.cancel()`` and ``run.wait()`` follow it.
         Bad arguments raise here, before anything starts, and so does
-        :class:`mempamal.lock.WorkdirLocked` unless ``wait`` asks to queue
+        :class:`mempamal.WorkdirLocked` unless ``wait`` asks to queue
         behind the current runner (then the driver thread waits).
 
         Examples
@@ -275,7 +275,7 @@ class Workflow(TaskGraph):
         return workflow_html(self)
 
     def __repr__(self):
-        status = self.status()
+        status = self.status(scheduler=False)
         return f"<Workflow {self.workdir}: {status['total']} tasks, {status['done']} done>"
 
 

@@ -1,4 +1,4 @@
-"""The task graph spelled out row by row: the reference that :class:`mempamal.tasktable.TaskTable` is held to.
+"""The task graph spelled out row by row: the reference that :class:`mempamal.store.tasktable.TaskTable` is held to.
 
 ``tasks.json`` keeps only the generators of the graph and ``TaskTable``
 computes every task from them by arithmetic; this is the plain loop that

@@ -82,9 +82,9 @@ def test_python_api_and_displays_use_the_same_states(failing_workdir):
     assert set(workflow.blocked_ids()) == set(error.blocked)
     assert not set(workflow.blocked_ids()) & set(workflow.failed_ids())
 
-    from mempamal.run import task_counts
+    from mempamal.graph.status import task_counts
 
-    counts = task_counts(workflow, active=False)
+    counts = task_counts(workflow)
     assert {k: counts[k] for k in expected} == expected and counts["running"] == 0
     assert counts["by_kind"]["select"]["blocked"] == N_OUTER
 

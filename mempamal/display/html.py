@@ -4,6 +4,7 @@ import html
 
 import numpy as np
 
+from ..graph.status import STATES
 from .graph import graph_png_html
 
 
@@ -46,9 +47,9 @@ def workflow_html(workflow, graph=True):
     --------
     >>> HTML(workflow_html(wf, graph=False))                              # doctest: +SKIP
     """
-    status = workflow.status()
-    rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
-    rows += [(state, status[state]) for state in ("failed", "blocked", "pending")]
+    status = workflow.status(scheduler=False)  # a summary never asks a scheduler
+    rows = [(kind, f"{c.done} / {c.total} done") for kind, c in status.by_kind.items()]
+    rows += [(state, status[state]) for state in ("running", "failed", "blocked", "pending")]
     rows += _who_runs_rows(workflow, status)
     picture = f"<br>{graph_png_html(workflow)}" if graph else ""
     return f"<b>mempamal Workflow</b> <code>{html.escape(str(workflow.workdir))}</code>" + _table(rows) + picture
@@ -85,15 +86,15 @@ def _who_runs_rows(workflow, status):
 
     rows = []
     submission = recorded_submission(workflow.workdir)
-    if submission is not None and status["done"] < status["total"]:
+    if submission is not None and not status.finished:
         rows.append(("submitted", f"{submission['backend']} jobs (WORKDIR/submissions/); wf.attach() follows them"))
-    if status.get("jobs"):
+    if status.jobs:
         from ..graph.submissions import describe_jobs
 
-        rows.append(("scheduler", describe_jobs(status["jobs"])))
+        rows.append(("scheduler", describe_jobs(status.jobs)))
     holder = live_runner(workflow.workdir)
     if holder is not None:
-        rows.append(("running", f"pid {holder.get('pid')} on {holder.get('host')}"))
+        rows.append(("run by", f"pid {holder.get('pid')} on {holder.get('host')}"))
     return rows
 
 
@@ -104,7 +105,7 @@ def run_html(run):
     --------
     >>> from IPython.display import HTML; HTML(run_html(run))     # doctest: +SKIP
     """
-    counts = run.status()
+    counts = run.status()  # the workdir read once; the scheduler never asked
     header = "<tr><th></th>" + "".join(f"<th>{name}</th>" for name in _RUN_STATES) + "</tr>"
     rows = "".join(
         f"<tr><td style='text-align:left'>{html.escape(kind)}</td>"
@@ -112,10 +113,8 @@ def run_html(run):
         for kind, by_kind in counts["by_kind"].items())
     folds = run.results()
     fold_table = "" if folds.empty else "<br><b>outer folds finished</b>" + folds_html(folds)
-    jobs = run_jobs_line(run)
-    jobs = f"<br>{html.escape(jobs)}" if jobs else ""
     return (f"<b>mempamal Run</b> <code>{html.escape(str(run.workflow.workdir))}</code><br>"
-            f"{html.escape(run.summary_line())}{jobs}<table>{header}{rows}</table>{fold_table}")
+            f"{html.escape(run.summary_line(counts))}<table>{header}{rows}</table>{fold_table}")
 
 
 def run_jobs_line(run):
@@ -134,7 +133,7 @@ def run_jobs_line(run):
     return describe_jobs(jobs) if jobs else ""
 
 
-_RUN_STATES = ("done", "running", "pending", "failed", "blocked", "total")
+_RUN_STATES = STATES + ("total",)
 
 
 def folds_html(frame):

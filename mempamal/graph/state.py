@@ -18,6 +18,7 @@ from pathlib import Path
 from ..store import doneindex, taskfile, tasktable
 from .. import store
 from ..store.lock import describe_holder, read_holder
+from .status import task_counts
 from .submissions import recorded_jobs
 
 
@@ -60,7 +61,7 @@ class TaskGraph:
     # ------------------------------------------------------------ graph
     @property
     def table(self):
-        """The :class:`~mempamal.tasktable.TaskTable`: tasks computed on demand, counts by arithmetic.
+        """The :class:`~mempamal.store.tasktable.TaskTable`: tasks computed on demand, counts by arithmetic.
 
         What the hot paths use (status, scans, the dependency tracker): a
         graph of a million tasks never builds a million records for them.
@@ -106,7 +107,7 @@ class TaskGraph:
             raise KeyError(f"No task {task_id!r} in {self.workdir}.") from None
 
     def scan_outputs(self):
-        """The :class:`~mempamal.doneindex.OutputScan` of ``outputs/`` (through the done-index).
+        """The :class:`~mempamal.store.doneindex.OutputScan` of ``outputs/`` (through the done-index).
 
         Examples
         --------
@@ -203,55 +204,50 @@ class TaskGraph:
                 position = table.dependent_of(position)
         return sorted(table.id_at(position) for position in blocked)
 
-    def status(self):
-        """Counts of tasks in one vocabulary: done, failed, blocked, pending.
+    def status(self, *, scheduler=True):
+        """Task counts in the five words of :class:`~mempamal.graph.status.TaskState`, per kind too.
 
-        Every task is in exactly one of four states, the same words as
-        ``mempamal run``, ``mempamal status`` and the displays use:
+        Returns a :class:`~mempamal.graph.status.StatusCounts` (also read as
+        a mapping, ``status["done"]``): every task in exactly one state --
+        ``done``, ``running`` (executing now in a run this process drives),
+        ``failed``, ``blocked`` (a task it depends on failed) or ``pending``
+        -- so they add up to ``total``; the same record ``Run.status()``,
+        ``mempamal status`` and the displays show.  ``by_kind`` gives the
+        counts per kind of task; ``untrusted`` maps each output file that
+        exists but is not counted as done to the reason (corrupt, another
+        task's, another build's); ``runner`` names the process holding the
+        workdir's lock, if any; ``results`` says what is wrong with
+        ``results.json`` when every task is done but it cannot be read
+        (``run`` writes it again), else None.  ``jobs`` is the scheduler's
+        view of a job submission recorded in ``WORKDIR/submissions/`` while
+        tasks are unfinished (``{"backend": "slurm", "pending": 3,
+        "running": 2, "finished": 4}``, or with ``"error"`` when the
+        scheduler does not answer), else None.
 
-        - ``done``: its output exists and is trusted;
-        - ``failed``: its last run failed (``logs/<id>.err``, no output);
-        - ``blocked``: not run because a task it depends on failed;
-        - ``pending``: not run yet (or running now), nothing stops it.
-
-        so ``done + failed + blocked + pending == total``.  ``by_kind``
-        gives ``done`` and ``total`` per kind of task; ``untrusted`` maps
-        each output file that exists but is not counted as done to the
-        reason (corrupt, another task's, another build's); ``running``
-        names the process holding the workdir's lock, if any; ``results``
-        says what is wrong with ``results.json`` when every task is done
-        but it cannot be read (``run`` writes it again), else None.
-        ``jobs`` is the scheduler's view of a job submission recorded in
-        ``WORKDIR/submissions/`` while tasks are unfinished (``{"backend":
-        "slurm", "pending": 3, "running": 2, "finished": 4}``, or with
-        ``"error"`` when the scheduler does not answer), else None.
+        Reads the workdir once; ``scheduler=False`` leaves ``jobs`` out (no
+        scheduler is asked: what reprs and HTML summaries use).
 
         Examples
         --------
-        >>> wf.status()                                     # doctest: +SKIP
-        {'total': 81, 'done': 12, 'failed': 0, 'blocked': 0, 'pending': 69, 'untrusted': {}, ...}
+        >>> status = wf.status()
+        >>> status.total == status.done + status.running + status.pending + status.failed + status.blocked
+        True
+        >>> sorted(status.by_kind)
+        ['final', 'fit', 'fit-all', 'select', 'select-all']
         """
-        # Counts, not records: totals from the table's arithmetic, done per
-        # kind from the scan (a million-task graph answers in well under a second).
+        from ..backends.base import executing_task_ids
+
         scan = self.scan_outputs()
-        done_by_kind = scan.counts_by_kind()
-        by_kind = {kind: {"done": done_by_kind.get(kind, 0), "total": total}
-                   for kind, total in self.table.counts_by_kind().items()}
-        n_done, n_total = scan.n_done, len(self.table)
-        failed = self.failed_ids(scan)
-        n_blocked = len(self.blocked_ids(scan, failed)) if failed else 0
+        counts = task_counts(self, executing=executing_task_ids(self.workdir, scan), scan=scan)
         holder = read_holder(self.workdir)
         results_problem = None
-        if n_done == n_total:
+        if counts.finished:
             results_problem = find_results_problem(self.workdir, self.manifest["build_id"])
-        return {
-            "total": n_total, "done": n_done, "failed": len(failed), "blocked": n_blocked,
-            "pending": n_total - n_done - len(failed) - n_blocked,
-            "untrusted": scan.problems, "by_kind": by_kind,
-            "running": None if holder is None else describe_holder(holder),
-            "results": results_problem,
-            "jobs": recorded_jobs(self.workdir) if n_done < n_total else None,
-        }
+        return counts.with_details(
+            runner=None if holder is None else describe_holder(holder),
+            results=results_problem,
+            jobs=recorded_jobs(self.workdir) if scheduler and not counts.finished else None,
+        )
 
 
 def find_results_problem(workdir, build_id):

@@ -1,6 +1,6 @@
 """Which outputs are trusted: a scan of ``outputs/`` and the done-index that caches it.
 
-An output is trusted when :func:`mempamal.integrity.output_problem` says so
+An output is trusted when :func:`mempamal.store.integrity.output_problem` says so
 (complete JSON stamped with its task id, this build and the task's
 definition).  Outputs are written atomically but not synced, so after a crash
 of the machine one may be empty or torn: only reading it tells.  Reading a
@@ -103,7 +103,7 @@ class OutputScan:
         return task_id in ids
 
     def fits_by_block(self, table):
-        """Done fit tasks per block of ``table`` (:meth:`mempamal.tasktable.TaskTable.count_fits_by_block`).
+        """Done fit tasks per block of ``table`` (:meth:`mempamal.store.tasktable.TaskTable.count_fits_by_block`).
 
         Counted on the shards' id strings as the index keeps them, without
         one Python object per done id.
@@ -238,7 +238,7 @@ def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
 def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
     """Scan ``outputs/``, validating only the shards changed since the done-index; an :class:`OutputScan`.
 
-    ``table`` is the workdir's :class:`~mempamal.tasktable.TaskTable` (which
+    ``table`` is the workdir's :class:`~mempamal.store.tasktable.TaskTable` (which
     files are outputs, and of which definition).  The index is rewritten
     when something changed, if it can be.  ``margin_ns`` (default
     :data:`MARGIN_NS`): how much older than the recording scan a shard

@@ -10,7 +10,7 @@ Three guards, all cheap enough to run before every task:
 - Every output starts with a stamp: its task id, the build id and a digest of
   the task's definition.  An output that is corrupt, another task's, another
   build's or for an older definition of the task is never counted as done.
-- :func:`mempamal.doneindex.scan` applies that judgement to the whole
+- :func:`mempamal.store.doneindex.scan` applies that judgement to the whole
   ``outputs/`` folder (what ``status`` and ``run`` count), caching it.
 """
 

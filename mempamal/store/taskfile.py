@@ -22,7 +22,7 @@ from .tasktable import FORMAT, TaskTable
 
 
 def tasks_of(table, workdir, python=None):
-    """The :class:`~mempamal.tasktable.Task` records of a parsed table, in graph order (a list: all of them).
+    """The :class:`~mempamal.store.tasktable.Task` records of a parsed table, in graph order (a list: all of them).
 
     Examples
     --------

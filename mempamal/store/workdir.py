@@ -32,7 +32,7 @@ process kill still leaves all or nothing, but after an OS crash an output
 may be empty, torn or NUL-filled.  That is safe because no output is ever
 trusted unread: every reader validates it (complete JSON object stamped
 with its task id, this build's id and the task's definition,
-:func:`mempamal.integrity.output_problem`), so such an output counts as not
+:func:`mempamal.store.integrity.output_problem`), so such an output counts as not
 done and its task runs again.  The folder is never fsynced: after a power
 cut a file just written may be missing (its task runs again).
 Nothing is unpickled before :func:`load_pickle` has checked that no one else
@@ -88,7 +88,7 @@ def output_path(workdir, task_id):
 
     The one place that knows where an output lives: every reader, writer,
     export and test goes through it.  The task is done when this file
-    exists and :func:`mempamal.integrity.output_problem` trusts it.
+    exists and :func:`mempamal.store.integrity.output_problem` trusts it.
 
     Examples
     --------

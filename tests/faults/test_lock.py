@@ -61,7 +61,7 @@ def test_second_runner_and_rebuild_are_refused_naming_the_holder_then_wait_redoe
     # In the same process, the Python API says the same; status shows the runner.
     with pytest.raises(WorkdirLocked, match=f"pid {first.pid}"):
         mp.Workflow.open(workdir).run(n_jobs=1, progress=False)
-    assert f"pid {first.pid}" in mp.Workflow.open(workdir).status()["running"]
+    assert f"pid {first.pid}" in mp.Workflow.open(workdir).status().runner
 
     waiting = start_cli("run", workdir, "-n", "2", "--no-progress", "--wait")
     time.sleep(1.0)  # the waiting runner is queued behind the first one

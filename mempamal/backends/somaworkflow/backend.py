@@ -252,7 +252,7 @@ class SomaWorkflowBackend(Backend):
         """The recorded workflow's jobs: ``{"pending": n, "running": n, "finished": n}``.
 
         From soma-workflow's database, and from ``squeue`` on a Slurm
-        resource (:func:`mempamal.backends.somaworkflow_status.engine_view`).
+        resource (:func:`mempamal.backends.somaworkflow.status.engine_view`).
 
         Examples
         --------
