@@ -11,55 +11,113 @@ import sys
 import warnings
 
 
+BACKENDS = ("local", "ipyparallel", "dask", "soma-workflow", "slurm")
+EXPORT_FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
+EPILOG = """\
+exit status: 0 on success; 1 when the command ran and failed (one line on
+stderr says why); 2 for a usage error (the usage block is printed, as every
+Unix tool does); 130 after Ctrl-C (finished tasks are kept).
+"""
+
+
+def _add_workdir(parser, what="the workdir (made by Experiment.build or `mempamal demo`)"):
+    parser.add_argument("workdir", metavar="WORKDIR", help=what)
+
+
+def _add_backend(parser):
+    parser.add_argument("-b", "--backend", default="local", choices=BACKENDS, metavar="BACKEND",
+                        help=f"where the tasks run: {', '.join(BACKENDS)} (default: local)")
+
+
+def _add_n_jobs(parser, default, meaning):
+    parser.add_argument("-n", "--n-jobs", type=int, default=default, metavar="N", help=meaning)
+
+
 def _parser():
-    parser = argparse.ArgumentParser(prog="mempamal", description="Embarrassingly parallel scikit-learn evaluations.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="mempamal", description="Embarrassingly parallel scikit-learn evaluations as resumable task graphs.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mempamal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
     task = sub.add_parser("task", help="run tasks of a workdir in one interpreter (those already done are skipped)")
-    task.add_argument("workdir")
-    task.add_argument("task_ids", nargs="+", metavar="task_id",
+    _add_workdir(task)
+    task.add_argument("task_ids", nargs="+", metavar="TASK_ID",
                       help="one or more ids (a bundle), run in the order given")
     task.add_argument("--force", action="store_true", help="run even if its output exists")
 
     run = sub.add_parser("run", help="run every unfinished task of a workdir")
-    run.add_argument("workdir")
-    run.add_argument("-b", "--backend", default="local")
-    run.add_argument("-n", "--n-jobs", type=int, default=-1)
-    run.add_argument("--no-progress", action="store_true")
+    _add_workdir(run)
+    _add_backend(run)
+    _add_n_jobs(run, -1, "workers (default: -1, one per core; -2 all cores but one, as in joblib)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument("--wait", nargs="?", type=float, const=-1.0, default=None, metavar="SECONDS",
                      help="if another process is running this workdir, wait for it (at most SECONDS) "
                           "instead of stopping with an error")
 
-    status = sub.add_parser("status", help="task counts: done, failed, blocked by a failure, pending")
-    status.add_argument("workdir")
-    status.add_argument("--json", action="store_true")
+    status = sub.add_parser("status", help="task counts: done, running, failed, blocked by a failure, pending")
+    _add_workdir(status)
+    status.add_argument("--json", action="store_true", help="print the counts as JSON")
 
     results = sub.add_parser("results", help="summary and best parameters of a finished workdir")
-    results.add_argument("workdir")
+    _add_workdir(results)
     results.add_argument("--json", action="store_true",
                          help="print results.json with the best parameters and the summary")
 
     export = sub.add_parser("export", help="write the task graph for another runner")
-    export.add_argument("workdir")
-    export.add_argument("--format", "-f", default="commands", choices=["commands", "shell", "makefile", "soma-workflow", "slurm"])
-    export.add_argument("-o", "--output", required=True)
+    _add_workdir(export)
+    export.add_argument("--format", "-f", default="commands", choices=EXPORT_FORMATS,
+                        help=f"{', '.join(EXPORT_FORMATS)} (default: commands)")
+    export.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write; - for standard output")
     export.add_argument("--python", help="interpreter path on the machines that run the tasks")
     export.add_argument("--remote-workdir", help="workdir path on the machines that run the tasks")
     export.add_argument("--job-seconds", type=float, help="bundle tasks into jobs of about this many seconds")
     export.add_argument("--tasks-per-job", type=int, help="bundle this many tasks per job")
-    export.add_argument("-n", "--n-jobs", type=int, default=1,
-                        help="workers the runner has (bundling keeps at least this many jobs per level)")
+    _add_n_jobs(export, 1, "workers the runner has (bundling keeps at least this many jobs per level; default: 1)")
 
     demo = sub.add_parser("demo", help="nested CV of a logistic regression on breast_cancer")
-    demo.add_argument("-w", "--workdir", default="runs/demo")
-    demo.add_argument("-n", "--n-jobs", type=int, default=-1)
-    demo.add_argument("-b", "--backend", default="local")
+    demo.add_argument("-w", "--workdir", default="runs/demo", metavar="WORKDIR",
+                      help="where the demo's workdir goes (default: runs/demo)")
+    _add_n_jobs(demo, -1, "workers (default: -1, one per core)")
+    _add_backend(demo)
     return parser
 
 
+def _unknown_command(parser, argv):
+    """A usage error naming the closest command when the first word is none (``stauts`` -> ``status``)."""
+    import difflib
+
+    commands = list(parser._subparsers._group_actions[0].choices)
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    if word is None or word in commands:
+        return False
+    close = difflib.get_close_matches(word, commands, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (choose from {', '.join(commands)})"
+    parser.print_usage(sys.stderr)
+    print(f"mempamal: error: unknown command {word!r}{hint}", file=sys.stderr)
+    return True
+
+
 def main(argv=None):
-    """Entry point of the ``mempamal`` console script; returns the exit code."""
-    args = _parser().parse_args(argv)
+    """Entry point of the ``mempamal`` console script; returns the exit code.
+
+    Examples
+    --------
+    >>> main(["status", str(wf.workdir)])                # doctest: +ELLIPSIS
+    /...: ... tasks done, 0 failed, 0 blocked by a failure, 0 pending
+    ...
+    0
+    """
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # bare `mempamal`: what it can do, not an error
+        parser.print_help()
+        return 0
+    if _unknown_command(parser, argv):
+        return 2
+    args = parser.parse_args(argv)
     # The public names (the package's lazy table): a skin calls the api only.
     from . import TaskError, WorkdirError, WorkdirLocked, WorkflowError
 
@@ -134,8 +192,11 @@ def _run(args):
     from .workflow import Workflow
 
     wait = False if args.wait is None else (True if args.wait < 0 else args.wait)
-    results = Workflow.open(args.workdir).run(backend=args.backend, n_jobs=args.n_jobs,
-                                              progress=not args.no_progress, wait=wait)
+    workflow = Workflow.open(args.workdir)
+    before = workflow.status(scheduler=False)
+    results = workflow.run(backend=args.backend, n_jobs=args.n_jobs, progress=not args.no_progress, wait=wait)
+    if before.finished:
+        print(f"nothing to do: {before.done}/{before.total} tasks done")
     print(results.summary().to_string())
     return 0
 
@@ -187,9 +248,18 @@ def _results(args):
 def _export(args):
     from .workflow import Workflow
 
-    path = Workflow.open(args.workdir).export(
-        args.output, format=args.format, python=args.python, workdir=args.remote_workdir,
-        job_seconds=args.job_seconds, tasks_per_job=args.tasks_per_job, n_jobs=args.n_jobs)
+    workflow = Workflow.open(args.workdir)
+    options = dict(format=args.format, python=args.python, workdir=args.remote_workdir,
+                   job_seconds=args.job_seconds, tasks_per_job=args.tasks_per_job, n_jobs=args.n_jobs)
+    if args.output == "-":  # standard output, as Unix tools read "-"
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = workflow.export(Path(folder) / "export", **options)
+            sys.stdout.write(path.read_text())
+        return 0
+    path = workflow.export(args.output, **options)
     print(f"wrote {path}")
     return 0
 
