@@ -52,6 +52,12 @@ def run_demo(workdir="runs/demo", n_jobs=-1, backend="local", progress=True, out
         out(f"  fold {fold}: {readable}")
     figure_path = Path(workdir) / "scores.png"
     display = results.plot_scores()
-    display.figure_.savefig(figure_path, dpi=100, bbox_inches="tight")
+    # User-only (0600) like every file of the workdir, whatever the umask.
+    import os
+
+    handle = os.open(figure_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(handle, 0o600)  # an older, wider file keeps its mode through O_CREAT
+    with os.fdopen(handle, "wb") as stream:
+        display.figure_.savefig(stream, format="png", dpi=100, bbox_inches="tight")
     out(f"\nScores plot saved to {figure_path}")
     return results

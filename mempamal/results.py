@@ -10,6 +10,10 @@ from .graph.state import TaskGraph, find_results_problem
 from .engine.search import cv_results
 
 
+#: The columns of :meth:`Results.timeline`.
+TIMELINE_COLUMNS = ("task", "kind", "start", "ready", "end", "host", "pid")
+
+
 class Results:
     """Scores, best parameters and inner searches of a finished workdir.
 
@@ -308,7 +312,12 @@ class Results:
         return frame
 
     def timeline(self):
-        """DataFrame of every finished task: kind, start, end, host, pid.
+        """DataFrame of every finished task: kind, start, ready, end, host, pid.
+
+        ``start`` is when the task began, ``ready`` when its worker had the
+        workdir loaded (later than ``start`` only for a worker's first task:
+        its start-up, imports and unpickling), ``end`` when its output was
+        written; times are seconds since the epoch.
 
         Examples
         --------
@@ -326,8 +335,8 @@ class Results:
         # after an OS crash a listed file may be empty, torn or another task's.
         for task_id in sorted(TaskGraph.open(self.workdir).done_ids()):
             output = store.read_json(store.output_path(self.workdir, task_id))
-            rows.append({key: output.get(key) for key in ("task", "kind", "start", "end", "host", "pid")})
-        return pd.DataFrame(rows, columns=["task", "kind", "start", "end", "host", "pid"])
+            rows.append({key: output.get(key) for key in TIMELINE_COLUMNS})
+        return pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
 
     # ------------------------------------------------------------ plots
     def plot_scores(self, ax=None, metric=None):

@@ -70,6 +70,7 @@ def test_demo_prints_summary_best_params_and_saves_plot(tmp_path):
     assert "roc_auc" in done.stdout and "fold 4:" in done.stdout
     png = tmp_path / "demo" / "scores.png"
     assert png.read_bytes()[:4] == b"\x89PNG"
+    assert png.stat().st_mode & 0o777 == 0o600  # user-only, like every workdir file
 
 
 def test_output_into_a_closed_pipe_ends_quietly_without_traceback(tmp_path):

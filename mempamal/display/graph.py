@@ -193,7 +193,9 @@ class GraphDisplay(Display):
             color = STATUS_COLOR[node_status(node)]
             permuted = key[1] == PERMUTATIONS
             ax.add_patch(_box(x, y, width, color, hatched=permuted))
-            where = f"perm ×{n_permutations}" if permuted else (key[1] or "")
+            # The search on all the data is no outer fold: named as what it is.
+            where = (f"perm ×{n_permutations}" if permuted else "final search\n(all data)" if key[1] == ALL_DATA
+                     else key[1] or "")
             ax.text(x, y, f"{key[0]}\n{where}\n{node['done']}/{node['total']}".replace("\n\n", "\n"),
                     ha="center", va="center", fontsize=7 if len(columns) > 6 else 8, zorder=3,
                     bbox={"facecolor": "white", "alpha": 0.6, "pad": 0.5, "linewidth": 0} if permuted else None)

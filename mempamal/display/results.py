@@ -55,7 +55,7 @@ class ScoresDisplay(Display):
         return cls(scores={m: results.test_scores[m] for m in metrics}).plot(ax)
 
     def plot(self, ax=None):
-        """Draw the fold scores and their mean ± std; return the display.
+        """Draw the fold scores and their mean ± std (``np.std``, ddof=0, as ``cv_results_``); return the display.
 
         Parameters
         ----------
@@ -81,7 +81,8 @@ class ScoresDisplay(Display):
             (points,) = ax.plot(position + jitter, values, "o", alpha=0.7, label=f"{metric} (folds)")
             mean, std = np.nanmean(values), np.nanstd(values)
             self.means_[metric] = ax.errorbar([position + 0.3], [mean], yerr=[std], fmt="s",
-                                              color=points.get_color(), capsize=4)
+                                              color=points.get_color(), capsize=4,
+                                              label="mean ± std over folds" if position == 0 else None)
             ax.annotate(f"{mean:.3f} ± {std:.3f}", (position + 0.35, mean), va="center", fontsize=9)
             self.lines_[metric] = points
         ax.set_xticks(range(len(self.scores)))
@@ -89,7 +90,9 @@ class ScoresDisplay(Display):
         ax.set_xlim(-0.5, len(self.scores) - 0.5 + 0.6)
         # Name the metric when there is one; several share the axis under their tick labels.
         ax.set_ylabel(f"outer test {next(iter(self.scores))}" if len(self.scores) == 1 else "outer test score")
-        ax.set_title("Scores per outer fold")
+        # Say what the error bars are: the std of the fold scores (np.std,
+        # ddof=0, as scikit-learn's cv_results_ std_test_score), not an interval.
+        ax.set_title("Scores per outer fold (bars: mean ± std over folds)")
         return self
 
 
@@ -216,12 +219,15 @@ def permutation_bins(scores, max_bins=30):
 class TimelineDisplay(Display):
     """Tasks as horizontal bars per worker (host:pid) over wall-clock time.
 
-    ``bars_[kind]`` holds the bars of the tasks of one kind.
+    ``bars_[kind]`` holds the bars of the tasks of one kind, from the moment
+    the worker was ready (``ready``) to the output; a worker's start-up
+    before its first task (imports, loading the workdir) is drawn apart,
+    hatched grey, in ``startup_`` (None when no task waited for one).
 
     Parameters
     ----------
     timeline : pandas.DataFrame
-        One row per finished task: ``task, kind, start, end, host, pid``
+        One row per finished task: ``task, kind, start, ready, end, host, pid``
         (``res.timeline()``).
 
     Examples
@@ -282,6 +288,17 @@ class TimelineDisplay(Display):
         row = {worker: index for index, worker in enumerate(workers)}
         colors = {"fit": "#1f77b4", "score": "#1f77b4", "select": "#ff7f0e", "final": "#2ca02c",
                   "fit-all": "#17becf", "select-all": "#9467bd"}
+        # A worker's start-up (loading the workdir before its first task) is
+        # drawn apart, hatched grey: it is not the task's own time.
+        ready = frame["ready"].fillna(frame["start"]) if "ready" in frame else frame["start"]
+        setup = frame.assign(ready=ready)[ready > frame["start"]]
+        self.startup_ = None
+        if len(setup):
+            ys = [row[f"{h}:{p}"] for h, p in zip(setup["host"], setup["pid"])]
+            self.startup_ = ax.barh(ys, setup["ready"] - setup["start"], left=setup["start"] - origin, height=0.6,
+                                    color="#e0e0e0", hatch="///", edgecolor="#9e9e9e", linewidth=0.4,
+                                    label="worker start-up")
+        frame = frame.assign(start=ready)
         self.bars_ = {}
         for kind, group in sorted(frame.groupby("kind"), key=lambda item: LAYER_OF_KIND.get(item[0], 9)):
             ys = [row[f"{h}:{p}"] for h, p in zip(group["host"], group["pid"])]

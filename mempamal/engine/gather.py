@@ -87,5 +87,5 @@ def gather_results(context, record):
 def _final_search(output):
     """What ``results.json`` keeps of the ``select-all`` output (the final model's search)."""
     # Everything the task computed; not its stamp or where/when it ran.
-    bookkeeping = {"task", "build", "definition", "kind", "start", "end", "host", "pid"}
+    bookkeeping = {"task", "build", "definition", "kind", "start", "ready", "end", "host", "pid"}
     return {key: value for key, value in output.items() if key not in bookkeeping}

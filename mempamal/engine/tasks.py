@@ -60,6 +60,9 @@ def run_task(workdir, task_id, *, force=False):
                 return "skipped"
             warnings.warn(f"Not trusting an output: {problem}; running task {task_id!r} again.", stacklevel=2)
         context.check_build_files(record.split_set)
+        # A worker's first task also loads the workdir (imports, unpickling):
+        # timed apart so the timeline shows start-up, not a slow task.
+        ready = time.time()
         handler = _HANDLERS[record.kind]
         # The build's scikit-learn config (incl. enable_metadata_routing), whatever process runs this.
         with config_applied(context.sklearn_config), context.routing_context():
@@ -79,7 +82,8 @@ def run_task(workdir, task_id, *, force=False):
     # The stamp comes first: a reader can tell whose output this is.
     output = context.stamp(task_id)
     output.update(payload)
-    output.update(kind=record.kind, start=started, end=time.time(), host=socket.gethostname(), pid=os.getpid())
+    output.update(kind=record.kind, start=started, ready=ready, end=time.time(), host=socket.gethostname(),
+                  pid=os.getpid())
     if not os.path.isdir(os.path.dirname(target)):
         # A rebuild during the task cleared outputs/ (shards included): the
         # output lands in the new build, which then refuses its stamp.
