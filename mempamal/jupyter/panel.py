@@ -79,16 +79,15 @@ def show_run(run, interval=1.0):
     """
     from IPython import get_ipython
 
-    from mempamal.display import run_html
-
     if not has_widget_frontend(get_ipython()):
         print(run.summary_line())  # terminal IPython: one readable line, no widget
         return None
     if run.done():
-        display(Static(run_html(run), repr(run)))
+        display(final_state(run))
         return None
     panel = RunPanel(run)
     handle = display(panel, display_id=True)
+    FinalStates.of(get_ipython()).add(run, handle)
     context = contextvars.copy_context()  # updates belong to this cell
     thread = threading.Thread(target=context.run, args=(_follow, run, panel, handle, interval),
                               name="mempamal-panel", daemon=True)
@@ -96,16 +95,89 @@ def show_run(run, interval=1.0):
     return panel
 
 
-def _follow(run, panel, handle, interval):
+def final_state(run):
+    """The static HTML a panel gives way to when its run has ended (survives save and reopen).
+
+    Examples
+    --------
+    >>> final_state(run)._repr_html_()[:22]                        # doctest: +SKIP
+    '<b>mempamal Run</b> <c'
+    """
     from mempamal.display import run_html
 
+    return Static(run_html(run), repr(run))
+
+
+def _follow(run, panel, handle, interval):
     try:
         while not run.join(interval):
             panel.refresh()
     finally:
         # The live widget gives way to static HTML that survives save and reopen.
-        handle.update(Static(run_html(run), repr(run)))
+        handle.update(final_state(run))
         panel.close()
+
+
+class FinalStates:
+    """The panels of one IPython shell still owed their final state, delivered after each cell.
+
+    The panel's thread updates it the moment its run ends, with the parent
+    of the cell that showed it: a live front end redraws it, but a headless
+    one (nbclient, nbconvert, papermill) reads only the messages of the cell
+    executing now and drops that update.  So after every cell (IPython's
+    ``post_run_cell`` event, in the kernel's main thread, under the cell
+    being executed) the panels of ended runs are updated again -- in the
+    cell that waited for the run -- and forgotten.  One per shell, kept on
+    the shell: its lifetime is the kernel's.
+
+    Examples
+    --------
+    >>> states = FinalStates.of(get_ipython())                      # doctest: +SKIP
+    >>> states.add(run, handle); states.deliver()                   # doctest: +SKIP
+    """
+
+    def __init__(self):
+        self._owed = []
+        self._lock = threading.Lock()
+
+    @classmethod
+    def of(cls, ipython):
+        """The shell's FinalStates, made and hooked to ``post_run_cell`` on first use.
+
+        Examples
+        --------
+        >>> FinalStates.of(get_ipython()) is FinalStates.of(get_ipython())   # doctest: +SKIP
+        True
+        """
+        states = getattr(ipython, "_mempamal_final_states", None)
+        if states is None:
+            states = cls()
+            ipython._mempamal_final_states = states
+            ipython.events.register("post_run_cell", states.deliver)
+        return states
+
+    def add(self, run, handle):
+        """Owe ``handle`` (a display handle) the final state of ``run``.
+
+        Examples
+        --------
+        >>> FinalStates().add(run, display(panel, display_id=True))        # doctest: +SKIP
+        """
+        with self._lock:
+            self._owed.append((run, handle))
+
+    def deliver(self, *_):
+        """Update the display of every ended run once more, then forget it.
+
+        Examples
+        --------
+        >>> FinalStates().deliver()          # nothing owed: nothing happens
+        """
+        with self._lock:
+            ended = [(run, handle) for run, handle in self._owed if run.done()]
+            self._owed = [(run, handle) for run, handle in self._owed if not run.done()]
+        for run, handle in ended:
+            handle.update(final_state(run))
 
 
 def has_widget_frontend(ipython):
