@@ -34,7 +34,7 @@ def _add_n_jobs(parser, default, meaning):
 
 
 def _parser():
-    from ._version import __version__
+    from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="mempamal", description="Embarrassingly parallel scikit-learn evaluations as resumable task graphs.",
