@@ -10,6 +10,38 @@ from .graph.state import TaskGraph, find_results_problem
 from .engine.search import cv_results
 
 
+class Params(dict):
+    """A candidate's parameters: the values scikit-learn has (``np.float64`` from a
+    ``np.logspace`` grid), printed as plain numbers.
+
+    Equal to scikit-learn's ``best_params_`` (same keys, values and types);
+    only the repr differs, so that ``{'C': 1.0}`` reads the same in Python and
+    on the command line.
+
+    Examples
+    --------
+    >>> params = Params({"C": np.float64(1.0)})
+    >>> params, type(params["C"]).__name__, params == {"C": np.float64(1.0)}
+    ({'C': 1.0}, 'float64', True)
+    """
+
+    def __repr__(self):
+        return repr(plain_value(dict(self)))
+
+
+class FoldParams(list):
+    """``res.best_params``: one :class:`Params` per outer fold (not the final search's ``best_params_``).
+
+    Examples
+    --------
+    >>> FoldParams([Params({"C": np.float64(0.1)}), Params({"C": np.float64(1.0)})])
+    [{'C': 0.1}, {'C': 1.0}]
+    """
+
+    def __repr__(self):
+        return repr([plain_value(dict(params)) if params is not None else None for params in self])
+
+
 #: The columns of :meth:`Results.timeline`.
 TIMELINE_COLUMNS = ("task", "kind", "start", "ready", "end", "host", "pid")
 
@@ -58,7 +90,7 @@ class Results:
         candidates = experiment.candidates
         self.best_index = list(raw["best_index"]) if self.nested else None
         self.best_params = (
-            [None if i is None else dict(candidates[i]) for i in self.best_index] if self.nested else None
+            FoldParams(None if i is None else Params(candidates[i]) for i in self.best_index) if self.nested else None
         )
         permutation = raw.get("permutation")
         self.permutation_metric = permutation["metric"] if permutation else None
@@ -138,7 +170,7 @@ class Results:
         {'C': 1.0}
         """
         index = self.best_index_
-        return dict(self.experiment.candidates[index])
+        return Params(self.experiment.candidates[index])
 
     @property
     def final_cv_results_(self):
@@ -404,6 +436,9 @@ class Results:
     def __repr__(self):
         means = ", ".join(f"{m}={s.mean():.4f}" for m, s in self.test_scores.items())
         text = f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"
+        if self.nested:
+            # The two easily confused names, each said for what it is.
+            text += f"\n  best_params (one per outer fold): {self.best_params!r}"
         return text + self._final_line()
 
     def _final_line(self):
@@ -415,7 +450,7 @@ class Results:
             return "\n  final model: none (the search on all the data failed)"
         if not self.nested:
             return "\n  final model: best_estimator_ fitted on all the data"
-        params = f"best_params_={_plain(self.best_params_)}"
+        params = f"best_params_={self.best_params_!r} (the search on all the data)"
         refit = "refit on all the data" if final.get("model") else "not refit (refit=False)"
         return f"\n  final model: {params}, {refit}"
 
@@ -526,11 +561,6 @@ def results_document(results):
     document["summary"] = {metric: {column: float(value) for column, value in row.items()}
                            for metric, row in results.summary().to_dict(orient="index").items()}
     return document
-
-
-def _plain(params):
-    """``{'C': 1.0}``, not ``{'C': np.float64(1.0)}``."""
-    return repr(plain_value(dict(params)))
 
 
 def final_best_params(results):

@@ -52,3 +52,22 @@ def test_the_scores_plot_says_what_the_error_bars_are(results):
     (_, caps, _) = display.means_["score"].lines
     low, high = sorted(cap.get_ydata()[0] for cap in caps)
     assert high - low == pytest.approx(2 * np.std(scores))
+
+
+def test_best_params_print_plain_values_and_equal_scikit_learns(tmp_path):
+    from sklearn.model_selection import GridSearchCV, KFold, cross_validate
+
+    X, y = load_iris(return_X_y=True)
+    grid = {"C": np.logspace(-1, 1, 3)}  # numpy floats, as users write grids
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid=grid, cv=KFold(3, shuffle=True,
+                               random_state=0), inner_cv=2)
+    res = experiment.run(X, y, workdir=tmp_path / "wd", n_jobs=1, progress=False)
+    search = GridSearchCV(LogisticRegression(max_iter=300), grid, cv=2)
+    reference = cross_validate(search, X, y, cv=KFold(3, shuffle=True, random_state=0), return_estimator=True)
+    expected = [est.best_params_ for est in reference["estimator"]]
+    assert res.best_params == expected
+    assert all(type(ours["C"]) is type(theirs["C"]) for ours, theirs in zip(res.best_params, expected))
+    assert res.best_params_ == search.fit(X, y).best_params_
+    assert "np.float64" not in repr(res) and "np.float64" not in repr(res.best_params)
+    assert "np.float64" not in repr(res.best_params_)
+    assert "one per outer fold" in repr(res) and "the search on all the data" in repr(res)
