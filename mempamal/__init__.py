@@ -35,6 +35,7 @@ _EXPORTS = {
     "TaskError": "mempamal.exceptions",
     "WorkflowError": "mempamal.exceptions",
     "RunCancelled": "mempamal.exceptions",
+    "SetupError": "mempamal.exceptions",
     # `%load_ext mempamal` looks these up here; they live in the Jupyter skin.
     "load_ipython_extension": "mempamal.jupyter.magics",
     "unload_ipython_extension": "mempamal.jupyter.magics",

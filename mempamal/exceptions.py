@@ -13,6 +13,7 @@ exception                   builtin                         raised when
 :class:`TaskError`          ``RuntimeError``                a task could not run (names the task)
 :class:`WorkflowError`      ``RuntimeError``                tasks of a run failed (``failed`` maps ids to messages)
 :class:`RunCancelled`       ``RuntimeError``                a run was cancelled; finished outputs are kept
+:class:`SetupError`         ``RuntimeError``                how mempamal is called cannot work (e.g. no main guard)
 ==========================  ==============================  ==========================================
 
 This module imports nothing of mempamal: every layer may raise these.
@@ -174,4 +175,18 @@ class RunCancelled(MempamalError, RuntimeError):
     ... except RunCancelled as exc:
     ...     print(exc)
     the run was cancelled
+    """
+
+
+class SetupError(MempamalError, RuntimeError):
+    """The way mempamal is called cannot work, whatever the data: the message says what to change.
+
+    For example a script that starts a ``dask`` run at top level, without
+    ``if __name__ == "__main__":`` (its workers would import it and start
+    the run again).
+
+    Examples
+    --------
+    >>> isinstance(SetupError("put the run under a main guard"), RuntimeError)
+    True
     """

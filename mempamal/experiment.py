@@ -302,6 +302,11 @@ class Experiment:
         --------
         >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2)     # doctest: +SKIP
         """
+        from .backends.base import check_backend
+
+        # A wrong backend, its options or n_jobs -- or a script whose workers
+        # would run it again -- is refused before the build writes anything.
+        check_backend(backend, n_jobs, options)
         workflow = self.build(X, y, groups=groups, params=params, workdir=workdir, overwrite=overwrite,
                               chunk_size=chunk_size)
         return workflow.run(backend=backend, n_jobs=n_jobs, progress=progress, **options)

@@ -71,12 +71,12 @@ class Workflow(TaskGraph):
         (False, 3)
         >>> res = run.wait()                                # doctest: +SKIP
         """
-        from .backends.base import effective_n_jobs, get_backend
+        from .backends.base import check_backend
         from .run import Run
 
-        runner = get_backend(backend, **options)
-        if n_jobs is not None:
-            effective_n_jobs(n_jobs)  # the argument check, raised in the caller's thread
+        # Refused in the caller's thread: a wrong backend, option or n_jobs,
+        # a script whose spawned workers would start the run again.
+        runner = check_backend(backend, n_jobs, options)
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
         self.table  # verifies tasks.json before anything runs
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)

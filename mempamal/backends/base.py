@@ -181,6 +181,28 @@ def effective_n_jobs(n_jobs):
     return n_jobs
 
 
+def check_backend(backend, n_jobs, options):
+    """The backend ``backend=`` names with ``options``, checked before anything is written.
+
+    Raises for an unknown backend, options it does not take, a wrong
+    ``n_jobs``, and (through :mod:`~mempamal.backends.main_guard`) a script
+    whose spawned workers would import it and start the run again.
+
+    Examples
+    --------
+    >>> type(check_backend("local", 2, {})).__name__
+    'LocalBackend'
+    """
+    runner = get_backend(backend, **options)
+    if n_jobs is not None:
+        effective_n_jobs(n_jobs)
+    if getattr(runner, "imports_main_script", False):
+        from .main_guard import check_main_guard
+
+        check_main_guard(backend if isinstance(backend, str) else type(runner).__name__)
+    return runner
+
+
 def make_progress(total, progress, desc="mempamal"):
     """A tqdm bar (widget in notebooks, text in terminals) or a silent stand-in.
 

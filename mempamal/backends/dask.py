@@ -98,6 +98,17 @@ class DaskBackend(Backend):
         self.client, self.address = client, address
         self.retries, self.threads_per_worker = retries, threads_per_worker
 
+    @property
+    def imports_main_script(self):
+        """True when a run starts a private LocalCluster, whose spawned workers import the script again.
+
+        Examples
+        --------
+        >>> DaskBackend().imports_main_script
+        True
+        """
+        return self.client is None and self.address is None
+
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
         """Run ``task_ids`` on the Dask workers (a private cluster of ``n_jobs`` workers by default).
 
