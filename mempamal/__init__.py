@@ -25,6 +25,8 @@ _EXPORTS = {
     "register_backend": "mempamal.backends.base",
     "available_backends": "mempamal.backends.base",
     "run_task": "mempamal.engine.tasks",
+    "compare": "mempamal.compare",
+    "ComparisonDisplay": "mempamal.display.comparison",
     # One error family (mempamal.exceptions): each also derives from the
     # builtin a caller expects.
     "MempamalError": "mempamal.exceptions",

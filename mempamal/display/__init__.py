@@ -14,6 +14,7 @@ module                        job
 :mod:`~.results`              scores, permutation scores, timeline
 :mod:`~.grid`                 the inner search's scores over the grid
 :mod:`~.html`                 ``_repr_html_`` of experiments, workflows, runs and results
+:mod:`~.comparison`           several models' paired outer-fold scores
 ============================  ==================================================
 
 Every display and summary can be imported from here (the skins and the
@@ -28,6 +29,7 @@ Examples
 """
 
 from ..graph.submissions import describe_jobs  # noqa: F401 (the scheduler's view, one line)
+from .comparison import ComparisonDisplay  # noqa: F401
 from .graph import LAYER_OF_KIND, Display, GraphDisplay  # noqa: F401
 from .graph import figure_png_html, graph_png_html, task_table_html  # noqa: F401
 from .grid import GridDisplay  # noqa: F401
