@@ -2,8 +2,9 @@
 
 The data (``X``, ``y``, ``groups``, ``params``), the ``workdir``,
 ``overwrite`` and ``chunk_size`` arguments, and the splits computed from
-them (every index in range); :func:`as_indexable` turns the data into what
-the build stores, as scikit-learn's ``indexable``.  Experiment's own
+them (every index in range, every mask of the right length);
+:func:`as_indexable` turns the data into what the build stores, as
+scikit-learn's ``indexable`` (lists stay lists).  Experiment's own
 arguments are checked by :mod:`mempamal.validation.arguments`.
 """
 
@@ -160,11 +161,19 @@ def check_split_set(split_set, n_samples):
 
 
 def as_indexable(value):
-    """What scikit-learn's ``indexable`` does: sparse to CSR, lists to arrays.
+    """What scikit-learn's ``indexable`` does: sparse to CSR, lists kept as lists.
+
+    ``cross_validate`` passes anything indexable through unchanged and
+    slices it with ``_safe_indexing``, so a Python list (or tuple) reaches
+    ``fit`` as a list: an ``OrdinalEncoder`` sees the ints of ``["red", 10]``,
+    not the strings NumPy would make of them, and ragged token lists stay
+    possible.  Other containers NumPy can read become arrays, as before.
 
     Examples
     --------
-    >>> as_indexable([[1, 2], [3, 4]]).shape
+    >>> as_indexable([["red", 10], ["blue", 2]])
+    [['red', 10], ['blue', 2]]
+    >>> as_indexable(np.array([[1, 2], [3, 4]])).shape
     (2, 2)
     >>> import scipy.sparse as sp
     >>> as_indexable(sp.coo_matrix([[1, 0]])).format
@@ -176,7 +185,7 @@ def as_indexable(value):
         return None
     if sp.issparse(value):
         return value.tocsr()
-    if hasattr(value, "iloc") or isinstance(value, np.ndarray):
+    if hasattr(value, "iloc") or isinstance(value, (np.ndarray, list, tuple)):
         return value
     return np.asarray(value)
 
