@@ -255,6 +255,7 @@ class Experiment:
         """
         validation_build.check_build_arguments(workdir, overwrite, chunk_size)
         validation_build.check_data(X, y, groups)
+        validation_build.check_permutation_groups(groups, self.n_permutations)
         validation_build.check_params(params, _n_samples(X))
         validation.warn_random_state_instances(self.estimator, self.param_grid, self.param_distributions,
                                                self.cv, self.inner_cv)

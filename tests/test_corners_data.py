@@ -14,7 +14,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 from sklearn.feature_extraction.text import CountVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.model_selection import (GridSearchCV, KFold, StratifiedKFold, check_cv, cross_val_predict,
                                      cross_validate, permutation_test_score)
 from sklearn.pipeline import make_pipeline
@@ -99,7 +99,7 @@ def test_list_rows_plain_cv_equal_cross_validate(tmp_path):
 
 def test_list_rows_nested_cv_equal_grid_search(tmp_path):
     rows, y = colour_rows()
-    experiment = mp.Experiment(encoder_pipeline(), param_grid={"logisticregression__C": [0.01, 1.0, 100.0]},
+    experiment = mp.Experiment(encoder_pipeline(), param_grid={"logisticregression__C": [0.1, 10.0]},
                                cv=3, inner_cv=3, scoring="neg_log_loss")
     results = run(experiment, rows, y, tmp_path)
     assert_matches_sklearn(results, experiment, rows, y)
@@ -131,17 +131,30 @@ def test_ragged_token_lists_equal_cross_validate(tmp_path):
     docs = [[words[i] for i in rng.randint(6, size=rng.randint(1, 6))] for _ in range(60)]
     y = [int(sum(w in ("good", "great", "fine") for w in doc) > len(doc) / 2) for doc in docs]
     groups = [i % 4 for i in range(len(docs))]  # a list too: permutations shuffle within groups
-    estimator = make_pipeline(CountVectorizer(analyzer=lambda doc: doc), LogisticRegression())
-    experiment = mp.Experiment(estimator, cv=3, param_grid={"logisticregression__C": [0.1, 10.0]},
+    estimator = make_pipeline(CountVectorizer(analyzer=lambda doc: doc), RidgeClassifier())
+    experiment = mp.Experiment(estimator, cv=3, param_grid={"ridgeclassifier__alpha": [0.1, 10.0]},
                                inner_cv=3, n_permutations=2)
     results = run(experiment, docs, y, tmp_path, groups=groups)
     assert_matches_sklearn(results, experiment, docs, y, groups)
-    search = GridSearchCV(estimator, {"logisticregression__C": [0.1, 10.0]}, cv=3)
+    search = GridSearchCV(estimator, {"ridgeclassifier__alpha": [0.1, 10.0]}, cv=3)
     score, permutation_scores, pvalue = permutation_test_score(search, docs, y, groups=groups, cv=3,
                                                                n_permutations=2, random_state=0)
     assert results.score == pytest.approx(score, abs=1e-12)
     np.testing.assert_allclose(results.permutation_scores, permutation_scores, rtol=0, atol=1e-12)
     assert results.pvalue == pytest.approx(pvalue, abs=1e-12)
+
+
+def test_string_group_list_with_permutations_refused_at_build(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    groups = [str(i % 3) for i in range(len(y))]
+    # scikit-learn's answer on this list is degenerate: it permutes nothing.
+    score, permutation_scores, pvalue = permutation_test_score(
+        RidgeClassifier(), X, y, groups=groups, cv=3, n_permutations=2, random_state=0)
+    assert np.all(permutation_scores == score) and pvalue == 1.0
+    experiment = mp.Experiment(RidgeClassifier(), cv=3, n_permutations=2)
+    with pytest.raises(ValueError, match="'groups'.*np.asarray"):
+        experiment.build(X, y, groups=groups, workdir=tmp_path / "wd")
+    assert not (tmp_path / "wd").exists()
 
 
 def test_list_data_through_the_cli_run(tmp_path):
@@ -163,7 +176,7 @@ def iris_masks():
 
 def test_mask_splits_plain_cv_equal_cross_validate(tmp_path):
     X, y, masks = iris_masks()
-    estimator = LogisticRegression(max_iter=500)
+    estimator = RidgeClassifier()
     results = run(mp.Experiment(estimator, cv=masks, n_permutations=2), X, y, tmp_path)
     reference = cross_validate(estimator, X, y, cv=masks, return_indices=True)
     np.testing.assert_allclose(results.test_scores["score"], reference["test_score"], rtol=0, atol=1e-12)
@@ -176,21 +189,21 @@ def test_mask_splits_plain_cv_equal_cross_validate(tmp_path):
 
 def test_mask_splits_nested_cv_equal_grid_search(tmp_path):
     X, y, masks = iris_masks()
-    experiment = mp.Experiment(LogisticRegression(max_iter=500), param_grid={"C": [0.01, 1.0, 100.0]},
-                               cv=masks, inner_cv=3, predict="predict_proba")
+    experiment = mp.Experiment(RidgeClassifier(), param_grid={"alpha": [0.1, 1.0]},
+                               cv=masks, inner_cv=3, predict="decision_function")
     results = run(experiment, X, y, tmp_path)
     assert_matches_sklearn(results, experiment, X, y)
     # cross_val_predict refuses masks; on the same splits as indices it is defined.
     as_indices = [(np.flatnonzero(train), np.flatnonzero(test)) for train, test in masks]
-    search = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.01, 1.0, 100.0]}, cv=3)
+    search = GridSearchCV(RidgeClassifier(), {"alpha": [0.1, 1.0]}, cv=3)
     np.testing.assert_allclose(results.predictions, cross_val_predict(search, X, y, cv=as_indices,
-                                                                      method="predict_proba"), rtol=0, atol=1e-12)
+                                                                      method="decision_function"), rtol=0, atol=1e-12)
 
 
 def test_inner_mask_splits_equal_grid_search(tmp_path):
     X, y, masks = iris_masks()  # every outer training subset has 100 rows
     inner = masks_of(KFold(4, shuffle=True, random_state=1).split(np.zeros(100)), 100)
-    experiment = mp.Experiment(LogisticRegression(max_iter=500), param_grid={"C": [0.01, 1.0, 100.0]},
+    experiment = mp.Experiment(RidgeClassifier(), param_grid={"alpha": [0.1, 1.0]},
                                cv=masks, inner_cv=inner, final_fit=False)
     results = run(experiment, X, y, tmp_path)
     assert_matches_sklearn(results, experiment, X, y)
@@ -206,7 +219,7 @@ def test_mask_of_the_wrong_length_refused_at_build(tmp_path, argument):
     # inner_cv: 100-row masks fit the outer folds, not the final search on all 150 rows.
     inner = masks_of(KFold(4).split(np.zeros(100)), 100)
     cv, inner_cv = (short, 3) if argument == "cv" else (masks, inner)
-    experiment = mp.Experiment(LogisticRegression(), param_grid={"C": [1.0]}, cv=cv, inner_cv=inner_cv)
+    experiment = mp.Experiment(RidgeClassifier(), param_grid={"alpha": [1.0]}, cv=cv, inner_cv=inner_cv)
     with pytest.raises(ValueError, match=f"'{argument}'.*boolean mask of length"):
         experiment.build(X, y, workdir=tmp_path / "wd")
     assert not (tmp_path / "wd").exists()
@@ -217,8 +230,8 @@ def test_indices_equal_return_indices_with_permutations(tmp_path):
     X, y = load_iris(return_X_y=True)
     # Stratified on y: the permuted y of a permutation gets other splits.
     cv = StratifiedKFold(3, shuffle=True, random_state=3)
-    results = run(mp.Experiment(LogisticRegression(max_iter=500), cv=cv, n_permutations=2), X, y, tmp_path)
-    reference = cross_validate(LogisticRegression(max_iter=500), X, y, cv=cv, return_indices=True)
+    results = run(mp.Experiment(RidgeClassifier(), cv=cv, n_permutations=2), X, y, tmp_path)
+    reference = cross_validate(RidgeClassifier(), X, y, cv=cv, return_indices=True)
     assert_same_indices(results.indices, reference["indices"])
     results.indices["test"][0][:] = -1  # a copy: the workdir's splits are untouched
     assert results.indices["test"][0].min() >= 0
@@ -227,10 +240,10 @@ def test_indices_equal_return_indices_with_permutations(tmp_path):
 def test_inner_indices_equal_the_splits_grid_search_makes(tmp_path):
     X, y = load_iris(return_X_y=True)
     cv, inner_cv = StratifiedKFold(3, shuffle=True, random_state=3), StratifiedKFold(2)
-    experiment = mp.Experiment(LogisticRegression(max_iter=500), param_grid={"C": [1.0]}, cv=cv,
+    experiment = mp.Experiment(RidgeClassifier(), param_grid={"alpha": [1.0]}, cv=cv,
                                inner_cv=inner_cv)
     results = run(experiment, X, y, tmp_path)
-    reference = cross_validate(GridSearchCV(LogisticRegression(max_iter=500), {"C": [1.0]}, cv=inner_cv),
+    reference = cross_validate(GridSearchCV(RidgeClassifier(), {"alpha": [1.0]}, cv=inner_cv),
                                X, y, cv=cv, return_indices=True)
     assert_same_indices(results.indices, reference["indices"])
     # What GridSearchCV.fit(X_train, y_train) splits: check_cv(inner_cv, y_train).split(X_train, y_train).
@@ -247,8 +260,8 @@ def test_inner_indices_equal_the_splits_grid_search_makes(tmp_path):
 
 def test_inner_indices_need_a_search(tmp_path):
     X, y = load_iris(return_X_y=True)
-    results = run(mp.Experiment(LogisticRegression(max_iter=500), cv=3), X, y, tmp_path)
-    reference = cross_validate(LogisticRegression(max_iter=500), X, y, cv=3, return_indices=True)
+    results = run(mp.Experiment(RidgeClassifier(), cv=3), X, y, tmp_path)
+    reference = cross_validate(RidgeClassifier(), X, y, cv=3, return_indices=True)
     assert_same_indices(results.indices, reference["indices"])
     with pytest.raises(ValueError, match="nested"):
         results.inner_indices(0)

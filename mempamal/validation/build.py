@@ -70,6 +70,32 @@ def check_data(X, y, groups):
         )
 
 
+def check_permutation_groups(groups, n_permutations):
+    """Refuse ``groups`` that ``permutation_test_score`` would silently not permute within.
+
+    scikit-learn shuffles ``y`` within each group through ``groups == group``:
+    for a Python list of strings that comparison is a single ``False``, so
+    no ``y`` is ever permuted (every permutation score is the true score, the
+    p-value 1). mempamal would permute; rather than differ silently, it
+    asks for the array, with which both permute the same way.
+
+    Examples
+    --------
+    >>> check_permutation_groups(["a", "b", "a"], 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'groups' argument of Experiment.build is a list that scikit-learn's permutation_test_score cannot shuffle within (groups == group is one False, so it permutes nothing); pass np.asarray(groups).
+    >>> check_permutation_groups([0, 1, 0], 10)
+    """
+    if not n_permutations or not isinstance(groups, (list, tuple)) or not len(groups):
+        return
+    if not isinstance(groups == np.unique(np.asarray(groups))[0], np.ndarray):
+        raise ValueError(
+            "The 'groups' argument of Experiment.build is a list that scikit-learn's "
+            "permutation_test_score cannot shuffle within (groups == group is one False, so it "
+            "permutes nothing); pass np.asarray(groups).")
+
+
 def check_build_arguments(workdir, overwrite, chunk_size):
     """``workdir``, ``overwrite`` and ``chunk_size`` of ``Experiment.build``.
 
