@@ -181,7 +181,7 @@ def check_split_set(split_set, n_samples):
             _check_indices(train, n_train, "inner_cv", where)
             _check_indices(test, n_train, "inner_cv", where)
     for inner, (train, test) in enumerate(split_set.get("all", ())):
-        where = f"inner split {inner} of the final search on all {n_samples} samples"
+        where = f"inner split {inner} of the final search on all {n_samples} samples (final_fit=False skips it)"
         _check_indices(train, n_samples, "inner_cv", where)
         _check_indices(test, n_samples, "inner_cv", where)
 
