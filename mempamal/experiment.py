@@ -255,6 +255,7 @@ class Experiment:
         """
         validation_build.check_build_arguments(workdir, overwrite, chunk_size)
         validation_build.check_data(X, y, groups)
+        validation_build.check_permutation_groups(groups, self.n_permutations)
         validation_build.check_params(params, _n_samples(X))
         validation.warn_random_state_instances(self.estimator, self.param_grid, self.param_distributions,
                                                self.cv, self.inner_cv)
@@ -344,15 +345,19 @@ class Experiment:
             cv = self.cv
         else:
             cv = list(self.cv)  # an iterable of splits is consumed once, then reused
+        def check_outer(outer):  # before the inner splits slice the outer training subsets
+            validation_build.check_split_set({"outer": outer, "inner": []}, _n_samples(X))
+
         # Only the real data gets the final search (permutations measure, they build no model).
         split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested,
-                                               final_fit=self.final_fit), None)}
+                                               final_fit=self.final_fit, check_outer=check_outer), None)}
         validation_build.check_split_set(split_sets[MAIN][0], _n_samples(X))
         orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
                                          self.n_permutations, self.random_state)
         for index, order in enumerate(orders):
             y_permuted = _safe_indexing(y, order)
-            split_set = compute_split_set(self.estimator, X, y_permuted, groups, cv, self.inner_cv, self.nested)
+            split_set = compute_split_set(self.estimator, X, y_permuted, groups, cv, self.inner_cv, self.nested,
+                                          check_outer=check_outer)
             validation_build.check_split_set(split_set, _n_samples(X))
             split_sets[permutation_name(index)] = (split_set, order)
         return split_sets

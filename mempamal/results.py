@@ -243,6 +243,46 @@ class Results:
         return cv_results(self.experiment.candidates, inner["scores"], inner["fit_time"], inner["score_time"],
                           train_scores=inner.get("train_scores"))
 
+    @property
+    def indices(self):
+        """The outer splits, as ``cross_validate(..., return_indices=True)["indices"]``.
+
+        ``{"train": (array, ...), "test": (array, ...)}``, one array per
+        outer fold, as the outer ``cv`` gave them (boolean masks if it gave
+        masks). With permutations, the splits of the real data.
+
+        Examples
+        --------
+        >>> train, test = res.indices["train"][0], res.indices["test"][0]   # doctest: +SKIP
+        >>> X[test]                                                          # doctest: +SKIP
+        """
+        from .engine.splits import given_indices
+
+        return given_indices(self.workdir)
+
+    def inner_indices(self, outer_fold):
+        """The inner splits of ``outer_fold``, in the form of :attr:`indices`.
+
+        They index the outer fold's training subset, as ``GridSearchCV.fit``
+        split it: the rows of ``X`` are ``res.indices["train"][k][inner]``.
+        ``outer_fold=None``: the splits of the final search on all the data
+        (``final_fit=True``).
+
+        Examples
+        --------
+        >>> inner = res.inner_indices(0)                                      # doctest: +SKIP
+        >>> rows = res.indices["train"][0][inner["test"][0]]                  # doctest: +SKIP
+        """
+        from .engine.splits import given_indices
+
+        if not self.nested:
+            raise ValueError("inner_indices is only defined for nested cross-validation (a param_grid was given).")
+        if outer_fold is None:
+            self._final_search("inner_indices(None)")
+        elif not 0 <= outer_fold < self.n_outer:
+            raise IndexError(f"outer_fold must be in [0, {self.n_outer}) or None; got {outer_fold}.")
+        return given_indices(self.workdir, outer_fold)
+
     # ------------------------------------------------------- predictions
     @property
     def fold_predictions(self):

@@ -9,6 +9,13 @@ them makes a shuffling splitter without a seed reproducible within a workdir.
 A *split set* is one file ``splits/<name>.npz``: ``main`` for the real data
 and ``perm-<m>`` for the m-th permutation (which also stores the permutation
 of ``y``).  Inner indices are relative to the outer training subset.
+
+Splits are stored as the splitter gave them: a ``cv`` given as boolean
+masks is stored as masks (``cross_validate(return_indices=True)`` returns
+them so, and :func:`given_indices` does too), and :class:`SplitSet` hands
+every task their indices (``np.flatnonzero``), which select the same rows in
+the same order, so inner splits compose with outer ones
+(``outer_train[inner_train]``) whatever the form of either.
 """
 
 import copy
@@ -56,13 +63,16 @@ def _split_all(splitter, X, y, groups, argument_name):
         raise ValueError(f"The {argument_name!r} splitter could not split the data: {exc}") from exc
 
 
-def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested, final_fit=False):
+def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested, final_fit=False, check_outer=None):
     """All (outer, inner) splits of one dataset, as scikit-learn would make them.
 
     Returns ``{"outer": [(train, test), ...], "inner": [[(train, test), ...], ...]}``
     where ``inner[k]`` indexes the training subset of outer fold ``k``.  With
     ``final_fit`` it also holds ``"all"``: the inner splits of the whole data,
     as ``GridSearchCV.fit(X, y, groups)`` makes them (empty for plain CV).
+    ``check_outer(outer)`` is called before the outer training subsets are
+    sliced, so a bad outer split (a mask of the wrong length) is refused
+    with a clear error, not with NumPy's.
     """
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import check_cv
@@ -71,6 +81,8 @@ def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested, final_fit=F
     classifier = is_classifier(estimator)
     outer_splitter = check_cv(cv, y, classifier=classifier)
     outer = _split_all(outer_splitter, X, y, groups, "cv")
+    if check_outer is not None:
+        check_outer(outer)
     inner = []
     if nested:
         for train, _ in outer:
@@ -127,11 +139,14 @@ class SplitSet:
     def _load(self):
         if self._arrays is None:
             with np.load(self.path, allow_pickle=False) as archive:
-                self._arrays = {key: archive[key] for key in archive.files}
+                self._given = {key: archive[key] for key in archive.files}
+            # A mask selects the rows its nonzero positions index, in the same order.
+            self._arrays = {key: np.flatnonzero(value) if value.dtype.kind == "b" else value
+                            for key, value in self._given.items()}
         return self._arrays
 
     def outer(self, fold):
-        """``(train, test)`` indices of outer fold ``fold``."""
+        """``(train, test)`` indices of outer fold ``fold`` (integer indices, even for masks)."""
         arrays = self._load()
         return arrays[f"outer_train_{fold}"], arrays[f"outer_test_{fold}"]
 
@@ -142,10 +157,43 @@ class SplitSet:
             return arrays[f"all_train_{inner_fold}"], arrays[f"all_test_{inner_fold}"]
         return arrays[f"inner_train_{fold}_{inner_fold}"], arrays[f"inner_test_{fold}_{inner_fold}"]
 
+    def given(self, fold="outer"):
+        """``{"train": (...), "test": (...)}``: the splits as the splitter gave them (masks stay masks).
+
+        ``fold="outer"``: the outer splits; an int ``k``: the inner splits of
+        outer fold ``k``; None: those of the final search on all the data.
+        Copies: the caller may modify them.
+        """
+        self._load()
+        name = "outer_{part}_{j}" if fold == "outer" else "all_{part}_{j}" if fold is None else \
+            f"inner_{{part}}_{int(fold)}_{{j}}"
+        parts = {"train": [], "test": []}
+        while name.format(part="train", j=len(parts["train"])) in self._given:
+            for part, values in parts.items():
+                values.append(self._given[name.format(part=part, j=len(values))].copy())
+        return {part: tuple(values) for part, values in parts.items()}
+
     @property
     def target_order(self):
         """The permutation of ``y`` of a permutation split set, or None for ``main``."""
         return self._load().get("target_order")
+
+
+def given_indices(workdir, outer="outer"):
+    """The splits of the real data as ``cross_validate(..., return_indices=True)["indices"]`` gives them.
+
+    ``outer="outer"``: the outer splits; an int ``k``: the inner splits of
+    outer fold ``k``, relative to its training subset (what
+    ``GridSearchCV.fit`` split); None: the inner splits of the final search
+    on all the data.  Permutations are not included (``permutation_test_score``
+    keeps no indices either).
+
+    Examples
+    --------
+    >>> given_indices("runs/iris")["test"][0][:3]      # doctest: +SKIP
+    array([ 0,  1,  2])
+    """
+    return SplitSet(workdir, MAIN).given(outer)
 
 
 def copy_splitter(splitter):

@@ -1,4 +1,4 @@
-"""The data of a workdir: numpy arrays memory-mapped, sparse, pandas and object arrays pickled."""
+"""The data of a workdir: numpy arrays memory-mapped, sparse, pandas, object arrays and lists pickled."""
 
 from pathlib import Path
 
@@ -18,8 +18,10 @@ def save_array_like(folder, name, value):
     Returns the kind recorded in the manifest: ``"numpy"`` (``.npy``, read
     memory-mapped with ``allow_pickle=False``), ``"sparse"`` (CSR ``.npz``,
     as scikit-learn's ``indexable`` makes it), ``"pandas"`` (a pickle that
-    keeps dtypes, columns and index) or ``"object"`` (an object array,
-    pickled); pickles are only read back after :func:`load_pickle`'s checks.
+    keeps dtypes, columns and index), ``"object"`` (an object array,
+    pickled) or ``"list"`` (a Python list or tuple, pickled as it is:
+    scikit-learn slices it with ``_safe_indexing`` into a list, never into
+    an array); pickles are only read back after :func:`load_pickle`'s checks.
 
     Examples
     --------
@@ -29,6 +31,8 @@ def save_array_like(folder, name, value):
     'numpy'
     >>> save_array_like(folder, "labels", np.array(["a", None], dtype=object))
     'object'
+    >>> save_array_like(folder, "X", [["red", 10], ["blue", 2]])
+    'list'
     """
     import pickle
 
@@ -45,6 +49,10 @@ def save_array_like(folder, name, value):
     if hasattr(value, "iloc"):
         atomic_write_bytes(folder / f"{name}.pkl", pickle.dumps(value, protocol=5))
         return "pandas"
+    if isinstance(value, (list, tuple)):
+        # Not np.asarray: ["red", 10] would become strings ('10' < '2').
+        atomic_write_bytes(folder / f"{name}.pkl", pickle.dumps(value, protocol=5))
+        return "list"
     array = np.asarray(value)
     if _needs_pickle(array):
         atomic_write_bytes(folder / f"{name}.pkl", pickle.dumps(array, protocol=5))
@@ -74,7 +82,7 @@ def load_array_like(folder, name, kind):
 
         # load_npz reads with allow_pickle=False.
         return sp.load_npz(folder / f"{name}.npz").tocsr()
-    if kind in ("pandas", "object"):
+    if kind in ("pandas", "object", "list"):
         return load_pickle(folder.parent, folder / f"{name}.pkl")
     path = folder / f"{name}.npy"
     try:

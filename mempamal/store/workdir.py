@@ -6,7 +6,7 @@ A workdir is the single source of truth of a run::
       .mempamal          marker written first: "this folder belongs to mempamal"
       manifest.json      written LAST by a build: fingerprint, build id, counts
       experiment.pkl     the Experiment (cloudpickle: notebook classes included)
-      data/              X.npy | X.npz (sparse) | X.pkl (pandas or object array); y.*; groups.*
+      data/              X.npy | X.npz (sparse) | X.pkl (pandas, object array, list); y.*; groups.*
       splits/            main.npz, perm-0.npz, ...: indices computed once
       tasks.json         the task list: id, kind, deps and what each task does
       outputs/<shard>/<id>.json  one file per finished task (see output_shard)

@@ -2,8 +2,9 @@
 
 The data (``X``, ``y``, ``groups``, ``params``), the ``workdir``,
 ``overwrite`` and ``chunk_size`` arguments, and the splits computed from
-them (every index in range); :func:`as_indexable` turns the data into what
-the build stores, as scikit-learn's ``indexable``.  Experiment's own
+them (every index in range, every mask of the right length);
+:func:`as_indexable` turns the data into what the build stores, as
+scikit-learn's ``indexable`` (lists stay lists).  Experiment's own
 arguments are checked by :mod:`mempamal.validation.arguments`.
 """
 
@@ -67,6 +68,32 @@ def check_data(X, y, groups):
             f"The 'groups' argument of Experiment.build must have one entry per sample "
             f"({n_x}); got {_n_samples(groups)}."
         )
+
+
+def check_permutation_groups(groups, n_permutations):
+    """Refuse ``groups`` that ``permutation_test_score`` would silently not permute within.
+
+    scikit-learn shuffles ``y`` within each group through ``groups == group``:
+    for a Python list of strings that comparison is a single ``False``, so
+    no ``y`` is ever permuted (every permutation score is the true score, the
+    p-value 1). mempamal would permute; rather than differ silently, it
+    asks for the array, with which both permute the same way.
+
+    Examples
+    --------
+    >>> check_permutation_groups(["a", "b", "a"], 10)
+    Traceback (most recent call last):
+    ...
+    ValueError: The 'groups' argument of Experiment.build is a list that scikit-learn's permutation_test_score cannot shuffle within (groups == group is one False, so it permutes nothing); pass np.asarray(groups).
+    >>> check_permutation_groups([0, 1, 0], 10)
+    """
+    if not n_permutations or not isinstance(groups, (list, tuple)) or not len(groups):
+        return
+    if not isinstance(groups == np.unique(np.asarray(groups))[0], np.ndarray):
+        raise ValueError(
+            "The 'groups' argument of Experiment.build is a list that scikit-learn's "
+            "permutation_test_score cannot shuffle within (groups == group is one False, so it "
+            "permutes nothing); pass np.asarray(groups).")
 
 
 def check_build_arguments(workdir, overwrite, chunk_size):
@@ -154,17 +181,25 @@ def check_split_set(split_set, n_samples):
             _check_indices(train, n_train, "inner_cv", where)
             _check_indices(test, n_train, "inner_cv", where)
     for inner, (train, test) in enumerate(split_set.get("all", ())):
-        where = f"inner split {inner} of the final search on all {n_samples} samples"
+        where = f"inner split {inner} of the final search on all {n_samples} samples (final_fit=False skips it)"
         _check_indices(train, n_samples, "inner_cv", where)
         _check_indices(test, n_samples, "inner_cv", where)
 
 
 def as_indexable(value):
-    """What scikit-learn's ``indexable`` does: sparse to CSR, lists to arrays.
+    """What scikit-learn's ``indexable`` does: sparse to CSR, lists kept as lists.
+
+    ``cross_validate`` passes anything indexable through unchanged and
+    slices it with ``_safe_indexing``, so a Python list (or tuple) reaches
+    ``fit`` as a list: an ``OrdinalEncoder`` sees the ints of ``["red", 10]``,
+    not the strings NumPy would make of them, and ragged token lists stay
+    possible.  Other containers NumPy can read become arrays, as before.
 
     Examples
     --------
-    >>> as_indexable([[1, 2], [3, 4]]).shape
+    >>> as_indexable([["red", 10], ["blue", 2]])
+    [['red', 10], ['blue', 2]]
+    >>> as_indexable(np.array([[1, 2], [3, 4]])).shape
     (2, 2)
     >>> import scipy.sparse as sp
     >>> as_indexable(sp.coo_matrix([[1, 0]])).format
@@ -176,7 +211,7 @@ def as_indexable(value):
         return None
     if sp.issparse(value):
         return value.tocsr()
-    if hasattr(value, "iloc") or isinstance(value, np.ndarray):
+    if hasattr(value, "iloc") or isinstance(value, (np.ndarray, list, tuple)):
         return value
     return np.asarray(value)
 
