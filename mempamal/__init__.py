@@ -25,7 +25,7 @@ _EXPORTS = {
     "register_backend": "mempamal.backends.base",
     "available_backends": "mempamal.backends.base",
     "run_task": "mempamal.engine.tasks",
-    "compare": "mempamal.compare",
+    "compare": "mempamal.model_comparison",
     "ComparisonDisplay": "mempamal.display.comparison",
     # One error family (mempamal.exceptions): each also derives from the
     # builtin a caller expects.

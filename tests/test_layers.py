@@ -42,7 +42,7 @@ FRONTEND_PACKAGES = ("IPython", "ipywidgets", "ipykernel")
 # What a skin may import besides other skins: the api as a user sees it.  No
 # validation/fingerprint/display.graph..., no graph, backend, engine or store.
 SKIN_MAY_IMPORT = ("mempamal", "mempamal.experiment", "mempamal.workflow", "mempamal.results",
-                   "mempamal.display", "mempamal.run", "mempamal.exceptions", "mempamal.compare")
+                   "mempamal.display", "mempamal.run", "mempamal.exceptions", "mempamal.model_comparison")
 # The one exception: %mempamal cluster start uses LocalCluster, a private
 # ipyparallel cluster that has no api-layer counterpart (DESIGN.md fixes the
 # public names, and it is not among them).
@@ -269,4 +269,4 @@ def test_a_new_package_needs_a_layer():
     with pytest.raises(AssertionError, match="has no layer"):
         layer_of("mempamal.helpers.util")
     assert layer_of("mempamal.store.workdir")[1] == "store"
-    assert layer_of("mempamal.compare")[1] == "api"
+    assert layer_of("mempamal.model_comparison")[1] == "api"

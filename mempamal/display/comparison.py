@@ -54,7 +54,7 @@ class ComparisonDisplay(Display):
         >>> ComparisonDisplay.from_results({"C=0.1": res, "C=1": res_c1}).ax_.get_title()
         'Paired outer folds: 3 folds, 2 models'
         """
-        from ..compare import check_comparable
+        from ..model_comparison import check_comparable
 
         models = check_comparable(results)
         common = [m for m in next(iter(models.values())).test_scores

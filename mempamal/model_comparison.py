@@ -1,4 +1,7 @@
-"""Compare models evaluated on the same data and the same outer splits.
+"""Compare models evaluated on the same data and the same outer splits (``mp.compare``).
+
+(Not named ``compare.py``: the module would shadow the function ``mp.compare``
+on the package once imported.)
 
 ``mp.compare({"svc": res_a, "logreg": res_b})`` gives, per metric, each
 model's outer-fold mean, std and median, and for every pair of models the
