@@ -59,7 +59,10 @@ def run_cell_body(shell, cell, magic="%%mempamal"):
     namespace = shell.user_ns
     before = dict(namespace)
     try:
-        source = "\n" + shell.transform_cell(cell)  # the blank line stands for the %%mempamal line
+        transformed = shell.transform_cell(cell)
+        # Blank lines stand for the %%mempamal line and for the leading blank
+        # lines IPython's transformers drop, so line numbers match the cell.
+        source = "\n" * (1 + max(_leading_blank_lines(cell) - _leading_blank_lines(transformed), 0)) + transformed
         # Cached under the cell's In[n] (run_cell counted it already) so that
         # tracebacks show the cell's lines, as IPython does for any cell.
         filename = shell.compile.cache(source, max(shell.execution_count - 1, 0), raw_code="\n" + cell)
@@ -70,6 +73,11 @@ def run_cell_body(shell, cell, magic="%%mempamal"):
         raise UsageError(f"{magic}: the cell raised {type(exc).__name__}; nothing was built.") from None
     rebound = {name for name, value in namespace.items() if name not in before or before[name] is not value}
     return assigned_names(source) | rebound
+
+
+def _leading_blank_lines(text):
+    lines = text.splitlines()
+    return next((number for number, line in enumerate(lines) if line.strip()), len(lines))
 
 
 def _show_user_traceback(shell, exc_info):

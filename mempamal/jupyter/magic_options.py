@@ -130,10 +130,10 @@ def parse_options(func, argstring):
     ... @workdir_argument
     ... def status(self, args):
     ...     "Task counts."
-    >>> parse_options(status, "wd --preview")
+    >>> parse_options(status, "wd --preview")              # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    IPython.core.error.UsageError: %mempamal status: unrecognized arguments: --preview (usage: %mempamal status [WORKDIR])
+    IPython.core.error.UsageError: %mempamal status: unrecognized arguments: --preview (usage: ...)
     """
     try:
         return func.parser.parse_argstring(argstring)
@@ -154,11 +154,12 @@ def split_command(line, registry):
     for count in (2, 1):  # two-word commands first ("cluster start")
         words = line.split(None, count)
         name = " ".join(words[:count])
-        if len(words) >= count and name in registry:
+        if len(words) >= count and name in registry and not name.startswith("%"):
             return name, words[count] if len(words) > count else ""
     commands = [name for name in registry if not name.startswith("%")]
     first = line.split(None, 1)[0] if line.strip() else ""
-    raise UsageError(f"%mempamal needs a command among {commands}; got {first!r} (%mempamal --help lists them).")
+    hint = "; options come after it, and those of a run (-n, -w...) on a %%mempamal cell" if first[:1] == "-" else ""
+    raise UsageError(f"%mempamal needs a command among {commands}; got {first!r}{hint} (%mempamal --help lists them).")
 
 
 def command_help(func):

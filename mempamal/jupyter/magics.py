@@ -147,18 +147,16 @@ class MempamalMagics(Magics):
 
             %mempamal status
         """
-        if cell is not None:
-            return self.run_cell(cell, parse_options(COMMANDS["%mempamal"], line))
-        if line.strip() in HELP_FLAGS:
+        if cell is None and line.strip() in HELP_FLAGS:
             print(help_text())
             return None
-        name, rest = split_command(line, COMMANDS)
-        if name == "%mempamal":  # `%mempamal -n 2` on a line: the options belong to a %%mempamal cell
-            raise UsageError("%mempamal needs a command; options such as -n belong to a %%mempamal cell.")
+        name, rest = ("%mempamal", line) if cell is not None else split_command(line, COMMANDS)
         func = COMMANDS[name]
-        if set(rest.split()) & set(HELP_FLAGS):
+        if set(rest.split()) & set(HELP_FLAGS):  # `%mempamal status -h`, `%%mempamal -h`: that command's help
             print(command_help(func))
             return None
+        if cell is not None:
+            return self.run_cell(cell, parse_options(func, rest))
         return func(self, parse_options(func, rest))
 
     # ---------------------------------------------------------------- cell
