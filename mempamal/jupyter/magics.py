@@ -31,6 +31,7 @@ Every scenario here is reachable from plain Python: the magic only calls
 """
 
 import inspect
+import textwrap
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -397,9 +398,12 @@ class MempamalMagics(Magics):
         print("ipyparallel cluster stopped")
 
 
-# `%mempamal?` shows the magic's docstring: what it is, every command with its options, an example.
+# `%mempamal?` shows the magic's docstring: what it is, every command with its options (an
+# RST literal block, as autodoc renders it too), an example.
 _summary, _, _examples = inspect.cleandoc(MempamalMagics.mempamal.__doc__).partition("Examples\n--------")
-MempamalMagics.mempamal.__doc__ = f"{_summary.strip()}\n\n{help_text()}\n\nExamples\n--------{_examples}"
+_commands = textwrap.indent(help_text(), "    ")
+MempamalMagics.mempamal.__doc__ = (f"{_summary.strip()}\n\nCommands and options::\n\n{_commands}\n\n"
+                                   f"Examples\n--------{_examples}")
 
 
 def load_ipython_extension(ipython):
