@@ -38,7 +38,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument
 from IPython.display import display
 
-from .cell_body import assigned_names, run_cell_body  # noqa: F401 (assigned_names: kept importable here)
+from .cell_body import run_cell_body
 from .magic_options import (HELP_FLAGS, backend_options, command, command_help, output_option, parse_options,
                             split_command, workdir_argument)
 from .static import preview_static, show_figure
