@@ -224,3 +224,128 @@ def test_cell_flags_reach_the_experiment_and_params_goes_to_build(shell):
             experiment.predict) == (False, True, True, "predict_proba")
     reference = cross_validate(ns["estimator"], ns["X"], ns["y"], cv=3, params=ns["params"])
     np.testing.assert_allclose(results.test_scores["score"], reference["test_score"], rtol=0, atol=1e-12)
+
+
+# One parser per command: an option a command does not take is refused in one line naming both.
+@pytest.mark.parametrize("line, command, option", [
+    ("status WD --preview", "status", "--preview"),
+    ("status -b dask", "status", "-b"),
+    ("results wd -n 2", "results", "-n"),
+    ("wait --preview", "wait", "--preview"),
+    ("cancel -o res", "cancel", "-o"),
+    ("attach wd --overwrite", "attach", "--overwrite"),
+    ("export commands cmds.json -n 2", "export", "-n"),
+    ("resume --preview", "resume", "--preview"),
+    ("resume --n 2", "resume", "--n"),  # no abbreviations: every option is spelt as the help shows it
+    ("gui -w wd", "gui", "-w"),
+    ("cluster start -b local", "cluster start", "-b"),
+    ("cluster stop -n 2", "cluster stop", "-n"),
+])
+def test_each_line_command_refuses_options_it_does_not_take(shell, capsys, line, command, option):
+    result = shell.run_cell(f"%mempamal {line}")
+    assert isinstance(result.error_in_exec, UsageError)
+    (message,) = str(result.error_in_exec).splitlines()
+    assert message.startswith(f"%mempamal {command}: unrecognized arguments: {option}")
+    assert f"(usage: %mempamal {command}" in message
+    printed = capsys.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+
+
+@pytest.mark.parametrize("line, option", [("-n 1 --prev", "--prev"), ("-n 1 status", "status"),
+                                          ("-n 1 --n-engines 2", "--n-engines")])
+def test_cell_refuses_options_it_does_not_take_before_running_the_body(shell, tmp_path, line, option):
+    with pytest.raises(UsageError) as raised:
+        shell.run_cell_magic("mempamal", line, BODY)
+    assert str(raised.value).startswith(f"%%mempamal: unrecognized arguments: {option}")
+    assert "(usage: %%mempamal [-b BACKEND]" in str(raised.value)
+    assert "estimator" not in shell.user_ns and list(tmp_path.iterdir()) == []
+
+
+def test_every_command_accepts_each_of_its_options(shell, tmp_path, capsys):
+    shell.run_cell_magic("mempamal", "--backend local --n-jobs 1 --workdir wd --output pre --preview "
+                                     "--export makefile:Makefile --overwrite", BODY)
+    assert mp.Workflow.open(tmp_path / "wd").status()["done"] == 0 and (tmp_path / "Makefile").exists()
+    ns = shell.user_ns
+    experiment = mp.Experiment(ns["estimator"], param_grid=ns["param_grid"], cv=3, inner_cv=2)
+    shell.run_line_magic("mempamal", "resume wd --backend local --n-jobs 1 --output resumed")
+    assert_matches_sklearn(ns["resumed"], experiment, ns["X"], ns["y"])
+    shell.run_line_magic("mempamal", "results wd --output loaded")
+    np.testing.assert_array_equal(ns["loaded"].test_scores["score"], ns["resumed"].test_scores["score"])
+    shell.run_line_magic("mempamal", "status wd")
+    shell.run_line_magic("mempamal", "export commands cmds.json wd")
+    assert (tmp_path / "cmds.json").exists()
+    shell.run_line_magic("mempamal", "attach wd")
+    shell.run_cell_magic("mempamal", "-b local -n 1 -w wd2 -o submitted -a", BODY)
+    shell.run_line_magic("mempamal", "wait wd2 -o waited")
+    assert_matches_sklearn(ns["waited"], experiment, ns["X"], ns["y"])
+    shell.run_line_magic("mempamal", "cancel wd2")  # a finished run: nothing left to stop
+    assert "nothing is running in" in capsys.readouterr().out
+
+
+def test_resume_runs_on_the_backend_its_own_line_names(shell):
+    """-b on `%mempamal resume` reaches the run (the cell's backend is only the default)."""
+    shell.run_cell_magic("mempamal", "-n 1 -w wd --preview", BODY)
+    with pytest.raises(UsageError, match="no-such-backend"):
+        shell.run_line_magic("mempamal", "resume -b no-such-backend")
+    shell.run_line_magic("mempamal", "resume -b local -n 1 -o res")
+    assert mp.Workflow.open("wd").status()["pending"] == 0
+
+
+def test_help_of_the_magic_lists_every_command_with_its_options(shell, capsys):
+    from mempamal.jupyter.magic_options import usage
+    from mempamal.jupyter.magics import COMMANDS
+
+    shell.run_cell("%mempamal?")
+    out = capsys.readouterr().out
+    for func in COMMANDS.values():
+        section = out[out.index(usage(func) + "\n"):].split("\n\n")[0]
+        flags = [flag for action in func.parser._actions for flag in action.option_strings]
+        metavars = [action.metavar for action in func.parser._actions if not action.option_strings]
+        assert all(word in section for word in flags + metavars), (usage(func), section)
+    assert len(COMMANDS) == 11  # the cell and ten line commands
+    shell.run_line_magic("mempamal", "resume -h")
+    printed = capsys.readouterr().out
+    assert printed.startswith("%mempamal resume [-b BACKEND] [-n N] [-o NAME] [WORKDIR]") and "status" not in printed
+
+
+IPYTHON_BODY = BODY.replace("cv, inner_cv = 3, 2", """\
+files = !ls
+names = %who_ls
+%time inner_cv = 2
+cv = 3
+""")
+
+
+def test_cell_body_is_ipython_code_and_gives_sklearns_results(shell, tmp_path):
+    """!ls, a line magic's value and %time work in the body; inner_cv set inside %time is used."""
+    (tmp_path / "marker.txt").write_text("")
+    shell.run_cell_magic("mempamal", "-n 1 -w wd -o res", IPYTHON_BODY)
+    ns = shell.user_ns
+    assert "marker.txt" in ns["files"] and "estimator" in ns["names"]
+    experiment = mp.Experiment(ns["estimator"], param_grid=ns["param_grid"], cv=3, inner_cv=2)
+    assert_matches_sklearn(ns["res"], experiment, ns["X"], ns["y"])
+
+
+def test_run_cell_body_returns_the_names_the_body_set(shell, tmp_path):
+    from mempamal.jupyter.cell_body import run_cell_body
+
+    shell.run_cell("cv = 5\nkept = 1")
+    defined = run_cell_body(shell, "files = !ls\n%time cv = 3\nimport numpy as np")
+    assert {"files", "cv", "np"} <= defined and "kept" not in defined
+    assert shell.user_ns["cv"] == 3 and isinstance(shell.user_ns["files"], list)
+
+
+def test_failing_body_shows_the_users_error_and_writes_no_workdir(shell, tmp_path, capsys):
+    import re
+
+    cell = "%%mempamal -n 1 -w wd\n" + IPYTHON_BODY + "print(undefined_name)\n"
+    result = shell.run_cell(cell)
+    assert isinstance(result.error_in_exec, UsageError)
+    assert str(result.error_in_exec) == "%%mempamal: the cell raised NameError; nothing was built."
+    printed = capsys.readouterr()
+    printed = re.sub(r"\x1b\[[0-9;]*m", "", printed.out + printed.err)
+    assert "NameError: name 'undefined_name' is not defined" in printed
+    line_number = cell.splitlines().index("print(undefined_name)") + 1  # as the user sees the cell
+    assert re.search(rf"-+> {line_number} print\(undefined_name\)", printed), printed
+    assert "cell_body.py" not in printed  # the user's frames only
+    assert not (tmp_path / "wd").exists() and not (tmp_path / "mempamal-runs").exists()

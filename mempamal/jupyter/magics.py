@@ -1,35 +1,46 @@
 """``%mempamal`` and ``%%mempamal``: thin magics over the public API.
 
-``%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [--preview] [--export FMT:PATH]``
-runs the cell in the user namespace; the cell defines ``estimator``, ``X``,
-``y`` and optionally ``groups``, ``params`` (metadata for ``build``),
-``cv``, ``inner_cv``, ``param_grid`` or ``param_distributions`` and
-``n_iter``, ``scoring``, ``refit``, ``n_permutations``, ``random_state``,
-``error_score``, ``final_fit``, ``return_estimator``, ``predict``,
-``return_train_score``.  The magic builds the workflow, previews or runs it, shows
-the summary and the scores plot, and stores the Results in ``NAME``.
-``estimator``, ``X`` and ``y`` may come from earlier cells; the optional
-settings are read only when the cell itself assigns them, so a
-``param_grid`` left over from another experiment never changes this one.
+``%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [-a] [--preview]
+[--export FMT:PATH] [--overwrite]`` runs the cell body through IPython in the
+user namespace (``!ls``, ``%time`` and line magics work there); the body
+defines ``estimator``, ``X``, ``y`` and optionally ``groups``, ``params``
+(metadata for ``build``), ``cv``, ``inner_cv``, ``param_grid`` or
+``param_distributions`` and ``n_iter``, ``scoring``, ``refit``,
+``n_permutations``, ``random_state``, ``error_score``, ``final_fit``,
+``return_estimator``, ``predict``, ``return_train_score``.  The magic builds
+the workflow, previews or runs it, shows the summary and the scores plot, and
+stores the Results in ``NAME``.  ``estimator``, ``X`` and ``y`` may come from
+earlier cells; the optional settings are read only when the cell itself sets
+them, so a ``param_grid`` left over from another experiment never changes
+this one.
 
 ``%%mempamal --async`` (``-a``) submits the run and returns at once: the
 cell shows a live panel, ``NAME`` holds the :class:`mempamal.Run` until
 ``%mempamal wait`` replaces it with the Results.
 
-``%mempamal status|results|wait|cancel|attach [WORKDIR]``, ``%mempamal
-export FMT PATH``, ``%mempamal resume``, ``%mempamal gui``, ``%mempamal
-cluster start -n N``, ``%mempamal cluster stop``, ``%mempamal --help``.
+Line commands, each with its own parser (:mod:`.magic_options`) so an option
+a command does not use is refused: ``status``, ``results``, ``wait``,
+``cancel``, ``attach`` ``[WORKDIR]``, ``export FMT PATH [WORKDIR]``,
+``resume [WORKDIR] [-b BACKEND] [-n N]``, ``gui``, ``cluster start [-n N]``,
+``cluster stop``; ``%mempamal --help`` (or ``%mempamal?``) lists every
+command with its options, ``%mempamal COMMAND -h`` one of them.
 
 Every scenario here is reachable from plain Python: the magic only calls
 :class:`mempamal.Experiment`, :class:`mempamal.Workflow` and
 :class:`mempamal.Results`.
 """
 
+import inspect
+import textwrap
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument
 from IPython.display import display
 
+from .cell_body import run_cell_body
+from .magic_options import (HELP_FLAGS, backend_options, command, command_help, output_option, parse_options,
+                            split_command, workdir_argument)
 from .static import preview_static, show_figure
 
 #: Cell variables handed to Experiment (beyond estimator, X, y, groups).
@@ -38,55 +49,21 @@ EXPERIMENT_VARIABLES = ("param_grid", "cv", "inner_cv", "scoring", "refit", "n_p
                         "return_estimator", "predict", "return_train_score")
 #: Cell variables handed to Experiment.build (metadata such as sample_weight).
 BUILD_VARIABLES = ("params",)
-LINE_COMMANDS = ("status", "results", "wait", "cancel", "attach", "export", "resume", "gui", "cluster")
-
-USAGE = """\
-%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [-a] [--preview] [--export FMT:PATH] [--overwrite]
-    The cell defines estimator, X, y and optionally groups, params, cv, inner_cv,
-    param_grid or param_distributions and n_iter, scoring, refit, n_permutations,
-    random_state, error_score, final_fit, return_estimator, predict,
-    return_train_score; the magic builds the
-    workflow and runs it (Results in NAME), or with -a/--async submits it and returns
-    at once (NAME holds the Run; the cell shows a live panel).
-
-%mempamal status  [WORKDIR]    task counts and the graph
-%mempamal results [WORKDIR]    summary and best parameters (Results in -o NAME)
-%mempamal wait    [WORKDIR]    wait for a submitted run; its Results go to NAME
-%mempamal cancel  [WORKDIR]    stop a submitted run (finished tasks are kept)
-%mempamal attach  [WORKDIR]    follow a run started before a kernel restart
-%mempamal export FMT PATH      commands, shell, makefile, soma-workflow
-%mempamal resume  [WORKDIR]    run what is unfinished
-%mempamal gui                  the ExperimentBuilder form
-%mempamal cluster start -n N | cluster stop    local ipyparallel engines for -b ipyparallel
-%mempamal --help               this text
-
-WORKDIR defaults to the last one used by a %%mempamal cell.\
-"""
+#: ``%%mempamal`` (key ``"%mempamal"``) and every ``%mempamal COMMAND``, in help order: their decorated methods.
+COMMANDS = {}
+DEFAULT_OUTPUT = "mempamal_results"
 
 
-def assigned_names(cell):
-    r"""Names a cell body binds (assignments, imports, loop targets...).
+def help_text():
+    """What ``%mempamal --help`` and ``%mempamal?`` show: every command with its options.
 
     Examples
     --------
-    >>> sorted(assigned_names("cv = 3\nfrom numpy import logspace as grid\nfor i in []: pass"))
-    ['cv', 'grid', 'i']
+    >>> "%mempamal status [WORKDIR]" in help_text()
+    True
     """
-    import ast
-
-    try:
-        tree = ast.parse(cell)
-    except SyntaxError:
-        return set()
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            names.add(node.id)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-    return names
+    return ("\n\n".join(command_help(func) for func in COMMANDS.values())
+            + "\n\n%mempamal --help    this text; %mempamal COMMAND -h    one command")
 
 
 def experiment_from_namespace(namespace, defined=None):
@@ -153,22 +130,10 @@ class MempamalMagics(Magics):
         super().__init__(shell)
         self.last_workdir = None
         self.last_run = {"backend": "local", "n_jobs": -1}
-        self.last_output = "mempamal_results"
+        self.last_output = DEFAULT_OUTPUT
         self.cluster = None
         self.runs = {}  # workdir (absolute) -> the Run submitted or attached from this kernel
 
-    @magic_arguments()
-    @argument("command", nargs="*", help="line magic: status|results [WORKDIR], export FMT PATH, resume, gui, "
-                                          "cluster start -n N, cluster stop")
-    @argument("-b", "--backend", default="local", help="local, ipyparallel, soma-workflow or a registered name")
-    @argument("-n", "--n-jobs", type=int, default=-1, help="workers (-1 = all cores)")
-    @argument("-w", "--workdir", default=None, help="workdir (default: mempamal-runs/NAME)")
-    @argument("-o", "--output", default="mempamal_results", help="variable receiving the Results")
-    @argument("-a", "--async", dest="submit", action="store_true",
-              help="submit and return at once; NAME holds the Run (see %%mempamal wait)")
-    @argument("--preview", action="store_true", help="show the task list and graph, run nothing")
-    @argument("--export", default=None, metavar="FMT:PATH", help="also export the graph (e.g. makefile:Makefile)")
-    @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
     @line_cell_magic
     def mempamal(self, line, cell=None):
         """Build, preview or run a mempamal experiment from a cell, or manage runs.
@@ -183,31 +148,49 @@ class MempamalMagics(Magics):
 
             %mempamal status
         """
-        if line.strip() in ("-h", "--help"):
-            print(USAGE)
+        if cell is None and line.strip() in HELP_FLAGS:
+            print(help_text())
             return None
-        args = parse_argstring(self.mempamal, line)
+        name, rest = ("%mempamal", line) if cell is not None else split_command(line, COMMANDS)
+        func = COMMANDS[name]
+        if set(rest.split()) & set(HELP_FLAGS):  # `%mempamal status -h`, `%%mempamal -h`: that command's help
+            print(command_help(func))
+            return None
         if cell is not None:
-            if args.command:
-                raise UsageError(f"%%mempamal takes options only; got {args.command}.")
-            return self.run_cell(cell, args)
-        if not args.command or args.command[0] not in LINE_COMMANDS:
-            raise UsageError(f"%mempamal needs a command among {list(LINE_COMMANDS)}; got {args.command}.")
-        return getattr(self, f"_line_{args.command[0]}")(args.command[1:], args)
+            return self.run_cell(cell, parse_options(func, rest))
+        return func(self, parse_options(func, rest))
 
     # ---------------------------------------------------------------- cell
+    @command("%mempamal", COMMANDS)
+    @backend_options
+    @argument("-w", "--workdir", default=None, metavar="WORKDIR", help="the workdir (default: mempamal-runs/NAME)")
+    @output_option
+    @argument("-a", "--async", dest="submit", action="store_true",
+              help="submit and return at once; NAME holds the Run (%%mempamal wait collects it)")
+    @argument("--preview", action="store_true", help="show the task list and graph, run nothing")
+    @argument("--export", default=None, metavar="FMT:PATH", help="also export the graph (e.g. makefile:Makefile)")
+    @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
     def run_cell(self, cell, args):
-        """The ``%%mempamal`` cell: define, build, then preview or run.
+        """Run the cell body, build the workflow it defines, then preview, run or submit it.
+
+        The body (IPython code: ``!ls``, ``%time``, line magics work) defines
+        estimator, X, y and optionally groups, params, cv, inner_cv, param_grid
+        or param_distributions and n_iter, scoring, refit, n_permutations,
+        random_state, error_score, final_fit, return_estimator, predict,
+        return_train_score. The Results (with -a, the Run) go to NAME.
+
+        If the body fails, its traceback shows, then one UsageError line, and
+        nothing is built.
 
         Examples
         --------
-        >>> magics.run_cell("estimator = SVC(); cv = 3", args)          # doctest: +SKIP
+        >>> magics.run_cell("estimator = SVC(); cv = 3", parse_options(COMMANDS["%mempamal"], "-n 2"))  # doctest: +SKIP
         """
         namespace = self.shell.user_ns
-        self._execute_body(cell)
-        defined = assigned_names(cell)
+        defined = run_cell_body(self.shell, cell)
         experiment, X, y, groups = experiment_from_namespace(namespace, defined=defined)
-        workdir = args.workdir or f"mempamal-runs/{args.output}"
+        output = args.output or DEFAULT_OUTPUT
+        workdir = args.workdir or f"mempamal-runs/{output}"
         try:
             workflow = experiment.build(X, y, groups=groups, workdir=workdir, overwrite=args.overwrite,
                                         **build_options_from_namespace(namespace, defined))
@@ -216,31 +199,15 @@ class MempamalMagics(Magics):
         except (TypeError, ValueError) as exc:
             raise UsageError(f"%%mempamal: {exc}") from None
         self.last_workdir = workdir
-        self.last_run = {"backend": args.backend, "n_jobs": args.n_jobs}
+        self.last_run = {"backend": args.backend or "local", "n_jobs": -1 if args.n_jobs is None else args.n_jobs}
         if args.export:
             self._export(workflow, args.export)
         if args.preview:
             return self._preview(workflow)
         if args.submit:
-            return self._submit(workflow, args.output)
-        self._run(workflow, args.output)
+            return self._submit(workflow, output)
+        self._run(workflow, output)
         return None
-
-    def _execute_body(self, cell):
-        """Run the cell body in the user namespace; its own errors show the user's code only."""
-        import sys
-
-        # Registered with IPython's compiler cache so tracebacks show the cell's lines,
-        # under the cell's In[n] (run_cell counted it already), one blank line
-        # standing for the %%mempamal line so that line numbers match the cell.
-        body = "\n" + cell
-        filename = self.shell.compile.cache(body, max(self.shell.execution_count - 1, 0))
-        try:
-            exec(compile(body, filename, "exec"), self.shell.user_ns)
-        except Exception as exc:
-            kind, value, traceback = sys.exc_info()
-            self.shell.showtraceback((kind, value, traceback.tb_next), tb_offset=0)  # from the user's first line
-            raise UsageError(f"%%mempamal: the cell raised {type(exc).__name__}; nothing was built.") from None
 
     def _preview(self, workflow):
         display(preview_static(workflow))
@@ -292,10 +259,10 @@ class MempamalMagics(Magics):
             raise UsageError(f"%mempamal export: {exc}") from None
 
     # ---------------------------------------------------------------- line
-    def _workflow(self, words, command):
+    def _workflow(self, workdir, command):
         from mempamal import WorkdirError, Workflow
 
-        workdir = words[0] if words else self.last_workdir
+        workdir = workdir or self.last_workdir
         if workdir is None:
             raise UsageError(f"%mempamal {command}: give a WORKDIR (no %%mempamal cell has run yet).")
         try:
@@ -303,52 +270,64 @@ class MempamalMagics(Magics):
         except WorkdirError as exc:
             raise UsageError(f"%mempamal {command}: {exc}") from None
 
-    def _line_status(self, words, args):
-        workflow = self._workflow(words, "status")
-        display(workflow)
-        return None
+    @command("status", COMMANDS)
+    @workdir_argument
+    def _line_status(self, args):
+        """Task counts and the graph of the workdir."""
+        display(self._workflow(args.workdir, "status"))
 
-    def _line_results(self, words, args):
+    @command("results", COMMANDS)
+    @workdir_argument
+    @output_option
+    def _line_results(self, args):
+        """The summary and best parameters of the workdir's finished run; the Results go to NAME."""
         from mempamal import Results, WorkdirError
 
-        workflow = self._workflow(words, "results")
+        workflow = self._workflow(args.workdir, "results")
         try:
             results = Results.load(workflow.workdir)
         except WorkdirError as exc:
             raise UsageError(f"%mempamal results: {exc}") from None
-        self.shell.user_ns[args.output] = results
+        self.shell.user_ns[args.output or DEFAULT_OUTPUT] = results
         display(results)
-        return None
 
-    def _submitted_run(self, words, command):
-        workflow = self._workflow(words, command)
+    def _submitted_run(self, workdir, command):
+        workflow = self._workflow(workdir, command)
         run = self.runs.get(str(workflow.workdir))
         if run is None:
             raise UsageError(f"%mempamal {command}: no run of {workflow.workdir} was submitted or attached "
                              "from this kernel (use %%mempamal --async or %mempamal attach).")
         return run
 
-    def _line_wait(self, words, args):
+    @command("wait", COMMANDS)
+    @workdir_argument
+    @output_option
+    def _line_wait(self, args):
+        """Wait for a run submitted with --async; its Results replace the Run (default NAME: the cell's)."""
         from mempamal import RunCancelled, WorkflowError
 
-        run = self._submitted_run(words, "wait")
+        run = self._submitted_run(args.workdir, "wait")
         try:
             results = run.wait()
         except (WorkflowError, RunCancelled, RuntimeError) as exc:
             raise UsageError(f"%mempamal wait: {exc}") from None
-        # -o on this line wins; else the name the --async cell used.
-        output = args.output if args.output != "mempamal_results" else self.last_output
-        self._show_results(results, output)
+        self._show_results(results, args.output or self.last_output)  # else the name the --async cell used
 
-    def _line_cancel(self, words, args):
-        run = self._submitted_run(words, "cancel")
+    @command("cancel", COMMANDS)
+    @workdir_argument
+    def _line_cancel(self, args):
+        """Stop a submitted run; finished tasks are kept (resume runs the rest)."""
+        run = self._submitted_run(args.workdir, "cancel")
         run.cancel()
         print(f"{run.summary_line()}; finished tasks are kept (%mempamal resume runs the rest)")
 
-    def _line_attach(self, words, args):
+    @command("attach", COMMANDS)
+    @workdir_argument
+    def _line_attach(self, args):
+        """Follow a run started before a kernel restart (or by another process)."""
         from .panel import show_run
 
-        workflow = self._workflow(words, "attach")
+        workflow = self._workflow(args.workdir, "attach")
         run = self.runs.get(str(workflow.workdir))
         if run is None or run.done():  # a run of this kernel is shown again, not watched twice
             run = workflow.attach()
@@ -361,22 +340,40 @@ class MempamalMagics(Magics):
         show_run(run)
         return None
 
-    def _line_export(self, words, args):
-        if len(words) != 2:
-            raise UsageError("%mempamal export FMT PATH (e.g. %mempamal export soma-workflow wf.json)")
-        self._export(self._workflow([], "export"), f"{words[0]}:{words[1]}")
+    @command("export", COMMANDS)
+    @argument("format", metavar="FMT", help="commands, shell, makefile or soma-workflow")
+    @argument("path", metavar="PATH", help="the file to write")
+    @workdir_argument
+    def _line_export(self, args):
+        """Write the workdir's graph for another runner."""
+        self._export(self._workflow(args.workdir, "export"), f"{args.format}:{args.path}")
 
-    def _line_resume(self, words, args):
-        self._run(self._workflow(words, "resume"), args.output)
+    @command("resume", COMMANDS)
+    @workdir_argument
+    @backend_options
+    @output_option
+    def _line_resume(self, args):
+        """Run what is unfinished in the workdir, where the last cell ran it unless -b/-n say otherwise."""
+        workflow = self._workflow(args.workdir, "resume")
+        if args.backend is not None:
+            self.last_run["backend"] = args.backend
+        if args.n_jobs is not None:
+            self.last_run["n_jobs"] = args.n_jobs
+        self._run(workflow, args.output or DEFAULT_OUTPUT)
 
-    def _line_gui(self, words, args):
+    @command("gui", COMMANDS)
+    def _line_gui(self, args):
+        """The ExperimentBuilder form (builder = %mempamal gui keeps a handle on it)."""
         from .widgets import ExperimentBuilder
 
         # Returned, not displayed: the cell shows it once, and
         # ``builder = %mempamal gui`` keeps a handle on the form.
         return ExperimentBuilder(namespace=self.shell.user_ns)
 
-    def _line_cluster(self, words, args):
+    @command("cluster start", COMMANDS)
+    @argument("-n", "--n-engines", type=int, default=-1, metavar="N", help="engines, -1 = one per core (default)")
+    def _line_cluster_start(self, args):
+        """Start local ipyparallel engines that %%mempamal -b ipyparallel uses."""
         import os
 
         # The one import below the api layer a skin makes (tests/test_layers.py
@@ -384,23 +381,29 @@ class MempamalMagics(Magics):
         # api-layer counterpart and DESIGN.md fixes the public names.
         from mempamal.backends.ipyparallel import LocalCluster
 
-        action = words[0] if words else None
-        if action == "start":
-            if self.cluster is not None:
-                raise UsageError("%mempamal cluster: a cluster is already running; stop it first.")
-            # -n N engines; without a positive -n, one per core (what n_jobs=-1 means).
-            n_engines = args.n_jobs if args.n_jobs > 0 else (os.cpu_count() or 1)
-            self.cluster = LocalCluster(n_engines).__enter__()
-            print(f"ipyparallel cluster started with {len(self.cluster.client.ids)} engines; "
-                  "%%mempamal -b ipyparallel uses it")
-        elif action == "stop":
-            if self.cluster is None:
-                raise UsageError("%mempamal cluster: no cluster is running.")
-            self.cluster.__exit__(None, None, None)
-            self.cluster = None
-            print("ipyparallel cluster stopped")
-        else:
-            raise UsageError("%mempamal cluster start -n N | %mempamal cluster stop")
+        if self.cluster is not None:
+            raise UsageError("%mempamal cluster start: a cluster is already running; stop it first.")
+        n_engines = args.n_engines if args.n_engines > 0 else (os.cpu_count() or 1)
+        self.cluster = LocalCluster(n_engines).__enter__()
+        print(f"ipyparallel cluster started with {len(self.cluster.client.ids)} engines; "
+              "%%mempamal -b ipyparallel uses it")
+
+    @command("cluster stop", COMMANDS)
+    def _line_cluster_stop(self, args):
+        """Stop the engines of %mempamal cluster start."""
+        if self.cluster is None:
+            raise UsageError("%mempamal cluster stop: no cluster is running.")
+        self.cluster.__exit__(None, None, None)
+        self.cluster = None
+        print("ipyparallel cluster stopped")
+
+
+# `%mempamal?` shows the magic's docstring: what it is, every command with its options (an
+# RST literal block, as autodoc renders it too), an example.
+_summary, _, _examples = inspect.cleandoc(MempamalMagics.mempamal.__doc__).partition("Examples\n--------")
+_commands = textwrap.indent(help_text(), "    ")
+MempamalMagics.mempamal.__doc__ = (f"{_summary.strip()}\n\nCommands and options::\n\n{_commands}\n\n"
+                                   f"Examples\n--------{_examples}")
 
 
 def load_ipython_extension(ipython):
