@@ -77,9 +77,9 @@ class Experiment:
     >>> X, y = load_iris(return_X_y=True)
     >>> exp = mp.Experiment(LogisticRegression(max_iter=500),
     ...                     param_grid={"C": np.logspace(-2, 2, 5)}, cv=5, inner_cv=3)
-    >>> wf = exp.build(X, y, workdir="runs/iris")       # doctest: +SKIP
-    >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
-    >>> res.summary()                                   # doctest: +SKIP
+    >>> wf = exp.build(X, y, workdir="runs/iris")
+    >>> res = wf.run(n_jobs=2)
+    >>> res.summary()
     """
 
     def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
@@ -248,10 +248,10 @@ class Experiment:
         >>> from sklearn.svm import SVC
         >>> X, y = load_iris(return_X_y=True)
         >>> wf = Experiment(SVC(), param_grid={"C": [1.0, 10.0]}, cv=3, inner_cv=3).build(
-        ...     X, y, workdir="runs/iris")                                    # doctest: +SKIP
-        >>> wf.status()["total"], wf.status()["done"]                          # doctest: +SKIP
+        ...     X, y, workdir="runs/iris")
+        >>> wf.status()["total"], wf.status()["done"]
         (22, 0)
-        >>> wf = exp.build(X, y, params={"sample_weight": w}, workdir="runs/w")   # doctest: +SKIP
+        >>> wf = exp.build(X, y, params={"sample_weight": w}, workdir="runs/w")
         """
         validation_build.check_build_arguments(workdir, overwrite, chunk_size)
         validation_build.check_data(X, y, groups)
@@ -300,7 +300,7 @@ class Experiment:
 
         Examples
         --------
-        >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2)     # doctest: +SKIP
+        >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2)
         """
         workflow = self.build(X, y, groups=groups, params=params, workdir=workdir, overwrite=overwrite,
                               chunk_size=chunk_size)

@@ -58,11 +58,11 @@ class Run:
 
     Examples
     --------
-    >>> run = wf.submit(backend="local", n_jobs=2)    # doctest: +SKIP
-    >>> run.status()["by_kind"]["select"]             # doctest: +SKIP
+    >>> run = wf.submit(backend="local", n_jobs=2)
+    >>> run.status()["by_kind"]["select"]
     {'done': 1, 'running': 1, 'pending': 3, 'failed': 0, 'total': 5}
-    >>> run.results()                                 # doctest: +SKIP
-    >>> res = run.wait()                              # doctest: +SKIP
+    >>> run.results()
+    >>> res = run.wait()
     """
 
     def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True):
@@ -114,7 +114,7 @@ class Run:
 
         Examples
         --------
-        >>> run.done()                                    # doctest: +SKIP
+        >>> run.done()
         False
         """
         return self._finished.is_set()
@@ -126,7 +126,7 @@ class Run:
 
         Examples
         --------
-        >>> run.join(timeout=1.0)                         # doctest: +SKIP
+        >>> run.join(timeout=1.0)
         False
         """
         return self._finished.wait(timeout)
@@ -137,7 +137,7 @@ class Run:
 
         Examples
         --------
-        >>> run.cancel(); run.state                       # doctest: +SKIP
+        >>> run.cancel(); run.state
         'cancelled'
         """
         if not self.done():
@@ -154,7 +154,7 @@ class Run:
 
         Examples
         --------
-        >>> run.join(); type(run.error).__name__          # doctest: +SKIP
+        >>> run.join(); type(run.error).__name__
         'WorkflowError'
         """
         return self._error
@@ -172,7 +172,7 @@ class Run:
 
         Examples
         --------
-        >>> run.status()["done"], run.status()["running"]     # doctest: +SKIP
+        >>> run.status()["done"], run.status()["running"]
         (12, 4)
         """
         return task_counts(self.workflow, active=not self.done())
@@ -182,7 +182,7 @@ class Run:
 
         Examples
         --------
-        >>> run.elapsed()                                 # doctest: +SKIP
+        >>> run.elapsed()
         12.3
         """
         return (self.ended or time.time()) - self.started
@@ -192,7 +192,7 @@ class Run:
 
         Examples
         --------
-        >>> run.eta()                                     # doctest: +SKIP
+        >>> run.eta()
         42.0
         """
         counts = self.status()
@@ -207,7 +207,7 @@ class Run:
 
         Examples
         --------
-        >>> run.results()                                 # doctest: +SKIP
+        >>> run.results()
                     test_accuracy  param_C  fit_time  score_time  error
         outer_fold
         0                0.966667      1.0  0.002       0.0003   None
@@ -220,8 +220,8 @@ class Run:
 
         Examples
         --------
-        >>> run.cancel()                                  # doctest: +SKIP
-        >>> run.state                                     # doctest: +SKIP
+        >>> run.cancel()
+        >>> run.state
         'cancelled'
         """
         self._stop.set()
@@ -238,7 +238,7 @@ class Run:
 
         Examples
         --------
-        >>> res = run.wait()                              # doctest: +SKIP
+        >>> res = run.wait()
         """
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
             raise ValueError(f"The 'timeout' parameter of Run.wait must be a number >= 0 or None; "
@@ -263,7 +263,7 @@ class Run:
 
         Examples
         --------
-        >>> run.summary_line()                            # doctest: +SKIP
+        >>> run.summary_line()
         'running on local: 40/81 tasks done, 2/5 outer folds, 12 s elapsed, ~10 s left'
         """
         counts = self.status()
@@ -313,7 +313,7 @@ def task_counts(workflow, active=True):
 
     Examples
     --------
-    >>> task_counts(wf)["by_kind"]["fit"]             # doctest: +SKIP
+    >>> task_counts(wf)["by_kind"]["fit"]
     {'done': 8, 'running': 2, 'pending': 10, 'failed': 0, 'total': 20, ...}
     """
     from .backends.base import executing_task_ids

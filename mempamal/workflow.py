@@ -22,10 +22,10 @@ class Workflow(TaskGraph):
 
     Examples
     --------
-    >>> wf = exp.build(X, y, workdir="runs/iris")      # doctest: +SKIP
-    >>> len(wf.tasks), wf.status()["pending"]           # doctest: +SKIP
+    >>> wf = exp.build(X, y, workdir="runs/iris")
+    >>> len(wf.tasks), wf.status()["pending"]
     (81, 81)
-    >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
+    >>> res = wf.run(n_jobs=2)
     """
 
     # -------------------------------------------------------------- run
@@ -49,8 +49,8 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> res = wf.run(backend="local", n_jobs=2)         # doctest: +SKIP
-        >>> res = wf.run(n_jobs=2, wait=600)   # queue behind a running run  # doctest: +SKIP
+        >>> res = wf.run(backend="local", n_jobs=2)
+        >>> res = wf.run(n_jobs=2, wait=600)   # queue behind a running run
         """
         return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait, **options).wait()
 
@@ -66,10 +66,10 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> run = wf.submit(backend="local", n_jobs=2)      # doctest: +SKIP
-        >>> run.done(), run.status()["done"]                # doctest: +SKIP
+        >>> run = wf.submit(backend="local", n_jobs=2)
+        >>> run.done(), run.status()["done"]
         (False, 3)
-        >>> res = run.wait()                                # doctest: +SKIP
+        >>> res = run.wait()
         """
         from .backends.base import effective_n_jobs, get_backend
         from .run import Run
@@ -149,7 +149,7 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> mp.Workflow.open("runs/iris").results()        # doctest: +SKIP
+        >>> mp.Workflow.open("runs/iris").results()
         """
         from .results import Results
 
@@ -168,8 +168,8 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> run = mp.Workflow.open("runs/bc").attach()      # doctest: +SKIP
-        >>> run.status()                                    # doctest: +SKIP
+        >>> run = mp.Workflow.open("runs/bc").attach()
+        >>> run.status()
         """
         from .run import Run
         from .graph.submissions import live_runner, recorded_submission
@@ -231,7 +231,7 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> wf.finished_folds()                             # doctest: +SKIP
+        >>> wf.finished_folds()
         """
         from .results import finished_folds
 
@@ -243,9 +243,9 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> wf.export("Makefile", format="makefile")                          # doctest: +SKIP
+        >>> wf.export("Makefile", format="makefile")
         PosixPath('Makefile')
-        >>> wf.export("wf-soma.json", format="soma-workflow")                # doctest: +SKIP
+        >>> wf.export("wf-soma.json", format="soma-workflow")
         PosixPath('wf-soma.json')
         """
         from .backends.export import export_workflow
@@ -261,8 +261,8 @@ class Workflow(TaskGraph):
         Returns the :class:`~mempamal.display.GraphDisplay` (``ax_``,
         ``figure_``, ``positions_``, ``aggregated_``).
 
-        >>> disp = wf.plot()                                                  # doctest: +SKIP
-        >>> disp.ax_.get_title()                                              # doctest: +SKIP
+        >>> disp = wf.plot()
+        >>> disp.ax_.get_title()
         '4 tasks: 3 score, 1 final'
         """
         from .display import GraphDisplay

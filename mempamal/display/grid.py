@@ -32,8 +32,8 @@ class GridDisplay(Display):
 
     Examples
     --------
-    >>> GridDisplay.from_results(res, params=["clf__C"])            # doctest: +SKIP
-    >>> res.plot_grid(params=["C", "gamma"]).image_.get_array()     # doctest: +SKIP
+    >>> GridDisplay.from_results(res, params=["clf__C"])
+    >>> res.plot_grid(params=["C", "gamma"]).image_.get_array()
     """
 
     def __init__(self, *, params, values, scores, metric, outer_fold=None, best=None):
@@ -73,8 +73,8 @@ class GridDisplay(Display):
 
         Examples
         --------
-        >>> disp = GridDisplay.from_results(res, params=["C"])          # doctest: +SKIP
-        >>> [line.get_label() for line in disp.lines_]                   # doctest: +SKIP
+        >>> disp = GridDisplay.from_results(res, params=["C"])
+        >>> [line.get_label() for line in disp.lines_]
         ['outer fold 0', 'outer fold 1', 'outer fold 2']
         """
         if not results.nested:
@@ -128,8 +128,8 @@ class GridDisplay(Display):
 
         Examples
         --------
-        >>> disp = res.plot_grid(params=["C", "gamma"])                  # doctest: +SKIP
-        >>> disp.plot(outer_fold=1).image_.get_array().shape             # doctest: +SKIP
+        >>> disp = res.plot_grid(params=["C", "gamma"])
+        >>> disp.plot(outer_fold=1).image_.get_array().shape
         (3, 2)
         """
         ax = self._axes(ax)

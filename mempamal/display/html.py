@@ -44,7 +44,7 @@ def workflow_html(workflow, graph=True):
 
     Examples
     --------
-    >>> HTML(workflow_html(wf, graph=False))                              # doctest: +SKIP
+    >>> HTML(workflow_html(wf, graph=False))
     """
     status = workflow.status()
     rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
@@ -59,7 +59,7 @@ def results_html(results):
 
     Examples
     --------
-    >>> "best parameters per outer fold" in results_html(res)             # doctest: +SKIP
+    >>> "best parameters per outer fold" in results_html(res)
     True
     """
     summary = results.summary().to_html(float_format=lambda v: f"{v:.4f}")
@@ -102,7 +102,7 @@ def run_html(run):
 
     Examples
     --------
-    >>> from IPython.display import HTML; HTML(run_html(run))     # doctest: +SKIP
+    >>> from IPython.display import HTML; HTML(run_html(run))
     """
     counts = run.status()
     header = "<tr><th></th>" + "".join(f"<th>{name}</th>" for name in _RUN_STATES) + "</tr>"
@@ -123,7 +123,7 @@ def run_jobs_line(run):
 
     Examples
     --------
-    >>> run_jobs_line(run)                                        # doctest: +SKIP
+    >>> run_jobs_line(run)
     'slurm jobs: 3 pending, 2 running, 4 finished'
     """
     from ..graph.submissions import describe_jobs, recorded_jobs
@@ -143,7 +143,7 @@ def folds_html(frame):
 
     Examples
     --------
-    >>> folds_html(res.to_frame())                                # doctest: +SKIP
+    >>> folds_html(res.to_frame())
     """
     shown = frame.drop(columns=[c for c in ("score_time", "error") if c in frame and
                                 (c == "score_time" or frame[c].isna().all())])

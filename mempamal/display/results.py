@@ -18,9 +18,9 @@ class ScoresDisplay(Display):
 
     Examples
     --------
-    >>> disp = ScoresDisplay.from_results(res)       # doctest: +SKIP
-    >>> disp.figure_.savefig("scores.png")           # doctest: +SKIP
-    >>> ScoresDisplay(scores={"accuracy": [0.9, 0.8, 1.0]}).plot().lines_["accuracy"].get_ydata()  # doctest: +SKIP
+    >>> disp = ScoresDisplay.from_results(res)
+    >>> disp.figure_.savefig("scores.png")
+    >>> ScoresDisplay(scores={"accuracy": [0.9, 0.8, 1.0]}).plot().lines_["accuracy"].get_ydata()
     array([0.9, 0.8, 1. ])
     """
 
@@ -47,8 +47,8 @@ class ScoresDisplay(Display):
 
         Examples
         --------
-        >>> disp = ScoresDisplay.from_results(res, metric="accuracy")    # doctest: +SKIP
-        >>> disp.lines_["accuracy"].get_ydata()                           # doctest: +SKIP
+        >>> disp = ScoresDisplay.from_results(res, metric="accuracy")
+        >>> disp.lines_["accuracy"].get_ydata()
         array([0.96666667, 0.96666667, 0.93333333, 0.93333333, 1.        ])
         """
         metrics = [metric] if metric else list(results.test_scores)
@@ -70,8 +70,8 @@ class ScoresDisplay(Display):
         Examples
         --------
         >>> import matplotlib.pyplot as plt
-        >>> _, (left, right) = plt.subplots(1, 2)                        # doctest: +SKIP
-        >>> ScoresDisplay.from_results(res).plot(ax=right).ax_ is right    # doctest: +SKIP
+        >>> _, (left, right) = plt.subplots(1, 2)
+        >>> ScoresDisplay.from_results(res).plot(ax=right).ax_ is right
         True
         """
         ax = self._axes(ax)
@@ -112,7 +112,7 @@ class PermutationDisplay(Display):
     Examples
     --------
     >>> PermutationDisplay(permutation_scores=[0.3, 0.35, 0.4], score=0.9, pvalue=0.25,
-    ...                    metric="accuracy").plot().line_.get_xdata()        # doctest: +SKIP
+    ...                    metric="accuracy").plot().line_.get_xdata()
     [0.9, 0.9]
     """
 
@@ -145,8 +145,8 @@ class PermutationDisplay(Display):
 
         Examples
         --------
-        >>> disp = PermutationDisplay.from_results(res)                  # doctest: +SKIP
-        >>> disp.line_.get_label()                                       # doctest: +SKIP
+        >>> disp = PermutationDisplay.from_results(res)
+        >>> disp.line_.get_label()
         'observed 0.953 (p = 0.2)'
         """
         if results.permutation_scores is None:
@@ -173,7 +173,7 @@ class PermutationDisplay(Display):
 
         Examples
         --------
-        >>> len(res.plot_permutation().plot(bins=5).bars_)                # doctest: +SKIP
+        >>> len(res.plot_permutation().plot(bins=5).bars_)
         5
         """
         from matplotlib.ticker import MaxNLocator
@@ -226,8 +226,8 @@ class TimelineDisplay(Display):
 
     Examples
     --------
-    >>> disp = TimelineDisplay.from_results(res)                         # doctest: +SKIP
-    >>> sorted(disp.bars_)                                               # doctest: +SKIP
+    >>> disp = TimelineDisplay.from_results(res)
+    >>> sorted(disp.bars_)
     ['final', 'fit', 'select']
     """
 
@@ -252,7 +252,7 @@ class TimelineDisplay(Display):
 
         Examples
         --------
-        >>> TimelineDisplay.from_results(res).ax_.get_xlabel()           # doctest: +SKIP
+        >>> TimelineDisplay.from_results(res).ax_.get_xlabel()
         'seconds since the first task started'
         """
         return cls(timeline=results.timeline()).plot(ax)
@@ -272,7 +272,7 @@ class TimelineDisplay(Display):
 
         Examples
         --------
-        >>> TimelineDisplay(timeline=res.timeline()).plot().bars_["fit"]   # doctest: +SKIP
+        >>> TimelineDisplay(timeline=res.timeline()).plot().bars_["fit"]
         <BarContainer object of 18 artists>
         """
         ax = self._axes(ax)

@@ -11,6 +11,6 @@ tasks run headless on cluster nodes.
 Examples
 --------
 >>> from mempamal.engine.tasks import run_task
->>> run_task("runs/iris", "final")          # doctest: +SKIP
+>>> run_task("runs/iris", "final")
 'done'
 """

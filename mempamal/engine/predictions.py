@@ -92,7 +92,7 @@ def save_fold_predictions(workdir, task_id, predictions, y):
 
     Examples
     --------
-    >>> save_fold_predictions("runs/iris", "score-o0", np.zeros(3), None)   # doctest: +SKIP
+    >>> save_fold_predictions("runs/iris", "score-o0", np.zeros(3), None)
     {'files': ['score-o0.pred0.npy'], 'sha256': [...], 'list': False, 'encoding': [None]}
     """
     arrays = predictions if isinstance(predictions, list) else [predictions]
@@ -113,7 +113,7 @@ def load_fold_predictions(workdir, record, y):
 
     Examples
     --------
-    >>> load_fold_predictions("runs/iris", output["predictions"], y)   # doctest: +SKIP
+    >>> load_fold_predictions("runs/iris", output["predictions"], y)
     """
     folder = store.output_path(workdir, "x").parent
     arrays = []

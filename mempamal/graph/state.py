@@ -7,8 +7,8 @@ anything.  It never imports the api.
 
 Examples
 --------
->>> graph = TaskGraph.open("runs/iris")                 # doctest: +SKIP
->>> graph.status()["done"], len(graph.tasks)            # doctest: +SKIP
+>>> graph = TaskGraph.open("runs/iris")
+>>> graph.status()["done"], len(graph.tasks)
 (81, 81)
 """
 
@@ -28,8 +28,8 @@ class TaskGraph:
 
     Examples
     --------
-    >>> graph = TaskGraph.open("runs/iris")             # doctest: +SKIP
-    >>> graph.pending_ids()[:2]                         # doctest: +SKIP
+    >>> graph = TaskGraph.open("runs/iris")
+    >>> graph.pending_ids()[:2]
     ['fit-o0-i0-c0', 'fit-o0-i1-c0']
     """
 
@@ -45,7 +45,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> mp.Workflow.open("runs/iris").status()["total"]     # doctest: +SKIP
+        >>> mp.Workflow.open("runs/iris").status()["total"]
         81
         """
         workdir = Path(workdir)
@@ -67,7 +67,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.table.counts_by_kind()                                       # doctest: +SKIP
+        >>> wf.table.counts_by_kind()
         {'score': 3, 'final': 1}
         """
         if self._table is None:
@@ -84,8 +84,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf = mp.Experiment(SVC(), cv=3).build(X, y, workdir="runs/cv")     # doctest: +SKIP
-        >>> [task.id for task in wf.tasks]                                    # doctest: +SKIP
+        >>> wf = mp.Experiment(SVC(), cv=3).build(X, y, workdir="runs/cv")
+        >>> [task.id for task in wf.tasks]
         ['score-o0', 'score-o1', 'score-o2', 'final']
         """
         if self._tasks is None:
@@ -97,7 +97,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.task("final").deps                                             # doctest: +SKIP
+        >>> wf.task("final").deps
         ('score-o0', 'score-o1', 'score-o2')
         """
         try:
@@ -110,7 +110,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.scan_outputs().counts_by_kind()                                # doctest: +SKIP
+        >>> wf.scan_outputs().counts_by_kind()
         {'score': 3}
         """
         return doneindex.scan(self.workdir, self.manifest["build_id"], self.manifest["tasks_digest"], self.table)
@@ -125,8 +125,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> done, untrusted = wf.check_outputs()                              # doctest: +SKIP
-        >>> untrusted                                                         # doctest: +SKIP
+        >>> done, untrusted = wf.check_outputs()
+        >>> untrusted
         {'score-o1': 'written by another build'}
         """
         scan = self.scan_outputs()
@@ -137,7 +137,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> mp.run_task(wf.workdir, "score-o0"); wf.done_ids()                # doctest: +SKIP
+        >>> mp.run_task(wf.workdir, "score-o0"); wf.done_ids()
         {'score-o0'}
         """
         return self.check_outputs()[0]
@@ -147,7 +147,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.pending_ids()                                                   # doctest: +SKIP
+        >>> wf.pending_ids()
         ['score-o1', 'score-o2', 'final']
         """
         done = self.done_ids()
@@ -161,8 +161,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.run(progress=False)                                             # doctest: +SKIP
-        >>> wf.failed_ids()                                                   # doctest: +SKIP
+        >>> wf.run(progress=False)
+        >>> wf.failed_ids()
         ['score-o2']
         """
         scan = self.scan_outputs() if scan is None else scan
@@ -181,7 +181,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.blocked_ids()[:1]                            # doctest: +SKIP
+        >>> wf.blocked_ids()[:1]
         ['select-o0']
         """
         done = self.scan_outputs() if done is None else done
@@ -228,7 +228,7 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.status()                                     # doctest: +SKIP
+        >>> wf.status()
         {'total': 81, 'done': 12, 'failed': 0, 'blocked': 0, 'pending': 69, 'untrusted': {}, ...}
         """
         # Counts, not records: totals from the table's arithmetic, done per

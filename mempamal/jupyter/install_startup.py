@@ -95,7 +95,7 @@ def main(argv=None):
 
     Examples
     --------
-    >>> main(["--prefix", tempfile.mkdtemp()])   # doctest: +SKIP
+    >>> main(["--prefix", tempfile.mkdtemp()])
     installed .../etc/ipython/startup/50-mempamal.py
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

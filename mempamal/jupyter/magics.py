@@ -98,8 +98,8 @@ def experiment_from_namespace(namespace, defined=None):
 
     Examples
     --------
-    >>> ns = {"estimator": LogisticRegression(), "X": X, "y": y, "cv": 3}   # doctest: +SKIP
-    >>> experiment, X, y, groups = experiment_from_namespace(ns)            # doctest: +SKIP
+    >>> ns = {"estimator": LogisticRegression(), "X": X, "y": y, "cv": 3}
+    >>> experiment, X, y, groups = experiment_from_namespace(ns)
     """
     import mempamal as mp
 
@@ -145,8 +145,8 @@ class MempamalMagics(Magics):
 
     Examples
     --------
-    >>> get_ipython().register_magics(MempamalMagics)                    # doctest: +SKIP
-    >>> get_ipython().run_line_magic("mempamal", "--help")              # doctest: +SKIP
+    >>> get_ipython().register_magics(MempamalMagics)
+    >>> get_ipython().run_line_magic("mempamal", "--help")
     """
 
     def __init__(self, shell):
@@ -201,7 +201,7 @@ class MempamalMagics(Magics):
 
         Examples
         --------
-        >>> magics.run_cell("estimator = SVC(); cv = 3", args)          # doctest: +SKIP
+        >>> magics.run_cell("estimator = SVC(); cv = 3", args)
         """
         namespace = self.shell.user_ns
         self._execute_body(cell)
@@ -408,7 +408,7 @@ def load_ipython_extension(ipython):
 
     Examples
     --------
-    >>> get_ipython().run_line_magic("load_ext", "mempamal")            # doctest: +SKIP
+    >>> get_ipython().run_line_magic("load_ext", "mempamal")
     """
     ipython.register_magics(MempamalMagics)
     from .panel import has_widget_frontend, show_run
@@ -423,7 +423,7 @@ def unload_ipython_extension(ipython):
 
     Examples
     --------
-    >>> get_ipython().run_line_magic("unload_ext", "mempamal")          # doctest: +SKIP
+    >>> get_ipython().run_line_magic("unload_ext", "mempamal")
     """
     magics = ipython.magics_manager.registry.get("MempamalMagics")
     if magics is not None and magics.cluster is not None:

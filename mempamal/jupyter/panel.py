@@ -25,8 +25,8 @@ class RunPanel(widgets.VBox):
 
     Examples
     --------
-    >>> panel = RunPanel(wf.submit(n_jobs=2))        # doctest: +SKIP
-    >>> panel.refresh(); panel.bar.value              # doctest: +SKIP
+    >>> panel = RunPanel(wf.submit(n_jobs=2))
+    >>> panel.refresh(); panel.bar.value
     12
     """
 
@@ -46,8 +46,8 @@ class RunPanel(widgets.VBox):
 
         Examples
         --------
-        >>> panel = RunPanel(run); run.join(); panel.refresh()               # doctest: +SKIP
-        >>> panel.bar.value == run.status()["done"]                          # doctest: +SKIP
+        >>> panel = RunPanel(run); run.join(); panel.refresh()
+        >>> panel.bar.value == run.status()["done"]
         True
         """
         from mempamal.display import folds_html
@@ -75,7 +75,7 @@ def show_run(run, interval=1.0):
 
     Examples
     --------
-    >>> show_run(wf.submit(n_jobs=2))                  # doctest: +SKIP
+    >>> show_run(wf.submit(n_jobs=2))
     """
     from IPython import get_ipython
 

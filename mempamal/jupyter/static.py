@@ -36,7 +36,7 @@ def show_figure(figure):
 
     Examples
     --------
-    >>> show_figure(res.plot_scores().figure_)       # doctest: +SKIP
+    >>> show_figure(res.plot_scores().figure_)
     """
     import matplotlib.pyplot as plt
 
@@ -49,7 +49,7 @@ def preview_static(workflow):
 
     Examples
     --------
-    >>> display(preview_static(wf))                  # doctest: +SKIP
+    >>> display(preview_static(wf))
     """
     from mempamal.display import graph_png_html, task_table_html, workflow_html
 

@@ -106,9 +106,9 @@ class ExperimentBuilder(widgets.VBox):
 
     Examples
     --------
-    >>> builder = ExperimentBuilder(X=X, y=y)        # doctest: +SKIP
-    >>> builder                                      # doctest: +SKIP
-    >>> exp = builder.experiment()                   # doctest: +SKIP
+    >>> builder = ExperimentBuilder(X=X, y=y)
+    >>> builder
+    >>> exp = builder.experiment()
     """
 
     def __init__(self, X=None, y=None, namespace=None):
@@ -195,8 +195,8 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> X, y, groups = ExperimentBuilder(X=X, y=y).inputs()              # doctest: +SKIP
-        >>> groups is None                                                   # doctest: +SKIP
+        >>> X, y, groups = ExperimentBuilder(X=X, y=y).inputs()
+        >>> groups is None
         True
         """
         groups = None if self.groups.value == "(none)" else self.namespace[self.groups.value]
@@ -207,9 +207,9 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder = ExperimentBuilder(X=X, y=y)                            # doctest: +SKIP
-        >>> builder.grid.value = "svc__C: [0.1, 1, 10]"                      # doctest: +SKIP
-        >>> builder.experiment().param_grid                                  # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.grid.value = "svc__C: [0.1, 1, 10]"
+        >>> builder.experiment().param_grid
         {'svc__C': [0.1, 1, 10]}
         """
         import mempamal as mp
@@ -233,8 +233,8 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder.n_jobs.value = 0                                        # doctest: +SKIP
-        >>> builder.validate(), builder.run_button.disabled                  # doctest: +SKIP
+        >>> builder.n_jobs.value = 0
+        >>> builder.validate(), builder.run_button.disabled
         (False, True)
         """
         names = tunable_parameters(self.estimators[self.estimator.value])
@@ -273,7 +273,7 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> wf = builder.build(); wf.status()["done"]                        # doctest: +SKIP
+        >>> wf = builder.build(); wf.status()["done"]
         0
         """
         X, y, groups = self.inputs()
@@ -297,7 +297,7 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> wf = builder.preview(); builder.tabs.selected_index             # doctest: +SKIP
+        >>> wf = builder.preview(); builder.tabs.selected_index
         1
         """
         def action():
@@ -316,7 +316,7 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> run = builder.start(); res = run.wait()      # doctest: +SKIP
+        >>> run = builder.start(); res = run.wait()
         """
         from .panel import RunPanel
 
@@ -359,7 +359,7 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> res = builder.run()                          # doctest: +SKIP
+        >>> res = builder.run()
         """
         run = self.start()
         if run is None:
@@ -374,8 +374,8 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder.export_path.value = "wf-soma.json"                      # doctest: +SKIP
-        >>> builder.export()                                                 # doctest: +SKIP
+        >>> builder.export_path.value = "wf-soma.json"
+        >>> builder.export()
         PosixPath('wf-soma.json')
         """
         def action():
@@ -389,7 +389,7 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder.cancel()                             # doctest: +SKIP
+        >>> builder.cancel()
         """
         if self.last_run is not None and not self.last_run.done():
             self.last_run.cancel(wait=False)  # the follower re-enables the form when the run has stopped
@@ -421,7 +421,7 @@ def results_static(results):
 
     Examples
     --------
-    >>> display(results_static(res))                 # doctest: +SKIP
+    >>> display(results_static(res))
     """
     from mempamal.display import figure_png_html
 
@@ -434,7 +434,7 @@ def show_results(results):
 
     Examples
     --------
-    >>> show_results(res)                            # doctest: +SKIP
+    >>> show_results(res)
     """
     display(results)
     for shown in result_plots(results):
@@ -446,7 +446,7 @@ def result_plots(results):
 
     Examples
     --------
-    >>> [type(shown).__name__ for shown in result_plots(res)]       # doctest: +SKIP
+    >>> [type(shown).__name__ for shown in result_plots(res)]
     ['ScoresDisplay', 'GridDisplay']
     """
     plots = [results.plot_scores()]

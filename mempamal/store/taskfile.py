@@ -70,8 +70,8 @@ def read_table(workdir, manifest=None):
 
     Examples
     --------
-    >>> table = read_table("runs/iris", manifest)           # doctest: +SKIP
-    >>> len(TaskTable(table))                               # doctest: +SKIP
+    >>> table = read_table("runs/iris", manifest)
+    >>> len(TaskTable(table))
     81
     """
     table = read_json(Path(workdir) / TASKS)

@@ -133,7 +133,7 @@ def export_text(arrays, python, workdir, log_dir):
 
     Examples
     --------
-    >>> text = export_text(plan_arrays(bundles), "/venv/bin/python", "/shared/wd", "/shared/wd/logs")  # doctest: +SKIP
+    >>> text = export_text(plan_arrays(bundles), "/venv/bin/python", "/shared/wd", "/shared/wd/logs")  # needs a Slurm cluster  # doctest: +SKIP
     """
     lines = [
         "#!/usr/bin/env bash",
