@@ -44,7 +44,8 @@ def workflow_html(workflow, graph=True):
 
     Examples
     --------
-    >>> HTML(workflow_html(wf, graph=False))
+    >>> workflow_html(wf, graph=False)[:60]
+    '<b>mempamal Workflow</b> <code>...'
     """
     status = workflow.status()
     rows = [(kind, f"{c['done']} / {c['total']} done") for kind, c in status["by_kind"].items()]
@@ -102,7 +103,9 @@ def run_html(run):
 
     Examples
     --------
-    >>> from IPython.display import HTML; HTML(run_html(run))
+    >>> run = wf.submit(n_jobs=1); res = run.wait()
+    >>> run_html(run)[:60]
+    '<b>mempamal Run</b> <code>...'
     """
     counts = run.status()
     header = "<tr><th></th>" + "".join(f"<th>{name}</th>" for name in _RUN_STATES) + "</tr>"
@@ -123,8 +126,12 @@ def run_jobs_line(run):
 
     Examples
     --------
+    While a Slurm run goes on, it reads e.g. ``'slurm jobs: 3 pending, 2
+    running, 4 finished'``; a local run has no jobs:
+
+    >>> run = wf.submit(n_jobs=1); res = run.wait()
     >>> run_jobs_line(run)
-    'slurm jobs: 3 pending, 2 running, 4 finished'
+    ''
     """
     from ..graph.submissions import describe_jobs, recorded_jobs
 
@@ -143,7 +150,8 @@ def folds_html(frame):
 
     Examples
     --------
-    >>> folds_html(res.to_frame())
+    >>> folds_html(res.to_frame()).startswith('<table border="1" class="dataframe">')
+    True
     """
     shown = frame.drop(columns=[c for c in ("score_time", "error") if c in frame and
                                 (c == "score_time" or frame[c].isna().all())])

@@ -49,7 +49,7 @@ class ScoresDisplay(Display):
         --------
         >>> disp = ScoresDisplay.from_results(res, metric="accuracy")
         >>> disp.lines_["accuracy"].get_ydata()
-        array([0.96666667, 0.96666667, 0.93333333, 0.93333333, 1.        ])
+        array([1.  , 0.96, 0.96])
         """
         metrics = [metric] if metric else list(results.test_scores)
         return cls(scores={m: results.test_scores[m] for m in metrics}).plot(ax)
@@ -145,9 +145,9 @@ class PermutationDisplay(Display):
 
         Examples
         --------
-        >>> disp = PermutationDisplay.from_results(res)
+        >>> disp = PermutationDisplay.from_results(perm_res)
         >>> disp.line_.get_label()
-        'observed 0.953 (p = 0.2)'
+        'observed 0.967 (p = 0.167)'
         """
         if results.permutation_scores is None:
             raise ValueError("plot_permutation needs an experiment with n_permutations > 0.")
@@ -173,7 +173,7 @@ class PermutationDisplay(Display):
 
         Examples
         --------
-        >>> len(res.plot_permutation().plot(bins=5).bars_)
+        >>> len(perm_res.plot_permutation().plot(bins=5).bars_)
         5
         """
         from matplotlib.ticker import MaxNLocator
@@ -228,7 +228,7 @@ class TimelineDisplay(Display):
     --------
     >>> disp = TimelineDisplay.from_results(res)
     >>> sorted(disp.bars_)
-    ['final', 'fit', 'select']
+    ['final', 'fit', 'fit-all', 'select', 'select-all']
     """
 
     def __init__(self, *, timeline):
