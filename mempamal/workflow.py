@@ -22,10 +22,10 @@ class Workflow(TaskGraph):
 
     Examples
     --------
-    >>> wf = exp.build(X, y, workdir="runs/iris")
+    >>> wf = exp.build(X, y, workdir="runs/iris")   # this workdir holds exp, finished: reused
     >>> len(wf.tasks), wf.status()["pending"]
-    (81, 81)
-    >>> res = wf.run(n_jobs=2)
+    (29, 0)
+    >>> res = wf.run(n_jobs=1, progress=False)   # finished already: nothing to run
     """
 
     # -------------------------------------------------------------- run
@@ -49,8 +49,8 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> res = wf.run(backend="local", n_jobs=2)
-        >>> res = wf.run(n_jobs=2, wait=600)   # queue behind a running run
+        >>> res = wf.run(backend="local", n_jobs=2, progress=False)
+        >>> res = wf.run(n_jobs=2, wait=600, progress=False)   # queue behind a running run
         """
         return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait, **options).wait()
 
@@ -66,10 +66,12 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> run = wf.submit(backend="local", n_jobs=2)
-        >>> run.done(), run.status()["done"]
-        (False, 3)
-        >>> res = run.wait()
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+        >>> run = wf.submit(backend="local", n_jobs=1)
+        >>> run.state in ("running", "done")
+        True
+        >>> res = run.wait(); run.done(), run.status()["done"]
+        (True, 5)
         """
         from .backends.base import effective_n_jobs, get_backend
         from .run import Run
@@ -150,6 +152,8 @@ class Workflow(TaskGraph):
         Examples
         --------
         >>> mp.Workflow.open("runs/iris").results()
+        <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+          final model: best_params_={'clf__C': 10.0}, refit on all the data
         """
         from .results import Results
 
@@ -168,8 +172,9 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> run = mp.Workflow.open("runs/bc").attach()
-        >>> run.status()
+        >>> run = mp.Workflow.open("runs/iris").attach()   # after a kernel restart
+        >>> run is None   # this run had finished
+        True
         """
         from .run import Run
         from .graph.submissions import live_runner, recorded_submission
@@ -231,7 +236,12 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> wf.finished_folds()
+        >>> wf.finished_folds()[["test_accuracy", "param_clf__C"]]
+                    test_accuracy  param_clf__C
+        outer_fold
+        0                    1.00          10.0
+        1                    0.96          10.0
+        2                    0.96          10.0
         """
         from .results import finished_folds
 
@@ -263,7 +273,7 @@ class Workflow(TaskGraph):
 
         >>> disp = wf.plot()
         >>> disp.ax_.get_title()
-        '4 tasks: 3 score, 1 final'
+        '29 tasks: 18 fit, 3 select, 6 fit-all, 1 select-all, 1 final'
         """
         from .display import GraphDisplay
 

@@ -9,7 +9,7 @@ Examples
 --------
 >>> graph = TaskGraph.open("runs/iris")
 >>> graph.status()["done"], len(graph.tasks)
-(81, 81)
+(29, 29)
 """
 
 import hashlib
@@ -28,9 +28,9 @@ class TaskGraph:
 
     Examples
     --------
-    >>> graph = TaskGraph.open("runs/iris")
+    >>> graph = TaskGraph.open(exp.build(X, y, workdir="runs/new").workdir)
     >>> graph.pending_ids()[:2]
-    ['fit-o0-i0-c0', 'fit-o0-i1-c0']
+    ['fit-o0-i0-c0', 'fit-o0-i0-c1']
     """
 
     def __init__(self, workdir):
@@ -46,7 +46,7 @@ class TaskGraph:
         Examples
         --------
         >>> mp.Workflow.open("runs/iris").status()["total"]
-        81
+        29
         """
         workdir = Path(workdir)
         if not (workdir / store.MANIFEST).exists():
@@ -68,7 +68,7 @@ class TaskGraph:
         Examples
         --------
         >>> wf.table.counts_by_kind()
-        {'score': 3, 'final': 1}
+        {'fit': 18, 'select': 3, 'fit-all': 6, 'select-all': 1, 'final': 1}
         """
         if self._table is None:
             table = taskfile.read_table(self.workdir, self.manifest)
@@ -84,9 +84,9 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf = mp.Experiment(SVC(), cv=3).build(X, y, workdir="runs/cv")
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
         >>> [task.id for task in wf.tasks]
-        ['score-o0', 'score-o1', 'score-o2', 'final']
+        ['score-o0', 'score-o1', 'score-o2', 'select-all', 'final']
         """
         if self._tasks is None:
             self._tasks = list(self.table)
@@ -98,7 +98,7 @@ class TaskGraph:
         Examples
         --------
         >>> wf.task("final").deps
-        ('score-o0', 'score-o1', 'score-o2')
+        ('select-o0', 'select-o1', 'select-o2', 'select-all')
         """
         try:
             return self.table.task(task_id)
@@ -111,7 +111,7 @@ class TaskGraph:
         Examples
         --------
         >>> wf.scan_outputs().counts_by_kind()
-        {'score': 3}
+        {'fit': 18, 'fit-all': 6, 'final': 1, 'select': 3, 'select-all': 1}
         """
         return doneindex.scan(self.workdir, self.manifest["build_id"], self.manifest["tasks_digest"], self.table)
 
@@ -127,7 +127,13 @@ class TaskGraph:
         --------
         >>> done, untrusted = wf.check_outputs()
         >>> untrusted
-        {'score-o1': 'written by another build'}
+        {}
+        >>> import shutil
+        >>> from mempamal.store import output_path
+        >>> _ = shutil.copy(output_path(wf.workdir, "select-o0"), output_path(wf.workdir, "select-o1"))
+        >>> done, untrusted = wf.check_outputs()
+        >>> untrusted
+        {'select-o1': "...select-o1.json is the output of task 'select-o0', not of 'select-o1' (copied or renamed)"}
         """
         scan = self.scan_outputs()
         return scan.done, scan.problems
@@ -137,7 +143,9 @@ class TaskGraph:
 
         Examples
         --------
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
         >>> mp.run_task(wf.workdir, "score-o0"); wf.done_ids()
+        'done'
         {'score-o0'}
         """
         return self.check_outputs()[0]
@@ -147,8 +155,9 @@ class TaskGraph:
 
         Examples
         --------
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
         >>> wf.pending_ids()
-        ['score-o1', 'score-o2', 'final']
+        ['score-o0', 'score-o1', 'score-o2', 'select-all', 'final']
         """
         done = self.done_ids()
         return [task_id for task_id in self.table.ids() if task_id not in done]
@@ -161,9 +170,9 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.run(progress=False)
+        >>> res = wf.run(progress=False)
         >>> wf.failed_ids()
-        ['score-o2']
+        []
         """
         scan = self.scan_outputs() if scan is None else scan
         logs = Path(self.workdir) / store.LOGS_DIR
@@ -182,7 +191,7 @@ class TaskGraph:
         Examples
         --------
         >>> wf.blocked_ids()[:1]
-        ['select-o0']
+        []
         """
         done = self.scan_outputs() if done is None else done
         failed = set(self.failed_ids(done if isinstance(done, doneindex.OutputScan) else None)
@@ -229,7 +238,7 @@ class TaskGraph:
         Examples
         --------
         >>> wf.status()
-        {'total': 81, 'done': 12, 'failed': 0, 'blocked': 0, 'pending': 69, 'untrusted': {}, ...}
+        {'total': 29, 'done': 29, 'failed': 0, 'blocked': 0, 'pending': 0, 'untrusted': {}, ...}
         """
         # Counts, not records: totals from the table's arithmetic, done per
         # kind from the scan (a million-task graph answers in well under a second).
