@@ -58,11 +58,13 @@ class Run:
 
     Examples
     --------
-    >>> run = wf.submit(backend="local", n_jobs=2)
-    >>> run.status()["by_kind"]["select"]
-    {'done': 1, 'running': 1, 'pending': 3, 'failed': 0, 'total': 5}
-    >>> run.results()
+    >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+    >>> run = wf.submit(backend="local", n_jobs=1)
     >>> res = run.wait()
+    >>> run.state, run.status()["by_kind"]["score"]
+    ('finished', {'done': 3, 'running': 0, 'pending': 0, 'failed': 0, 'blocked': 0, 'total': 3, 'done_main': 3, 'total_main': 3})
+    >>> run.results()["test_score"].tolist() == res.test_scores["score"].tolist()
+    True
     """
 
     def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True):
@@ -114,8 +116,11 @@ class Run:
 
         Examples
         --------
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
         >>> run.done()
         False
+        >>> run.cancel(); run.done()
+        True
         """
         return self._finished.is_set()
 
@@ -126,8 +131,11 @@ class Run:
 
         Examples
         --------
-        >>> run.join(timeout=1.0)
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
+        >>> run.join(timeout=0.1)
         False
+        >>> run.cancel(); run.join(timeout=1.0)
+        True
         """
         return self._finished.wait(timeout)
 
@@ -137,6 +145,9 @@ class Run:
 
         Examples
         --------
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
+        >>> run.state
+        'running'
         >>> run.cancel(); run.state
         'cancelled'
         """
@@ -154,8 +165,9 @@ class Run:
 
         Examples
         --------
-        >>> run.join(); type(run.error).__name__
-        'WorkflowError'
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.error is None
+        True
         """
         return self._error
 
@@ -172,8 +184,9 @@ class Run:
 
         Examples
         --------
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
         >>> run.status()["done"], run.status()["running"]
-        (12, 4)
+        (29, 0)
         """
         return task_counts(self.workflow, active=not self.done())
 
@@ -182,8 +195,9 @@ class Run:
 
         Examples
         --------
-        >>> run.elapsed()
-        12.3
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> 0 <= run.elapsed() < 600
+        True
         """
         return (self.ended or time.time()) - self.started
 
@@ -192,8 +206,9 @@ class Run:
 
         Examples
         --------
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
         >>> run.eta()
-        42.0
+        0.0
         """
         counts = self.status()
         finished_here = counts["done"] - self._done_at_start
@@ -207,10 +222,13 @@ class Run:
 
         Examples
         --------
-        >>> run.results()
-                    test_accuracy  param_C  fit_time  score_time  error
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.results()[["test_accuracy", "param_clf__C"]]
+                    test_accuracy  param_clf__C
         outer_fold
-        0                0.966667      1.0  0.002       0.0003   None
+        0                    1.00          10.0
+        1                    0.96          10.0
+        2                    0.96          10.0
         """
         return self.workflow.finished_folds()
 
@@ -220,6 +238,7 @@ class Run:
 
         Examples
         --------
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
         >>> run.cancel()
         >>> run.state
         'cancelled'
@@ -238,6 +257,7 @@ class Run:
 
         Examples
         --------
+        >>> run = wf.submit(n_jobs=1)
         >>> res = run.wait()
         """
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
@@ -263,8 +283,12 @@ class Run:
 
         Examples
         --------
+        While a run goes on it reads e.g. ``'running on local: 40/81 tasks
+        done, 2/5 outer folds, 12 s elapsed, ~10 s left'``; once it ended:
+
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
         >>> run.summary_line()
-        'running on local: 40/81 tasks done, 2/5 outer folds, 12 s elapsed, ~10 s left'
+        'finished on local: 29/29 tasks done, 3/3 outer folds, ... s elapsed'
         """
         counts = self.status()
         folds = sum(counts["by_kind"].get(kind, {}).get("done_main", 0) for kind in FOLD_KINDS)
@@ -314,7 +338,7 @@ def task_counts(workflow, active=True):
     Examples
     --------
     >>> task_counts(wf)["by_kind"]["fit"]
-    {'done': 8, 'running': 2, 'pending': 10, 'failed': 0, 'total': 20, ...}
+    {'done': 18, 'running': 0, 'pending': 0, 'failed': 0, 'blocked': 0, 'total': 18, 'done_main': 18, 'total_main': 18}
     """
     from .backends.base import executing_task_ids
 
