@@ -27,7 +27,8 @@ Every example sees, without importing them:
 Both workdirs are built and run once per session (local backend, one worker,
 only when an example needs them) and copied into the folder of each example
 that mentions them (``wf``, ``res``, ``runs/iris``; ``perm_res``), so an example may rerun, invalidate or delete tasks without
-disturbing the next one.  HOME and the Jupyter/IPython folders are temporary,
+disturbing the next one.  BLAS runs one thread (in this process and,
+through the environment, in workers).  HOME and the Jupyter/IPython folders are temporary,
 matplotlib draws with Agg and every figure is closed after each example.
 
 Examples that need what a test machine lacks (a Slurm cluster, a
@@ -75,9 +76,12 @@ class _Finished:
         from sklearn.datasets import load_iris
 
         if name not in self.done:
+            from threadpoolctl import threadpool_limits
+
             X, y = load_iris(return_X_y=True)
             wf = experiment.build(X, y, workdir=self.folder / name)
-            wf.run(backend="local", n_jobs=1, progress=False)
+            with threadpool_limits(1):
+                wf.run(backend="local", n_jobs=1, progress=False)
             self.done[name] = self.folder / name
         shutil.copytree(self.done[name], destination)
         import mempamal as mp
@@ -102,9 +106,12 @@ def doctest_namespace(request, tmp_path, tmp_path_factory, monkeypatch, _finishe
 
     import mempamal as mp
 
+    from threadpoolctl import threadpool_limits
+
     home = tmp_path_factory.mktemp("home")  # not in tmp: an example listing its folder sees only its files
     for name, value in (("HOME", home), ("IPYTHONDIR", home / ".ipython"),
-                        ("JUPYTER_CONFIG_DIR", home / ".jupyter"), ("MPLBACKEND", "Agg")):
+                        ("JUPYTER_CONFIG_DIR", home / ".jupyter"), ("MPLBACKEND", "Agg"),
+                        ("OMP_NUM_THREADS", 1), ("OPENBLAS_NUM_THREADS", 1), ("MKL_NUM_THREADS", 1)):
         monkeypatch.setenv(name, str(value))
     monkeypatch.chdir(tmp_path)
     X, y = load_iris(return_X_y=True)
@@ -118,5 +125,7 @@ def doctest_namespace(request, tmp_path, tmp_path_factory, monkeypatch, _finishe
     if dtest is not None and _mentions(dtest, r"\bperm_res\b"):
         permuted = mp.Experiment(_estimator(), cv=3, scoring="accuracy", n_permutations=5)
         namespace["perm_res"] = _finished.copy("permuted", permuted, tmp_path / "runs" / "permuted").results()
-    yield namespace
+    # One BLAS thread: on a busy machine, lbfgs with two threads took ten times longer.
+    with threadpool_limits(1):
+        yield namespace
     plt.close("all")
