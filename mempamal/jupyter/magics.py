@@ -98,8 +98,10 @@ def experiment_from_namespace(namespace, defined=None):
 
     Examples
     --------
-    >>> ns = {"estimator": LogisticRegression(), "X": X, "y": y, "cv": 3}
+    >>> ns = {"estimator": estimator, "X": X, "y": y, "cv": 3}
     >>> experiment, X, y, groups = experiment_from_namespace(ns)
+    >>> experiment.cv, groups is None
+    (3, True)
     """
     import mempamal as mp
 
@@ -145,8 +147,8 @@ class MempamalMagics(Magics):
 
     Examples
     --------
-    >>> get_ipython().register_magics(MempamalMagics)
-    >>> get_ipython().run_line_magic("mempamal", "--help")
+    >>> get_ipython().register_magics(MempamalMagics)                    # needs an IPython shell  # doctest: +SKIP
+    >>> get_ipython().run_line_magic("mempamal", "--help")              # needs an IPython shell  # doctest: +SKIP
     """
 
     def __init__(self, shell):
@@ -201,7 +203,7 @@ class MempamalMagics(Magics):
 
         Examples
         --------
-        >>> magics.run_cell("estimator = SVC(); cv = 3", args)
+        >>> magics.run_cell("estimator = SVC(); cv = 3", args)          # needs an IPython shell  # doctest: +SKIP
         """
         namespace = self.shell.user_ns
         self._execute_body(cell)
@@ -408,7 +410,7 @@ def load_ipython_extension(ipython):
 
     Examples
     --------
-    >>> get_ipython().run_line_magic("load_ext", "mempamal")
+    >>> get_ipython().run_line_magic("load_ext", "mempamal")            # needs an IPython shell  # doctest: +SKIP
     """
     ipython.register_magics(MempamalMagics)
     from .panel import has_widget_frontend, show_run
@@ -423,7 +425,7 @@ def unload_ipython_extension(ipython):
 
     Examples
     --------
-    >>> get_ipython().run_line_magic("unload_ext", "mempamal")
+    >>> get_ipython().run_line_magic("unload_ext", "mempamal")          # needs an IPython shell  # doctest: +SKIP
     """
     magics = ipython.magics_manager.registry.get("MempamalMagics")
     if magics is not None and magics.cluster is not None:

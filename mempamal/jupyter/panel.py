@@ -25,9 +25,9 @@ class RunPanel(widgets.VBox):
 
     Examples
     --------
-    >>> panel = RunPanel(wf.submit(n_jobs=2))
+    >>> panel = RunPanel(wf.submit(n_jobs=1))
     >>> panel.refresh(); panel.bar.value
-    12
+    29
     """
 
     def __init__(self, run):
@@ -46,7 +46,9 @@ class RunPanel(widgets.VBox):
 
         Examples
         --------
+        >>> run = wf.submit(n_jobs=1)
         >>> panel = RunPanel(run); run.join(); panel.refresh()
+        True
         >>> panel.bar.value == run.status()["done"]
         True
         """
@@ -75,7 +77,9 @@ def show_run(run, interval=1.0):
 
     Examples
     --------
-    >>> show_run(wf.submit(n_jobs=2))
+    >>> run = wf.submit(n_jobs=1); res = run.wait()
+    >>> show_run(run)
+    finished on local: 29/29 tasks done, 3/3 outer folds, ... s elapsed
     """
     from IPython import get_ipython
 
