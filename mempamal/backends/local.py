@@ -145,7 +145,7 @@ class ProcessPool(WorkerPool):
     --------
     >>> from mempamal.backends.dispatch_loop import dispatch
     >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
-    >>> dispatch(wf, wf.pending_ids(), ProcessPool(str(wf.workdir), 2, None))
+    >>> dispatch(wf, wf.pending_ids(), ProcessPool(str(wf.workdir), 1, 1))   # one worker, one BLAS thread
     {}
     """
 

@@ -128,9 +128,11 @@ class TaskGraph:
         >>> done, untrusted = wf.check_outputs()
         >>> untrusted
         {}
-        >>> import shutil
+        >>> import os, shutil
         >>> from mempamal.store import output_path
-        >>> _ = shutil.copy(output_path(wf.workdir, "select-o0"), output_path(wf.workdir, "select-o1"))
+        >>> copy = output_path(wf.workdir, "select-o1").with_suffix(".copy")
+        >>> _ = shutil.copy(output_path(wf.workdir, "select-o0"), copy)
+        >>> os.replace(copy, output_path(wf.workdir, "select-o1"))   # replaced by rename, as a task writes
         >>> done, untrusted = wf.check_outputs()
         >>> untrusted
         {'select-o1': "...select-o1.json is the output of task 'select-o0', not of 'select-o1' (copied or renamed)"}
