@@ -133,7 +133,9 @@ def write_record(workdir, record):
 
     Examples
     --------
-    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})     # needs a soma-workflow resource  # doctest: +SKIP
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})
+    >>> read_record(wf.workdir)["workflow_id"]
+    3
     """
     path = record_path(workdir)
     store.make_private_dir(path.parent)
@@ -161,7 +163,10 @@ def mark_record_ended(workdir, workflow_id):
 
     Examples
     --------
-    >>> mark_record_ended(wf.workdir, 3)      # needs a soma-workflow resource  # doctest: +SKIP
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})
+    >>> mark_record_ended(wf.workdir, 3)
+    >>> sorted(read_record(wf.workdir))
+    ['bundles', 'ended', 'workflow_id']
     """
     import time
 
@@ -175,7 +180,8 @@ def unfinished(workflow, record):
 
     Examples
     --------
-    >>> unfinished(wf, read_record(wf.workdir))      # needs a soma-workflow resource  # doctest: +SKIP
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})
+    >>> unfinished(wf, read_record(wf.workdir))
     {}
     """
     done = store.finished_task_ids(workflow.workdir)
