@@ -70,16 +70,16 @@ class _Finished:
     """Workdirs built and run at most once per session, on first use."""
 
     def __init__(self, folder):
-        self.folder, self.done = folder, {}
-
-    def copy(self, name, experiment, destination):
         from sklearn.datasets import load_iris
 
+        self.folder, self.done = folder, {}
+        self.iris = load_iris(return_X_y=True)
+
+    def copy(self, name, experiment, destination):
         if name not in self.done:
             from threadpoolctl import threadpool_limits
 
-            X, y = load_iris(return_X_y=True)
-            wf = experiment.build(X, y, workdir=self.folder / name)
+            wf = experiment.build(*self.iris, workdir=self.folder / name)
             with threadpool_limits(1):
                 wf.run(backend="local", n_jobs=1, progress=False)
             self.done[name] = self.folder / name
@@ -102,11 +102,9 @@ def doctest_namespace(request, tmp_path, tmp_path_factory, monkeypatch, _finishe
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    from sklearn.datasets import load_iris
+    from threadpoolctl import threadpool_limits
 
     import mempamal as mp
-
-    from threadpoolctl import threadpool_limits
 
     home = tmp_path_factory.mktemp("home")  # not in tmp: an example listing its folder sees only its files
     for name, value in (("HOME", home), ("IPYTHONDIR", home / ".ipython"),
@@ -114,15 +112,19 @@ def doctest_namespace(request, tmp_path, tmp_path_factory, monkeypatch, _finishe
                         ("OMP_NUM_THREADS", 1), ("OPENBLAS_NUM_THREADS", 1), ("MKL_NUM_THREADS", 1)):
         monkeypatch.setenv(name, str(value))
     monkeypatch.chdir(tmp_path)
-    X, y = load_iris(return_X_y=True)
+    X, y = (array.copy() for array in _finished.iris)
     estimator, grid = _estimator(), {"clf__C": [0.1, 1.0, 10.0]}
     namespace = {"mp": mp, "np": np, "X": X, "y": y, "groups": np.arange(len(y)) % 5, "estimator": estimator,
-                 "grid": grid, "exp": _experiment(estimator, grid), "tmp": tmp_path}
-    dtest = getattr(request.node, "dtest", None)
-    if dtest is not None and _mentions(dtest, r"runs/iris|\b(wf|res)\b"):
+                 "grid": grid, "tmp": tmp_path}
+    # What costs something is made only for the examples that use it.
+    dtest = request.node.dtest
+    if _mentions(dtest, r"\bexp\b"):
+        namespace["exp"] = _experiment(estimator, grid)
+    if _mentions(dtest, r"runs/iris|\b(wf|res)\b"):
         namespace["wf"] = _finished.copy("iris", _experiment(_estimator(), grid), tmp_path / "runs" / "iris")
+    if _mentions(dtest, r"\bres\b"):
         namespace["res"] = namespace["wf"].results()
-    if dtest is not None and _mentions(dtest, r"\bperm_res\b"):
+    if _mentions(dtest, r"\bperm_res\b"):
         permuted = mp.Experiment(_estimator(), cv=3, scoring="accuracy", n_permutations=5)
         namespace["perm_res"] = _finished.copy("permuted", permuted, tmp_path / "runs" / "permuted").results()
     # One BLAS thread: on a busy machine, lbfgs with two threads took ten times longer.
