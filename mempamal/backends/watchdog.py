@@ -31,7 +31,7 @@ def start_watchdog(variable, value, folder=None):
 
     Examples
     --------
-    >>> watchdog = start_watchdog("IPYTHONDIR", "/tmp/mempamal-ipp-x1y2")
+    >>> watchdog = start_watchdog("IPYTHONDIR", str(tmp / "ipython"))
     >>> stop_watchdog(watchdog)
     """
     command = [sys.executable, "-m", "mempamal.backends.watchdog", variable, value]
