@@ -132,7 +132,7 @@ class Run:
         Examples
         --------
         >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
-        >>> run.join(timeout=0.1)
+        >>> run.join(timeout=0.01)   # 29 tasks take longer than that
         False
         >>> run.cancel(); run.join(timeout=1.0)
         True
