@@ -7,8 +7,10 @@ on a laptop, on ipyparallel engines or through Soma-Workflow.
 Examples
 --------
 >>> import mempamal as mp
->>> exp = mp.Experiment(estimator, param_grid=grid, cv=5, inner_cv=3)   # doctest: +SKIP
->>> res = exp.run(X, y, workdir="runs/demo", n_jobs=-1)                 # doctest: +SKIP
+>>> exp = mp.Experiment(estimator, param_grid=grid, cv=2, inner_cv=2)
+>>> res = exp.run(X, y, workdir="runs/demo", n_jobs=1, progress=False)
+>>> res.best_params_
+{'clf__C': 10.0}
 """
 
 from ._version import __version__  # noqa: F401

@@ -130,8 +130,8 @@ class TaskError(MempamalError, RuntimeError):
     >>> try:
     ...     mp.run_task(wf.workdir, "fit-o9-i0-c0")
     ... except TaskError as exc:
-    ...     print(str(exc).split(" in ")[0])
-    No task 'fit-o9-i0-c0'
+    ...     print(exc)
+    Task 'fit-o9-i0-c0' of ...task-error could not run: No task 'fit-o9-i0-c0' in ...tasks.json (it has 4 tasks, ...).
     """
 
 

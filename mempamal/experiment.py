@@ -76,10 +76,12 @@ class Experiment:
     >>> from sklearn.linear_model import LogisticRegression
     >>> X, y = load_iris(return_X_y=True)
     >>> exp = mp.Experiment(LogisticRegression(max_iter=500),
-    ...                     param_grid={"C": np.logspace(-2, 2, 5)}, cv=5, inner_cv=3)
-    >>> wf = exp.build(X, y, workdir="runs/iris")       # doctest: +SKIP
-    >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
-    >>> res.summary()                                   # doctest: +SKIP
+    ...                     param_grid={"C": np.logspace(-2, 2, 3)}, cv=2, inner_cv=2)
+    >>> wf = exp.build(X, y, workdir="runs/logistic")
+    >>> res = wf.run(n_jobs=1, progress=False)
+    >>> res.summary()
+               mean       std    median
+    score  0.966667  0.006667  0.966667
     """
 
     def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
@@ -248,10 +250,11 @@ class Experiment:
         >>> from sklearn.svm import SVC
         >>> X, y = load_iris(return_X_y=True)
         >>> wf = Experiment(SVC(), param_grid={"C": [1.0, 10.0]}, cv=3, inner_cv=3).build(
-        ...     X, y, workdir="runs/iris")                                    # doctest: +SKIP
-        >>> wf.status()["total"], wf.status()["done"]                          # doctest: +SKIP
-        (22, 0)
-        >>> wf = exp.build(X, y, params={"sample_weight": w}, workdir="runs/w")   # doctest: +SKIP
+        ...     X, y, workdir="runs/svc")
+        >>> wf.status()["total"], wf.status()["done"]
+        (29, 0)
+        >>> w = np.where(y == 0, 2.0, 1.0)   # sample weights, split with the samples
+        >>> wf = Experiment(SVC(), cv=3).build(X, y, params={"sample_weight": w}, workdir="runs/w")
         """
         validation_build.check_build_arguments(workdir, overwrite, chunk_size)
         validation_build.check_data(X, y, groups)
@@ -301,7 +304,7 @@ class Experiment:
 
         Examples
         --------
-        >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2)     # doctest: +SKIP
+        >>> res = exp.run(X, y, workdir="runs/iris", n_jobs=2, progress=False)   # finished: nothing to run
         """
         from .backends.base import check_backend
 

@@ -68,10 +68,10 @@ class Results:
 
     Examples
     --------
-    >>> res = mp.Results.load("runs/iris")      # doctest: +SKIP
-    >>> res.summary()                           # doctest: +SKIP
-                mean       std    median
-    score   0.966667  0.021082  0.966667
+    >>> res = mp.Results.load("runs/iris")
+    >>> res.summary()
+                  mean       std  median
+    accuracy  0.973333  0.018856    0.96
     """
 
     def __init__(self, workdir, raw, experiment):
@@ -110,7 +110,7 @@ class Results:
 
         Examples
         --------
-        >>> res = mp.Results.load("runs/iris")      # doctest: +SKIP
+        >>> res = mp.Results.load("runs/iris")
         """
         import cloudpickle
 
@@ -155,7 +155,7 @@ class Results:
 
         Examples
         --------
-        >>> res.best_index_                              # doctest: +SKIP
+        >>> res.best_index_
         2
         """
         return self._final_search("best_index_")["best_index"]
@@ -166,8 +166,8 @@ class Results:
 
         Examples
         --------
-        >>> res.best_params_                             # doctest: +SKIP
-        {'C': 1.0}
+        >>> res.best_params_
+        {'clf__C': 10.0}
         """
         index = self.best_index_
         return Params(self.experiment.candidates[index])
@@ -178,7 +178,8 @@ class Results:
 
         Examples
         --------
-        >>> res.final_cv_results_["mean_test_score"]     # doctest: +SKIP
+        >>> res.final_cv_results_["mean_test_accuracy"]
+        array([0.89333333, 0.96      , 0.98      ])
         """
         final = self._final_search("final_cv_results_")
         return cv_results(self.experiment.candidates, final["inner_scores"], final["inner_fit_time"],
@@ -196,7 +197,8 @@ class Results:
         Examples
         --------
         >>> import joblib
-        >>> joblib.dump(res.best_estimator_, "model.joblib")     # doctest: +SKIP
+        >>> joblib.dump(res.best_estimator_, "model.joblib")
+        ['model.joblib']
         """
         final = self._final_search("best_estimator_", search_only=False)
         if final.get("model") is None:
@@ -213,7 +215,10 @@ class Results:
 
         Examples
         --------
-        >>> [est.score(X_new, y_new) for est in res.estimators_]   # doctest: +SKIP
+        >>> [type(est).__name__ for est in res.estimators_]
+        ['Pipeline', 'Pipeline', 'Pipeline']
+        >>> res.estimators_[0].predict(X[:3])
+        array([0, 0, 0])
         """
         records = self.raw.get("estimators")
         if records is None:
@@ -233,7 +238,8 @@ class Results:
 
         Examples
         --------
-        >>> res.cv_results(0)["mean_test_score"]          # doctest: +SKIP
+        >>> res.cv_results(0)["mean_test_accuracy"]
+        array([0.9 , 0.94, 0.95])
         """
         if not self.nested:
             raise ValueError("cv_results is only defined for nested cross-validation (a param_grid was given).")
@@ -293,7 +299,7 @@ class Results:
 
         Examples
         --------
-        >>> test, proba = res.fold_predictions[0]          # doctest: +SKIP
+        >>> test, proba = res.fold_predictions[0]
         """
         from .engine.predictions import load_fold_predictions
         from .engine.splits import MAIN, SplitSet
@@ -321,7 +327,7 @@ class Results:
 
         Examples
         --------
-        >>> res.predictions.shape                          # doctest: +SKIP
+        >>> res.predictions.shape
         (150, 3)
         """
         from .engine.predictions import assemble
@@ -348,9 +354,9 @@ class Results:
 
         Examples
         --------
-        >>> res.summary()                                                      # doctest: +SKIP
-                      mean       std    median
-        accuracy  0.953333  0.026667  0.966667
+        >>> res.summary()
+                      mean       std  median
+        accuracy  0.973333  0.018856    0.96
         """
         import pandas as pd
 
@@ -362,11 +368,12 @@ class Results:
 
         Examples
         --------
-        >>> res.to_frame()[["test_accuracy", "param_C"]]                       # doctest: +SKIP
-                    test_accuracy  param_C
+        >>> res.to_frame()[["test_accuracy", "param_clf__C"]]
+                    test_accuracy  param_clf__C
         outer_fold
-        0                0.966667      1.0
-        1                0.966667     10.0
+        0                    1.00          10.0
+        1                    0.96          10.0
+        2                    0.96          10.0
         """
         import pandas as pd
 
@@ -393,11 +400,13 @@ class Results:
 
         Examples
         --------
-        >>> res.timeline().groupby("kind").size()                             # doctest: +SKIP
+        >>> res.timeline().groupby("kind").size()
         kind
-        final      1
-        fit       18
-        select     3
+        final          1
+        fit           18
+        fit-all        6
+        select         3
+        select-all     1
         dtype: int64
         """
         import pandas as pd
@@ -418,8 +427,8 @@ class Results:
         --------
         ``ScoresDisplay.from_results(res, metric=metric, ax=ax)``:
 
-        >>> res.plot_scores(metric="accuracy").lines_["accuracy"].get_ydata()  # doctest: +SKIP
-        array([0.96666667, 0.96666667, 0.93333333])
+        >>> res.plot_scores(metric="accuracy").lines_["accuracy"].get_ydata()
+        array([1.  , 0.96, 0.96])
         """
         from .display import ScoresDisplay
 
@@ -433,8 +442,10 @@ class Results:
         ``GridDisplay.from_results(res, ax=ax, **kwargs)`` (``params``,
         ``metric``, ``outer_fold``):
 
-        >>> res.plot_grid(params=["C"]).best_markers_                           # doctest: +SKIP
-        >>> res.plot_grid(params=["C", "gamma"], outer_fold=1).image_.get_array()  # doctest: +SKIP
+        >>> len(res.plot_grid(params=["clf__C"]).best_markers_)
+        3
+        >>> res.plot_grid(params=["clf__C"], outer_fold=1).lines_[0].get_ydata()
+        array([0.87, 0.93, 0.97])
         """
         from .display import GridDisplay
 
@@ -447,8 +458,8 @@ class Results:
         --------
         ``PermutationDisplay.from_results(res, ax=ax)``:
 
-        >>> res.plot_permutation().line_.get_label()                           # doctest: +SKIP
-        'observed 0.953 (p = 0.0099)'
+        >>> perm_res.plot_permutation().line_.get_label()
+        'observed 0.967 (p = 0.167)'
         """
         from .display import PermutationDisplay
 
@@ -461,8 +472,8 @@ class Results:
         --------
         ``TimelineDisplay.from_results(res, ax=ax)``:
 
-        >>> sorted(res.plot_timeline().bars_)                                  # doctest: +SKIP
-        ['final', 'fit', 'select']
+        >>> sorted(res.plot_timeline().bars_)
+        ['final', 'fit', 'fit-all', 'select', 'select-all']
         """
         from .display import TimelineDisplay
 
@@ -504,10 +515,12 @@ def finished_folds(workflow):
 
     Examples
     --------
-    >>> finished_folds(mp.Workflow.open("runs/iris"))     # doctest: +SKIP
-                test_accuracy  param_C  fit_time  score_time  error
+    >>> finished_folds(mp.Workflow.open("runs/iris")).drop(columns=["fit_time", "score_time"])
+                test_accuracy  param_clf__C error
     outer_fold
-    0                0.966667      1.0    0.0021      0.0003   None
+    0                    1.00          10.0  None
+    1                    0.96          10.0  None
+    2                    0.96          10.0  None
     """
     import cloudpickle
     import pandas as pd
@@ -544,8 +557,12 @@ def raise_or_warn_about_fit_failures(raw):
 
     Examples
     --------
-    >>> raise_or_warn_about_fit_failures(res.raw)                          # doctest: +SKIP
-    FitFailedWarning: 1 fits failed out of a total of 5. ...
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     raise_or_warn_about_fit_failures({"errors": [None, "ValueError: bad C", None]})
+    >>> print(type(caught[0].message).__name__, str(caught[0].message).splitlines()[1])
+    FitFailedWarning 1 fits failed out of a total of 3.
     """
     from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
 
@@ -591,9 +608,9 @@ def results_document(results):
 
     Examples
     --------
-    >>> document = results_document(mp.Results.load("runs/iris"))     # doctest: +SKIP
-    >>> document["best_params"][0], sorted(document["summary"]["score"])  # doctest: +SKIP
-    ({'C': 1.0}, ['mean', 'median', 'std'])
+    >>> document = results_document(mp.Results.load("runs/iris"))
+    >>> document["best_params"][0], sorted(document["summary"]["accuracy"])
+    ({'clf__C': 10.0}, ['mean', 'median', 'std'])
     """
     document = dict(results.raw)
     document["best_params"] = _jsonable(results.best_params)
@@ -608,8 +625,8 @@ def final_best_params(results):
 
     Examples
     --------
-    >>> final_best_params(mp.Results.load("runs/iris"))     # doctest: +SKIP
-    {'C': 1.0}
+    >>> final_best_params(mp.Results.load("runs/iris"))
+    {'clf__C': 10.0}
     """
     try:
         return results.best_params_

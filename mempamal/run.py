@@ -58,11 +58,13 @@ class Run:
 
     Examples
     --------
-    >>> run = wf.submit(backend="local", n_jobs=2)    # doctest: +SKIP
-    >>> run.status()["by_kind"]["select"]             # doctest: +SKIP
-    {'done': 1, 'running': 1, 'pending': 3, 'failed': 0, 'total': 5}
-    >>> run.results()                                 # doctest: +SKIP
-    >>> res = run.wait()                              # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+    >>> run = wf.submit(backend="local", n_jobs=1)
+    >>> res = run.wait()
+    >>> run.state, run.status()["by_kind"]["score"]
+    ('finished', {'done': 3, 'running': 0, 'pending': 0, 'failed': 0, 'blocked': 0, 'total': 3, 'done_main': 3, 'total_main': 3})
+    >>> run.results()["test_score"].tolist() == res.test_scores["score"].tolist()
+    True
     """
 
     def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True):
@@ -114,8 +116,11 @@ class Run:
 
         Examples
         --------
-        >>> run.done()                                    # doctest: +SKIP
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
+        >>> run.done()
         False
+        >>> run.cancel(); run.done()
+        True
         """
         return self._finished.is_set()
 
@@ -126,8 +131,11 @@ class Run:
 
         Examples
         --------
-        >>> run.join(timeout=1.0)                         # doctest: +SKIP
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
+        >>> run.join(timeout=0.01)   # 29 tasks take longer than that
         False
+        >>> run.cancel(); run.join(timeout=1.0)
+        True
         """
         return self._finished.wait(timeout)
 
@@ -137,7 +145,10 @@ class Run:
 
         Examples
         --------
-        >>> run.cancel(); run.state                       # doctest: +SKIP
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
+        >>> run.state
+        'running'
+        >>> run.cancel(); run.state
         'cancelled'
         """
         if not self.done():
@@ -154,8 +165,9 @@ class Run:
 
         Examples
         --------
-        >>> run.join(); type(run.error).__name__          # doctest: +SKIP
-        'WorkflowError'
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.error is None
+        True
         """
         return self._error
 
@@ -172,8 +184,9 @@ class Run:
 
         Examples
         --------
-        >>> run.status()["done"], run.status()["running"]     # doctest: +SKIP
-        (12, 4)
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.status()["done"], run.status()["running"]
+        (29, 0)
         """
         if self.done():
             return task_counts(self.workflow)
@@ -188,8 +201,9 @@ class Run:
 
         Examples
         --------
-        >>> run.elapsed()                                 # doctest: +SKIP
-        12.3
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> 0 <= run.elapsed() < 600
+        True
         """
         return (self.ended or time.time()) - self.started
 
@@ -198,8 +212,9 @@ class Run:
 
         Examples
         --------
-        >>> run.eta()                                     # doctest: +SKIP
-        42.0
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.eta()
+        0.0
         """
         counts = self.status() if counts is None else counts
         finished_here = counts["done"] - self._done_at_start
@@ -213,10 +228,13 @@ class Run:
 
         Examples
         --------
-        >>> run.results()                                 # doctest: +SKIP
-                    test_accuracy  param_C  fit_time  score_time  error
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.results()[["test_accuracy", "param_clf__C"]]
+                    test_accuracy  param_clf__C
         outer_fold
-        0                0.966667      1.0  0.002       0.0003   None
+        0                    1.00          10.0
+        1                    0.96          10.0
+        2                    0.96          10.0
         """
         return self.workflow.finished_folds()
 
@@ -226,8 +244,9 @@ class Run:
 
         Examples
         --------
-        >>> run.cancel()                                  # doctest: +SKIP
-        >>> run.state                                     # doctest: +SKIP
+        >>> run = exp.build(X, y, workdir="runs/new").submit(n_jobs=1)   # 29 tasks to run
+        >>> run.cancel()
+        >>> run.state
         'cancelled'
         """
         self._stop.set()
@@ -244,7 +263,8 @@ class Run:
 
         Examples
         --------
-        >>> res = run.wait()                              # doctest: +SKIP
+        >>> run = wf.submit(n_jobs=1)
+        >>> res = run.wait()
         """
         if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
             raise ValueError(f"The 'timeout' parameter of Run.wait must be a number >= 0 or None; "
@@ -269,8 +289,12 @@ class Run:
 
         Examples
         --------
-        >>> run.summary_line()                            # doctest: +SKIP
-        'running on local: 40/81 tasks done, 2/5 outer folds, 12 s elapsed, ~10 s left'
+        While a run goes on it reads e.g. ``'running on local: 40/81 tasks
+        done, 2/5 outer folds, 12 s elapsed, ~10 s left'``; once it ended:
+
+        >>> run = wf.submit(n_jobs=1); res = run.wait()   # runs/iris: finished already
+        >>> run.summary_line()
+        'finished on local: 29/29 tasks done, 3/3 outer folds, ... s elapsed'
         """
         counts = self.status() if counts is None else counts  # read the workdir once per line
         folds = sum(counts["by_kind"].get(kind, {}).get("done_main", 0) for kind in FOLD_KINDS)

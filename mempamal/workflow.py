@@ -22,10 +22,10 @@ class Workflow(TaskGraph):
 
     Examples
     --------
-    >>> wf = exp.build(X, y, workdir="runs/iris")      # doctest: +SKIP
-    >>> len(wf.tasks), wf.status()["pending"]           # doctest: +SKIP
-    (81, 81)
-    >>> res = wf.run(n_jobs=2)                          # doctest: +SKIP
+    >>> wf = exp.build(X, y, workdir="runs/iris")   # this workdir holds exp, finished: reused
+    >>> len(wf.tasks), wf.status()["pending"]
+    (29, 0)
+    >>> res = wf.run(n_jobs=1, progress=False)   # finished already: nothing to run
     """
 
     # -------------------------------------------------------------- run
@@ -49,8 +49,8 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> res = wf.run(backend="local", n_jobs=2)         # doctest: +SKIP
-        >>> res = wf.run(n_jobs=2, wait=600)   # queue behind a running run  # doctest: +SKIP
+        >>> res = wf.run(backend="local", n_jobs=2, progress=False)
+        >>> res = wf.run(n_jobs=2, wait=600, progress=False)   # queue behind a running run
         """
         return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait, **options).wait()
 
@@ -66,10 +66,12 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> run = wf.submit(backend="local", n_jobs=2)      # doctest: +SKIP
-        >>> run.done(), run.status()["done"]                # doctest: +SKIP
-        (False, 3)
-        >>> res = run.wait()                                # doctest: +SKIP
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+        >>> run = wf.submit(backend="local", n_jobs=1)
+        >>> run.state in ("running", "done")
+        True
+        >>> res = run.wait(); run.done(), run.status()["done"]
+        (True, 5)
         """
         from .backends.base import check_backend
         from .run import Run
@@ -149,7 +151,9 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> mp.Workflow.open("runs/iris").results()        # doctest: +SKIP
+        >>> mp.Workflow.open("runs/iris").results()
+        <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+          final model: best_params_={'clf__C': 10.0}, refit on all the data
         """
         from .results import Results
 
@@ -168,8 +172,9 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> run = mp.Workflow.open("runs/bc").attach()      # doctest: +SKIP
-        >>> run.status()                                    # doctest: +SKIP
+        >>> run = mp.Workflow.open("runs/iris").attach()   # after a kernel restart
+        >>> run is None   # this run had finished
+        True
         """
         from .run import Run
         from .graph.submissions import live_runner, recorded_submission
@@ -231,7 +236,12 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> wf.finished_folds()                             # doctest: +SKIP
+        >>> wf.finished_folds()[["test_accuracy", "param_clf__C"]]
+                    test_accuracy  param_clf__C
+        outer_fold
+        0                    1.00          10.0
+        1                    0.96          10.0
+        2                    0.96          10.0
         """
         from .results import finished_folds
 
@@ -243,9 +253,9 @@ class Workflow(TaskGraph):
 
         Examples
         --------
-        >>> wf.export("Makefile", format="makefile")                          # doctest: +SKIP
+        >>> wf.export("Makefile", format="makefile")
         PosixPath('Makefile')
-        >>> wf.export("wf-soma.json", format="soma-workflow")                # doctest: +SKIP
+        >>> wf.export("wf-soma.json", format="soma-workflow")
         PosixPath('wf-soma.json')
         """
         from .backends.export import export_workflow
@@ -261,9 +271,9 @@ class Workflow(TaskGraph):
         Returns the :class:`~mempamal.display.GraphDisplay` (``ax_``,
         ``figure_``, ``positions_``, ``aggregated_``).
 
-        >>> disp = wf.plot()                                                  # doctest: +SKIP
-        >>> disp.ax_.get_title()                                              # doctest: +SKIP
-        '4 tasks: 3 score, 1 final'
+        >>> disp = wf.plot()
+        >>> disp.ax_.get_title()
+        '29 tasks: 18 fit, 3 select, 6 fit-all, 1 select-all, 1 final'
         """
         from .display import GraphDisplay
 

@@ -73,7 +73,9 @@ class Backend(abc.ABC):
     ...     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
     ...         from mempamal.backends.local import run_batch
     ...         return {i: e for i, e, _ in run_batch(workflow.workdir, task_ids) if e}
-    >>> failed = InProcess().run(wf, wf.pending_ids())          # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> InProcess().run(wf, wf.pending_ids()), wf.status()["done"]
+    ({}, 4)
     """
 
     name = None
@@ -96,8 +98,13 @@ class Backend(abc.ABC):
         (the ``Backend`` example above); ``Workflow.run`` calls it with the
         pending tasks:
 
-        >>> failed = InProcess().run(wf, wf.pending_ids(), progress=False)    # doctest: +SKIP
-        >>> failed                                                           # doctest: +SKIP
+        >>> from mempamal.backends.local import run_batch
+        >>> class InProcess(Backend):
+        ...     name = "in-process"
+        ...     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        ...         return {i: e for i, e, _ in run_batch(workflow.workdir, task_ids) if e}
+        >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+        >>> InProcess().run(wf, wf.pending_ids(), progress=False)
         {}
         """
 

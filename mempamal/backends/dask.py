@@ -69,10 +69,10 @@ class DaskBackend(Backend):
 
     Examples
     --------
-    >>> res = wf.run(backend="dask", n_jobs=4)                           # doctest: +SKIP
-    >>> from distributed import Client                                    # doctest: +SKIP
-    >>> res = wf.run(backend="dask", client=Client("tcp://head:8786"))    # doctest: +SKIP
-    >>> res = wf.run(backend="dask", address="tcp://head:8786")           # doctest: +SKIP
+    >>> res = wf.run(backend="dask", n_jobs=4)                           # needs a Dask cluster  # doctest: +SKIP
+    >>> from distributed import Client                                    # needs a Dask cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="dask", client=Client("tcp://head:8786"))    # needs a Dask cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="dask", address="tcp://head:8786")           # needs a Dask cluster  # doctest: +SKIP
     """
 
     name = "dask"
@@ -114,7 +114,7 @@ class DaskBackend(Backend):
 
         Examples
         --------
-        >>> failed = DaskBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        >>> failed = DaskBackend().run(wf, wf.pending_ids(), n_jobs=2)   # needs a Dask cluster  # doctest: +SKIP
         """
         bar = make_progress(len(task_ids), progress)
         try:
@@ -164,7 +164,7 @@ class DaskPool(WorkerPool):
     Examples
     --------
     >>> from mempamal.backends.dispatch_loop import dispatch
-    >>> failed = dispatch(wf, wf.pending_ids(), DaskPool(client, str(wf.workdir)))   # doctest: +SKIP
+    >>> failed = dispatch(wf, wf.pending_ids(), DaskPool(client, str(wf.workdir)))   # needs a Dask cluster  # doctest: +SKIP
     """
 
     # A round trip through the scheduler costs a few ms.

@@ -29,7 +29,10 @@ class WorkerPool(abc.ABC):
 
     Examples
     --------
+    >>> from mempamal.backends.local import run_batch
     >>> class InProcess(WorkerPool):
+    ...     def __init__(self, workdir):
+    ...         self.workdir = workdir
     ...     def capacity(self):
     ...         return 1
     ...     def submit(self, batch):
@@ -37,11 +40,12 @@ class WorkerPool(abc.ABC):
     ...     def wait(self, handles, timeout):
     ...         return handles
     ...     def result(self, handle):
-    ...         from mempamal.backends.local import run_batch
-    ...         return run_batch(workdir, handle)
+    ...         return run_batch(self.workdir, handle)
     ...     def abort(self, handles):
     ...         pass
-    >>> failed = dispatch(wf, wf.pending_ids(), InProcess())      # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> dispatch(wf, wf.pending_ids(), InProcess(wf.workdir)), wf.status()["done"]
+    ({}, 4)
     """
 
     #: A batch of small tasks keeps a worker busy about this long: the
@@ -58,7 +62,9 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> InProcess().capacity()                                      # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> pool.capacity()
         1
         """
 
@@ -68,7 +74,9 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> handle = pool.submit(["fit-o0-i0-c0", "fit-o0-i1-c0"])       # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> handle = pool.submit(["fit-o0-i0-c0", "fit-o0-i1-c0"])
         """
 
     @abc.abstractmethod
@@ -77,7 +85,11 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> done = pool.wait([handle], timeout=POLL_SECONDS)              # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> handle = pool.submit(["fit-o0-i0-c0"])
+        >>> pool.wait([handle], timeout=POLL_SECONDS) == [handle]
+        True
         """
 
     @abc.abstractmethod
@@ -86,8 +98,10 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> pool.result(handle)                                          # doctest: +SKIP
-        [('fit-o0-i0-c0', None, 0.012), ('fit-o0-i1-c0', None, 0.011)]
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> [(task_id, error) for task_id, error, seconds in pool.result(("fit-o0-i0-c0", "fit-o0-i1-c0"))]
+        [('fit-o0-i0-c0', None), ('fit-o0-i1-c0', None)]
         """
 
     @abc.abstractmethod
@@ -96,7 +110,9 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> pool.abort([handle])                                         # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> pool.abort([pool.submit(["fit-o0-i0-c0"])])
         """
 
     def workers(self):
@@ -123,7 +139,9 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> pool.worker_died(RuntimeError("the task raised"))           # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> pool.worker_died(RuntimeError("the task raised"))
         False
         """
         return False
@@ -133,7 +151,9 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> pool.recover(exc)                                            # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> pool.recover(RuntimeError("the worker died"))
         """
 
     def describe(self, exc):
@@ -141,7 +161,9 @@ class WorkerPool(abc.ABC):
 
         Examples
         --------
-        >>> InProcess().describe(MemoryError("out of memory"))           # doctest: +SKIP
+        >>> from mempamal.backends.local import InProcessPool
+        >>> pool = InProcessPool(str(wf.workdir))
+        >>> pool.describe(MemoryError("out of memory"))
         'MemoryError: out of memory'
         """
         return f"{type(exc).__name__}: {exc}"
@@ -215,7 +237,10 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
 
     Examples
     --------
-    >>> failed = dispatch(wf, wf.pending_ids(), pool, bar=None, stop=None)   # doctest: +SKIP
+    >>> from mempamal.backends.local import InProcessPool
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> dispatch(wf, wf.pending_ids(), InProcessPool(str(wf.workdir)), bar=None, stop=None)
+    {}
     """
     tracker = DependencyTracker(workflow, task_ids)
     sizer = BatchSizer(pool.target_batch_seconds)

@@ -46,10 +46,14 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
 
     Examples
     --------
-    >>> wf.export("wf.json", format="commands")                     # doctest: +SKIP
-    >>> wf.export("Makefile", format="makefile", python="/opt/py/bin/python")  # doctest: +SKIP
-    >>> wf.export("run.sh", format="shell", tasks_per_job=20)       # doctest: +SKIP
-    >>> wf.export("submit.sh", format="slurm", job_seconds=300)     # doctest: +SKIP
+    >>> wf.export("wf.json", format="commands")
+    PosixPath('wf.json')
+    >>> wf.export("Makefile", format="makefile", python="/opt/py/bin/python")
+    PosixPath('Makefile')
+    >>> wf.export("run.sh", format="shell", tasks_per_job=20)
+    PosixPath('run.sh')
+    >>> wf.export("submit.sh", format="slurm", job_seconds=300)
+    PosixPath('submit.sh')
     """
     from .bundles import bundle_entries, check_bundle_options, make_bundles
 

@@ -65,10 +65,10 @@ class LocalCluster:
 
     Examples
     --------
-    >>> with LocalCluster(2) as local:                                    # doctest: +SKIP
+    >>> with LocalCluster(2) as local:                                    # needs an ipyparallel cluster  # doctest: +SKIP
     ...     res = wf.run(backend="ipyparallel", client=local.client)
     ...     res2 = wf2.run(backend="ipyparallel", client=local.client)   # same engines
-    >>> with LocalCluster(4, engines="slurm") as on_slurm:                # doctest: +SKIP
+    >>> with LocalCluster(4, engines="slurm") as on_slurm:                # needs an ipyparallel cluster  # doctest: +SKIP
     ...     res = wf.run(backend="ipyparallel", client=on_slurm.client)
     """
 
@@ -244,11 +244,11 @@ class IPyParallelBackend(Backend):
 
     Examples
     --------
-    >>> res = wf.run(backend="ipyparallel", n_jobs=4)                   # doctest: +SKIP
-    >>> res = wf.run(backend="ipyparallel", profile="slurm")            # doctest: +SKIP
-    >>> rc = ipyparallel.Client(cluster_id="ml")                        # doctest: +SKIP
-    >>> res = wf.run(backend="ipyparallel", client=rc)                  # doctest: +SKIP
-    >>> res = wf.run(backend="ipyparallel", engines="slurm", n_jobs=8)  # doctest: +SKIP
+    >>> res = wf.run(backend="ipyparallel", n_jobs=4)                   # needs an ipyparallel cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="ipyparallel", profile="slurm")            # needs an ipyparallel cluster  # doctest: +SKIP
+    >>> rc = ipyparallel.Client(cluster_id="ml")                        # needs an ipyparallel cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="ipyparallel", client=rc)                  # needs an ipyparallel cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="ipyparallel", engines="slurm", n_jobs=8)  # needs an ipyparallel cluster  # doctest: +SKIP
     """
 
     name = "ipyparallel"
@@ -291,7 +291,7 @@ class IPyParallelBackend(Backend):
 
         Examples
         --------
-        >>> failed = IPyParallelBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        >>> failed = IPyParallelBackend().run(wf, wf.pending_ids(), n_jobs=2)   # needs an ipyparallel cluster  # doctest: +SKIP
         """
         bar = make_progress(len(task_ids), progress)
         try:
@@ -328,7 +328,7 @@ class EnginePool(WorkerPool):
     Examples
     --------
     >>> from mempamal.backends.dispatch_loop import dispatch
-    >>> failed = dispatch(wf, wf.pending_ids(), EnginePool(client, str(wf.workdir)))   # doctest: +SKIP
+    >>> failed = dispatch(wf, wf.pending_ids(), EnginePool(client, str(wf.workdir)))   # needs an ipyparallel cluster  # doctest: +SKIP
     """
 
     # A round trip through the scheduler costs a few ms.
@@ -391,7 +391,7 @@ def run_batch_on_engine(workdir, task_ids, n_threads=None, engines_per_host=None
 
     Examples
     --------
-    >>> view.apply_async(run_batch_on_engine, "/shared/runs/iris", ["fit-o0-i0-c0"])   # doctest: +SKIP
+    >>> view.apply_async(run_batch_on_engine, "/shared/runs/iris", ["fit-o0-i0-c0"])   # needs an ipyparallel cluster  # doctest: +SKIP
     """
     if n_threads is None and engines_per_host:
         n_threads = max(1, (os.cpu_count() or 1) // engines_per_host.get(socket.gethostname(), 1))

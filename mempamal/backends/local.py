@@ -69,7 +69,7 @@ def exit_with_driver(driver_pid):
     Examples
     --------
     >>> from concurrent.futures import ProcessPoolExecutor
-    >>> pool = ProcessPoolExecutor(2, initializer=exit_with_driver, initargs=(os.getpid(),))   # doctest: +SKIP
+    >>> pool = ProcessPoolExecutor(2, initializer=exit_with_driver, initargs=(os.getpid(),))
     """
     def watch():
         while _driver_alive(driver_pid):
@@ -144,7 +144,9 @@ class ProcessPool(WorkerPool):
     Examples
     --------
     >>> from mempamal.backends.dispatch_loop import dispatch
-    >>> failed = dispatch(wf, wf.pending_ids(), ProcessPool(str(wf.workdir), 2, None))   # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> dispatch(wf, wf.pending_ids(), ProcessPool(str(wf.workdir), 1, 1))   # one worker, one BLAS thread
+    {}
     """
 
     target_batch_seconds = TARGET_BATCH_SECONDS
@@ -196,7 +198,9 @@ class InProcessPool(WorkerPool):
     Examples
     --------
     >>> from mempamal.backends.dispatch_loop import dispatch
-    >>> failed = dispatch(wf, wf.pending_ids(), InProcessPool(str(wf.workdir)))   # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> dispatch(wf, wf.pending_ids(), InProcessPool(str(wf.workdir)))
+    {}
     """
 
     target_batch_seconds = TARGET_BATCH_SECONDS
@@ -233,7 +237,7 @@ class LocalBackend(Backend):
 
     Examples
     --------
-    >>> res = wf.run(backend="local", n_jobs=2)     # doctest: +SKIP
+    >>> res = wf.run(backend="local", n_jobs=2)
     """
 
     name = "local"
@@ -255,7 +259,7 @@ class LocalBackend(Backend):
 
         Examples
         --------
-        >>> failed = LocalBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        >>> failed = LocalBackend().run(wf, wf.pending_ids(), n_jobs=2)
         """
         n_workers = effective_n_jobs(n_jobs)
         if n_workers == 1:

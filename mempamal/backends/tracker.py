@@ -22,9 +22,11 @@ class DependencyTracker:
 
     Examples
     --------
-    >>> tracker = DependencyTracker(workflow, workflow.pending_ids())   # doctest: +SKIP
-    >>> task_id = tracker.ready.popleft()                               # doctest: +SKIP
-    >>> tracker.record(task_id, None, failed={}, bar=None)              # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> tracker = DependencyTracker(wf, wf.pending_ids())
+    >>> task_id = tracker.ready.popleft(); task_id
+    'score-o0'
+    >>> tracker.record(task_id, None, failed={}, bar=None)
     """
 
     def __init__(self, workflow, task_ids):
@@ -103,8 +105,9 @@ class DependencyTracker:
 
         Examples
         --------
-        >>> tracker.blocked_by("fit-o0-i0-c0")                          # doctest: +SKIP
-        {'select-o0', 'final'}
+        >>> tracker = DependencyTracker(wf, [task.id for task in wf.tasks])
+        >>> sorted(tracker.blocked_by("fit-o0-i0-c0"))
+        ['final', 'select-o0']
         """
         if self._positions is not None:
             blocked, position = set(), self._positions.get(task_id)
@@ -128,9 +131,10 @@ class DependencyTracker:
 
         Examples
         --------
+        >>> tracker = DependencyTracker(wf, [task.id for task in wf.tasks])
         >>> failed = {}
-        >>> tracker.record("fit-o0-i0-c0", "ValueError: bad", failed)   # doctest: +SKIP
-        >>> failed["select-o0"]                                         # doctest: +SKIP
+        >>> tracker.record("fit-o0-i0-c0", "ValueError: bad", failed)
+        >>> failed["select-o0"]
         "not run: depends on failed task 'fit-o0-i0-c0'"
         """
         if error is None:

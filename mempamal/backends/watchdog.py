@@ -31,8 +31,8 @@ def start_watchdog(variable, value, folder=None):
 
     Examples
     --------
-    >>> watchdog = start_watchdog("IPYTHONDIR", "/tmp/mempamal-ipp-x1y2")   # doctest: +SKIP
-    >>> stop_watchdog(watchdog)                                             # doctest: +SKIP
+    >>> watchdog = start_watchdog("IPYTHONDIR", str(tmp / "ipython"))
+    >>> stop_watchdog(watchdog)
     """
     command = [sys.executable, "-m", "mempamal.backends.watchdog", variable, value]
     if folder is not None:
@@ -48,7 +48,9 @@ def tell_watchdog(watchdog, line):
 
     Examples
     --------
-    >>> tell_watchdog(watchdog, "slurm-job 1234")   # doctest: +SKIP
+    >>> watchdog = start_watchdog("IPYTHONDIR", str(tmp / "ipython"))
+    >>> tell_watchdog(watchdog, "slurm-job 1234")
+    >>> stop_watchdog(watchdog)
     """
     with contextlib.suppress(OSError, ValueError):
         watchdog.stdin.write(line + "\n")
@@ -63,7 +65,8 @@ def stop_watchdog(watchdog, sweep=False):
 
     Examples
     --------
-    >>> stop_watchdog(watchdog)   # doctest: +SKIP
+    >>> watchdog = start_watchdog("IPYTHONDIR", str(tmp / "ipython"))
+    >>> stop_watchdog(watchdog)
     """
     if not sweep:
         tell_watchdog(watchdog, "stop")

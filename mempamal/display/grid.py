@@ -32,8 +32,13 @@ class GridDisplay(Display):
 
     Examples
     --------
-    >>> GridDisplay.from_results(res, params=["clf__C"])            # doctest: +SKIP
-    >>> res.plot_grid(params=["C", "gamma"]).image_.get_array()     # doctest: +SKIP
+    >>> [line.get_label() for line in GridDisplay.from_results(res, params=["clf__C"]).lines_]
+    ['outer fold 0', 'outer fold 1', 'outer fold 2']
+    >>> scores = np.array([[[0.80, 0.90], [0.90, 0.95], [0.85, 0.90]]])  # 1 outer fold, 3 C x 2 gamma
+    >>> disp = GridDisplay(params=["C", "gamma"], values=[[0.1, 1, 10], [0.01, 0.1]], scores=scores,
+    ...                    metric="accuracy").plot()
+    >>> disp.image_.get_array().shape
+    (3, 2)
     """
 
     def __init__(self, *, params, values, scores, metric, outer_fold=None, best=None):
@@ -73,8 +78,8 @@ class GridDisplay(Display):
 
         Examples
         --------
-        >>> disp = GridDisplay.from_results(res, params=["C"])          # doctest: +SKIP
-        >>> [line.get_label() for line in disp.lines_]                   # doctest: +SKIP
+        >>> disp = GridDisplay.from_results(res, params=["clf__C"])
+        >>> [line.get_label() for line in disp.lines_]
         ['outer fold 0', 'outer fold 1', 'outer fold 2']
         """
         if not results.nested:
@@ -128,8 +133,10 @@ class GridDisplay(Display):
 
         Examples
         --------
-        >>> disp = res.plot_grid(params=["C", "gamma"])                  # doctest: +SKIP
-        >>> disp.plot(outer_fold=1).image_.get_array().shape             # doctest: +SKIP
+        >>> scores = np.stack([np.array([[[0.80, 0.90], [0.90, 0.95], [0.85, 0.90]]])[0]] * 2)  # 2 outer folds, 3 C x 2 gamma
+        >>> disp = GridDisplay(params=["C", "gamma"], values=[[0.1, 1, 10], [0.01, 0.1]], scores=scores,
+        ...                    metric="accuracy")
+        >>> disp.plot(outer_fold=1).image_.get_array().shape
         (3, 2)
         """
         ax = self._axes(ax)

@@ -18,9 +18,9 @@ class ScoresDisplay(Display):
 
     Examples
     --------
-    >>> disp = ScoresDisplay.from_results(res)       # doctest: +SKIP
-    >>> disp.figure_.savefig("scores.png")           # doctest: +SKIP
-    >>> ScoresDisplay(scores={"accuracy": [0.9, 0.8, 1.0]}).plot().lines_["accuracy"].get_ydata()  # doctest: +SKIP
+    >>> disp = ScoresDisplay.from_results(res)
+    >>> disp.figure_.savefig("scores.png")
+    >>> ScoresDisplay(scores={"accuracy": [0.9, 0.8, 1.0]}).plot().lines_["accuracy"].get_ydata()
     array([0.9, 0.8, 1. ])
     """
 
@@ -47,9 +47,9 @@ class ScoresDisplay(Display):
 
         Examples
         --------
-        >>> disp = ScoresDisplay.from_results(res, metric="accuracy")    # doctest: +SKIP
-        >>> disp.lines_["accuracy"].get_ydata()                           # doctest: +SKIP
-        array([0.96666667, 0.96666667, 0.93333333, 0.93333333, 1.        ])
+        >>> disp = ScoresDisplay.from_results(res, metric="accuracy")
+        >>> disp.lines_["accuracy"].get_ydata()
+        array([1.  , 0.96, 0.96])
         """
         metrics = [metric] if metric else list(results.test_scores)
         return cls(scores={m: results.test_scores[m] for m in metrics}).plot(ax)
@@ -70,8 +70,8 @@ class ScoresDisplay(Display):
         Examples
         --------
         >>> import matplotlib.pyplot as plt
-        >>> _, (left, right) = plt.subplots(1, 2)                        # doctest: +SKIP
-        >>> ScoresDisplay.from_results(res).plot(ax=right).ax_ is right    # doctest: +SKIP
+        >>> _, (left, right) = plt.subplots(1, 2)
+        >>> ScoresDisplay.from_results(res).plot(ax=right).ax_ is right
         True
         """
         ax = self._axes(ax)
@@ -115,7 +115,7 @@ class PermutationDisplay(Display):
     Examples
     --------
     >>> PermutationDisplay(permutation_scores=[0.3, 0.35, 0.4], score=0.9, pvalue=0.25,
-    ...                    metric="accuracy").plot().line_.get_xdata()        # doctest: +SKIP
+    ...                    metric="accuracy").plot().line_.get_xdata()
     [0.9, 0.9]
     """
 
@@ -148,9 +148,9 @@ class PermutationDisplay(Display):
 
         Examples
         --------
-        >>> disp = PermutationDisplay.from_results(res)                  # doctest: +SKIP
-        >>> disp.line_.get_label()                                       # doctest: +SKIP
-        'observed 0.953 (p = 0.2)'
+        >>> disp = PermutationDisplay.from_results(perm_res)
+        >>> disp.line_.get_label()
+        'observed 0.967 (p = 0.167)'
         """
         if results.permutation_scores is None:
             raise ValueError("plot_permutation needs an experiment with n_permutations > 0.")
@@ -176,7 +176,7 @@ class PermutationDisplay(Display):
 
         Examples
         --------
-        >>> len(res.plot_permutation().plot(bins=5).bars_)                # doctest: +SKIP
+        >>> len(perm_res.plot_permutation().plot(bins=5).bars_)
         5
         """
         from matplotlib.ticker import MaxNLocator
@@ -232,9 +232,9 @@ class TimelineDisplay(Display):
 
     Examples
     --------
-    >>> disp = TimelineDisplay.from_results(res)                         # doctest: +SKIP
-    >>> sorted(disp.bars_)                                               # doctest: +SKIP
-    ['final', 'fit', 'select']
+    >>> disp = TimelineDisplay.from_results(res)
+    >>> sorted(disp.bars_)
+    ['final', 'fit', 'fit-all', 'select', 'select-all']
     """
 
     def __init__(self, *, timeline):
@@ -258,7 +258,7 @@ class TimelineDisplay(Display):
 
         Examples
         --------
-        >>> TimelineDisplay.from_results(res).ax_.get_xlabel()           # doctest: +SKIP
+        >>> TimelineDisplay.from_results(res).ax_.get_xlabel()
         'seconds since the first task started'
         """
         return cls(timeline=results.timeline()).plot(ax)
@@ -278,7 +278,7 @@ class TimelineDisplay(Display):
 
         Examples
         --------
-        >>> TimelineDisplay(timeline=res.timeline()).plot().bars_["fit"]   # doctest: +SKIP
+        >>> TimelineDisplay(timeline=res.timeline()).plot().bars_["fit"]
         <BarContainer object of 18 artists>
         """
         ax = self._axes(ax)

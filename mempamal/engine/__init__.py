@@ -11,6 +11,6 @@ tasks run headless on cluster nodes.
 Examples
 --------
 >>> from mempamal.engine.tasks import run_task
->>> run_task("runs/iris", "final")          # doctest: +SKIP
-'done'
+>>> run_task("runs/iris", "final")   # its output is already there
+'skipped'
 """

@@ -92,8 +92,8 @@ def save_fold_predictions(workdir, task_id, predictions, y):
 
     Examples
     --------
-    >>> save_fold_predictions("runs/iris", "score-o0", np.zeros(3), None)   # doctest: +SKIP
-    {'files': ['score-o0.pred0.npy'], 'sha256': [...], 'list': False, 'encoding': [None]}
+    >>> save_fold_predictions("runs/iris", "select-o0", np.zeros(3), None)
+    {'files': ['select-o0.pred0.npy'], 'sha256': [...], 'list': False, 'encoding': [None]}
     """
     arrays = predictions if isinstance(predictions, list) else [predictions]
     record = {"files": [], "sha256": [], "list": isinstance(predictions, list), "encoding": []}
@@ -113,7 +113,9 @@ def load_fold_predictions(workdir, record, y):
 
     Examples
     --------
-    >>> load_fold_predictions("runs/iris", output["predictions"], y)   # doctest: +SKIP
+    >>> record = save_fold_predictions("runs/iris", "select-o0", np.array([0.5, 1.5]), None)
+    >>> load_fold_predictions("runs/iris", record, y)
+    array([0.5, 1.5])
     """
     folder = store.output_path(workdir, "x").parent
     arrays = []

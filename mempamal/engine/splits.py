@@ -128,8 +128,8 @@ class SplitSet:
 
     Examples
     --------
-    >>> split_set = SplitSet("runs/iris", "main")   # doctest: +SKIP
-    >>> train, test = split_set.outer(0)            # doctest: +SKIP
+    >>> split_set = SplitSet("runs/iris", "main")
+    >>> train, test = split_set.outer(0)
     """
 
     def __init__(self, workdir, name):

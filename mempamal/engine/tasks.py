@@ -40,8 +40,11 @@ def run_task(workdir, task_id, *, force=False):
 
     Examples
     --------
-    >>> run_task("runs/iris", "fit-o0-i0-c0")    # doctest: +SKIP
+    >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+    >>> run_task("runs/cv2", "score-o0")
     'done'
+    >>> run_task("runs/cv2", "score-o0")
+    'skipped'
     """
     started = time.time()
     try:

@@ -7,9 +7,9 @@ anything.  It never imports the api.
 
 Examples
 --------
->>> graph = TaskGraph.open("runs/iris")                 # doctest: +SKIP
->>> graph.status()["done"], len(graph.tasks)            # doctest: +SKIP
-(81, 81)
+>>> graph = TaskGraph.open("runs/iris")
+>>> graph.status()["done"], len(graph.tasks)
+(29, 29)
 """
 
 import hashlib
@@ -29,9 +29,9 @@ class TaskGraph:
 
     Examples
     --------
-    >>> graph = TaskGraph.open("runs/iris")             # doctest: +SKIP
-    >>> graph.pending_ids()[:2]                         # doctest: +SKIP
-    ['fit-o0-i0-c0', 'fit-o0-i1-c0']
+    >>> graph = TaskGraph.open(exp.build(X, y, workdir="runs/new").workdir)
+    >>> graph.pending_ids()[:2]
+    ['fit-o0-i0-c0', 'fit-o0-i0-c1']
     """
 
     def __init__(self, workdir):
@@ -46,8 +46,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> mp.Workflow.open("runs/iris").status()["total"]     # doctest: +SKIP
-        81
+        >>> mp.Workflow.open("runs/iris").status()["total"]
+        29
         """
         workdir = Path(workdir)
         if not (workdir / store.MANIFEST).exists():
@@ -68,8 +68,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.table.counts_by_kind()                                       # doctest: +SKIP
-        {'score': 3, 'final': 1}
+        >>> wf.table.counts_by_kind()
+        {'fit': 18, 'select': 3, 'fit-all': 6, 'select-all': 1, 'final': 1}
         """
         if self._table is None:
             table = taskfile.read_table(self.workdir, self.manifest)
@@ -85,9 +85,9 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf = mp.Experiment(SVC(), cv=3).build(X, y, workdir="runs/cv")     # doctest: +SKIP
-        >>> [task.id for task in wf.tasks]                                    # doctest: +SKIP
-        ['score-o0', 'score-o1', 'score-o2', 'final']
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+        >>> [task.id for task in wf.tasks]
+        ['score-o0', 'score-o1', 'score-o2', 'select-all', 'final']
         """
         if self._tasks is None:
             self._tasks = list(self.table)
@@ -98,8 +98,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.task("final").deps                                             # doctest: +SKIP
-        ('score-o0', 'score-o1', 'score-o2')
+        >>> wf.task("final").deps
+        ('select-o0', 'select-o1', 'select-o2', 'select-all')
         """
         try:
             return self.table.task(task_id)
@@ -111,8 +111,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.scan_outputs().counts_by_kind()                                # doctest: +SKIP
-        {'score': 3}
+        >>> wf.scan_outputs().counts_by_kind()
+        {'fit': 18, 'fit-all': 6, 'final': 1, 'select': 3, 'select-all': 1}
         """
         return doneindex.scan(self.workdir, self.manifest["build_id"], self.manifest["tasks_digest"], self.table)
 
@@ -126,9 +126,17 @@ class TaskGraph:
 
         Examples
         --------
-        >>> done, untrusted = wf.check_outputs()                              # doctest: +SKIP
-        >>> untrusted                                                         # doctest: +SKIP
-        {'score-o1': 'written by another build'}
+        >>> done, untrusted = wf.check_outputs()
+        >>> untrusted
+        {}
+        >>> import os, shutil
+        >>> from mempamal.store import output_path
+        >>> copy = output_path(wf.workdir, "select-o1").with_suffix(".copy")
+        >>> _ = shutil.copy(output_path(wf.workdir, "select-o0"), copy)
+        >>> os.replace(copy, output_path(wf.workdir, "select-o1"))   # replaced by rename, as a task writes
+        >>> done, untrusted = wf.check_outputs()
+        >>> untrusted
+        {'select-o1': "...select-o1.json is the output of task 'select-o0', not of 'select-o1' (copied or renamed)"}
         """
         scan = self.scan_outputs()
         return scan.done, scan.problems
@@ -138,7 +146,9 @@ class TaskGraph:
 
         Examples
         --------
-        >>> mp.run_task(wf.workdir, "score-o0"); wf.done_ids()                # doctest: +SKIP
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+        >>> mp.run_task(wf.workdir, "score-o0"); wf.done_ids()
+        'done'
         {'score-o0'}
         """
         return self.check_outputs()[0]
@@ -148,8 +158,9 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.pending_ids()                                                   # doctest: +SKIP
-        ['score-o1', 'score-o2', 'final']
+        >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
+        >>> wf.pending_ids()
+        ['score-o0', 'score-o1', 'score-o2', 'select-all', 'final']
         """
         done = self.done_ids()
         return [task_id for task_id in self.table.ids() if task_id not in done]
@@ -162,9 +173,9 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.run(progress=False)                                             # doctest: +SKIP
-        >>> wf.failed_ids()                                                   # doctest: +SKIP
-        ['score-o2']
+        >>> res = wf.run(progress=False)
+        >>> wf.failed_ids()
+        []
         """
         scan = self.scan_outputs() if scan is None else scan
         logs = Path(self.workdir) / store.LOGS_DIR
@@ -182,8 +193,8 @@ class TaskGraph:
 
         Examples
         --------
-        >>> wf.blocked_ids()[:1]                            # doctest: +SKIP
-        ['select-o0']
+        >>> wf.blocked_ids()[:1]
+        []
         """
         done = self.scan_outputs() if done is None else done
         failed = set(self.failed_ids(done if isinstance(done, doneindex.OutputScan) else None)

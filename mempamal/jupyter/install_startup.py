@@ -95,8 +95,10 @@ def main(argv=None):
 
     Examples
     --------
-    >>> main(["--prefix", tempfile.mkdtemp()])   # doctest: +SKIP
-    installed .../etc/ipython/startup/50-mempamal.py
+    >>> main(["--prefix", str(tmp / "env")])
+    installed ...env/etc/ipython/startup/50-mempamal.py
+    installed ...env/share/jupyter/lab/settings/overrides.d/mempamal.json
+    0
     """
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--remove", action="store_true")

@@ -75,8 +75,10 @@ def experiment_from_namespace(namespace, defined=None):
 
     Examples
     --------
-    >>> ns = {"estimator": LogisticRegression(), "X": X, "y": y, "cv": 3}   # doctest: +SKIP
-    >>> experiment, X, y, groups = experiment_from_namespace(ns)            # doctest: +SKIP
+    >>> ns = {"estimator": estimator, "X": X, "y": y, "cv": 3}
+    >>> experiment, X, y, groups = experiment_from_namespace(ns)
+    >>> experiment.cv, groups is None
+    (3, True)
     """
     import mempamal as mp
 
@@ -122,8 +124,8 @@ class MempamalMagics(Magics):
 
     Examples
     --------
-    >>> get_ipython().register_magics(MempamalMagics)                    # doctest: +SKIP
-    >>> get_ipython().run_line_magic("mempamal", "--help")              # doctest: +SKIP
+    >>> get_ipython().register_magics(MempamalMagics)                    # needs an IPython shell  # doctest: +SKIP
+    >>> get_ipython().run_line_magic("mempamal", "--help")              # needs an IPython shell  # doctest: +SKIP
     """
 
     def __init__(self, shell):
@@ -184,7 +186,7 @@ class MempamalMagics(Magics):
 
         Examples
         --------
-        >>> magics.run_cell("estimator = SVC(); cv = 3", parse_options(COMMANDS["%mempamal"], "-n 2"))  # doctest: +SKIP
+        >>> magics.run_cell("estimator = SVC(); cv = 3", parse_options(COMMANDS["%mempamal"], "-n 2"))  # needs an IPython shell  # doctest: +SKIP
         """
         namespace = self.shell.user_ns
         defined = run_cell_body(self.shell, cell)
@@ -411,7 +413,7 @@ def load_ipython_extension(ipython):
 
     Examples
     --------
-    >>> get_ipython().run_line_magic("load_ext", "mempamal")            # doctest: +SKIP
+    >>> get_ipython().run_line_magic("load_ext", "mempamal")            # needs an IPython shell  # doctest: +SKIP
     """
     ipython.register_magics(MempamalMagics)
     from .panel import has_widget_frontend, show_run
@@ -426,7 +428,7 @@ def unload_ipython_extension(ipython):
 
     Examples
     --------
-    >>> get_ipython().run_line_magic("unload_ext", "mempamal")          # doctest: +SKIP
+    >>> get_ipython().run_line_magic("unload_ext", "mempamal")          # needs an IPython shell  # doctest: +SKIP
     """
     magics = ipython.magics_manager.registry.get("MempamalMagics")
     if magics is not None and magics.cluster is not None:

@@ -25,9 +25,9 @@ class RunPanel(widgets.VBox):
 
     Examples
     --------
-    >>> panel = RunPanel(wf.submit(n_jobs=2))        # doctest: +SKIP
-    >>> panel.refresh(); panel.bar.value              # doctest: +SKIP
-    12
+    >>> panel = RunPanel(wf.submit(n_jobs=1))
+    >>> panel.refresh(); panel.bar.value
+    29
     """
 
     def __init__(self, run):
@@ -46,8 +46,10 @@ class RunPanel(widgets.VBox):
 
         Examples
         --------
-        >>> panel = RunPanel(run); run.join(); panel.refresh()               # doctest: +SKIP
-        >>> panel.bar.value == run.status()["done"]                          # doctest: +SKIP
+        >>> run = wf.submit(n_jobs=1)
+        >>> panel = RunPanel(run); run.join(); panel.refresh()
+        True
+        >>> panel.bar.value == run.status()["done"]
         True
         """
         from mempamal.display import folds_html
@@ -75,7 +77,9 @@ def show_run(run, interval=1.0):
 
     Examples
     --------
-    >>> show_run(wf.submit(n_jobs=2))                  # doctest: +SKIP
+    >>> run = wf.submit(n_jobs=1); res = run.wait()
+    >>> show_run(run)
+    finished on local: 29/29 tasks done, 3/3 outer folds, ... s elapsed
     """
     from IPython import get_ipython
 

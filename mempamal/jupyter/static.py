@@ -36,7 +36,8 @@ def show_figure(figure):
 
     Examples
     --------
-    >>> show_figure(res.plot_scores().figure_)       # doctest: +SKIP
+    >>> show_figure(res.plot_scores().figure_)
+    Figure(640x480)
     """
     import matplotlib.pyplot as plt
 
@@ -49,7 +50,9 @@ def preview_static(workflow):
 
     Examples
     --------
-    >>> display(preview_static(wf))                  # doctest: +SKIP
+    >>> from IPython.display import display
+    >>> display(preview_static(wf))
+    <Workflow ...runs/iris: 29 tasks, 29 done>
     """
     from mempamal.display import graph_png_html, task_table_html, workflow_html
 

@@ -106,9 +106,10 @@ class ExperimentBuilder(widgets.VBox):
 
     Examples
     --------
-    >>> builder = ExperimentBuilder(X=X, y=y)        # doctest: +SKIP
-    >>> builder                                      # doctest: +SKIP
-    >>> exp = builder.experiment()                   # doctest: +SKIP
+    >>> builder = ExperimentBuilder(X=X, y=y)
+    >>> builder
+    ExperimentBuilder(estimator='scaled LogisticRegression', workdir='mempamal-runs/builder'): a form, shown in Jupyter
+    >>> exp = builder.experiment()
     """
 
     def __init__(self, X=None, y=None, namespace=None):
@@ -195,8 +196,8 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> X, y, groups = ExperimentBuilder(X=X, y=y).inputs()              # doctest: +SKIP
-        >>> groups is None                                                   # doctest: +SKIP
+        >>> X, y, groups = ExperimentBuilder(X=X, y=y).inputs()
+        >>> groups is None
         True
         """
         groups = None if self.groups.value == "(none)" else self.namespace[self.groups.value]
@@ -207,10 +208,10 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder = ExperimentBuilder(X=X, y=y)                            # doctest: +SKIP
-        >>> builder.grid.value = "svc__C: [0.1, 1, 10]"                      # doctest: +SKIP
-        >>> builder.experiment().param_grid                                  # doctest: +SKIP
-        {'svc__C': [0.1, 1, 10]}
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.grid.value = "logisticregression__C: [0.1, 1, 10]"
+        >>> builder.experiment().param_grid
+        {'logisticregression__C': [0.1, 1, 10]}
         """
         import mempamal as mp
         from sklearn.base import clone
@@ -233,8 +234,9 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder.n_jobs.value = 0                                        # doctest: +SKIP
-        >>> builder.validate(), builder.run_button.disabled                  # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.n_jobs.value = 0
+        >>> builder.validate(), builder.run_button.disabled
         (False, True)
         """
         names = tunable_parameters(self.estimators[self.estimator.value])
@@ -273,7 +275,8 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> wf = builder.build(); wf.status()["done"]                        # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> wf = builder.build(); wf.status()["done"]
         0
         """
         X, y, groups = self.inputs()
@@ -297,7 +300,11 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> wf = builder.preview(); builder.tabs.selected_index             # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> import contextlib, io
+        >>> with contextlib.redirect_stdout(io.StringIO()):   # outside Jupyter, clearing the tab prints ANSI codes
+        ...     wf = builder.preview()
+        >>> builder.tabs.selected_index
         1
         """
         def action():
@@ -316,7 +323,11 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> run = builder.start(); res = run.wait()      # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.n_jobs.value = 1   # in this process: no worker to start
+        >>> run = builder.start(); res = run.wait()
+        >>> run.state
+        'finished'
         """
         from .panel import RunPanel
 
@@ -359,7 +370,15 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> res = builder.run()                          # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.n_jobs.value = 1   # in this process: no worker to start
+        >>> res = builder.run()
+        <Results ...mempamal-runs/builder: 5 outer folds, score=0.9600>
+          final model: best_estimator_ fitted on all the data
+        <Figure size 640x480 with 1 Axes>
+        >>> res.summary()
+               mean       std    median
+        score  0.96  0.013333  0.966667
         """
         run = self.start()
         if run is None:
@@ -374,8 +393,9 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder.export_path.value = "wf-soma.json"                      # doctest: +SKIP
-        >>> builder.export()                                                 # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.export_path.value = "wf-soma.json"
+        >>> builder.export()
         PosixPath('wf-soma.json')
         """
         def action():
@@ -389,7 +409,13 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> builder.cancel()                             # doctest: +SKIP
+        >>> builder = ExperimentBuilder(X=X, y=y)
+        >>> builder.n_jobs.value = 1   # in this process: no worker to start
+        >>> run = builder.start()
+        >>> builder.cancel()
+        >>> run.join(timeout=60); run.state in ("cancelled", "finished")   # finished if it was that quick
+        True
+        True
         """
         if self.last_run is not None and not self.last_run.done():
             self.last_run.cancel(wait=False)  # the follower re-enables the form when the run has stopped
@@ -421,7 +447,9 @@ def results_static(results):
 
     Examples
     --------
-    >>> display(results_static(res))                 # doctest: +SKIP
+    >>> display(results_static(res))
+    <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+      final model: best_params_={'clf__C': 10.0}, refit on all the data
     """
     from mempamal.display import figure_png_html
 
@@ -434,7 +462,11 @@ def show_results(results):
 
     Examples
     --------
-    >>> show_results(res)                            # doctest: +SKIP
+    >>> show_results(res)
+    <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+      final model: best_params_={'clf__C': 10.0}, refit on all the data
+    <Figure size 640x480 with 1 Axes>
+    <Figure size 640x480 with 1 Axes>
     """
     display(results)
     for shown in result_plots(results):
@@ -446,7 +478,7 @@ def result_plots(results):
 
     Examples
     --------
-    >>> [type(shown).__name__ for shown in result_plots(res)]       # doctest: +SKIP
+    >>> [type(shown).__name__ for shown in result_plots(res)]
     ['ScoresDisplay', 'GridDisplay']
     """
     plots = [results.plot_scores()]

@@ -70,7 +70,7 @@ def load_array_like(folder, name, kind):
 
     Examples
     --------
-    >>> X = load_array_like("runs/iris/data", "X", "numpy")   # doctest: +SKIP
+    >>> X = load_array_like("runs/iris/data", "X", "numpy")
     """
     import numpy as np
 

@@ -87,7 +87,15 @@ def read_output(path, task_id, build_id, definition):
 
     Examples
     --------
-    >>> read_output("wd/outputs/other/final.json", "final", "b1", "d1")   # doctest: +SKIP
+    >>> import json
+    >>> path = tmp / "final.json"
+    >>> _ = path.write_text(json.dumps({**output_stamp("final", "b1", "d1"), "score": 0.9}))
+    >>> read_output(path, "final", "b1", "d1")["score"]
+    0.9
+    >>> read_output(path, "final", "b2", "d1")
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.WorkdirError: ...final.json was written by another build ('b1'; this workdir is build 'b2')...
     """
     output, problem = _checked_output(path, task_id, build_id, definition)
     if problem is not None:
@@ -126,7 +134,7 @@ def build_file_digests(workdir):
 
     Examples
     --------
-    >>> sorted(build_file_digests("runs/iris"))     # doctest: +SKIP
+    >>> sorted(build_file_digests("runs/iris"))
     ['data/X.npy', 'data/y.npy', 'experiment.pkl', 'splits/main.npz']
     """
     workdir = Path(workdir)
@@ -145,7 +153,8 @@ def verify_build_files(workdir, manifest):
 
     Examples
     --------
-    >>> verify_build_files("runs/iris", read_json("runs/iris/manifest.json"))   # doctest: +SKIP
+    >>> from mempamal.store.files import read_json
+    >>> verify_build_files("runs/iris", read_json("runs/iris/manifest.json"))
     """
     for name, expected in manifest.get("files", {}).items():
         verify_build_file(workdir, name, expected)

@@ -77,7 +77,7 @@ def check_workdir_is_safe(workdir):
 
     Examples
     --------
-    >>> check_workdir_is_safe("runs/iris")       # doctest: +SKIP
+    >>> check_workdir_is_safe("runs/iris")
     """
     workdir = Path(workdir)
     _check_chain(workdir, workdir, "run tasks from")
@@ -104,7 +104,7 @@ def load_pickle(workdir, path, load=None):
 
     Examples
     --------
-    >>> experiment = load_pickle("runs/iris", "runs/iris/experiment.pkl")   # doctest: +SKIP
+    >>> experiment = load_pickle("runs/iris", "runs/iris/experiment.pkl")
     """
     import pickle
 

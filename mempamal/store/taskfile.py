@@ -70,9 +70,10 @@ def read_table(workdir, manifest=None):
 
     Examples
     --------
-    >>> table = read_table("runs/iris", manifest)           # doctest: +SKIP
-    >>> len(TaskTable(table))                               # doctest: +SKIP
-    81
+    >>> from mempamal.store.tasktable import TaskTable
+    >>> table = read_table("runs/iris", read_json("runs/iris/manifest.json"))
+    >>> len(TaskTable(table))
+    29
     """
     table = read_json(Path(workdir) / TASKS)
     if manifest is not None:

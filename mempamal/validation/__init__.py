@@ -10,6 +10,9 @@ module                        job
 Examples
 --------
 >>> from mempamal.validation.arguments import check_random_state
->>> check_random_state(0)
-0
+>>> check_random_state(0)   # fine: nothing happens
+>>> check_random_state("x")
+Traceback (most recent call last):
+...
+ValueError: The 'random_state' parameter ...
 """

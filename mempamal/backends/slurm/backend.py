@@ -84,8 +84,8 @@ class SlurmBackend(Backend):
 
     Examples
     --------
-    >>> res = wf.run(backend="slurm", partition="debug", sbatch_options=["--time=10"])  # doctest: +SKIP
-    >>> res = wf.run(backend="slurm", tasks_per_job=50, n_jobs=8)                       # doctest: +SKIP
+    >>> res = wf.run(backend="slurm", partition="debug", sbatch_options=["--time=10"])  # needs a Slurm cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="slurm", tasks_per_job=50, n_jobs=8)                       # needs a Slurm cluster  # doctest: +SKIP
     """
 
     name = "slurm"
@@ -121,7 +121,7 @@ class SlurmBackend(Backend):
 
         Examples
         --------
-        >>> failed = SlurmBackend(partition="debug").run(wf, wf.pending_ids(), n_jobs=4)   # doctest: +SKIP
+        >>> failed = SlurmBackend(partition="debug").run(wf, wf.pending_ids(), n_jobs=4)   # needs a Slurm cluster  # doctest: +SKIP
         """
         _check_commands()
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
@@ -175,7 +175,7 @@ class SlurmBackend(Backend):
 
         Examples
         --------
-        >>> failed = SlurmBackend().attach(wf)      # doctest: +SKIP
+        >>> failed = SlurmBackend().attach(wf)      # needs a Slurm cluster  # doctest: +SKIP
         """
         path = _record_path(workflow)
         if not path.exists():
@@ -191,7 +191,7 @@ class SlurmBackend(Backend):
 
         Examples
         --------
-        >>> SlurmBackend().cancel(wf)      # doctest: +SKIP
+        >>> SlurmBackend().cancel(wf)      # needs a Slurm cluster  # doctest: +SKIP
         ['41', '42', '43']
         """
         record = read_submission(workflow.workdir)
@@ -207,7 +207,7 @@ class SlurmBackend(Backend):
 
         Examples
         --------
-        >>> SlurmBackend().scheduler_view(wf.workdir, read_submission(wf.workdir))   # doctest: +SKIP
+        >>> SlurmBackend().scheduler_view(wf.workdir, read_submission(wf.workdir))   # needs a Slurm cluster  # doctest: +SKIP
         {'pending': 3, 'running': 2, 'finished': 4}
         """
         total = sum(array["size"] for array in record["arrays"])
@@ -411,7 +411,7 @@ def read_submission(workdir):
 
     Examples
     --------
-    >>> [a["job_id"] for a in read_submission("runs/iris")["arrays"]]   # doctest: +SKIP
+    >>> [a["job_id"] for a in read_submission("runs/iris")["arrays"]]   # needs a Slurm cluster  # doctest: +SKIP
     ['41', '42']
     """
     path = Path(workdir) / SUBMISSIONS_DIR / RECORD

@@ -133,7 +133,11 @@ def export_text(arrays, python, workdir, log_dir):
 
     Examples
     --------
-    >>> text = export_text(plan_arrays(bundles), "/venv/bin/python", "/shared/wd", "/shared/wd/logs")  # doctest: +SKIP
+    >>> from mempamal.backends.bundles import make_bundles
+    >>> bundles = make_bundles(wf, [task.id for task in wf.tasks], tasks_per_job=8)
+    >>> text = export_text(plan_arrays(bundles), "/venv/bin/python", "/shared/wd", "/shared/wd/logs")
+    >>> text.count("sbatch --parsable")
+    3
     """
     lines = [
         "#!/usr/bin/env bash",

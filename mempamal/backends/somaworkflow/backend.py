@@ -69,8 +69,8 @@ class SomaWorkflowBackend(Backend):
 
     Examples
     --------
-    >>> res = wf.run(backend="soma-workflow", n_jobs=2)                  # doctest: +SKIP
-    >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm", config="swf.cfg")   # doctest: +SKIP
+    >>> res = wf.run(backend="soma-workflow", n_jobs=2)                  # needs a soma-workflow resource  # doctest: +SKIP
+    >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm", config="swf.cfg")   # needs a soma-workflow resource  # doctest: +SKIP
     """
 
     name = "soma-workflow"
@@ -117,7 +117,7 @@ class SomaWorkflowBackend(Backend):
 
         Examples
         --------
-        >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
+        >>> failed = SomaWorkflowBackend().run(wf, wf.pending_ids(), n_jobs=2)   # needs a soma-workflow resource  # doctest: +SKIP
         """
         from ..bundles import bundle_entries, make_bundles
 
@@ -256,7 +256,7 @@ class SomaWorkflowBackend(Backend):
 
         Examples
         --------
-        >>> SomaWorkflowBackend().scheduler_view(wf.workdir, read_record(wf.workdir))   # doctest: +SKIP
+        >>> SomaWorkflowBackend().scheduler_view(wf.workdir, read_record(wf.workdir))   # needs a soma-workflow resource  # doctest: +SKIP
         {'pending': 2, 'running': 2, 'finished': 1}
         """
         from .status import engine_view
@@ -279,7 +279,7 @@ class SomaWorkflowBackend(Backend):
 
         Examples
         --------
-        >>> failed = SomaWorkflowBackend().attach(wf)      # doctest: +SKIP
+        >>> failed = SomaWorkflowBackend().attach(wf)      # needs a soma-workflow resource  # doctest: +SKIP
         """
         record = read_record(workflow.workdir)
         if record is None:

@@ -75,7 +75,7 @@ class Interrupts:
         >>> Interrupts(stop).check()                  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        mempamal.backends.base.RunCancelled: the run was cancelled
+        mempamal.exceptions.RunCancelled: the run was cancelled
         """
         if self.received:
             raise KeyboardInterrupt
@@ -98,7 +98,7 @@ def engine_settings():
 
     Examples
     --------
-    >>> with engine_settings():                                     # doctest: +SKIP
+    >>> with engine_settings():                                     # needs a soma-workflow resource  # doctest: +SKIP
     ...     controller = client.WorkflowController(isolated_light_mode=str(state))
     """
     _, _, engine = import_soma()
@@ -138,7 +138,7 @@ def shutdown(controller):
 
     Examples
     --------
-    >>> shutdown(controller)                                        # doctest: +SKIP
+    >>> shutdown(controller)                                        # needs a soma-workflow resource  # doctest: +SKIP
     """
     engine_loop = getattr(getattr(controller, "_engine_proxy", None), "engine_loop", None)
     scheduler = getattr(engine_loop, "_scheduler", None)

@@ -47,8 +47,8 @@ def load_resource(resource_id, config_path, state_dir):
 
     Examples
     --------
-    >>> config, light = load_resource("ci-slurm", "swf.cfg", wf.workdir / "soma-workflow")   # doctest: +SKIP
-    >>> config.get_scheduler_type(), light                                                  # doctest: +SKIP
+    >>> config, light = load_resource("ci-slurm", "swf.cfg", wf.workdir / "soma-workflow")   # needs a soma-workflow resource  # doctest: +SKIP
+    >>> config.get_scheduler_type(), light                                                  # needs a soma-workflow resource  # doctest: +SKIP
     ('slurm', True)
     """
     from soma_workflow import configuration
@@ -95,7 +95,7 @@ def slurm_environment(state_dir):
 
     Examples
     --------
-    >>> path = slurm_environment(wf.workdir / "soma-workflow")      # doctest: +SKIP
+    >>> path = slurm_environment(wf.workdir / "soma-workflow")      # needs a soma-workflow resource  # doctest: +SKIP
     """
     path = os.environ.get("PATH", "")
     sacct = shutil.which("sacct")

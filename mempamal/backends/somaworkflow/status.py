@@ -16,7 +16,7 @@ def job_ids_of(controller, workflow_id, swf, entries):
 
     Examples
     --------
-    >>> job_ids_of(controller, workflow_id, swf, entries)     # doctest: +SKIP
+    >>> job_ids_of(controller, workflow_id, swf, entries)     # needs a soma-workflow resource  # doctest: +SKIP
     {'bundle-0-0': 12, 'bundle-0-1': 13, 'bundle-1-0': 14}
     """
     submitted = controller.workflow(workflow_id)
@@ -43,7 +43,7 @@ def show_progress(bar, constants, jobs, workdir, wanted):
 
     Examples
     --------
-    >>> show_progress(bar, constants, jobs, wf.workdir, set(wf.pending_ids()))   # doctest: +SKIP
+    >>> show_progress(bar, constants, jobs, wf.workdir, set(wf.pending_ids()))   # needs a soma-workflow resource  # doctest: +SKIP
     """
     # Tasks, not jobs: a bundle's outputs appear one by one (one listdir,
     # so outputs written on other nodes are seen as soon as the FS shows them).
@@ -64,7 +64,7 @@ def failures(controller, constants, workflow, entries, job_ids, jobs, state_dir)
 
     Examples
     --------
-    >>> failures(controller, constants, wf, entries, job_ids, jobs, wf.workdir / "soma-workflow")  # doctest: +SKIP
+    >>> failures(controller, constants, wf, entries, job_ids, jobs, wf.workdir / "soma-workflow")  # needs a soma-workflow resource  # doctest: +SKIP
     {'fit-o0-i0-c1': "soma-workflow job 12 done (finished_regularly, exit value 1): ...", ...}
     """
     done = store.finished_task_ids(workflow.workdir)
@@ -133,7 +133,9 @@ def write_record(workdir, record):
 
     Examples
     --------
-    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})     # doctest: +SKIP
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})
+    >>> read_record(wf.workdir)["workflow_id"]
+    3
     """
     path = record_path(workdir)
     store.make_private_dir(path.parent)
@@ -161,7 +163,10 @@ def mark_record_ended(workdir, workflow_id):
 
     Examples
     --------
-    >>> mark_record_ended(wf.workdir, 3)      # doctest: +SKIP
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})
+    >>> mark_record_ended(wf.workdir, 3)
+    >>> sorted(read_record(wf.workdir))
+    ['bundles', 'ended', 'workflow_id']
     """
     import time
 
@@ -175,7 +180,8 @@ def unfinished(workflow, record):
 
     Examples
     --------
-    >>> unfinished(wf, read_record(wf.workdir))      # doctest: +SKIP
+    >>> write_record(wf.workdir, {"workflow_id": 3, "bundles": []})
+    >>> unfinished(wf, read_record(wf.workdir))
     {}
     """
     done = store.finished_task_ids(workflow.workdir)
@@ -206,7 +212,7 @@ def engine_view(workdir, record, timeout=5.0):
 
     Examples
     --------
-    >>> engine_view(wf.workdir, read_record(wf.workdir))     # doctest: +SKIP
+    >>> engine_view(wf.workdir, read_record(wf.workdir))     # needs a soma-workflow resource  # doctest: +SKIP
     {'pending': 2, 'running': 2, 'finished': 1}
     """
     import sqlite3
@@ -260,7 +266,7 @@ def surviving_jobs(workdir, record):
 
     Examples
     --------
-    >>> surviving_jobs(wf.workdir, read_record(wf.workdir))     # doctest: +SKIP
+    >>> surviving_jobs(wf.workdir, read_record(wf.workdir))     # needs a soma-workflow resource  # doctest: +SKIP
     {'41': ['fit-o1-i0-c0', 'fit-o1-i0-c1']}
     """
     tasks_of = {entry["job_id"]: entry["tasks"] for entry in record["bundles"]}
@@ -290,7 +296,7 @@ def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
 
     Examples
     --------
-    >>> wait_for_slurm_jobs(wf, {"41": ["fit-o0-i0-c0"]}, interrupts, 1.0)   # doctest: +SKIP
+    >>> wait_for_slurm_jobs(wf, {"41": ["fit-o0-i0-c0"]}, interrupts, 1.0)   # needs a soma-workflow resource  # doctest: +SKIP
     """
     import time
 
