@@ -22,10 +22,9 @@ table says so.
 
 Examples
 --------
->>> import mempamal as mp
->>> table = mp.compare({"C=0.1": res, "C=1": res_c1})
->>> sorted(set(table.index.get_level_values("name")))
-['C=0.1', 'C=1', 'C=0.1 - C=1']
+>>> table = mp.compare({"a": res, "b": res})   # one model twice: no difference to test
+>>> list(table.index)
+[('accuracy', 'a'), ('accuracy', 'b'), ('accuracy', 'a - b')]
 """
 
 import itertools
@@ -70,9 +69,10 @@ def compare(results):
 
     Examples
     --------
-    >>> table = compare({"C=0.1": res, "C=1": res_c1})
-    >>> table.loc[("score", "C=0.1 - C=1"), "df"]
-    2.0
+    >>> table = compare({"a": res, "b": res})
+    >>> row = table.loc[("accuracy", "a - b")]
+    >>> float(row["df"]), row["note"].split(":")[0]
+    (2.0, 'only 3 folds')
     """
     models = check_comparable(results)
     metrics = [m for m in next(iter(models.values())).test_scores if all(m in r.test_scores for r in models.values())]
@@ -136,8 +136,8 @@ def check_comparable(results):
 
     Examples
     --------
-    >>> list(check_comparable({"C=0.1": res, "C=1": res_c1}))
-    ['C=0.1', 'C=1']
+    >>> list(check_comparable({"a": res, "b": res}))
+    ['a', 'b']
     """
     if not isinstance(results, dict) or len(results) < 2:
         raise InvalidParameterError(f"The 'results' parameter of compare must be a dict of at least two "

@@ -61,8 +61,8 @@ class Run:
     >>> wf = mp.Experiment(estimator, cv=3).build(X, y, workdir="runs/cv")
     >>> run = wf.submit(backend="local", n_jobs=1)
     >>> res = run.wait()
-    >>> run.state, run.status()["by_kind"]["score"]
-    ('finished', {'done': 3, 'running': 0, 'pending': 0, 'failed': 0, 'blocked': 0, 'total': 3, 'done_main': 3, 'total_main': 3})
+    >>> run.state, dict(run.status()["by_kind"]["score"])
+    ('finished', {'total': 3, 'done': 3, 'running': 0, 'pending': 0, 'failed': 0, 'blocked': 0, 'done_main': 3, 'total_main': 3})
     >>> run.results()["test_score"].tolist() == res.test_scores["score"].tolist()
     True
     """

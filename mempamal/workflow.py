@@ -153,7 +153,8 @@ class Workflow(TaskGraph):
         --------
         >>> mp.Workflow.open("runs/iris").results()
         <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
-          final model: best_params_={'clf__C': 10.0}, refit on all the data
+          best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
+          final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
         """
         from .results import Results
 

@@ -51,7 +51,7 @@ class ComparisonDisplay(Display):
 
         Examples
         --------
-        >>> ComparisonDisplay.from_results({"C=0.1": res, "C=1": res_c1}).ax_.get_title()
+        >>> ComparisonDisplay.from_results({"a": res, "b": res}).ax_.get_title()
         'Paired outer folds: 3 folds, 2 models'
         """
         from ..model_comparison import check_comparable

@@ -51,9 +51,9 @@ def run_cell_body(shell, cell, magic="%%mempamal"):
 
     Examples
     --------
-    >>> from IPython.core.interactiveshell import InteractiveShell      # doctest: +SKIP
-    >>> shell = InteractiveShell.instance()                              # doctest: +SKIP
-    >>> sorted(run_cell_body(shell, "files = !ls\ncv = 3"))              # doctest: +SKIP
+    >>> from IPython.core.interactiveshell import InteractiveShell  # needs an IPython shell  # doctest: +SKIP
+    >>> shell = InteractiveShell.instance()                          # needs an IPython shell  # doctest: +SKIP
+    >>> sorted(run_cell_body(shell, "files = !ls\ncv = 3"))          # needs an IPython shell  # doctest: +SKIP
     ['cv', 'files']
     """
     namespace = shell.user_ns

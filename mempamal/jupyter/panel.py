@@ -104,8 +104,9 @@ def final_state(run):
 
     Examples
     --------
-    >>> final_state(run)._repr_html_()[:22]                        # doctest: +SKIP
-    '<b>mempamal Run</b> <c'
+    >>> run = wf.submit(n_jobs=1); res = run.wait()
+    >>> final_state(run)._repr_html_()[:19]
+    '<b>mempamal Run</b>'
     """
     from mempamal.display import run_html
 
@@ -136,8 +137,8 @@ class FinalStates:
 
     Examples
     --------
-    >>> states = FinalStates.of(get_ipython())                      # doctest: +SKIP
-    >>> states.add(run, handle); states.deliver()                   # doctest: +SKIP
+    >>> states = FinalStates.of(get_ipython())   # needs an IPython shell  # doctest: +SKIP
+    >>> FinalStates().deliver()                  # after each cell: the ended runs' panels updated
     """
 
     def __init__(self):
@@ -150,7 +151,7 @@ class FinalStates:
 
         Examples
         --------
-        >>> FinalStates.of(get_ipython()) is FinalStates.of(get_ipython())   # doctest: +SKIP
+        >>> FinalStates.of(get_ipython()) is FinalStates.of(get_ipython())   # needs an IPython shell  # doctest: +SKIP
         True
         """
         states = getattr(ipython, "_mempamal_final_states", None)
@@ -165,7 +166,7 @@ class FinalStates:
 
         Examples
         --------
-        >>> FinalStates().add(run, display(panel, display_id=True))        # doctest: +SKIP
+        >>> FinalStates().add(run, display(panel, display_id=True))   # needs an IPython shell  # doctest: +SKIP
         """
         with self._lock:
             self._owed.append((run, handle))

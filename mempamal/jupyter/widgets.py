@@ -449,7 +449,8 @@ def results_static(results):
     --------
     >>> display(results_static(res))
     <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
-      final model: best_params_={'clf__C': 10.0}, refit on all the data
+      best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
+      final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
     """
     from mempamal.display import figure_png_html
 
@@ -464,7 +465,8 @@ def show_results(results):
     --------
     >>> show_results(res)
     <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
-      final model: best_params_={'clf__C': 10.0}, refit on all the data
+      best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
+      final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
     <Figure size 640x480 with 1 Axes>
     <Figure size 640x480 with 1 Axes>
     """
