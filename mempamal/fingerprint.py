@@ -121,19 +121,32 @@ def _code_marker(*fields):
     raise RuntimeError("code_digest pickles are fingerprints, not meant to be loaded")
 
 
-def _normalized_const(value):
-    # Frozenset constants (``x in {"a", "b"}``) iterate in hash order, which
-    # changes between sessions for strings.
+def _code_text(value):
+    """Canonical text of a code object or constant, built from values only.
+
+    Object identity must not show: the compiler shares equal tuples between
+    code objects (``__init__``'s names and ``fit``'s keyword names, say),
+    and pickle memoizes shared objects, so once cloudpickle has unpickled a
+    ``__main__`` class in the defining process -- which replaces the class's
+    methods by rebuilt, unshared copies -- the same code would pickle to
+    other bytes.
+    """
+    if isinstance(value, types.CodeType):
+        fields = (value.co_name, value.co_argcount, value.co_posonlyargcount, value.co_kwonlyargcount,
+                  value.co_flags, value.co_code, value.co_consts, value.co_names, value.co_varnames,
+                  value.co_freevars, value.co_cellvars)
+        return "code(" + ", ".join(_code_text(field) for field in fields) + ")"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_code_text(item) for item in value) + ",)"
     if isinstance(value, frozenset):
-        return ("frozenset", sorted(repr(item) for item in value))
-    return value
+        # Frozenset constants (``x in {"a", "b"}``) iterate in hash order,
+        # which changes between sessions for strings.
+        return "frozenset(" + ", ".join(sorted(_code_text(item) for item in value)) + ")"
+    return f"{type(value).__name__}:{value!r}"
 
 
 def _normalized_code_reduce(code):
-    fields = (code.co_name, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
-              code.co_flags, code.co_code, tuple(_normalized_const(c) for c in code.co_consts),
-              code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)
-    return _code_marker, fields
+    return _code_marker, (_code_text(code),)
 
 
 def _make_pickler_class():
@@ -148,7 +161,8 @@ def _make_pickler_class():
             if isinstance(obj, type) and isinstance(reduced, tuple) and len(reduced) > 2:
                 # A class pickled by value: drop its per-session tracker id.
                 tracker = getattr(internals, "_get_or_create_tracker_id", lambda cls: None)(obj)
-                reduced = (reduced[0], tuple(None if arg == tracker else arg for arg in reduced[1])) + reduced[2:]
+                reduced = (reduced[0], tuple(None if arg == tracker else arg for arg in reduced[1]),
+                           _without_slotnames(reduced[2])) + reduced[3:]
             elif isinstance(obj, types.FunctionType) and isinstance(reduced, tuple) and len(reduced) > 2:
                 # A function pickled by value carries its module's __file__:
                 # the same code run from another script is the same code.
@@ -158,6 +172,14 @@ def _make_pickler_class():
             return reduced
 
     return NormalizedPickler
+
+
+def _without_slotnames(state):
+    # copyreg caches ``__slotnames__`` in a class the first time one of its
+    # instances is pickled: a cache, not code.
+    if isinstance(state, tuple) and state and isinstance(state[0], dict) and "__slotnames__" in state[0]:
+        return ({k: v for k, v in state[0].items() if k != "__slotnames__"},) + state[1:]
+    return state
 
 
 class _LazyPickler:
