@@ -12,12 +12,10 @@ import sys
 import textwrap
 
 import cloudpickle
-import nbformat
+import pytest
 
 import mempamal as mp
 from mempamal.fingerprint import code_digest
-
-from test_notebooks import execute
 
 # The "cell" that defines the class, kept as text so that it can be run
 # again, as a user re-runs a notebook cell.
@@ -101,6 +99,10 @@ def test_an_edited_script_class_is_still_a_different_experiment(tmp_path):
 
 
 def test_notebook_cell_run_again_after_a_load_is_the_same_experiment(tmp_path):
+    pytest.importorskip("nbclient", reason="nbclient is not installed (a core-only environment)")
+    import nbformat
+    from test_notebooks import execute
+
     build = ("experiment = mp.Experiment(NotebookLogistic(), cv=3, final_fit=False)\n"
              "status = experiment.build(X, y, workdir='wd').status()\n"
              "print('PENDING', status['pending'])")
