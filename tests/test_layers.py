@@ -25,6 +25,8 @@ LAYERS = [
     ("engine", ["mempamal.engine"]),
     ("store", ["mempamal.store", "mempamal.integrity", "mempamal.lock", "mempamal.tasktable", "mempamal.taskfile",
                "mempamal.doneindex", "mempamal._version"]),
+    # Every private scikit-learn name, for every layer; imports no mempamal module.
+    ("compat", ["mempamal._sklearn_compat"]),
 ]
 FRONTEND_PACKAGES = ("IPython", "ipywidgets", "ipykernel")
 # What a skin may import besides other skins: the api as a user sees it.  No
