@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench docs install clean
+.PHONY: demo test test-oldest bench docs install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The exactness tests again on the oldest scikit-learn pyproject.toml accepts,
+# in .venv-oldest/ (built once from ci/oldest-deps.txt; make test runs it too).
+test-oldest: $(STAMP)
+	$(PY) -m pytest -q -s tests/test_oldest_sklearn.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
@@ -34,4 +39,4 @@ docs: $(STAMP)
 	@echo "open docs/_build/html/index.html"
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache docs/_build docs/gallery docs/_generated docs/api/generated
+	rm -rf $(VENV) .venv-oldest runs .pytest_cache docs/_build docs/gallery docs/_generated docs/api/generated

@@ -339,7 +339,7 @@ class Experiment:
 
     def _compute_split_sets(self, X, y, groups):
         """``{name: (split_set, target_order)}`` for the data and each permutation."""
-        from sklearn.utils import _safe_indexing
+        from ._sklearn_compat import _safe_indexing
 
         # One private copy of each splitter, used in scikit-learn's call order.
         if hasattr(self.cv, "split"):

@@ -567,7 +567,7 @@ def raise_or_warn_about_fit_failures(raw):
     >>> print(type(caught[0].message).__name__, str(caught[0].message).splitlines()[1])
     FitFailedWarning 1 fits failed out of a total of 3.
     """
-    from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+    from ._sklearn_compat import _warn_or_raise_about_fit_failures
 
     error_score = raw.get("error_score", float("nan"))
     _warn_or_raise_about_fit_failures([{"fit_error": error} for error in raw["errors"]], error_score)

@@ -202,6 +202,8 @@ def test_error_score_raise_in_a_cli_task_names_the_task(tmp_path, capsys):
 
 
 def test_error_score_raise_on_ipyparallel_reraises_the_estimators_exception(tmp_path):
+    pytest.importorskip("ipyparallel", reason="the optional ipyparallel backend is not installed "
+                        "(tests/test_oldest_sklearn.py installs the core dependencies only)")
     from mempamal.backends.ipyparallel import LocalCluster
 
     X, y = load_iris(return_X_y=True)

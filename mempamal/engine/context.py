@@ -290,7 +290,7 @@ class WorkdirContext:
     def target(self, split_set):
         """y, or y in the permuted order of a permutation split set."""
         if split_set not in self._targets:
-            from sklearn.utils import _safe_indexing
+            from .._sklearn_compat import _safe_indexing
 
             y = self.data[1]
             order = self.split_set(split_set).target_order
@@ -307,7 +307,7 @@ class WorkdirContext:
 
     def outer_train_subset(self, split_set, outer):
         """``(X_train, y_train)`` of one outer fold, as cross_validate slices it."""
-        from sklearn.utils.metaestimators import _safe_split
+        from .._sklearn_compat import _safe_split
 
         if outer is None:
             # The final search: GridSearchCV.fit slices its inner splits from X itself.
@@ -323,7 +323,7 @@ class WorkdirContext:
 
     def outer_split_data(self, split_set, outer):
         """``(X_train, y_train, X_test, y_test)`` of one outer fold."""
-        from sklearn.utils.metaestimators import _safe_split
+        from .._sklearn_compat import _safe_split
 
         # Fresh slices, not the cached subset: the refit estimator may
         # modify its input in place (e.g. StandardScaler(copy=False)).
@@ -361,7 +361,7 @@ class WorkdirContext:
         ``owned`` is True when the context keeps no reference to these
         arrays (they are large, see :data:`KEEP_SPLIT_BYTES`): the caller may
         let an estimator write into them."""
-        from sklearn.utils.metaestimators import _safe_split
+        from .._sklearn_compat import _safe_split
 
         # ``outer=None`` is the final search on all the data.
         # Consecutive fit tasks of a worker mostly share their split; the
@@ -491,7 +491,7 @@ class WorkdirContext:
 
     def outer_test_X(self, split_set, outer):
         """A fresh ``X_test`` of one outer fold (scoring may have changed the other in place)."""
-        from sklearn.utils.metaestimators import _safe_split
+        from .._sklearn_compat import _safe_split
 
         train, test = self.split_set(split_set).outer(outer)
         return _safe_split(self.estimator, self.data[0], self.target(split_set), test, train)[0]

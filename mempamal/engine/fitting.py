@@ -85,9 +85,9 @@ def fit_pipeline_sharing_prefix(pipeline, X, y, point_keys, cache):
     of the training data: the copy is made only when the first step is
     actually fitted, so a point reusing the prefix copies nothing.
     """
-    pipeline._validate_params()
-    pipeline.steps = list(pipeline.steps)
-    pipeline._validate_steps()
+    from .._sklearn_compat import validate_pipeline
+
+    validate_pipeline(pipeline)
     Xt = X
     for level, (name, transformer) in enumerate(pipeline.steps[:-1]):
         entry = cache.get(level)
@@ -194,7 +194,7 @@ def fit_and_score(estimator, X_train, y_train, X_test, y_test, scorer, metrics, 
 
 def _score_or_raise(estimator, X, y, scorer, params, error_score):
     """scikit-learn's ``_score``; with ``error_score="raise"`` its exception leaves the task as the estimator's."""
-    from sklearn.model_selection._validation import _score
+    from .._sklearn_compat import _score
 
     try:
         return _score(estimator, X, y, scorer, params, error_score)

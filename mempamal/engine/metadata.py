@@ -88,6 +88,8 @@ def route(experiment, scorer, params, enabled):
     >>> sorted(routes["fit"]), routes["score"]
     (['sample_weight'], {})
     """
+    from .._sklearn_compat import routed_params_for_fit
+
     params = dict(params or {})
     nested = experiment.nested
     outer_estimator = _search_for_routing(experiment) if nested else experiment.estimator
@@ -99,7 +101,7 @@ def route(experiment, scorer, params, enabled):
             fit, score = dict(routed.estimator.fit), dict(routed.scorer.score) if scorer is not None else {}
             inner_fit, inner_score = {}, {}
             if nested:
-                inner = outer_estimator._get_routed_params_for_fit(fit)
+                inner = routed_params_for_fit(outer_estimator, fit)
                 inner_fit, inner_score = dict(inner.estimator.fit), dict(inner.scorer.score)
     else:
         fit, score = params, {}
@@ -109,7 +111,7 @@ def route(experiment, scorer, params, enabled):
                 # GridSearchCV warns once per fit when the scorer ignores
                 # sample_weight; the build shows that warning, tasks do not.
                 warnings.simplefilter("ignore")
-                inner = outer_estimator._get_routed_params_for_fit(fit)
+                inner = routed_params_for_fit(outer_estimator, fit)
             inner_fit, inner_score = dict(inner.estimator.fit), dict(inner.scorer.score)
     return {"fit": fit, "score": score, "inner_fit": inner_fit, "inner_score": inner_score}
 
@@ -129,7 +131,9 @@ def check_routing(experiment, scorer, params, enabled):
     if enabled:
         route(experiment, scorer, params, enabled)
     elif experiment.nested and params:
-        _search_for_routing(experiment)._get_routed_params_for_fit(dict(params))
+        from .._sklearn_compat import routed_params_for_fit
+
+        routed_params_for_fit(_search_for_routing(experiment), dict(params))
 
 
 def slice_params(X, params, indices):
@@ -141,7 +145,7 @@ def slice_params(X, params, indices):
     >>> slice_params(np.zeros((3, 1)), {"sample_weight": np.array([1., 2., 3.])}, [2, 0])
     {'sample_weight': array([3., 1.])}
     """
-    from sklearn.utils.validation import _check_method_params
+    from .._sklearn_compat import _check_method_params
 
     if not params:
         return {}

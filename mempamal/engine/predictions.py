@@ -48,7 +48,7 @@ def fold_predictions(estimator, X_test, y, method):
     >>> fold_predictions(est, X[2:], np.array([0, 1, 2]), "predict_proba").shape
     (1, 3)
     """
-    from sklearn.model_selection._validation import _enforce_prediction_order
+    from .._sklearn_compat import _enforce_prediction_order
     from sklearn.preprocessing import LabelEncoder
 
     predictions = getattr(estimator, method)(X_test)
@@ -145,7 +145,7 @@ def assemble(folds, test_indices, n_samples):
     >>> assemble([np.array([10, 11]), np.array([12])], [np.array([2, 0]), np.array([1])], 3).tolist()
     [11, 12, 10]
     """
-    from sklearn.model_selection._validation import _check_is_permutation
+    from .._sklearn_compat import _check_is_permutation
 
     order = np.concatenate(test_indices)
     if not _check_is_permutation(order, n_samples):

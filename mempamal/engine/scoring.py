@@ -14,7 +14,7 @@ def build_scorer(estimator, scoring, error_score=float("nan")):
     ['accuracy', 'f1']
     """
     from sklearn.metrics import check_scoring
-    from sklearn.metrics._scorer import _check_multimetric_scoring, _MultimetricScorer
+    from .._sklearn_compat import _check_multimetric_scoring, _MultimetricScorer
 
     if callable(scoring):
         return scoring, ["score"], False
@@ -87,4 +87,6 @@ def check_refit_for_scores(refit, names, default):
         return
     from sklearn.model_selection import GridSearchCV
 
-    GridSearchCV(None, {}, refit=refit)._check_refit_for_multimetric(dict.fromkeys(names))
+    from .._sklearn_compat import check_refit_for_multimetric
+
+    check_refit_for_multimetric(GridSearchCV(None, {}, refit=refit), dict.fromkeys(names))

@@ -81,7 +81,7 @@ def cv_results(candidates, split_scores, fit_times, score_times, train_scores=No
     >>> table["param_C"].tolist(), table["rank_test_score"].tolist()
     ([1, 10], [2, 1])
     """
-    from sklearn.model_selection._search import _yield_masked_array_for_each_param
+    from .._sklearn_compat import _yield_masked_array_for_each_param
 
     stats = search_statistics(split_scores, fit_times, score_times, train_scores)
     results = {key: stats.pop(key) for key in ("mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time")}

@@ -57,13 +57,13 @@ def scorer_allows_shortcut(scorer):
     >>> scorer_allows_shortcut(lambda estimator, X, y: 0.0)
     False
     """
-    from sklearn.metrics._scorer import _MultimetricScorer, _PassthroughScorer, _Scorer
+    from .._sklearn_compat import _MultimetricScorer, _PassthroughScorer, _Scorer, multimetric_parts
 
     kind = type(scorer)
     if kind is _Scorer:
         return True
     if kind is _MultimetricScorer:
-        scorers = getattr(scorer, "_scorers", None)
+        scorers = multimetric_parts(scorer)
         return isinstance(scorers, dict) and all(type(s) is _Scorer for s in scorers.values())
     if kind is _PassthroughScorer:
         return not routing_enabled()
@@ -178,11 +178,13 @@ class SharedTransforms:
         the whole pipeline then fails the same way, as in scikit-learn), when
         it wrote into its input, or when its output is not a plain array.
         """
+        from .._sklearn_compat import pipeline_transformers
+
         X_work = X.copy(order="K")
         Xt = X_work
         try:
             # Pipeline's own iteration: passthrough and None steps skipped.
-            for _, _, step in pipeline._iter(with_final=False):
+            for step in pipeline_transformers(pipeline):
                 Xt = step.transform(Xt)
         except Exception:
             return None

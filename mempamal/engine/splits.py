@@ -76,7 +76,7 @@ def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested, final_fit=F
     """
     from sklearn.base import clone, is_classifier
     from sklearn.model_selection import check_cv
-    from sklearn.utils import _safe_indexing
+    from .._sklearn_compat import _safe_indexing
 
     classifier = is_classifier(estimator)
     outer_splitter = check_cv(cv, y, classifier=classifier)

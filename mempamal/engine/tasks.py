@@ -403,7 +403,7 @@ def _run_select_all(context, record):
 
 def _all_fits_failed_error(fit_errors):
     """The error GridSearchCV.fit raises when every inner fit failed (its last line)."""
-    from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
+    from .._sklearn_compat import _warn_or_raise_about_fit_failures
 
     try:
         _warn_or_raise_about_fit_failures([{"fit_error": error} for error in fit_errors], float("nan"))
