@@ -82,25 +82,22 @@ class Experiment:
     >>> res.summary()                                   # doctest: +SKIP
     """
 
-    def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
-                 n_permutations=0, random_state=0, error_score=np.nan, *, param_distributions=None,
+    def __init__(self, estimator, param_grid=None, *, cv=5, inner_cv=None, scoring=None, refit=True,
+                 n_permutations=0, random_state=0, error_score=np.nan, param_distributions=None,
                  n_iter=10, final_fit=True, return_estimator=False, return_train_score=False, predict=None):
+        # Each argument against validation.EXPERIMENT_CONSTRAINTS, then the
+        # rules that relate several of them (names in the grid, refit among the metrics).
         validation.check_estimator(estimator)
         validation.check_param_grid(estimator, param_grid)
         validation.check_param_distributions(estimator, param_distributions, param_grid, n_iter)
-        validation.check_cv_argument(cv, "cv")
-        validation.check_cv_argument(inner_cv, "inner_cv")
-        validation.check_error_score(error_score)
+        validation.check_experiment_params({
+            "cv": cv, "inner_cv": inner_cv, "error_score": error_score, "n_permutations": n_permutations,
+            "random_state": random_state, "final_fit": final_fit, "return_estimator": return_estimator,
+            "return_train_score": return_train_score, "predict": predict})
         self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
         validation.check_refit_false(param_grid, self.metrics, refit)
-        validation.check_n_permutations(n_permutations)
-        validation.check_random_state(random_state)
         validation.warn_unused_inner_cv(param_grid if param_distributions is None else param_distributions,
                                         inner_cv)
-        for flag, value in (("final_fit", final_fit), ("return_estimator", return_estimator),
-                            ("return_train_score", return_train_score)):
-            validation.check_flag(value, flag)
-        validation.check_predict(predict)
         validation.check_predict_method(estimator, predict)
         self.estimator = estimator
         self.param_grid = param_grid
@@ -324,8 +321,8 @@ class Experiment:
             try:
                 check_routing(self, scorer, params, routing)
             except (ValueError, TypeError) as exc:
-                raise (ValueError if isinstance(exc, ValueError) else TypeError)(f"The 'params' argument of Experiment.build could not be routed "
-                                f"as cross_validate routes it: {exc}") from exc
+                raise validation.invalid(f"The 'params' parameter of Experiment.build could not be routed "
+                                         f"as cross_validate routes it: {exc}") from exc
         return {"params": params, "routing": routing}
 
     def _compute_split_sets(self, X, y, groups):
@@ -377,7 +374,7 @@ class Experiment:
             return False
         if not store.is_workdir(workdir):
             raise FileExistsError(
-                f"The 'workdir' argument of build must be a new or empty folder, or a mempamal "
+                f"The 'workdir' parameter of build must be a new or empty folder, or a mempamal "
                 f"workdir; {workdir} holds other files. Choose another workdir."
             )
         manifest_path = workdir / store.MANIFEST

@@ -9,7 +9,6 @@ module                        job
 
 Examples
 --------
->>> from mempamal.validation.arguments import check_random_state
->>> check_random_state(0)
-0
+>>> from mempamal.validation.arguments import check_experiment_params
+>>> check_experiment_params({"random_state": 0, "cv": 3})
 """
