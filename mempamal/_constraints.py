@@ -117,6 +117,8 @@ class Interval(Constraint):
     def accepts(self, value):
         if not (_is_int(value) if self.type is numbers.Integral else _is_real(value)):
             return False
+        if value != value:  # NaN is in no range
+            return False
         if self.left is not None:
             if value < self.left or (value == self.left and self.closed in ("right", "neither")):
                 return False
@@ -144,13 +146,14 @@ class StrOptions(Constraint):
     """
 
     def __init__(self, options):
-        self.options = set(options)
+        # A set is shown sorted; a sequence keeps its order (the most common first).
+        self.options = sorted(options) if isinstance(options, (set, frozenset)) else list(options)
 
     def accepts(self, value):
         return isinstance(value, str) and value in self.options
 
     def __str__(self):
-        return "a str among {" + ", ".join(repr(o) for o in sorted(self.options)) + "}"
+        return "a str among {" + ", ".join(repr(o) for o in self.options) + "}"
 
 
 class HasMethods(Constraint):
