@@ -224,8 +224,14 @@ class Experiment:
         return experiment_html(self)
 
     # ------------------------------------------------------------ build
-    def build(self, X, y, groups=None, params=None, workdir="mempamal-run", overwrite=False, chunk_size="auto"):
+    def build(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", overwrite=False,
+              chunk_size="auto"):
         """Validate the data, compute the splits and write the workdir.
+
+        ``X`` and ``y`` as ``cross_validate(estimator, X, y=None, *, groups=None, ...)``
+        takes them; every other argument is keyword-only.  ``y`` is required
+        (mempamal evaluates supervised estimators): its default only keeps
+        scikit-learn's signature.
 
         Rebuilding the same experiment on the same data into the same
         workdir keeps every finished task; a different experiment or data is
@@ -291,9 +297,12 @@ class Experiment:
                 lock.release()
         return Workflow.open(workdir)
 
-    def run(self, X, y, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=-1,
-            overwrite=False, progress=True, chunk_size="auto", **options):
+    def run(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=None,
+            overwrite=False, progress=False, chunk_size="auto", **options):
         """Build and run in one call; returns the :class:`mempamal.Results`.
+
+        The arguments of :meth:`build` and of :meth:`mempamal.Workflow.run`,
+        with their defaults (keyword-only after ``y``).
 
         Examples
         --------

@@ -124,7 +124,7 @@ def test_unrequested_metadata_with_routing_fails_before_writing(tmp_path):
 ])
 def test_bad_params_refused_before_anything_is_written(params, error, match, tmp_path):
     with pytest.raises(error, match=match):
-        mp.Experiment(_lr(), cv=3).build(Xc, yc, None, params, workdir=tmp_path / "wd")
+        mp.Experiment(_lr(), cv=3).build(Xc, yc, params=params, workdir=tmp_path / "wd")
     assert not (tmp_path / "wd").exists()
 
 

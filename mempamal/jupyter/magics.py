@@ -25,6 +25,8 @@ Every scenario here is reachable from plain Python: the magic only calls
 :class:`mempamal.Results`.
 """
 
+import functools
+
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -262,7 +264,8 @@ class MempamalMagics(Magics):
     def _run(self, workflow, output):
         from mempamal import WorkflowError
 
-        results = self._start(workflow.run, (WorkflowError, ValueError, ImportError))
+        # The cell blocks until the run ends: show a bar meanwhile (run's default is silent).
+        results = self._start(functools.partial(workflow.run, progress=True), (WorkflowError, ValueError, ImportError))
         self._show_results(results, output)
         return results
 

@@ -48,6 +48,10 @@ def check_data(X, y, groups):
             "The 'y' parameter of Experiment.build is required (mempamal evaluates supervised "
             "estimators); got None."
         )
+    if isinstance(groups, (str, bytes)) or hasattr(groups, "__fspath__"):
+        # build(X, y, "runs/x"): the third positional argument is groups, as in cross_validate.
+        raise_invalid("groups", "Experiment.build", "an array-like or None", groups,
+                      " (the workdir is passed as workdir=...)")
     validate_params({"X": X, "y": y, "groups": groups}, BUILD_CONSTRAINTS, "Experiment.build")
     n_x, n_y = _n_samples(X), _n_samples(y)
     if n_x == 0:
