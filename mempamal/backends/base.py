@@ -86,7 +86,7 @@ class Backend(abc.ABC):
 
     def __init__(self, **options):
         if options:
-            raise TypeError(f"The {self.name!r} backend takes no options; got {sorted(options)}.")
+            raise invalid(f"The {self.name!r} backend takes no options; got {sorted(options)}.")
 
     @abc.abstractmethod
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):

@@ -119,7 +119,7 @@ def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n
     from .slurm.script import export_text, plan_arrays
 
     if options:
-        raise TypeError(f"Unknown options for the 'slurm' export: {sorted(options)}.")
+        raise invalid(f"Unknown options for the 'slurm' export: {sorted(options)}.")
     if job_seconds is None and tasks_per_job is None:
         job_seconds = SLURM_EXPORT_JOB_SECONDS
     bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
@@ -181,7 +181,7 @@ def _check_makefile_path(text, argument):
     # backslashes before the characters above would change meaning: refuse
     # rather than mis-run.
     if any(char in text for char in "\n\r\t\\"):
-        raise ValueError(
+        raise invalid(
             f"The makefile export cannot express {argument} {text!r}: make cannot quote newlines, "
             "tabs or backslashes in file names. Use the 'shell' or 'commands' format, or a path "
             "without them."
