@@ -85,8 +85,6 @@ class Experiment:
     def __init__(self, estimator, param_grid=None, *, cv=5, inner_cv=None, scoring=None, refit=True,
                  n_permutations=0, random_state=0, error_score=np.nan, param_distributions=None,
                  n_iter=10, final_fit=True, return_estimator=False, return_train_score=False, predict=None):
-        # Each argument against validation.EXPERIMENT_CONSTRAINTS, then the
-        # rules that relate several of them (names in the grid, refit among the metrics).
         validation.check_estimator(estimator)
         validation.check_param_grid(estimator, param_grid)
         validation.check_param_distributions(estimator, param_distributions, param_grid, n_iter)
@@ -228,10 +226,8 @@ class Experiment:
               chunk_size="auto"):
         """Validate the data, compute the splits and write the workdir.
 
-        ``X`` and ``y`` as ``cross_validate(estimator, X, y=None, *, groups=None, ...)``
-        takes them; every other argument is keyword-only.  ``y`` is required
-        (mempamal evaluates supervised estimators): its default only keeps
-        scikit-learn's signature.
+        ``X, y=None, *, groups=None, ...`` as ``cross_validate``; ``y`` is
+        required (its default only keeps scikit-learn's signature).
 
         Rebuilding the same experiment on the same data into the same
         workdir keeps every finished task; a different experiment or data is
@@ -301,8 +297,7 @@ class Experiment:
             overwrite=False, progress=False, chunk_size="auto", **options):
         """Build and run in one call; returns the :class:`mempamal.Results`.
 
-        The arguments of :meth:`build` and of :meth:`mempamal.Workflow.run`,
-        with their defaults (keyword-only after ``y``).
+        The arguments are those of :meth:`build` and :meth:`mempamal.Workflow.run`, keyword-only after ``y``.
 
         Examples
         --------
