@@ -37,11 +37,11 @@ import importlib
 import numbers
 import os
 
-from .._constraints import Interval, Predicate, invalid, raise_invalid, validate_params
+from .._constraints import Predicate, invalid, raise_invalid, validate_params
 from ..exceptions import RunCancelled
 
 #: ``n_jobs`` as scikit-learn takes it: a non-zero int (negative counts from the cores) or None.
-N_JOBS_CONSTRAINTS = {"n_jobs": [Predicate(lambda n: Interval(numbers.Integral, None, None, closed="neither").accepts(n)
+N_JOBS_CONSTRAINTS = {"n_jobs": [Predicate(lambda n: isinstance(n, numbers.Integral) and not isinstance(n, bool)
                                            and n != 0, "a non-zero int"), None]}
 
 _REGISTRY = {
