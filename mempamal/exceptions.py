@@ -54,7 +54,7 @@ class InvalidParameterError(MempamalError, ValueError, TypeError):
 
     Like scikit-learn's ``InvalidParameterError`` it is both a ``ValueError``
     and a ``TypeError``; the message names the argument, the owner and what
-    was expected (see :mod:`mempamal.validation.constraints`).
+    was expected (one validator raises it: ``mempamal._constraints``).
 
     Examples
     --------

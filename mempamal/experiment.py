@@ -84,25 +84,20 @@ class Experiment:
     score  0.966667  0.006667  0.966667
     """
 
-    def __init__(self, estimator, param_grid=None, cv=5, inner_cv=None, scoring=None, refit=True,
-                 n_permutations=0, random_state=0, error_score=np.nan, *, param_distributions=None,
+    def __init__(self, estimator, param_grid=None, *, cv=5, inner_cv=None, scoring=None, refit=True,
+                 n_permutations=0, random_state=0, error_score=np.nan, param_distributions=None,
                  n_iter=10, final_fit=True, return_estimator=False, return_train_score=False, predict=None):
         validation.check_estimator(estimator)
         validation.check_param_grid(estimator, param_grid)
         validation.check_param_distributions(estimator, param_distributions, param_grid, n_iter)
-        validation.check_cv_argument(cv, "cv")
-        validation.check_cv_argument(inner_cv, "inner_cv")
-        validation.check_error_score(error_score)
+        validation.check_experiment_params({
+            "cv": cv, "inner_cv": inner_cv, "error_score": error_score, "n_permutations": n_permutations,
+            "random_state": random_state, "final_fit": final_fit, "return_estimator": return_estimator,
+            "return_train_score": return_train_score, "predict": predict})
         self.metrics = validation.check_scoring_and_refit(estimator, scoring, refit, error_score)
         validation.check_refit_false(param_grid, self.metrics, refit)
-        validation.check_n_permutations(n_permutations)
-        validation.check_random_state(random_state)
         validation.warn_unused_inner_cv(param_grid if param_distributions is None else param_distributions,
                                         inner_cv)
-        for flag, value in (("final_fit", final_fit), ("return_estimator", return_estimator),
-                            ("return_train_score", return_train_score)):
-            validation.check_flag(value, flag)
-        validation.check_predict(predict)
         validation.check_predict_method(estimator, predict)
         self.estimator = estimator
         self.param_grid = param_grid
@@ -229,8 +224,12 @@ class Experiment:
         return experiment_html(self)
 
     # ------------------------------------------------------------ build
-    def build(self, X, y, groups=None, params=None, workdir="mempamal-run", overwrite=False, chunk_size="auto"):
+    def build(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", overwrite=False,
+              chunk_size="auto"):
         """Validate the data, compute the splits and write the workdir.
+
+        ``X, y=None, *, groups=None, ...`` as ``cross_validate``; ``y`` is
+        required (its default only keeps scikit-learn's signature).
 
         Rebuilding the same experiment on the same data into the same
         workdir keeps every finished task; a different experiment or data is
@@ -298,9 +297,11 @@ class Experiment:
                 lock.release()
         return Workflow.open(workdir)
 
-    def run(self, X, y, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=-1,
-            overwrite=False, progress=True, chunk_size="auto", **options):
+    def run(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=None,
+            overwrite=False, progress=False, chunk_size="auto", **options):
         """Build and run in one call; returns the :class:`mempamal.Results`.
+
+        The arguments are those of :meth:`build` and :meth:`mempamal.Workflow.run`, keyword-only after ``y``.
 
         Examples
         --------
@@ -333,8 +334,8 @@ class Experiment:
             try:
                 check_routing(self, scorer, params, routing)
             except (ValueError, TypeError) as exc:
-                raise (ValueError if isinstance(exc, ValueError) else TypeError)(f"The 'params' argument of Experiment.build could not be routed "
-                                f"as cross_validate routes it: {exc}") from exc
+                raise validation.invalid(f"The 'params' parameter of Experiment.build could not be routed "
+                                         f"as cross_validate routes it: {exc}") from exc
         return {"params": params, "routing": routing}
 
     def _compute_split_sets(self, X, y, groups):
@@ -390,7 +391,7 @@ class Experiment:
             return False
         if not store.is_workdir(workdir):
             raise FileExistsError(
-                f"The 'workdir' argument of build must be a new or empty folder, or a mempamal "
+                f"The 'workdir' parameter of build must be a new or empty folder, or a mempamal "
                 f"workdir; {workdir} holds other files. Choose another workdir."
             )
         manifest_path = workdir / store.MANIFEST

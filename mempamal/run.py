@@ -23,10 +23,18 @@ driver that can be found again.
 
 import atexit
 import contextvars
+import numbers
 import threading
 import time
 
+from ._constraints import Interval, validate_params
 from .graph.status import task_counts
+
+#: The options of Run.cancel and Run.wait.
+CANCEL_CONSTRAINTS = {
+    "wait": ["boolean"],
+    "timeout": [Interval(numbers.Real, 0, None, closed="left"), None],
+}
 
 #: Kinds whose outputs hold one outer fold's test scores.
 FOLD_KINDS = ("select", "score")
@@ -239,8 +247,11 @@ class Run:
         return self.workflow.finished_folds()
 
     # ---------------------------------------------------------- control
-    def cancel(self, wait=True, timeout=60):
+    def cancel(self, *, wait=True, timeout=60):
         """Stop the run: nothing new starts, running tasks are aborted; finished outputs stay.
+
+        With ``wait`` (keyword-only, as every option), block at most
+        ``timeout`` seconds (None: until it has stopped) for the driver to stop.
 
         Examples
         --------
@@ -249,6 +260,7 @@ class Run:
         >>> run.state
         'cancelled'
         """
+        validate_params({"wait": wait, "timeout": timeout}, CANCEL_CONSTRAINTS, "Run.cancel")
         self._stop.set()
         if wait:
             self._finished.wait(timeout)
@@ -266,9 +278,7 @@ class Run:
         >>> run = wf.submit(n_jobs=1)
         >>> res = run.wait()
         """
-        if timeout is not None and (not isinstance(timeout, (int, float)) or timeout < 0):
-            raise ValueError(f"The 'timeout' parameter of Run.wait must be a number >= 0 or None; "
-                             f"got {timeout!r} instead.")
+        validate_params({"timeout": timeout}, CANCEL_CONSTRAINTS, "Run.wait")
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             # Short waits in a loop: an Event.wait() without timeout would not

@@ -5,6 +5,7 @@ compact ``tasks.json`` and the :class:`Task` records it stands for from
 :mod:`mempamal.store.tasktable`.
 """
 
+import numbers
 import warnings
 
 from .store import integrity
@@ -13,6 +14,15 @@ from .graph.state import TaskGraph, find_results_problem
 from .store.lock import WorkdirLock
 from .exceptions import WorkflowError  # noqa: F401 (mp.WorkflowError)
 from .store.tasktable import Task  # noqa: F401 (mp.Task)
+from ._constraints import HasMethods, Interval, validate_params
+
+#: The options of run and submit (``backend`` and its options: the backend;
+#: ``n_jobs``: backends.base.N_JOBS_CONSTRAINTS).
+RUN_CONSTRAINTS = {
+    "progress": ["boolean"],
+    "stop": [HasMethods(["is_set", "wait"]), None],
+    "wait": ["boolean", Interval(numbers.Real, 0, None, closed="left")],
+}
 
 
 class Workflow(TaskGraph):
@@ -29,12 +39,18 @@ class Workflow(TaskGraph):
     """
 
     # -------------------------------------------------------------- run
-    def run(self, backend="local", n_jobs=None, progress=True, stop=None, wait=False, **options):
+    def run(self, *, backend="local", n_jobs=None, progress=False, stop=None, wait=False, **options):
         """Run every unfinished task and return the :class:`mempamal.Results`.
 
+        Every argument is keyword-only, as scikit-learn's options.
         ``backend`` is a registered name (``"local"``, ``"ipyparallel"``,
         ``"soma-workflow"``) or a :class:`mempamal.Backend`;
-        ``n_jobs`` counts workers like scikit-learn (-1 = all cores).
+        ``n_jobs`` counts workers like scikit-learn (-1 = all cores, -2 = all
+        but one); ``n_jobs=None`` takes the ``n_jobs`` of an active
+        ``joblib.parallel_config`` (as scikit-learn does) and means all cores
+        without one (scikit-learn's 1 would make every plain run serial).
+        ``progress=True`` shows a tqdm bar; off by default in ``run`` and
+        ``submit`` alike, as scikit-learn's ``verbose=0``.
         Finished tasks are never run again.  ``stop`` (a
         :class:`threading.Event`) cancels the run from another thread: the
         backend aborts and :class:`mempamal.RunCancelled` is raised.  This is
@@ -52,9 +68,10 @@ class Workflow(TaskGraph):
         >>> res = wf.run(backend="local", n_jobs=2, progress=False)
         >>> res = wf.run(n_jobs=2, wait=600, progress=False)   # queue behind a running run
         """
-        return self.submit(backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait, **options).wait()
+        return self.submit(backend=backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait,
+                           **options).wait()
 
-    def submit(self, backend="local", n_jobs=None, progress=False, stop=None, wait=False, **options):
+    def submit(self, *, backend="local", n_jobs=None, progress=False, stop=None, wait=False, **options):
         """Start running the unfinished tasks in a background thread; return a :class:`mempamal.Run` at once.
 
         Same arguments as :meth:`run`.  The caller stays free (a notebook
@@ -73,12 +90,17 @@ class Workflow(TaskGraph):
         >>> res = run.wait(); run.done(), run.status()["done"]
         (True, 5)
         """
-        from .backends.base import check_backend
+        from .backends.base import check_backend, check_n_jobs, joblib_n_jobs
         from .run import Run
 
-        # Refused in the caller's thread: a wrong backend, option or n_jobs,
-        # a script whose spawned workers would start the run again.
-        runner = check_backend(backend, n_jobs, options)
+        check_n_jobs(n_jobs, "Workflow.run")
+        check_run_options(progress=progress, stop=stop, wait=wait)
+        # Refused in the caller's thread: a wrong backend or option, a script
+        # whose spawned workers would start the run again.
+        runner = check_backend(backend, None, options)
+        # joblib's parallel_config is per thread: read it here, not in the driver thread.
+        n_jobs = joblib_n_jobs(n_jobs)
+        check_n_jobs(n_jobs, "Workflow.run")
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
         self.table  # verifies tasks.json before anything runs
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
@@ -160,7 +182,7 @@ class Workflow(TaskGraph):
 
         return Results.load(self.workdir)
 
-    def attach(self, progress=False):
+    def attach(self, *, progress=False):
         """Follow a run of this workdir started elsewhere (e.g. before a kernel restart).
 
         When another live process holds the workdir's run lock (the driver
@@ -248,7 +270,7 @@ class Workflow(TaskGraph):
 
         return finished_folds(self)
 
-    def export(self, path, format="commands", **options):
+    def export(self, path, *, format="commands", **options):
         """Write the graph for another runner: ``commands``, ``shell``,
         ``makefile`` or ``soma-workflow`` (see :mod:`mempamal.backends.export`).
 
@@ -288,6 +310,19 @@ class Workflow(TaskGraph):
     def __repr__(self):
         status = self.status(scheduler=False)
         return f"<Workflow {self.workdir}: {status['total']} tasks, {status['done']} done>"
+
+
+def check_run_options(**options):
+    """``progress``, ``stop`` and ``wait`` of ``run``/``submit``, before anything starts.
+
+    Examples
+    --------
+    >>> check_run_options(progress="yes")
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.InvalidParameterError: The 'progress' parameter of Workflow.run must be a bool; got 'yes' instead.
+    """
+    validate_params(options, RUN_CONSTRAINTS, "Workflow.run")
 
 
 def _report_untrusted(untrusted, limit=5):

@@ -125,7 +125,7 @@ def test_the_walk_reaches_the_names_it_promises():
         "mempamal.Workflow.run", "mempamal.Workflow.done_ids",  # done_ids is inherited from TaskGraph
         "mempamal.display.results.ScoresDisplay.from_results", "mempamal.display.results.ScoresDisplay.plot",
         "mempamal.display.grid.GridDisplay.plot", "mempamal.display.graph.GraphDisplay.from_workflow",
-        "mempamal.validation.arguments.check_cv_argument", "mempamal.validation.build.check_data",
+        "mempamal.validation.arguments.check_experiment_params", "mempamal.validation.build.check_data",
         "mempamal.backends.tracker.DependencyTracker.record", "mempamal.backends.dispatch_loop.dispatch",
         "mempamal.backends.local.LocalBackend.run",
         "mempamal.backends.slurm.backend.SlurmBackend.run", "mempamal.jupyter.widgets.ExperimentBuilder.experiment",

@@ -35,6 +35,7 @@ ROOT_MODULES = {
     "mempamal.__main__": "skins",
     # Leaves every layer may use: they import nothing of mempamal.
     "mempamal.exceptions": "base",
+    "mempamal._constraints": "base",
     "mempamal._version": "base",
     "mempamal._sklearn_compat": "base",
 }

@@ -117,14 +117,14 @@ def test_unrequested_metadata_with_routing_fails_before_writing(tmp_path):
 
 
 @pytest.mark.parametrize("params, error, match", [
-    ("runs/wd", TypeError, "'params' argument of Experiment.build must be None or a dict.*workdir="),
+    ("runs/wd", TypeError, "'params' parameter of Experiment.build must be None or a dict.*workdir="),
     ({"sample_weight": np.ones(5)}, ValueError, "'params'.*one entry per sample \\(48\\).*5 entries"),
     ({"groups": groups_c}, ValueError, "'params'.*must not contain 'groups'"),
     ({"sample_weight": 3.0}, TypeError, "'params'.*sample-aligned arrays"),
 ])
 def test_bad_params_refused_before_anything_is_written(params, error, match, tmp_path):
     with pytest.raises(error, match=match):
-        mp.Experiment(_lr(), cv=3).build(Xc, yc, None, params, workdir=tmp_path / "wd")
+        mp.Experiment(_lr(), cv=3).build(Xc, yc, params=params, workdir=tmp_path / "wd")
     assert not (tmp_path / "wd").exists()
 
 

@@ -29,7 +29,7 @@ def test_x_and_y_length_mismatch_names_both_before_writing(tmp_path):
 
 
 def test_missing_y_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="'y' argument .* required"):
+    with pytest.raises(ValueError, match="'y' parameter .* required"):
         mp.Experiment(LogisticRegression()).build(X, None, workdir=tmp_path / "wd")
 
 

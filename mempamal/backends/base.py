@@ -34,9 +34,15 @@ Adding one is one class and one registry line::
 import abc
 import contextlib
 import importlib
+import numbers
 import os
 
+from .._constraints import Predicate, invalid, raise_invalid, validate_params
 from ..exceptions import RunCancelled
+
+#: ``n_jobs`` as scikit-learn takes it: a non-zero int (negative counts from the cores) or None.
+N_JOBS_CONSTRAINTS = {"n_jobs": [Predicate(lambda n: isinstance(n, numbers.Integral) and not isinstance(n, bool)
+                                           and n != 0, "a non-zero int"), None]}
 
 _REGISTRY = {
     # Built-in backends are imported on first use so that `import mempamal`
@@ -82,7 +88,7 @@ class Backend(abc.ABC):
 
     def __init__(self, **options):
         if options:
-            raise TypeError(f"The {self.name!r} backend takes no options; got {sorted(options)}.")
+            raise invalid(f"The {self.name!r} backend takes no options; got {sorted(options)}.")
 
     @abc.abstractmethod
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
@@ -120,7 +126,7 @@ def register_backend(name, backend):
     True
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"The 'name' of a backend must be a non-empty string; got {name!r}.")
+        raise_invalid("name", "register_backend", "a non-empty str", name)
     _REGISTRY[name] = backend
 
 
@@ -145,17 +151,14 @@ def get_backend(backend, **options):
     >>> get_backend("nowhere")                                     # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: The 'backend' parameter must be one of [...] or a Backend instance; got 'nowhere' instead.
+    mempamal.exceptions.InvalidParameterError: The 'backend' parameter must be one of [...] or a Backend instance; got 'nowhere' instead.
     """
     if isinstance(backend, Backend):
         if options:
-            raise TypeError("Options cannot be given with a Backend instance; pass them to its constructor.")
+            raise invalid("Options cannot be given with a Backend instance; pass them to its constructor.")
         return backend
-    if backend not in _REGISTRY:
-        raise ValueError(
-            f"The 'backend' parameter must be one of {available_backends()} or a Backend "
-            f"instance; got {backend!r} instead."
-        )
+    if not isinstance(backend, str) or backend not in _REGISTRY:
+        raise_invalid("backend", None, f"one of {available_backends()} or a Backend instance", backend)
     entry = _REGISTRY[backend]
     if isinstance(entry, str):
         module_name, class_name = entry.split(":")
@@ -163,13 +166,54 @@ def get_backend(backend, **options):
     return entry(**options)
 
 
+def check_n_jobs(n_jobs, owner=None):
+    """Refuse an ``n_jobs`` that is not a non-zero int or None (in the caller's thread).
+
+    Examples
+    --------
+    >>> check_n_jobs(0, "Workflow.run")
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.InvalidParameterError: The 'n_jobs' parameter of Workflow.run must be a non-zero int or None; got 0 instead.
+    """
+    validate_params({"n_jobs": n_jobs}, N_JOBS_CONSTRAINTS, owner)
+
+
+def joblib_n_jobs(n_jobs):
+    """``n_jobs``, or for None the ``n_jobs`` of joblib's active ``parallel_config`` (None when no context sets it).
+
+    As in scikit-learn, ``with joblib.parallel_config(n_jobs=2): wf.run()``
+    runs 2 workers, and a ``"sequential"`` backend one.  joblib keeps its
+    context per thread: call this in the caller's thread, before a run's
+    driver thread starts.
+
+    Examples
+    --------
+    >>> from joblib import parallel_config
+    >>> with parallel_config(n_jobs=2):
+    ...     joblib_n_jobs(None), joblib_n_jobs(3)
+    (2, 3)
+    """
+    if n_jobs is not None:
+        return n_jobs
+    from joblib.parallel import get_active_backend
+
+    backend, context_n_jobs = get_active_backend()
+    if type(backend).__name__ == "SequentialBackend":
+        return 1
+    return context_n_jobs
+
+
 def effective_n_jobs(n_jobs):
     """Number of workers for ``n_jobs``: None or -1 = all cores, -2 = all but one, ...
 
-    mempamal exists to run in parallel, so ``n_jobs=None`` (the default of
-    every ``run``) means all cores, like -1 -- unlike scikit-learn, where
-    None means 1.  Backends that connect to running workers (a user's
-    ipyparallel or Dask cluster) ignore ``n_jobs`` and use all of them.
+    A run resolves ``n_jobs=None`` with :func:`joblib_n_jobs` first (a
+    joblib ``parallel_config(n_jobs=...)`` around the call decides, as in
+    scikit-learn); what is still None here means all cores, like -1.
+    scikit-learn's None means 1, but mempamal exists to run tasks in
+    parallel: a default that runs them one by one would make every plain
+    ``wf.run()`` a serial run.  Backends that connect to running workers
+    (a user's ipyparallel or Dask cluster) ignore ``n_jobs`` and use all of them.
 
     Examples
     --------
@@ -179,13 +223,12 @@ def effective_n_jobs(n_jobs):
     True
     """
     cpus = os.cpu_count() or 1
+    check_n_jobs(n_jobs)
     if n_jobs is None:
         return cpus
-    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
-        raise ValueError(f"The 'n_jobs' parameter must be a non-zero int or None; got {n_jobs!r} instead.")
     if n_jobs < 0:
-        return max(1, cpus + 1 + n_jobs)
-    return n_jobs
+        return max(1, cpus + 1 + int(n_jobs))
+    return int(n_jobs)
 
 
 def check_backend(backend, n_jobs, options):
@@ -202,7 +245,7 @@ def check_backend(backend, n_jobs, options):
     """
     runner = get_backend(backend, **options)
     if n_jobs is not None:
-        effective_n_jobs(n_jobs)
+        check_n_jobs(n_jobs)
     if getattr(runner, "imports_main_script", False):
         from .main_guard import check_main_guard
 

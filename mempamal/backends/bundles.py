@@ -27,11 +27,13 @@ bundles, so bundling never removes parallelism the workers could use.
 """
 
 import math
+import numbers
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import store
+from .._constraints import Interval, invalid, validate_params
 from ..store.tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
@@ -71,6 +73,14 @@ class Bundle:
     seconds: float
 
 
+#: The sizing options of the job backends and of make_bundles.
+BUNDLE_CONSTRAINTS = {
+    "job_seconds": [Interval(numbers.Real, 0, math.inf, closed="neither"), None],
+    "tasks_per_job": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "n_workers": [Interval(numbers.Integral, 1, None, closed="left")],
+}
+
+
 def check_bundle_options(job_seconds, tasks_per_job, owner):
     """Validate the sizing options; ``owner`` names the caller in messages.
 
@@ -79,19 +89,12 @@ def check_bundle_options(job_seconds, tasks_per_job, owner):
     >>> check_bundle_options(None, 0, "the 'slurm' backend")
     Traceback (most recent call last):
     ...
-    ValueError: The 'tasks_per_job' parameter of the 'slurm' backend must be a positive int or None; got 0 instead.
+    mempamal.exceptions.InvalidParameterError: The 'tasks_per_job' parameter of the 'slurm' backend must be an int in the range [1, inf) or None; got 0 instead.
     """
-    if job_seconds is not None and (isinstance(job_seconds, bool) or not isinstance(job_seconds, (int, float))
-                                    or not job_seconds > 0 or math.isinf(job_seconds)):
-        raise ValueError(f"The 'job_seconds' parameter of {owner} must be a positive number or None; "
-                         f"got {job_seconds!r} instead.")
-    if tasks_per_job is not None and (isinstance(tasks_per_job, bool) or not isinstance(tasks_per_job, int)
-                                      or tasks_per_job < 1):
-        raise ValueError(f"The 'tasks_per_job' parameter of {owner} must be a positive int or None; "
-                         f"got {tasks_per_job!r} instead.")
+    validate_params({"job_seconds": job_seconds, "tasks_per_job": tasks_per_job}, BUNDLE_CONSTRAINTS, owner)
     if job_seconds is not None and tasks_per_job is not None:
-        raise ValueError(f"Give {owner} either 'job_seconds' or 'tasks_per_job', not both; "
-                         f"got job_seconds={job_seconds!r} and tasks_per_job={tasks_per_job!r}.")
+        raise invalid(f"Give {owner} either 'job_seconds' or 'tasks_per_job', not both; "
+                      f"got job_seconds={job_seconds!r} and tasks_per_job={tasks_per_job!r}.")
 
 
 def dependency_levels(tasks, task_ids):
@@ -157,8 +160,7 @@ def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_jo
     True
     """
     check_bundle_options(job_seconds, tasks_per_job, "make_bundles")
-    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
-        raise ValueError(f"The 'n_workers' parameter of make_bundles must be a positive int; got {n_workers!r} instead.")
+    validate_params({"n_workers": n_workers}, BUNDLE_CONSTRAINTS, "make_bundles")
     tasks = workflow.tasks
     levels = dependency_levels(tasks, task_ids)
     by_id = {task.id: task for task in tasks if task.id in levels}

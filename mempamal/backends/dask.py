@@ -16,6 +16,7 @@ Dask reschedules the tasks of a worker that died by itself (up to
 
 import contextlib
 import logging
+import numbers
 import os
 import time
 import uuid
@@ -23,6 +24,15 @@ import uuid
 from .base import Backend, effective_n_jobs, make_progress, temporary_environment
 from .dispatch_loop import WorkerPool, dispatch
 from .local import run_batch
+from .._constraints import Interval, Predicate, invalid, validate_params
+
+#: The options of the dask backend (the client's type is known once distributed is imported).
+DASK_CONSTRAINTS = {
+    "address": [Predicate(lambda a: isinstance(a, str) and bool(a),
+                          "a scheduler address such as 'tcp://host:8786'"), None],
+    "retries": [Interval(numbers.Integral, 0, None, closed="left")],
+    "threads_per_worker": [Interval(numbers.Integral, 1, None, closed="left"), None],
+}
 
 INSTALL_HINT = "The 'dask' backend needs dask.distributed: pip install 'mempamal[dask]'"
 
@@ -79,22 +89,13 @@ class DaskBackend(Backend):
 
     def __init__(self, client=None, address=None, retries=1, threads_per_worker=None):
         distributed = _import_distributed()  # the install hint before any work starts
-        if client is not None and not isinstance(client, distributed.Client):
-            raise ValueError(f"The 'client' parameter of the dask backend must be a distributed.Client "
-                             f"or None; got {client!r} instead.")
-        if address is not None and (not isinstance(address, str) or not address):
-            raise ValueError(f"The 'address' parameter of the dask backend must be a scheduler address "
-                             f"such as 'tcp://host:8786', or None; got {address!r} instead.")
+        owner = "the dask backend"
+        validate_params({"client": client}, {"client": [Predicate(lambda c: isinstance(c, distributed.Client),
+                                                                  "a distributed.Client"), None]}, owner)
+        validate_params({"address": address, "retries": retries, "threads_per_worker": threads_per_worker},
+                        DASK_CONSTRAINTS, owner)
         if client is not None and address is not None:
-            raise ValueError("Give the dask backend either 'client' or 'address', not both.")
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"The 'retries' parameter of the dask backend must be an int >= 0; "
-                             f"got {retries!r} instead.")
-        if threads_per_worker is not None and (
-                not isinstance(threads_per_worker, int) or isinstance(threads_per_worker, bool)
-                or threads_per_worker < 1):
-            raise ValueError(f"The 'threads_per_worker' parameter of the dask backend must be an int >= 1 "
-                             f"or None; got {threads_per_worker!r} instead.")
+            raise invalid("Give the dask backend either 'client' or 'address', not both.")
         self.client, self.address = client, address
         self.retries, self.threads_per_worker = retries, threads_per_worker
 

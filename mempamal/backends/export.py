@@ -21,11 +21,13 @@ own line, except in the ``slurm`` format, which bundles to 60 s jobs by default.
 """
 
 import json
+import numbers
 import os
 import shlex
 from pathlib import Path
 
 from .. import store
+from .._constraints import Interval, Predicate, StrOptions, invalid, raise_invalid, validate_params
 from ..store.tasktable import task_command
 
 FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
@@ -38,6 +40,14 @@ FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
 EXPORT_MODES = {"commands": 0o600, "shell": 0o700, "makefile": 0o600, "soma-workflow": 0o600, "slurm": 0o700}
 #: Job length the ``slurm`` export aims at when no sizing is given.
 SLURM_EXPORT_JOB_SECONDS = 60
+
+#: The arguments of export, each alone (the sizing options: bundles.BUNDLE_CONSTRAINTS).
+EXPORT_CONSTRAINTS = {
+    "format": [StrOptions(FORMATS)],
+    "n_jobs": [Interval(numbers.Integral, 1, None, closed="left")],
+    "path": [Predicate(lambda p: isinstance(p, os.PathLike) or (isinstance(p, str) and bool(p.strip())),
+                       "a file path (str or os.PathLike)")],
+}
 
 
 def export_workflow(workflow, path, format="commands", python=None, workdir=None,
@@ -57,11 +67,8 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     """
     from .bundles import bundle_entries, check_bundle_options, make_bundles
 
-    if format not in FORMATS:
-        raise ValueError(f"The 'format' parameter of export must be one of {list(FORMATS)}; got {format!r} instead.")
+    validate_params({"format": format, "n_jobs": n_jobs}, EXPORT_CONSTRAINTS, "export")
     check_bundle_options(job_seconds, tasks_per_job, "export")
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise ValueError(f"The 'n_jobs' parameter of export must be a positive int; got {n_jobs!r} instead.")
     path = _check_export_path(path)
     if format == "slurm":
         path = _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options)
@@ -79,7 +86,7 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
         path.chmod(EXPORT_MODES[format])  # soma-workflow's serializer may create its own file
         return path
     if options:
-        raise TypeError(f"Unknown options for the {format!r} export: {sorted(options)}.")
+        raise invalid(f"Unknown options for the {format!r} export: {sorted(options)}.")
     writer = {"commands": _commands_text, "shell": _shell_text, "makefile": _makefile_text}[format]
     text = writer(entries, workdir or workflow.workdir)
     store.atomic_write_bytes(path, text.encode("utf-8"))
@@ -89,14 +96,13 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
 
 def _check_export_path(path):
     """The file an export writes: a path whose folder exists, not a folder itself."""
-    if not isinstance(path, (str, os.PathLike)) or (isinstance(path, str) and not path.strip()):
-        raise TypeError(f"The 'path' argument of export must be a file path (str or os.PathLike); got {path!r} instead.")
+    validate_params({"path": path}, EXPORT_CONSTRAINTS, "export")
     path = Path(path)
     if path.is_dir():
-        raise ValueError(f"The 'path' argument of export must be a file, not a folder; got {str(path)!r}.")
+        raise_invalid("path", "export", "a file, not a folder", str(path))
     if not path.absolute().parent.is_dir():
-        raise ValueError(
-            f"The 'path' argument of export must be in an existing folder; {str(path.parent)!r} does not exist."
+        raise invalid(
+            f"The 'path' parameter of export must be in an existing folder; {str(path.parent)!r} does not exist."
         )
     return path
 
@@ -117,7 +123,7 @@ def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n
     from .slurm.script import export_text, plan_arrays
 
     if options:
-        raise TypeError(f"Unknown options for the 'slurm' export: {sorted(options)}.")
+        raise invalid(f"Unknown options for the 'slurm' export: {sorted(options)}.")
     if job_seconds is None and tasks_per_job is None:
         job_seconds = SLURM_EXPORT_JOB_SECONDS
     bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
@@ -179,7 +185,7 @@ def _check_makefile_path(text, argument):
     # backslashes before the characters above would change meaning: refuse
     # rather than mis-run.
     if any(char in text for char in "\n\r\t\\"):
-        raise ValueError(
+        raise invalid(
             f"The makefile export cannot express {argument} {text!r}: make cannot quote newlines, "
             "tabs or backslashes in file names. Use the 'shell' or 'commands' format, or a path "
             "without them."

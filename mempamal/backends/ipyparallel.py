@@ -12,6 +12,7 @@ the local backend does for its workers.
 """
 
 import contextlib
+import numbers
 import os
 import re
 import shutil
@@ -22,8 +23,18 @@ from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, wait
 
 from .base import Backend, effective_n_jobs, make_progress, temporary_environment
+from .._constraints import Interval, Predicate, invalid, validate_params
 from .dispatch_loop import WorkerPool, dispatch
 from .local import THREAD_VARIABLES, run_batch
+
+#: The options of the ipyparallel backend (and LocalCluster's engines).
+IPYPARALLEL_CONSTRAINTS = {
+    "retries": [Interval(numbers.Integral, 0, None, closed="left")],
+    "threads_per_engine": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "engines": [Predicate(lambda e: isinstance(e, str) and bool(e),
+                          "an ipyparallel launcher name such as 'local' or 'slurm'")],
+    "cluster_options": [dict, None],
+}
 
 #: A batch of small tasks should keep an engine busy about this long.
 TARGET_BATCH_SECONDS = 0.1
@@ -74,9 +85,7 @@ class LocalCluster:
 
     def __init__(self, n_engines, engines="local", **cluster_options):
         ipp = _import_ipp()
-        if not isinstance(engines, str) or not engines:
-            raise ValueError(f"The 'engines' parameter must be an ipyparallel launcher name such as "
-                             f"'local' or 'slurm'; got {engines!r} instead.")
+        validate_params({"engines": engines}, IPYPARALLEL_CONSTRAINTS, "LocalCluster")
         self.n_engines = n_engines
         self.base = tempfile.mkdtemp(prefix="mempamal-ipp-")
         self.ipython_dir = os.path.join(self.base, "ipython")
@@ -256,33 +265,21 @@ class IPyParallelBackend(Backend):
     def __init__(self, client=None, profile=None, cluster_id=None, profile_dir=None, retries=1,
                  threads_per_engine=None, engines="local", cluster_options=None):
         ipp = _import_ipp()  # the install hint before any work starts
-        if client is not None and not isinstance(client, ipp.Client):
-            raise ValueError(
-                f"The 'client' parameter of the ipyparallel backend must be an ipyparallel.Client "
-                f"or None; got {client!r} instead.")
+        owner = "the ipyparallel backend"
+        validate_params({"client": client}, {"client": [Predicate(lambda c: isinstance(c, ipp.Client),
+                                                                  "an ipyparallel.Client"), None]}, owner)
+        validate_params({"retries": retries, "threads_per_engine": threads_per_engine, "engines": engines,
+                         "cluster_options": cluster_options}, IPYPARALLEL_CONSTRAINTS, owner)
         self.client = client
         self.connect_args = {k: v for k, v in
                              (("profile", profile), ("cluster_id", cluster_id), ("profile_dir", profile_dir)) if v}
         if client is not None and self.connect_args:
-            raise ValueError(
+            raise invalid(
                 f"Give the ipyparallel backend either 'client' or {sorted(self.connect_args)}, not both.")
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError(f"The 'retries' parameter must be an int >= 0; got {retries!r} instead.")
         self.retries = retries
-        if threads_per_engine is not None and (
-                not isinstance(threads_per_engine, int) or isinstance(threads_per_engine, bool)
-                or threads_per_engine < 1):
-            raise ValueError(f"The 'threads_per_engine' parameter must be an int >= 1 or None; "
-                             f"got {threads_per_engine!r} instead.")
         self.threads_per_engine = threads_per_engine
-        if not isinstance(engines, str) or not engines:
-            raise ValueError(f"The 'engines' parameter of the ipyparallel backend must be an ipyparallel "
-                             f"launcher name such as 'local' or 'slurm'; got {engines!r} instead.")
-        if cluster_options is not None and not isinstance(cluster_options, dict):
-            raise ValueError(f"The 'cluster_options' parameter of the ipyparallel backend must be a dict "
-                             f"or None; got {cluster_options!r} instead.")
         if (engines != "local" or cluster_options) and (client is not None or self.connect_args):
-            raise ValueError("'engines' and 'cluster_options' configure a cluster the ipyparallel backend "
+            raise invalid("'engines' and 'cluster_options' configure a cluster the ipyparallel backend "
                              "starts; they cannot be given with a running cluster ('client', 'profile', ...).")
         self.engines, self.cluster_options = engines, dict(cluster_options or {})
 

@@ -12,6 +12,7 @@ Each worker watches its driver and exits within about a second once the
 driver is gone (even after SIGKILL): no orphan keeps computing.
 """
 
+import numbers
 import os
 import threading
 import time
@@ -20,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, wait
 from ..engine.tasks import TaskError, failure_message, run_task
 from .base import Backend, effective_n_jobs, make_progress
 from .dispatch_loop import WorkerPool, dispatch
+from .._constraints import Interval, validate_params
 
 #: Environment variables read by BLAS/OpenMP runtimes when they start.
 THREAD_VARIABLES = (
@@ -243,12 +245,9 @@ class LocalBackend(Backend):
     name = "local"
 
     def __init__(self, threads_per_worker=None, limit_threads=True):
-        if threads_per_worker is not None and (
-                not isinstance(threads_per_worker, int) or isinstance(threads_per_worker, bool)
-                or threads_per_worker < 1):
-            raise ValueError(
-                f"The 'threads_per_worker' parameter of the local backend must be an int >= 1 "
-                f"or None; got {threads_per_worker!r} instead.")
+        validate_params({"threads_per_worker": threads_per_worker, "limit_threads": limit_threads},
+                        {"threads_per_worker": [Interval(numbers.Integral, 1, None, closed="left"), None],
+                         "limit_threads": ["boolean"]}, "the local backend")
         self.threads_per_worker = threads_per_worker
         self.limit_threads = bool(limit_threads)
 

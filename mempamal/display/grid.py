@@ -1,6 +1,10 @@
 """GridDisplay: the inner search of a nested run over one or two grid parameters."""
 
+import numbers
+
 import numpy as np
+
+from .._constraints import Interval, raise_invalid, validate_params
 
 from .graph import Display
 
@@ -90,7 +94,8 @@ class GridDisplay(Display):
                    if k.startswith("param_") and len({repr(x) for x in v}) > 1]
         params = list(params or varying[:2])
         if not 1 <= len(params) <= 2 or any(p not in varying for p in params):
-            raise ValueError(f"The 'params' argument must name one or two varying grid parameters among {varying}; got {params}.")
+            raise_invalid("params", "GridDisplay.from_results",
+                          f"one or two names of varying grid parameters among {varying}", params)
         axes_values = [_unique([p[name] for p in first["params"] if name in p]) for name in params]
         scores = np.full((results.n_outer,) + tuple(len(v) for v in axes_values), np.nan)
         counts = np.zeros_like(scores)
@@ -104,8 +109,8 @@ class GridDisplay(Display):
                 if counts[index] == 0 or np.isnan(scores[index]) or mean > scores[index]:
                     scores[index] = mean
                 counts[index] += 1
-        if outer_fold is not None and not 0 <= outer_fold < results.n_outer:
-            raise ValueError(f"The 'outer_fold' argument must be in [0, {results.n_outer}); got {outer_fold}.")
+        validate_params({"outer_fold": outer_fold}, {"outer_fold": [
+            Interval(numbers.Integral, 0, results.n_outer - 1, closed="both"), None]}, "GridDisplay.from_results")
         best = None
         if metric == _refit_metric(results):
             # Where each outer fold's search landed (its best_params_), to mark on the curves.

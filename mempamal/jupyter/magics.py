@@ -30,6 +30,7 @@ Every scenario here is reachable from plain Python: the magic only calls
 :class:`mempamal.Results`.
 """
 
+import functools
 import inspect
 import textwrap
 
@@ -231,7 +232,8 @@ class MempamalMagics(Magics):
     def _run(self, workflow, output):
         from mempamal import WorkflowError
 
-        results = self._start(workflow.run, (WorkflowError, ValueError, ImportError))
+        # The cell blocks until the run ends: show a bar meanwhile (run's default is silent).
+        results = self._start(functools.partial(workflow.run, progress=True), (WorkflowError, ValueError, ImportError))
         self._show_results(results, output)
         return results
 

@@ -23,6 +23,7 @@ every output instead.
 """
 
 import json
+import numbers
 import os
 import socket
 import threading
@@ -30,6 +31,7 @@ import time
 import uuid
 from pathlib import Path
 
+from .._constraints import Interval, validate_params
 from ..exceptions import WorkdirError, WorkdirLocked
 
 LOCK_NAME = "run.lock"
@@ -218,8 +220,8 @@ class WorkdirLock:
     """
 
     def __init__(self, workdir, purpose="run", wait=False, stale_seconds=None):
-        if not (isinstance(wait, bool) or (isinstance(wait, (int, float)) and wait >= 0)):
-            raise ValueError(f"The 'wait' parameter must be a bool or a number of seconds >= 0; got {wait!r} instead.")
+        validate_params({"wait": wait}, {"wait": ["boolean", Interval(numbers.Real, 0, None, closed="left")]},
+                        "WorkdirLock")
         self.workdir = Path(workdir)
         self.path = lock_path(workdir)
         self.purpose = purpose

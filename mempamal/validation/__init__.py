@@ -9,10 +9,6 @@ module                        job
 
 Examples
 --------
->>> from mempamal.validation.arguments import check_random_state
->>> check_random_state(0)   # fine: nothing happens
->>> check_random_state("x")
-Traceback (most recent call last):
-...
-ValueError: The 'random_state' parameter ...
+>>> from mempamal.validation.arguments import check_experiment_params
+>>> check_experiment_params({"random_state": 0, "cv": 3})
 """

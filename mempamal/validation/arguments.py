@@ -13,9 +13,57 @@ import warnings
 
 import numpy as np
 
+from .._constraints import HasMethods, Interval, Predicate, StrOptions, invalid, raise_invalid, validate_params
 
-def _fail(argument, expected, got, owner="Experiment", exc=ValueError):
-    raise exc(f"The {argument!r} parameter of {owner} must be {expected}; got {got!r} instead.")
+PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
+
+
+def _dicts(value):
+    return isinstance(value, dict) or (isinstance(value, (list, tuple)) and all(isinstance(g, dict) for g in value))
+
+
+_GRID = Predicate(_dicts, "a dict or a list of dicts")
+
+#: What each argument of ``Experiment`` may be, checked by :func:`check_experiment_params`;
+#: what depends on several of them (names of the estimator's parameters,
+#: ``refit`` among the metrics) is checked by the functions below.
+EXPERIMENT_CONSTRAINTS = {
+    "estimator": [HasMethods(["fit", "get_params"])],
+    "param_grid": [_GRID, None],
+    "param_distributions": [_GRID, None],
+    "n_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "cv": ["cv_object", None],
+    "inner_cv": ["cv_object", None],
+    "scoring": [str, "callable", list, tuple, set, dict, None],
+    "refit": ["boolean", str, "callable"],
+    "error_score": [StrOptions({"raise"}), Predicate(
+        lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)), "a float (np.nan by default)")],
+    "n_permutations": [Interval(numbers.Integral, 0, None, closed="left")],
+    "random_state": ["random_state", None],
+    "final_fit": ["boolean"],
+    "return_estimator": ["boolean"],
+    "return_train_score": ["boolean"],
+    "predict": [StrOptions(PREDICT_METHODS), None],
+}
+
+
+def check_experiment_params(params):
+    """Each of Experiment's arguments against :data:`EXPERIMENT_CONSTRAINTS` (the estimator's class first).
+
+    Examples
+    --------
+    >>> check_experiment_params({"final_fit": "yes"})
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.InvalidParameterError: The 'final_fit' parameter of Experiment must be a bool; got 'yes' instead.
+    """
+    if "estimator" in params:
+        check_estimator(params["estimator"])
+    validate_params({k: v for k, v in params.items() if k != "estimator"}, EXPERIMENT_CONSTRAINTS, "Experiment")
+
+
+def _fail(argument, expected, got, detail=""):
+    raise_invalid(argument, "Experiment", expected, got, detail)
 
 
 def check_estimator(estimator):
@@ -27,70 +75,22 @@ def check_estimator(estimator):
     >>> check_estimator(LogisticRegression)
     Traceback (most recent call last):
     ...
-    TypeError: The 'estimator' parameter of Experiment must be an estimator instance such as LogisticRegression(); got the class LogisticRegression instead.
+    mempamal.exceptions.InvalidParameterError: The 'estimator' parameter of Experiment must be an estimator instance such as LogisticRegression(); got the class LogisticRegression instead.
     """
     if isinstance(estimator, type):
-        raise TypeError(
-            f"The 'estimator' parameter of Experiment must be an estimator instance such as "
-            f"{estimator.__name__}(); got the class {estimator.__name__} instead."
-        )
-    if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
-        _fail("estimator", "a scikit-learn estimator (an object with fit and get_params)", estimator, exc=TypeError)
+        _fail("estimator", f"an estimator instance such as {estimator.__name__}()", estimator)
+    validate_params({"estimator": estimator}, {"estimator": [Predicate(
+        HasMethods(["fit", "get_params"]).accepts,
+        "a scikit-learn estimator (an object with fit and get_params)")]}, "Experiment")
     from sklearn.base import clone
 
     try:
         clone(estimator)
     except Exception as exc:
-        raise TypeError(
+        raise invalid(
             f"The 'estimator' parameter of Experiment must be cloneable with sklearn.base.clone "
             f"(each task fits a fresh clone); cloning {type(estimator).__name__} failed: {exc}"
         ) from None
-
-
-def check_random_state(random_state):
-    """None, an int in [0, 2**32 - 1] or a ``numpy.random.RandomState``, as scikit-learn.
-
-    Examples
-    --------
-    >>> check_random_state(0)
-    >>> check_random_state("x")
-    Traceback (most recent call last):
-    ...
-    ValueError: The 'random_state' parameter of Experiment must be an int in the range [0, 4294967295], an instance of 'numpy.random.RandomState' or None; got 'x' instead.
-    """
-    if random_state is None or isinstance(random_state, np.random.RandomState):
-        return
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool) \
-            and 0 <= random_state <= 2**32 - 1:
-        return
-    _fail("random_state", "an int in the range [0, 4294967295], an instance of "
-          "'numpy.random.RandomState' or None", random_state)
-
-
-def check_cv_argument(cv, argument):
-    """None, an int >= 2, a CV splitter or an iterable of splits, as scikit-learn's ``check_cv``.
-
-    ``argument`` (``"cv"`` or ``"inner_cv"``) names the parameter in the message.
-
-    Examples
-    --------
-    >>> from sklearn.model_selection import KFold
-    >>> check_cv_argument(KFold(3), "cv")
-    >>> check_cv_argument(1, "inner_cv")
-    Traceback (most recent call last):
-    ...
-    ValueError: The 'inner_cv' parameter of Experiment must be an int in the range [2, inf), a CV splitter or an iterable; got 1 instead.
-    """
-    if cv is None:
-        return
-    if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
-        if cv < 2:
-            _fail(argument, "an int in the range [2, inf), a CV splitter or an iterable", cv)
-        return
-    if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
-        return
-    if isinstance(cv, str) or not hasattr(cv, "__iter__"):
-        _fail(argument, "an int in the range [2, inf), a CV splitter or an iterable", cv)
 
 
 def check_param_grid(estimator, param_grid):
@@ -103,31 +103,27 @@ def check_param_grid(estimator, param_grid):
     >>> check_param_grid(SVC(), {"c": [0.1, 1.0]})                     # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: The 'param_grid' parameter of Experiment names ['c'], which is not a parameter of SVC. Valid parameters are: [...].
+    mempamal.exceptions.InvalidParameterError: The 'param_grid' parameter of Experiment names ['c'], which is not a parameter of SVC. Valid parameters are: [...].
     """
     if param_grid is None:
         return
     from sklearn.model_selection import ParameterGrid
 
-    if isinstance(param_grid, dict):
-        subgrids = [param_grid]
-    elif isinstance(param_grid, (list, tuple)) and all(isinstance(g, dict) for g in param_grid):
-        subgrids = list(param_grid)
-    else:
-        _fail("param_grid", "a dict or a list of dicts", param_grid, exc=TypeError)
+    validate_params({"param_grid": param_grid}, EXPERIMENT_CONSTRAINTS, "Experiment")
+    subgrids = [param_grid] if isinstance(param_grid, dict) else list(param_grid)
     if not subgrids:
         _fail("param_grid", "a non-empty dict or list of dicts", param_grid)
     for subgrid in subgrids:
         for key, values in subgrid.items():
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
-                raise ValueError(
+                raise invalid(
                     f"The 'param_grid' parameter of Experiment must map each parameter name to "
                     f"a non-empty sequence of values; got {values!r} for {key!r}."
                 )
     try:
         ParameterGrid(param_grid)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"Invalid 'param_grid' for Experiment: {exc}") from None
+        raise invalid(f"Invalid 'param_grid' for Experiment: {exc}") from None
     _check_parameter_names(estimator, subgrids, "param_grid")
 
 
@@ -138,7 +134,7 @@ def _check_parameter_names(estimator, subgrids, argument):
         unknown = [key for key in subgrid
                    if key not in valid and not ("__" in key and key.split("__", 1)[0] in subgrid)]
         if unknown:
-            raise ValueError(
+            raise invalid(
                 f"The {argument!r} parameter of Experiment names {sorted(unknown)}, which "
                 f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
                 f"{type(estimator).__name__}. Valid parameters are: {sorted(valid)}."
@@ -158,24 +154,19 @@ def check_param_distributions(estimator, param_distributions, param_grid, n_iter
     >>> check_param_distributions(LogisticRegression(), {"C": [1, 10]}, None, 0)
     Traceback (most recent call last):
     ...
-    ValueError: The 'n_iter' parameter of Experiment must be an int in the range [1, inf); got 0 instead.
+    mempamal.exceptions.InvalidParameterError: The 'n_iter' parameter of Experiment must be an int in the range [1, inf); got 0 instead.
     """
-    if not isinstance(n_iter, numbers.Integral) or isinstance(n_iter, bool) or n_iter < 1:
-        _fail("n_iter", "an int in the range [1, inf)", n_iter)
+    validate_params({"n_iter": n_iter, "param_distributions": param_distributions}, EXPERIMENT_CONSTRAINTS,
+                    "Experiment")
     if param_distributions is None:
         return
     if param_grid is not None:
-        raise ValueError(
+        raise invalid(
             "The 'param_grid' and 'param_distributions' parameters of Experiment cannot both be "
             "given: pass param_grid for an exhaustive search (GridSearchCV) or param_distributions "
             "with n_iter for a randomized one (RandomizedSearchCV)."
         )
-    if isinstance(param_distributions, dict):
-        subgrids = [param_distributions]
-    elif isinstance(param_distributions, (list, tuple)) and all(isinstance(g, dict) for g in param_distributions):
-        subgrids = list(param_distributions)
-    else:
-        _fail("param_distributions", "a dict or a list of dicts", param_distributions, exc=TypeError)
+    subgrids = [param_distributions] if isinstance(param_distributions, dict) else list(param_distributions)
     if not subgrids:
         _fail("param_distributions", "a non-empty dict or list of dicts", param_distributions)
     for subgrid in subgrids:
@@ -183,7 +174,7 @@ def check_param_distributions(estimator, param_distributions, param_grid, n_iter
             if hasattr(values, "rvs"):
                 continue
             if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or len(values) == 0:
-                raise ValueError(
+                raise invalid(
                     f"The 'param_distributions' parameter of Experiment must map each parameter "
                     f"name to a distribution with an rvs method (e.g. scipy.stats.loguniform(1e-3, "
                     f"1e3)) or a non-empty list of values; got {values!r} for {key!r}."
@@ -205,16 +196,17 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
     >>> check_scoring_and_refit(SVC(), ["accuracy", "f1_macro"], True, float("nan"))
     Traceback (most recent call last):
     ...
-    ValueError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1_macro'] or a callable (several metrics are scored); got True instead.
+    mempamal.exceptions.InvalidParameterError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1_macro'] or a callable (several metrics are scored); got True instead.
     """
     from ..engine.scoring import build_scorer
 
+    validate_params({"scoring": scoring, "refit": refit}, EXPERIMENT_CONSTRAINTS, "Experiment")
     try:
         _, metrics, multimetric = build_scorer(estimator, scoring, error_score)
     except (ValueError, TypeError, KeyError) as exc:
         from sklearn.metrics import get_scorer_names
 
-        raise ValueError(
+        raise invalid(
             f"The 'scoring' parameter of Experiment must be None, a scorer name, a callable, "
             f"a list of names or a dict of scorers; got {scoring!r} instead ({exc}). "
             f"Valid names are listed by sklearn.metrics.get_scorer_names(), e.g. "
@@ -250,74 +242,11 @@ def check_refit_false(param_grid, metrics, refit):
     >>> check_refit_false({"C": [1.0]}, ["accuracy", "f1"], False)
     Traceback (most recent call last):
     ...
-    ValueError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1'] or a callable with several metrics and a param_grid (cross_validate cannot score a GridSearchCV with refit=False: it has no predict); got False instead.
+    mempamal.exceptions.InvalidParameterError: The 'refit' parameter of Experiment must be a metric name among ['accuracy', 'f1'] or a callable with several metrics and a param_grid (cross_validate cannot score a GridSearchCV with refit=False: it has no predict); got False instead.
     """
     if refit is False and param_grid is not None and len(metrics) > 1:
         _fail("refit", f"a metric name among {metrics} or a callable with several metrics and a param_grid "
               "(cross_validate cannot score a GridSearchCV with refit=False: it has no predict)", refit)
-
-
-def check_error_score(error_score):
-    """``"raise"`` or a number, as scikit-learn's ``error_score``.
-
-    Examples
-    --------
-    >>> check_error_score(0.0)
-    >>> check_error_score("nan")
-    Traceback (most recent call last):
-    ...
-    ValueError: The 'error_score' parameter of Experiment must be 'raise' or a number (np.nan by default); got 'nan' instead.
-    """
-    if isinstance(error_score, str) and error_score == "raise":
-        return
-    if not isinstance(error_score, numbers.Number) or isinstance(error_score, bool):
-        _fail("error_score", "'raise' or a number (np.nan by default)", error_score)
-
-
-def check_n_permutations(n_permutations):
-    """A non-negative int: how many permuted-label runs the permutation test makes.
-
-    Examples
-    --------
-    >>> check_n_permutations(100)
-    >>> check_n_permutations(-1)
-    Traceback (most recent call last):
-    ...
-    ValueError: The 'n_permutations' parameter of Experiment must be an int in the range [0, inf); got -1 instead.
-    """
-    if not isinstance(n_permutations, numbers.Integral) or isinstance(n_permutations, bool) or n_permutations < 0:
-        _fail("n_permutations", "an int in the range [0, inf)", n_permutations)
-
-
-def check_flag(value, argument):
-    """A plain boolean option (``final_fit``, ``return_estimator``, ``return_train_score``).
-
-    Examples
-    --------
-    >>> check_flag("yes", "final_fit")
-    Traceback (most recent call last):
-    ...
-    TypeError: The 'final_fit' parameter of Experiment must be True or False; got 'yes' instead.
-    """
-    if not isinstance(value, (bool, np.bool_)):
-        _fail(argument, "True or False", value, exc=TypeError)
-
-
-PREDICT_METHODS = ("predict", "predict_proba", "predict_log_proba", "decision_function")
-
-
-def check_predict(predict):
-    """None or the name of a prediction method, as ``cross_val_predict``'s ``method``.
-
-    Examples
-    --------
-    >>> check_predict("proba")
-    Traceback (most recent call last):
-    ...
-    ValueError: The 'predict' parameter of Experiment must be None or one of 'predict', 'predict_proba', 'predict_log_proba', 'decision_function'; got 'proba' instead.
-    """
-    if predict is not None and predict not in PREDICT_METHODS:
-        _fail("predict", "None or one of " + ", ".join(repr(m) for m in PREDICT_METHODS), predict)
 
 
 def check_predict_method(estimator, predict):
@@ -329,11 +258,10 @@ def check_predict_method(estimator, predict):
     >>> check_predict_method(Ridge(), "predict_proba")
     Traceback (most recent call last):
     ...
-    ValueError: The 'predict' parameter of Experiment must be a method of the estimator; got 'predict_proba' instead (Ridge has no predict_proba).
+    mempamal.exceptions.InvalidParameterError: The 'predict' parameter of Experiment must be a method of the estimator; got 'predict_proba' instead (Ridge has no predict_proba).
     """
     if predict is not None and not hasattr(estimator, predict):
-        raise ValueError(f"The 'predict' parameter of Experiment must be a method of the estimator; got "
-                         f"{predict!r} instead ({type(estimator).__name__} has no {predict}).")
+        _fail("predict", "a method of the estimator", predict, detail=f" ({type(estimator).__name__} has no {predict})")
 
 
 def warn_unused_inner_cv(param_grid, inner_cv):

@@ -12,27 +12,24 @@ import numbers
 
 import numpy as np
 
+from .._constraints import Interval, StrOptions, invalid, raise_invalid, validate_params
+
+#: What ``build`` is given, each argument alone; how they relate (lengths,
+#: the workdir on disk) is checked by the functions below.
+BUILD_CONSTRAINTS = {
+    "X": ["array-like"],
+    "y": ["array-like"],
+    "groups": ["array-like", None],
+    "workdir": ["path"],
+    "overwrite": ["boolean"],
+    "chunk_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+}
+
 
 def _n_samples(value):
     if hasattr(value, "shape") and len(getattr(value, "shape", ())) > 0:
         return value.shape[0]
     return len(value)
-
-
-def _describe_value(value):
-    text = repr(value)
-    return text if len(text) <= 60 else f"{type(value).__name__} {text[:50]}..."
-
-
-def _check_array_like(value, argument):
-    # A string has a length but is one value, not a sequence of samples.
-    scalar = (isinstance(value, (str, bytes)) or getattr(value, "ndim", 1) == 0
-              or not (hasattr(value, "__len__") or hasattr(value, "shape")))
-    if scalar:
-        raise TypeError(
-            f"The {argument!r} argument of Experiment.build must be array-like with one entry per "
-            f"sample; got {_describe_value(value)} instead."
-        )
 
 
 def check_data(X, y, groups):
@@ -43,29 +40,31 @@ def check_data(X, y, groups):
     >>> check_data([[0.0], [1.0]], 3, None)
     Traceback (most recent call last):
     ...
-    TypeError: The 'y' argument of Experiment.build must be array-like with one entry per sample; got 3 instead.
+    mempamal.exceptions.InvalidParameterError: The 'y' parameter of Experiment.build must be an array-like; got 3 instead.
     """
     if X is None:
-        raise ValueError("The 'X' argument of Experiment.build is required; got None.")
+        raise invalid("The 'X' parameter of Experiment.build is required; got None.")
     if y is None:
-        raise ValueError(
-            "The 'y' argument of Experiment.build is required (mempamal evaluates supervised "
+        raise invalid(
+            "The 'y' parameter of Experiment.build is required (mempamal evaluates supervised "
             "estimators); got None."
         )
-    for value, argument in ((X, "X"), (y, "y"), (groups, "groups")):
-        if value is not None:
-            _check_array_like(value, argument)
+    if isinstance(groups, (str, bytes)) or hasattr(groups, "__fspath__"):
+        # build(X, y, "runs/x"): the third positional argument is groups, as in cross_validate.
+        raise_invalid("groups", "Experiment.build", "an array-like or None", groups,
+                      " (the workdir is passed as workdir=...)")
+    validate_params({"X": X, "y": y, "groups": groups}, BUILD_CONSTRAINTS, "Experiment.build")
     n_x, n_y = _n_samples(X), _n_samples(y)
     if n_x == 0:
-        raise ValueError("The 'X' argument of Experiment.build must have at least one sample; got 0.")
+        raise invalid("The 'X' parameter of Experiment.build must have at least one sample; got 0.")
     if n_x != n_y:
-        raise ValueError(
-            f"The 'X' and 'y' arguments of Experiment.build must have the same number of "
+        raise invalid(
+            f"The 'X' and 'y' parameters of Experiment.build must have the same number of "
             f"samples; got X with {n_x} and y with {n_y}."
         )
     if groups is not None and _n_samples(groups) != n_x:
-        raise ValueError(
-            f"The 'groups' argument of Experiment.build must have one entry per sample "
+        raise invalid(
+            f"The 'groups' parameter of Experiment.build must have one entry per sample "
             f"({n_x}); got {_n_samples(groups)}."
         )
 
@@ -104,39 +103,28 @@ def check_build_arguments(workdir, overwrite, chunk_size):
     >>> check_build_arguments("", False, "auto")
     Traceback (most recent call last):
     ...
-    ValueError: The 'workdir' argument of build must be a non-empty path (use '.' to mean the current folder); got '' instead.
+    mempamal.exceptions.InvalidParameterError: The 'workdir' parameter of build must be a non-empty path (use '.' to mean the current folder); got '' instead.
     """
     import os
 
-    if not isinstance(workdir, (str, os.PathLike)):
-        raise TypeError(
-            f"The 'workdir' argument of build must be a path (str or os.PathLike); "
-            f"got {workdir!r} instead."
-        )
+    validate_params({"workdir": workdir, "overwrite": overwrite, "chunk_size": chunk_size}, BUILD_CONSTRAINTS,
+                    "build")
     if isinstance(workdir, str) and not workdir.strip():
         # Path("") is the current folder: never build there by accident.
-        raise ValueError(
-            f"The 'workdir' argument of build must be a non-empty path (use '.' to mean the "
-            f"current folder); got {workdir!r} instead."
-        )
+        raise_invalid("workdir", "build", "a non-empty path (use '.' to mean the current folder)", workdir)
     if os.path.exists(workdir) and not os.path.isdir(workdir):
+        # What is on disk, not the argument's kind: the error of the filesystem.
         raise FileExistsError(
-            f"The 'workdir' argument of build must be a folder (new, empty, or a mempamal "
+            f"The 'workdir' parameter of build must be a folder (new, empty, or a mempamal "
             f"workdir); {workdir} is a file."
         )
-    if not isinstance(overwrite, (bool, np.bool_)):
-        raise TypeError(f"The 'overwrite' argument of build must be a bool; got {overwrite!r} instead.")
-    if isinstance(chunk_size, str) and chunk_size == "auto":
-        return
-    if not isinstance(chunk_size, numbers.Integral) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"The 'chunk_size' argument of build must be 'auto' or an int >= 1; got {chunk_size!r}.")
 
 
 def _check_indices(indices, n_samples, argument, where):
     indices = np.asarray(indices)
     if indices.dtype.kind == "b":
         if len(indices) != n_samples:
-            raise ValueError(
+            raise invalid(
                 f"The {argument!r} parameter of Experiment gave a boolean mask of length "
                 f"{len(indices)} for {where}; it must have one entry per sample ({n_samples})."
             )
@@ -144,13 +132,13 @@ def _check_indices(indices, n_samples, argument, where):
     if indices.size == 0:
         return
     if indices.dtype.kind not in "iu":
-        raise ValueError(
+        raise invalid(
             f"The {argument!r} parameter of Experiment must give integer indices; got "
             f"{indices.dtype} indices for {where}."
         )
     low, high = indices.min(), indices.max()
     if low < 0 or high >= n_samples:
-        raise ValueError(
+        raise invalid(
             f"The {argument!r} parameter of Experiment gave indices out of range for {where}: "
             f"they must be in [0, {n_samples}); got min {low}, max {high}."
         )
@@ -164,10 +152,10 @@ def check_split_set(split_set, n_samples):
     >>> check_split_set({"outer": [(np.arange(3), np.array([3]))], "inner": []}, 3)
     Traceback (most recent call last):
     ...
-    ValueError: The 'cv' parameter of Experiment gave indices out of range for the test set of split 0 (3 samples): they must be in [0, 3); got min 3, max 3.
+    mempamal.exceptions.InvalidParameterError: The 'cv' parameter of Experiment gave indices out of range for the test set of split 0 (3 samples): they must be in [0, 3); got min 3, max 3.
     """
     if not split_set["outer"]:
-        raise ValueError("The 'cv' parameter of Experiment gave no splits.")
+        raise invalid("The 'cv' parameter of Experiment gave no splits.")
     for fold, (train, test) in enumerate(split_set["outer"]):
         _check_indices(train, n_samples, "cv", f"the training set of split {fold} ({n_samples} samples)")
         _check_indices(test, n_samples, "cv", f"the test set of split {fold} ({n_samples} samples)")
@@ -175,7 +163,7 @@ def check_split_set(split_set, n_samples):
         outer_train = np.asarray(split_set["outer"][fold][0])
         n_train = int(outer_train.sum()) if outer_train.dtype.kind == "b" else len(outer_train)
         if not inner_splits:
-            raise ValueError("The 'inner_cv' parameter of Experiment gave no splits.")
+            raise invalid("The 'inner_cv' parameter of Experiment gave no splits.")
         for inner, (train, test) in enumerate(inner_splits):
             where = f"inner split {inner} of outer fold {fold} ({n_train} training samples)"
             _check_indices(train, n_train, "inner_cv", where)
@@ -228,28 +216,28 @@ def check_params(params, n_samples):
     >>> check_params({"sample_weight": [1.0, 2.0]}, 3)
     Traceback (most recent call last):
     ...
-    ValueError: The 'params' argument of Experiment.build must map names to sample-aligned arrays with one entry per sample (3); got 'sample_weight' with 2 entries instead.
+    mempamal.exceptions.InvalidParameterError: The 'params' parameter of Experiment.build must map names to sample-aligned arrays with one entry per sample (3); got 'sample_weight' with 2 entries instead.
     """
     if params is None:
         return
     if not isinstance(params, dict):
         hint = (" (the workdir is passed as workdir=...)" if isinstance(params, (str, bytes)) or
                 hasattr(params, "__fspath__") else "")
-        raise TypeError(
-            "The 'params' argument of Experiment.build must be None or a dict such as "
+        raise invalid(
+            "The 'params' parameter of Experiment.build must be None or a dict such as "
             f"{{'sample_weight': w}}; got {params!r} ({type(params).__name__}) instead{hint}.")
     for name, value in params.items():
         if not isinstance(name, str):
-            raise TypeError(f"The 'params' argument of Experiment.build must have str keys; got {name!r}.")
+            raise invalid(f"The 'params' parameter of Experiment.build must have str keys; got {name!r}.")
         if name == "groups":
-            raise ValueError("The 'params' argument of Experiment.build must not contain 'groups': "
+            raise invalid("The 'params' parameter of Experiment.build must not contain 'groups': "
                              "pass groups=... to build (the splits are made with it).")
         if value is None or not (hasattr(value, "__len__") or hasattr(value, "shape")) or isinstance(value, (str, dict)):
-            raise TypeError(
-                "The 'params' argument of Experiment.build must map names to sample-aligned arrays; "
+            raise invalid(
+                "The 'params' parameter of Experiment.build must map names to sample-aligned arrays; "
                 f"got {name!r}={value!r} instead.")
         length = _n_samples(value)
         if length != n_samples:
-            raise ValueError(
-                "The 'params' argument of Experiment.build must map names to sample-aligned arrays "
+            raise invalid(
+                "The 'params' parameter of Experiment.build must map names to sample-aligned arrays "
                 f"with one entry per sample ({n_samples}); got {name!r} with {length} entries instead.")

@@ -19,6 +19,7 @@ same path unless ``remote_workdir=`` says where the nodes see it.
 """
 
 import json
+import numbers
 import os
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ import time
 from pathlib import Path
 
 from ... import store
+from ..._constraints import Interval, Predicate, validate_params
 from ..bundles import check_bundle_options, make_bundles
 from ..base import Backend, RunCancelled, effective_n_jobs, make_progress, publish_executing, published_batches
 from .script import array_script, plan_arrays, sbatch_arguments
@@ -55,6 +57,17 @@ INSTALL_HINT = ("The 'slurm' backend needs Slurm's client commands (sbatch, sque
 
 def _run(command, timeout=60):
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+#: The options of the slurm backend (job_seconds, tasks_per_job: bundles.BUNDLE_CONSTRAINTS).
+SLURM_CONSTRAINTS = {
+    "partition": [Predicate(lambda p: isinstance(p, str) and bool(p), "a non-empty str"), None],
+    "sbatch_options": [Predicate(lambda o: not isinstance(o, str) and hasattr(o, "__iter__")
+                                 and all(isinstance(item, str) for item in o), "a list of str (one option each)")],
+    "python": ["path", None],
+    "remote_workdir": ["path", None],
+    "poll_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
+}
 
 
 class SlurmBackend(Backend):
@@ -93,20 +106,9 @@ class SlurmBackend(Backend):
     def __init__(self, partition=None, sbatch_options=(), job_seconds=None, tasks_per_job=None,
                  python=None, remote_workdir=None, poll_seconds=1.0):
         owner = "the 'slurm' backend"
-        if partition is not None and (not isinstance(partition, str) or not partition):
-            raise ValueError(f"The 'partition' parameter of {owner} must be a non-empty str or None; "
-                             f"got {partition!r} instead.")
-        if isinstance(sbatch_options, str) or not all(isinstance(o, str) for o in sbatch_options):
-            raise ValueError(f"The 'sbatch_options' parameter of {owner} must be a list of str "
-                             f"(one option each); got {sbatch_options!r} instead.")
+        validate_params({"partition": partition, "sbatch_options": sbatch_options, "python": python,
+                         "remote_workdir": remote_workdir, "poll_seconds": poll_seconds}, SLURM_CONSTRAINTS, owner)
         check_bundle_options(job_seconds, tasks_per_job, owner)
-        for label, value in (("python", python), ("remote_workdir", remote_workdir)):
-            if value is not None and not isinstance(value, (str, Path)):
-                raise ValueError(f"The {label!r} parameter of {owner} must be a path or None; "
-                                 f"got {value!r} instead.")
-        if isinstance(poll_seconds, bool) or not isinstance(poll_seconds, (int, float)) or poll_seconds <= 0:
-            raise ValueError(f"The 'poll_seconds' parameter of {owner} must be a positive number; "
-                             f"got {poll_seconds!r} instead.")
         self.partition = partition
         self.sbatch_options = list(sbatch_options)
         self.job_seconds = DEFAULT_JOB_SECONDS if job_seconds is None and tasks_per_job is None else job_seconds

@@ -17,11 +17,13 @@ back per task.
 """
 
 import contextlib
+import numbers
 import os
 import time
 from pathlib import Path
 
 from ... import store
+from ..._constraints import Interval, invalid, validate_params
 from ..base import Backend, effective_n_jobs, make_progress, publish_executing, published_batches, temporary_environment
 from .engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
 from .jobs import build_soma_workflow, import_soma
@@ -31,6 +33,17 @@ from .status import failures, job_ids_of, mark_record_ended, read_record, record
 DEFAULT_JOB_SECONDS = 60
 #: Folder of the workdir holding soma-workflow's state in isolated light mode.
 STATE_DIR = "soma-workflow"
+
+
+#: The options of the soma-workflow backend (job_seconds, tasks_per_job: bundles.BUNDLE_CONSTRAINTS).
+SOMA_WORKFLOW_CONSTRAINTS = {
+    "resource_id": [str, None],
+    "isolated": ["boolean", "path", None],
+    "poll_interval": [Interval(numbers.Real, 0, None, closed="neither")],
+    "config": ["path", None],
+    "python": ["path", None],
+    "remote_workdir": ["path", None],
+}
 
 
 class SomaWorkflowBackend(Backend):
@@ -79,29 +92,17 @@ class SomaWorkflowBackend(Backend):
                  job_seconds=None, tasks_per_job=None, python=None, remote_workdir=None):
         from ..bundles import check_bundle_options
 
-        if resource_id is not None and not isinstance(resource_id, str):
-            raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must be a str or "
-                             f"None; got {resource_id!r} instead.")
-        if not (isolated is None or isinstance(isolated, (bool, str, os.PathLike))):
-            raise ValueError(f"The 'isolated' parameter of the soma-workflow backend must be a bool, a "
-                             f"folder or None; got {isolated!r} instead.")
+        owner = "the soma-workflow backend"
+        validate_params({"resource_id": resource_id, "isolated": isolated, "poll_interval": poll_interval,
+                         "config": config, "python": python, "remote_workdir": remote_workdir},
+                        SOMA_WORKFLOW_CONSTRAINTS, owner)
         if isolated not in (None, False) and resource_id is not None:
-            raise ValueError("The 'isolated' parameter of the soma-workflow backend runs in light mode "
+            raise invalid("The 'isolated' parameter of the soma-workflow backend runs in light mode "
                              f"on this machine; it cannot be used with resource_id={resource_id!r}.")
-        if not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-            raise ValueError(f"The 'poll_interval' parameter of the soma-workflow backend must be a "
-                             f"positive number; got {poll_interval!r} instead.")
         if config is not None and resource_id is None:
-            raise ValueError("The 'config' parameter of the soma-workflow backend needs a 'resource_id' "
+            raise invalid("The 'config' parameter of the soma-workflow backend needs a 'resource_id' "
                              f"(a section of that file); got config={config!r} without one.")
-        if config is not None and not isinstance(config, (str, os.PathLike)):
-            raise ValueError(f"The 'config' parameter of the soma-workflow backend must be a path or None; "
-                             f"got {config!r} instead.")
-        check_bundle_options(job_seconds, tasks_per_job, "the soma-workflow backend")
-        for label, value in (("python", python), ("remote_workdir", remote_workdir)):
-            if value is not None and not isinstance(value, (str, os.PathLike)):
-                raise ValueError(f"The {label!r} parameter of the soma-workflow backend must be a path or "
-                                 f"None; got {value!r} instead.")
+        check_bundle_options(job_seconds, tasks_per_job, owner)
         self.resource_id = resource_id
         self.isolated = resource_id is None if isolated is None else isolated
         self.queue = queue

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 
 from ... import store
+from ..._constraints import invalid, raise_invalid
 
 #: sacct wrapper for Slurm < 24.05: soma-workflow 6 asks sacct for the
 #: StdOut field (new in 24.05) and older sacct then exits 1, so soma-workflow
@@ -56,8 +57,8 @@ def load_resource(resource_id, config_path, state_dir):
     if config_path is not None:
         config_path = str(Path(config_path).expanduser().absolute())
         if not os.path.isfile(config_path):
-            raise ValueError(f"The 'config' parameter of the soma-workflow backend must be an existing "
-                             f"soma-workflow configuration file; got {config_path!r} instead.")
+            raise_invalid("config", "the soma-workflow backend", "an existing soma-workflow configuration file",
+                          config_path)
     # soma-workflow quietly falls back to this machine for an unknown
     # resource: check the section ourselves.
     source = config_path or configuration.Configuration.search_config_path()
@@ -65,9 +66,9 @@ def load_resource(resource_id, config_path, state_dir):
     if source is not None:
         sections.read(source)
     if not sections.has_section(resource_id):
-        raise ValueError(f"The 'resource_id' parameter of the soma-workflow backend must name a section of "
-                         f"{source or 'a soma-workflow configuration file (none found)'} "
-                         f"{sorted(sections.sections())}; got {resource_id!r} instead.")
+        raise invalid(f"The 'resource_id' parameter of the soma-workflow backend must name a section of "
+                      f"{source or 'a soma-workflow configuration file (none found)'} "
+                      f"{sorted(sections.sections())}; got {resource_id!r} instead.")
     try:
         loaded = configuration.Configuration.load_from_file(resource_id, source)
     except configuration.ConfigurationError as exc:
