@@ -349,6 +349,7 @@ class Experiment:
             cv = self.cv
         else:
             cv = list(self.cv)  # an iterable of splits is consumed once, then reused
+
         def check_outer(outer):  # before the inner splits slice the outer training subsets
             validation_build.check_split_set({"outer": outer, "inner": []}, _n_samples(X))
 
