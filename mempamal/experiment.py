@@ -5,25 +5,18 @@ written last, so an interrupted build is never trusted by a later run.
 """
 
 import numbers
-import shutil
-import sys
-import time
-import uuid
-import warnings
 from pathlib import Path
 
 import numpy as np
 
-from .store import integrity
-from . import store
+from . import build_files, store
 from .validation import arguments as validation, build as validation_build
-from .store.lock import LOCK_NAME, WorkdirLock
+from .store.lock import WorkdirLock
 from .store.fingerprint import code_digest, data_hash, describe, fingerprint
 from .engine.context import capture_config, fingerprinted_config
 from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidates
-from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
-from .store.taskfile import changed_task_ids, read_table, table_digest
-from .store.tasktable import TaskTable, make_table
+from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices
+from .store.tasktable import make_table
 from .workflow import Workflow
 
 
@@ -225,7 +218,7 @@ class Experiment:
 
     # ------------------------------------------------------------ build
     def build(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", overwrite=False,
-              chunk_size="auto"):
+              chunk_size="auto", splits_from=None):
         """Validate the data, compute the splits and write the workdir.
 
         ``X, y=None, *, groups=None, ...`` as ``cross_validate``; ``y`` is
@@ -240,6 +233,12 @@ class Experiment:
         routes it: to ``fit`` without metadata routing, by the estimator's
         and scorer's requests with ``sklearn.set_config(enable_metadata_routing=True)``
         (the setting in force when ``build`` is called).
+
+        ``splits_from`` names another workdir built on the same data
+        (refused otherwise): its outer splits are used as they are, as
+        ``cv=`` a list of ``(train, test)`` splits would be, so that two
+        models can be compared fold by fold (:func:`mempamal.compare`).
+        The inner splits are this experiment's own ``inner_cv`` on them.
 
         Returns the :class:`mempamal.Workflow`.
 
@@ -269,6 +268,11 @@ class Experiment:
         metadata = self._metadata(params)
         workdir = Path(workdir)
         identity_parts = {"experiment": self.fingerprint(), "data": data_hash(X, y, groups)}
+        shared_splits = None
+        if splits_from is not None:
+            # The other workdir's outer splits, refused before anything is written if its data differ.
+            shared_splits = build_files.outer_splits_of(splits_from, identity_parts["data"])
+            identity_parts["outer_splits"] = data_hash(*(part for split in shared_splits for part in split))
         if metadata["params"] or metadata["routing"]:
             # Only then: workdirs built without metadata keep their identity.
             identity_parts["metadata"] = {"params": data_hash(metadata["params"]), "routing": metadata["routing"]}
@@ -281,24 +285,25 @@ class Experiment:
         try:
             # Everything that can be refused is checked before the first file is
             # written or an old build is cleared.
-            reuse = self._reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
-            split_sets = None if reuse else self._compute_split_sets(X, y, groups)
+            reuse = build_files.reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
+            split_sets = None if reuse else self._compute_split_sets(X, y, groups, cv=shared_splits)
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
             else:
-                split_set_info = {name: _split_set_info(s) for name, (s, _) in split_sets.items()}
+                split_set_info = {name: build_files.split_set_info(s) for name, (s, _) in split_sets.items()}
             table = self._task_table(split_set_info, chunk_size)
             if reuse:
-                _update_task_table(workdir, table)
+                build_files.update_task_table(workdir, table)
             else:
-                self._write_new_workdir(workdir, identity, X, y, groups, split_sets, table, metadata=metadata)
+                build_files.write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table,
+                                              metadata=metadata, data_digest=identity_parts["data"])
         finally:
             if lock is not None:
                 lock.release()
         return Workflow.open(workdir)
 
     def run(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=None,
-            overwrite=False, progress=False, chunk_size="auto", **options):
+            overwrite=False, progress=False, chunk_size="auto", splits_from=None, **options):
         """Build and run in one call; returns the :class:`mempamal.Results`.
 
         The arguments are those of :meth:`build` and :meth:`mempamal.Workflow.run`, keyword-only after ``y``.
@@ -313,7 +318,7 @@ class Experiment:
         # would run it again -- is refused before the build writes anything.
         check_backend(backend, n_jobs, options)
         workflow = self.build(X, y, groups=groups, params=params, workdir=workdir, overwrite=overwrite,
-                              chunk_size=chunk_size)
+                              chunk_size=chunk_size, splits_from=splits_from)
         return workflow.run(backend=backend, n_jobs=n_jobs, progress=progress, **options)
 
     def _metadata(self, params):
@@ -338,12 +343,14 @@ class Experiment:
                                          f"as cross_validate routes it: {exc}") from exc
         return {"params": params, "routing": routing}
 
-    def _compute_split_sets(self, X, y, groups):
-        """``{name: (split_set, target_order)}`` for the data and each permutation."""
+    def _compute_split_sets(self, X, y, groups, cv=None):
+        """``{name: (split_set, target_order)}`` for the data and each permutation (``cv``: given outer splits)."""
         from ._sklearn_compat import _safe_indexing
 
         # One private copy of each splitter, used in scikit-learn's call order.
-        if hasattr(self.cv, "split"):
+        if cv is not None:
+            pass  # splits_from: another workdir's outer splits, as a list
+        elif hasattr(self.cv, "split"):
             cv = copy_splitter(self.cv)
         elif self.cv is None or isinstance(self.cv, int):
             cv = self.cv
@@ -382,140 +389,6 @@ class Experiment:
             chunks = []
         return make_table(split_set_info, chunks, self.nested)
 
-    def _reusable(self, workdir, identity, overwrite):
-        """True to reuse an existing build; refuses a workdir it may not replace.
-
-        Nothing is changed on disk: an old build is cleared only by
-        :meth:`_write_new_workdir`, once every argument has been checked.
-        """
-        if not workdir.exists() or not any(workdir.iterdir()):
-            return False
-        if not store.is_workdir(workdir):
-            raise FileExistsError(
-                f"The 'workdir' parameter of build must be a new or empty folder, or a mempamal "
-                f"workdir; {workdir} holds other files. Choose another workdir."
-            )
-        manifest_path = workdir / store.MANIFEST
-        if manifest_path.exists() and not overwrite:
-            try:
-                manifest = store.read_json(manifest_path)
-            except store.WorkdirError as exc:
-                raise store.WorkdirError(f"{exc}. Pass overwrite=True to build it again.") from None
-            if manifest.get("fingerprint") == identity:
-                problem = _build_problem(workdir, manifest)
-                if problem is None:
-                    return True
-                warnings.warn(f"{problem} Building {workdir} again from scratch.", stacklevel=3)
-            else:
-                raise FileExistsError(
-                    f"{workdir} already holds a different experiment or data (built "
-                    f"{manifest.get('created', '?')}). Pass overwrite=True to replace it, or "
-                    f"choose another workdir."
-                )
-        return False
-
-    def _write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table, metadata=None):
-        created = not workdir.exists()
-        if not created:
-            # Replaced with overwrite=True, or an incomplete build (marker
-            # without manifest), which is never trusted; the lock stays.
-            _clear_workdir(workdir)
-        try:
-            self._write_files(workdir, identity, X, y, groups, split_sets, table, metadata=metadata)
-        except BaseException:
-            # A full disk, a kill signal turned into an exception, Ctrl-C:
-            # leave nothing half-written behind (no manifest means never
-            # trusted anyway, but a half workdir still fills the disk).
-            _discard_incomplete_build(workdir, created)
-            raise
-
-    def _write_files(self, workdir, identity, X, y, groups, split_sets, table, metadata=None):
-        import cloudpickle
-
-        store.make_private_dir(workdir)
-        store.atomic_write_bytes(workdir / store.MARKER, b"mempamal workdir\n")
-        store.atomic_write_bytes(workdir / store.EXPERIMENT, cloudpickle.dumps(self))
-        data_dir = store.make_private_dir(workdir / store.DATA_DIR)
-        kinds = {name: store.save_array_like(data_dir, name, value)
-                 for name, value in (("X", X), ("y", y), ("groups", groups))}
-        metadata = metadata or {"params": {}, "routing": False}
-        # Files param-<k> (names like "logisticregression__sample_weight" stay out of file names).
-        stored_params = [[name, f"param-{index}", store.save_array_like(data_dir, f"param-{index}", value)]
-                         for index, (name, value) in enumerate(metadata["params"].items())]
-        store.make_private_dir(workdir / store.SPLITS_DIR)
-        for name, (split_set, order) in split_sets.items():
-            save_split_set(workdir, name, split_set, order)
-        for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
-            store.make_private_dir(workdir / folder)
-        store.write_json(workdir / store.TASKS, table)
-        store.write_json(workdir / store.MANIFEST, {
-            "fingerprint": identity, "build_id": uuid.uuid4().hex,
-            "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),
-            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "python": sys.executable, "mempamal_version": _version(), "data": kinds,
-            "metrics": self.metrics, "n_tasks": len(TaskTable(table)),
-            "metadata": {"routing": metadata["routing"], "params": stored_params},
-        })
-
-
-def _split_set_info(split_set):
-    """The task table's summary of one split set: fold counts (and the final search's)."""
-    info = {"n_outer": len(split_set["outer"]), "n_inner": [len(f) for f in split_set["inner"]]}
-    if "all" in split_set:
-        info["n_inner_all"] = len(split_set["all"])
-    return info
-
-
-def _update_task_table(workdir, table):
-    """Rebuild of the same experiment: keep outputs of tasks that did not change."""
-    old = read_table(workdir)
-    if old == table:
-        return
-    for task_id in changed_task_ids(old, table):
-        path = store.output_path(workdir, task_id)
-        if path.exists():
-            path.unlink()
-    store.write_json(workdir / store.TASKS, table)
-    manifest = store.read_json(workdir / store.MANIFEST)
-    manifest["tasks_digest"] = table_digest(table)
-    manifest["n_tasks"] = len(TaskTable(table))
-    store.write_json(workdir / store.MANIFEST, manifest)
-
-
-def _build_problem(workdir, manifest):
-    """Why the files of an existing build cannot be reused (None if they can)."""
-    try:
-        integrity.verify_build_files(workdir, manifest)
-        read_table(workdir, manifest)
-    except store.WorkdirError as exc:
-        return str(exc)
-    return None
-
-
-def _clear_workdir(workdir):
-    """Empty ``workdir`` for a new build, keeping the lock this build holds.
-
-    The manifest goes first: if this is interrupted, what is left is an
-    incomplete build, which is never trusted.
-    """
-    (workdir / store.MANIFEST).unlink(missing_ok=True)
-    for entry in workdir.iterdir():
-        if entry.name.startswith((LOCK_NAME, f".{LOCK_NAME}")):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def _discard_incomplete_build(workdir, created):
-    if created:
-        shutil.rmtree(workdir, ignore_errors=True)
-    elif workdir.exists():
-        # The folder was there before the build: keep it (and the lock), empty it.
-        _clear_workdir(workdir)
-
-
 def _materialize_iterable(cv):
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
         return int(cv)  # np.int64(3) means 3 folds, as in check_cv
@@ -526,9 +399,3 @@ def _materialize_iterable(cv):
 
 def _n_samples(value):
     return value.shape[0] if hasattr(value, "shape") else len(value)
-
-
-def _version():
-    from ._version import __version__
-
-    return __version__

@@ -85,3 +85,23 @@ def test_the_display_draws_one_line_per_paired_fold(two):
         np.testing.assert_array_equal(line.get_ydata(), [two["logreg"].test_scores["balanced_accuracy"][fold],
                                                          two["svc"].test_scores["balanced_accuracy"][fold]])
     assert display.ax_.get_ylabel() == "outer test balanced_accuracy"
+
+
+def test_splits_from_pairs_a_new_model_with_another_workdirs_folds(two, data, tmp_path):
+    X, y = data
+    # Another splitter of its own: splits_from overrides it with logreg's outer splits.
+    knn = mp.Experiment(SVC(kernel="linear"), param_grid={"C": [0.1, 1.0]}, cv=StratifiedKFold(4), inner_cv=3,
+                        scoring=["accuracy", "balanced_accuracy"], refit="accuracy", final_fit=False)
+    res = knn.run(X, y, workdir=tmp_path / "paired", n_jobs=2, splits_from=two["logreg"].workdir)
+    for side in ("train", "test"):
+        for ours, theirs in zip(res.indices[side], two["logreg"].indices[side]):
+            np.testing.assert_array_equal(ours, theirs)
+    splits = list(zip(two["logreg"].indices["train"], two["logreg"].indices["test"]))
+    search = GridSearchCV(SVC(kernel="linear"), {"C": [0.1, 1.0]}, cv=3, scoring=["accuracy", "balanced_accuracy"],
+                          refit="accuracy")
+    expected = cross_validate(search, X, y, cv=splits, scoring=["accuracy", "balanced_accuracy"])
+    np.testing.assert_array_equal(res.test_scores["accuracy"], expected["test_accuracy"])
+    assert set(mp.compare({**two, "linear": res}).index.get_level_values("name")) >= {"logreg - linear"}
+    with pytest.raises(mp.InvalidParameterError, match="splits_from.*other data"):
+        knn.build(X[:, ::-1], y, workdir=tmp_path / "refused", splits_from=two["logreg"].workdir)
+    assert not (tmp_path / "refused").exists()
