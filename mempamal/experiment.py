@@ -277,7 +277,7 @@ class Experiment:
             # Everything that can be refused is checked before the first file is
             # written or an old build is cleared.
             reuse = self._reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
-            split_sets = None if reuse else self._compute_split_sets(X, y, groups)
+            split_sets = None if reuse else self._compute_split_sets(X, y, groups, routing=metadata["routing"])
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
             else:
@@ -326,8 +326,13 @@ class Experiment:
                                 f"as cross_validate routes it: {exc}") from exc
         return {"params": params, "routing": routing}
 
-    def _compute_split_sets(self, X, y, groups):
-        """``{name: (split_set, target_order)}`` for the data and each permutation."""
+    def _compute_split_sets(self, X, y, groups, routing=False):
+        """``{name: (split_set, target_order)}`` for the data and each permutation.
+
+        ``y`` is shuffled within groups as ``permutation_test_score(groups=g)``;
+        with metadata routing (``routing``) as ``permutation_test_score(params=
+        {"groups": g})``: the splitters get the groups, the shuffle is over all samples.
+        """
         from sklearn.utils import _safe_indexing
 
         # One private copy of each splitter, used in scikit-learn's call order.
@@ -341,7 +346,8 @@ class Experiment:
         split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested,
                                                final_fit=self.final_fit), None)}
         validation_build.check_split_set(split_sets[MAIN][0], _n_samples(X))
-        orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
+        shuffle_groups = None if groups is None or routing else np.asarray(groups)
+        orders = permuted_target_indices(_n_samples(y), shuffle_groups,
                                          self.n_permutations, self.random_state)
         for index, order in enumerate(orders):
             y_permuted = _safe_indexing(y, order)
