@@ -60,7 +60,8 @@ class Experiment:
         Also run the search on all the data and refit its best point there
         (``res.best_estimator_``), as ``GridSearchCV.fit(X, y)``.
     return_estimator : bool
-        Keep each outer fold's fitted estimator (``res.estimators_``).
+        Keep each outer fold's fitted estimator (``res.estimators_``; nested:
+        the fitted search, as ``cross_validate(..., return_estimator=True)``).
     return_train_score : bool
         Train scores, outer and inner, as scikit-learn.
     predict : None or str
