@@ -68,26 +68,31 @@ def test_a_scorer_made_from_the_metric_is_accepted_and_equals_cross_validate(tmp
 
 
 # ---------------------------------------------------------------- item 5
-def _permutation_run(tmp_path, routing):
-    kwargs = dict(cv=GroupKFold(3), n_permutations=6, random_state=0)
+def _permutation_run(tmp_path, routing, nested=False):
+    kwargs = dict(cv=GroupKFold(3), n_permutations=6 if not nested else 3, random_state=0)
+    search = dict(param_grid={"C": [0.1, 1.0]}, inner_cv=GroupKFold(2)) if nested else {}
     with sklearn.config_context(enable_metadata_routing=routing):
-        experiment = mp.Experiment(LogisticRegression(), final_fit=False, **kwargs)
+        experiment = mp.Experiment(LogisticRegression(), final_fit=False, **search, **kwargs)
         workflow = experiment.build(X, y, groups=GROUPS, workdir=tmp_path / f"wd-{routing}")
     res = workflow.run(n_jobs=1, progress=False)
+    estimator = GridSearchCV(LogisticRegression(), search["param_grid"], cv=GroupKFold(2)) if nested \
+        else LogisticRegression()
     with sklearn.config_context(enable_metadata_routing=routing):
         if routing:
             # groups= is refused under routing; the groups go with params and shuffle nothing.
             with pytest.raises(ValueError, match="groups"):
-                permutation_test_score(LogisticRegression(), X, y, groups=GROUPS, **kwargs)
-            reference = permutation_test_score(LogisticRegression(), X, y, params={"groups": GROUPS}, **kwargs)
+                permutation_test_score(estimator, X, y, groups=GROUPS, **kwargs)
+            reference = permutation_test_score(estimator, X, y, params={"groups": GROUPS}, **kwargs)
         else:
-            reference = permutation_test_score(LogisticRegression(), X, y, groups=GROUPS, **kwargs)
+            # The inner search gets the groups through params, as cross_validate(GridSearchCV) needs.
+            reference = permutation_test_score(estimator, X, y, groups=GROUPS,
+                                               params={"groups": GROUPS} if nested else None, **kwargs)
     return res, reference
 
 
-@pytest.mark.parametrize("routing", [False, True])
-def test_permutations_equal_permutation_test_score_with_and_without_routing(routing, tmp_path):
-    res, (score, permutation_scores, pvalue) = _permutation_run(tmp_path, routing)
+@pytest.mark.parametrize("routing, nested", [(False, False), (True, False), (False, True), (True, True)])
+def test_permutations_equal_permutation_test_score_with_and_without_routing(routing, nested, tmp_path):
+    res, (score, permutation_scores, pvalue) = _permutation_run(tmp_path, routing, nested)
     assert res.score == pytest.approx(score, abs=1e-12)
     np.testing.assert_allclose(res.permutation_scores, permutation_scores, rtol=0, atol=1e-12)
     assert res.pvalue == pvalue
