@@ -20,7 +20,7 @@ import sklearn
 from scipy.stats import loguniform
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import Lasso, LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, make_scorer, r2_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, make_scorer, roc_auc_score
 from sklearn.model_selection import (GridSearchCV, GroupKFold, KFold, RandomizedSearchCV, cross_val_predict,
                                      cross_validate, permutation_test_score)
 
