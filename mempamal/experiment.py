@@ -55,7 +55,8 @@ class Experiment:
         Also run the search on all the data and refit its best point there
         (``res.best_estimator_``), as ``GridSearchCV.fit(X, y)``.
     return_estimator : bool
-        Keep each outer fold's fitted estimator (``res.estimators_``).
+        Keep each outer fold's fitted estimator (``res.estimators_``; nested:
+        the fitted search, as ``cross_validate(..., return_estimator=True)``).
     return_train_score : bool
         Train scores, outer and inner, as scikit-learn.
     predict : None or str
@@ -286,7 +287,8 @@ class Experiment:
             # Everything that can be refused is checked before the first file is
             # written or an old build is cleared.
             reuse = build_files.reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
-            split_sets = None if reuse else self._compute_split_sets(X, y, groups, cv=shared_splits)
+            split_sets = None if reuse else self._compute_split_sets(X, y, groups, cv=shared_splits,
+                                                                     routing=metadata["routing"])
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
             else:
@@ -343,8 +345,14 @@ class Experiment:
                                          f"as cross_validate routes it: {exc}") from exc
         return {"params": params, "routing": routing}
 
-    def _compute_split_sets(self, X, y, groups, cv=None):
-        """``{name: (split_set, target_order)}`` for the data and each permutation (``cv``: given outer splits)."""
+    def _compute_split_sets(self, X, y, groups, cv=None, routing=False):
+        """``{name: (split_set, target_order)}`` for the data and each permutation.
+
+        ``cv``: given outer splits (``splits_from``), else the experiment's.
+        ``y`` is shuffled within groups as ``permutation_test_score(groups=g)``;
+        with metadata routing (``routing``) as ``permutation_test_score(params=
+        {"groups": g})``: the splitters get the groups, the shuffle is over all samples.
+        """
         from ._sklearn_compat import _safe_indexing
 
         # One private copy of each splitter, used in scikit-learn's call order.
@@ -364,7 +372,8 @@ class Experiment:
         split_sets = {MAIN: (compute_split_set(self.estimator, X, y, groups, cv, self.inner_cv, self.nested,
                                                final_fit=self.final_fit, check_outer=check_outer), None)}
         validation_build.check_split_set(split_sets[MAIN][0], _n_samples(X))
-        orders = permuted_target_indices(_n_samples(y), None if groups is None else np.asarray(groups),
+        shuffle_groups = None if groups is None or routing else np.asarray(groups)
+        orders = permuted_target_indices(_n_samples(y), shuffle_groups,
                                          self.n_permutations, self.random_state)
         for index, order in enumerate(orders):
             y_permuted = _safe_indexing(y, order)

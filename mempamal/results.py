@@ -64,7 +64,7 @@ class Results:
         The search on all the data and its refit model (``final_fit=True``),
         as ``GridSearchCV.fit(X, y)``; properties, AttributeError when undefined.
     estimators_ :
-        Each outer fold's fitted estimator (``return_estimator=True``).
+        Each outer fold's fitted estimator or search (``return_estimator=True``).
 
     Examples
     --------
@@ -208,10 +208,11 @@ class Results:
 
     @property
     def estimators_(self):
-        """Each outer fold's fitted estimator (the refit best one in nested CV), with ``return_estimator=True``.
+        """Each outer fold's fitted estimator (nested CV: its fitted search), with ``return_estimator=True``.
 
-        ``res.estimators_[k]`` predicts as ``cross_validate(..., return_estimator=True)["estimator"][k]``;
-        a fold whose fit failed has None.
+        ``res.estimators_[k]`` is ``cross_validate(..., return_estimator=True)["estimator"][k]``: in
+        nested CV the fitted ``GridSearchCV``/``RandomizedSearchCV`` (``best_params_``,
+        ``best_estimator_``, ``cv_results_``...); a fold whose fit failed has None.
 
         Examples
         --------

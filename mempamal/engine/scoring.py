@@ -17,7 +17,9 @@ def build_scorer(estimator, scoring, error_score=float("nan")):
     from .._sklearn_compat import _check_multimetric_scoring, _MultimetricScorer
 
     if callable(scoring):
-        return scoring, ["score"], False
+        # scikit-learn's own check: a metric function (f1_score) is refused,
+        # as GridSearchCV and cross_validate refuse it.
+        return check_scoring(estimator, scoring), ["score"], False
     if scoring is None or isinstance(scoring, str):
         return check_scoring(estimator, scoring), ["score"], False
     scorers = _check_multimetric_scoring(estimator, scoring)

@@ -26,6 +26,7 @@ from .fitting import EstimatorRaised, evaluate_points, fit_and_score
 from .scoring import check_refit_for_scores, metric_names, with_metrics
 from .models import save_model
 from .search import best_index, cv_results
+from .search_object import refit_into_search, set_search_results, unfitted_search
 
 
 def run_task(workdir, task_id, *, force=False):
@@ -257,7 +258,8 @@ def _inner_search(context, record):
 
     Returns the output fields of the inner tables and the best index
     (``best_index`` None and ``error`` set when every inner fit failed, or
-    when ``refit`` names a metric the scorer did not return).
+    when ``refit`` names a metric the scorer did not return), and the whole
+    inner ``cv_results_`` (not part of the output).
     """
     scores, fit_times, score_times, fit_errors, train_scores = _gather_inner_tables(context, record, with_train=True)
     n_failed = sum(error is not None for error in fit_errors)
@@ -270,7 +272,7 @@ def _inner_search(context, record):
     if n_failed == n_fits:
         # GridSearchCV raises "All the N fits failed".
         outcome["error"] = _all_fits_failed_error(fit_errors)
-        return outcome
+        return outcome, stats
     names = list(scores)
     try:
         check_refit_for_scores(context.refit, names, context.metrics)
@@ -279,22 +281,34 @@ def _inner_search(context, record):
         if isinstance(context.error_score, str):
             raise EstimatorRaised(exc) from exc
         outcome["error"] = f"ValueError: {exc}"
-        return outcome
+        return outcome, stats
     outcome["best_index"] = best_index(stats, context.refit, names)
-    return outcome
+    return outcome, stats
 
 
 def _run_select(context, record):
-    """Pick the best grid point of one outer fold, refit it, score outer test."""
-    outcome = _inner_search(context, record)
+    """Pick the best grid point of one outer fold, refit it, score outer test.
+
+    What is scored, predicted with and kept is the fitted search
+    (``GridSearchCV``/``RandomizedSearchCV``), as ``cross_validate`` of a
+    search has it: assembled from the inner results and the one refit.
+    """
+    outcome, results = _inner_search(context, record)
     if context.refit is False and outcome["error"] is None:
-        return _unrefit_outer_fold(context, record, outcome)
+        return _unrefit_outer_fold(context, record, outcome, results)
     if outcome["best_index"] is None:
         # cross_validate turns GridSearchCV's error into error_score for
         # the outer fold, keeping the message.
         return _unscored_outer_fold(context, record, outcome)
-    estimator = context.estimator_with(outcome["best_index"])
-    outcome.update(_fit_score_predict(context, record, estimator, list(outcome["inner_scores"])))
+    names = list(outcome["inner_scores"])
+    best = context.estimator_with(outcome["best_index"])
+
+    def fit_search(search, X_train, y_train, fit_params):
+        set_search_results(search, results, outcome["best_index"], names,
+                           context.n_inner_splits(record.split_set, record.outer), y_train)
+        refit_into_search(search, best, X_train, y_train, fit_params)
+
+    outcome.update(_fit_score_predict(context, record, unfitted_search(context.experiment), names, fit=fit_search))
     return outcome
 
 
@@ -312,12 +326,17 @@ def _unscored_outer_fold(context, record, outcome, names=None):
     return outcome
 
 
-def _fit_score_predict(context, record, estimator, names=None):
-    """The outer fold's fit, test (and train) scores, out-of-fold predictions and kept estimator."""
+def _fit_score_predict(context, record, estimator, names=None, fit=None):
+    """The outer fold's fit, test (and train) scores, out-of-fold predictions and kept estimator.
+
+    ``fit(estimator, X_train, y_train, fit_params)``, if given, fits instead
+    of ``estimator.fit`` (a search assembled around its refit).
+    """
     X_train, y_train, X_test, y_test = context.outer_split_data(record.split_set, record.outer)
     fit_params, score_params = context.outer_params(record.split_set, record.outer)
+    fit_outer = None if fit is None else (lambda est: fit(est, X_train, y_train, fit_params))
     result = fit_and_score(estimator, X_train, y_train, X_test, y_test,
-                           context.scorer, context.metrics, context.error_score,
+                           context.scorer, context.metrics, context.error_score, fit_outer,
                            fit_params=fit_params, score_params=score_params,
                            return_train_score=context.return_train_score)
     if names is None:  # plain CV: the metrics this fit scored (a dict scorer names its own)
@@ -340,18 +359,25 @@ def _fit_score_predict(context, record, estimator, names=None):
     return outcome
 
 
-def _unrefit_outer_fold(context, record, outcome):
+def _unrefit_outer_fold(context, record, outcome, results):
     """``refit=False``: cross_validate cannot score a search that refit nothing.
 
     ``GridSearchCV(refit=False)`` has no ``predict``: scikit-learn's scoring
     fails and the fold gets ``error_score`` (a warning, not a fit failure),
-    or the error itself with ``error_score="raise"``.
+    or the error itself with ``error_score="raise"``.  Its fit succeeded, so
+    ``return_estimator=True`` keeps that search (no ``best_estimator_``).
     """
     message = "This 'GridSearchCV' has no attribute 'predict' (refit=False: no candidate was refit)"
     if isinstance(context.error_score, str):
         raise EstimatorRaised(AttributeError(message))
     _unscored_outer_fold(context, record, outcome, names=context.metrics)
     outcome["scoring_error"] = message
+    if "model" in outcome:  # return_estimator=True, real data
+        search = unfitted_search(context.experiment)
+        y_train = context.outer_split_data(record.split_set, record.outer)[1]
+        set_search_results(search, results, outcome["best_index"], list(outcome["inner_scores"]),
+                           context.n_inner_splits(record.split_set, record.outer), y_train)
+        outcome["model"] = save_model(context.workdir, f"o{record.outer}", search)
     return outcome
 
 
@@ -377,7 +403,7 @@ def _run_select_all(context, record):
     refit, as GridSearchCV.
     """
     if context.candidates:
-        outcome = _inner_search(context, record)
+        outcome = _inner_search(context, record)[0]
         if outcome["best_index"] is None or context.refit is False:
             outcome.update(model=None, refit_time=0.0)
             return outcome

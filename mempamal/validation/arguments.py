@@ -201,6 +201,7 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
     from ..engine.scoring import build_scorer
 
     validate_params({"scoring": scoring, "refit": refit}, EXPERIMENT_CONSTRAINTS, "Experiment")
+    check_no_metric_function(estimator, scoring)
     try:
         _, metrics, multimetric = build_scorer(estimator, scoring, error_score)
     except (ValueError, TypeError, KeyError) as exc:
@@ -228,6 +229,45 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
         _fail("refit", f"True, {scoring!r} or a callable" if isinstance(scoring, str) else "True or a callable",
               refit)
     return metrics
+
+
+def check_no_metric_function(estimator, scoring):
+    """Refuse a metric function (``f1_score``) where a scorer is expected, as scikit-learn does.
+
+    ``scoring`` itself or a value of a dict of scorers: scikit-learn's
+    ``check_scoring`` decides (a callable from ``sklearn.metrics`` that is
+    not a scorer), and its message is kept.  Without this, every fit would
+    score ``error_score`` and the first candidate would win.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.metrics import f1_score
+    >>> check_no_metric_function(LogisticRegression(), {"f1": f1_score})   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.InvalidParameterError: The 'scoring' parameter of Experiment (entry 'f1') must be a scorer, callable(estimator, X, y), not the metric function f1_score: use the scorer name 'f1' or wrap it with sklearn.metrics.make_scorer. scikit-learn refuses it too: scoring value ... looks like it is a metric function rather than a scorer...
+    """
+    from sklearn.metrics import check_scoring, get_scorer_names
+
+    if callable(scoring):
+        entries = [(None, scoring)]
+    elif isinstance(scoring, dict):
+        entries = [(key, value) for key, value in scoring.items() if callable(value)]
+    else:
+        return
+    for key, value in entries:
+        try:
+            check_scoring(estimator, value)
+        except ValueError as exc:
+            name = getattr(value, "__name__", repr(value))
+            short = name[:-len("_score")] if name.endswith("_score") else name
+            hint = f"the scorer name {short!r} or " if short in get_scorer_names() else ""
+            where = "" if key is None else f" (entry {key!r})"
+            invalid(
+                f"The 'scoring' parameter of Experiment{where} must be a scorer, callable(estimator, X, y), "
+                f"not the metric function {name}: use {hint}wrap it with sklearn.metrics.make_scorer. "
+                f"scikit-learn refuses it too: {exc}")
 
 
 def check_refit_false(param_grid, metrics, refit):

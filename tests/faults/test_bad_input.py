@@ -15,6 +15,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
 from sklearn.model_selection import GridSearchCV, GroupKFold, KFold, cross_validate
 
 import mempamal as mp
@@ -81,6 +82,10 @@ CASES = [
     Case("inner_cv-0", lambda new, wf: _exp(param_grid=GRID, inner_cv=0), ValueError, r"'inner_cv'"),
     Case("scoring-unknown", lambda new, wf: _exp(scoring="nope"), ValueError, r"'scoring'.*'nope'"),
     Case("scoring-int", lambda new, wf: _exp(scoring=3), ValueError, r"'scoring'"),
+    Case("scoring-metric-function", lambda new, wf: _exp(scoring=f1_score), ValueError,
+         r"'scoring'.*not the metric function f1_score.*looks like it is a metric function"),
+    Case("scoring-dict-metric-function", lambda new, wf: _exp(scoring={"f1": f1_score}, refit="f1"), ValueError,
+         r"'scoring' parameter of Experiment \(entry 'f1'\).*metric function"),
     Case("refit-not-a-metric", lambda new, wf: _exp(param_grid=GRID, scoring=["accuracy", "f1_macro"], refit="f1"),
          ValueError, r"'refit'.*'accuracy', 'f1_macro'"),
     Case("refit-other-metric", lambda new, wf: _exp(param_grid=GRID, scoring="accuracy", refit="roc_auc"),
