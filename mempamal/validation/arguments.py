@@ -264,7 +264,7 @@ def check_no_metric_function(estimator, scoring):
             short = name[:-len("_score")] if name.endswith("_score") else name
             hint = f"the scorer name {short!r} or " if short in get_scorer_names() else ""
             where = "" if key is None else f" (entry {key!r})"
-            invalid(
+            raise invalid(
                 f"The 'scoring' parameter of Experiment{where} must be a scorer, callable(estimator, X, y), "
                 f"not the metric function {name}: use {hint}wrap it with sklearn.metrics.make_scorer. "
                 f"scikit-learn refuses it too: {exc}")
