@@ -119,7 +119,8 @@ def test_every_fit_and_score_gets_lists_as_in_sklearn(tmp_path):
     for fold, fitted in enumerate(reference["estimator"]):
         np.testing.assert_array_equal(results.cv_results(fold)["mean_test_score"],
                                       fitted.cv_results_["mean_test_score"])
-        assert results.estimators_[fold].seen_ == fitted.best_estimator_.seen_ == ("list", "list", "list")
+        # The kept estimator is the fitted search, as cross_validate(GridSearchCV) keeps it.
+        assert results.estimators_[fold].best_estimator_.seen_ == fitted.best_estimator_.seen_ == ("list", "list", "list")
     final = GridSearchCV(TypeProbe(), {"C": [1.0, 2.0]}, cv=2, scoring=type_score).fit(
         rows, y, sample_weight=weights)
     assert results.best_estimator_.seen_ == final.best_estimator_.seen_
