@@ -8,39 +8,8 @@ from .store import integrity
 from . import store
 from .graph.state import TaskGraph, find_results_problem
 from .engine.search import cv_results
-
-
-class Params(dict):
-    """A candidate's parameters: the values scikit-learn has (``np.float64`` from a
-    ``np.logspace`` grid), printed as plain numbers.
-
-    Equal to scikit-learn's ``best_params_`` (same keys, values and types);
-    only the repr differs, so that ``{'C': 1.0}`` reads the same in Python and
-    on the command line.
-
-    Examples
-    --------
-    >>> params = Params({"C": np.float64(1.0)})
-    >>> params, type(params["C"]).__name__, params == {"C": np.float64(1.0)}
-    ({'C': 1.0}, 'float64', True)
-    """
-
-    def __repr__(self):
-        return repr(plain_value(dict(self)))
-
-
-class FoldParams(list):
-    """``res.best_params``: one :class:`Params` per outer fold (not the final search's ``best_params_``).
-
-    Examples
-    --------
-    >>> FoldParams([Params({"C": np.float64(0.1)}), Params({"C": np.float64(1.0)})])
-    [{'C': 0.1}, {'C': 1.0}]
-    """
-
-    def __repr__(self):
-        return repr([plain_value(dict(params)) if params is not None else None for params in self])
-
+# What the CLI prints comes from here too (the skins import the api modules only).
+from .result_values import FoldParams, Params, final_best_params, plain_value, results_document  # noqa: F401
 
 #: The columns of :meth:`Results.timeline`.
 TIMELINE_COLUMNS = ("task", "kind", "start", "ready", "end", "host", "pid")
@@ -217,7 +186,7 @@ class Results:
         Examples
         --------
         >>> [type(est).__name__ for est in res.estimators_]
-        ['Pipeline', 'Pipeline', 'Pipeline']
+        ['GridSearchCV', 'GridSearchCV', 'GridSearchCV']
         >>> res.estimators_[0].predict(X[:3])
         array([0, 0, 0])
         """
@@ -510,49 +479,6 @@ class Results:
         return f"\n  final model: {params}, {refit}"
 
 
-def finished_folds(workflow):
-    """Outer folds finished so far, from their ``select``/``score`` outputs.
-
-    The partial results of a run in progress, with the columns of
-    :meth:`Results.to_frame` (index ``outer_fold``; permutations left out).
-    Once the run is complete it equals ``Results.load(workdir).to_frame()``.
-
-    Examples
-    --------
-    >>> finished_folds(mp.Workflow.open("runs/iris")).drop(columns=["fit_time", "score_time"])
-                test_accuracy  param_clf__C error
-    outer_fold
-    0                    1.00          10.0  None
-    1                    0.96          10.0  None
-    2                    0.96          10.0  None
-    """
-    import cloudpickle
-    import pandas as pd
-
-    done = workflow.done_ids()
-    outputs = {outer: store.read_json(store.output_path(workflow.workdir, task_id))
-               for outer, task_id in workflow.table.fold_task_ids() if task_id in done}
-    if not outputs:
-        return pd.DataFrame(index=pd.Index([], name="outer_fold"))
-    folds = sorted(outputs)
-    metrics = list(outputs[folds[0]]["test_scores"])
-    frame = pd.DataFrame({f"test_{m}": [outputs[k]["test_scores"][m] for k in folds] for m in metrics},
-                         index=pd.Index(folds, name="outer_fold"))
-    if "train_scores" in outputs[folds[0]]:
-        for metric in metrics:
-            frame[f"train_{metric}"] = [outputs[k]["train_scores"][metric] for k in folds]
-    if "best_index" in outputs[folds[0]]:
-        store.check_workdir_is_safe(workflow.workdir)  # unpickling runs code
-        candidates = store.load_pickle(workflow.workdir, workflow.workdir / store.EXPERIMENT,
-                                       cloudpickle.load).candidates
-        best = [None if outputs[k]["best_index"] is None else candidates[outputs[k]["best_index"]] for k in folds]
-        for key in sorted({key for params in best if params for key in params}):
-            frame[f"param_{key}"] = [None if params is None else plain_value(params.get(key)) for params in best]
-    for column in ("fit_time", "score_time", "error"):
-        frame[column] = [outputs[k][column] for k in folds]
-    return frame
-
-
 def raise_or_warn_about_fit_failures(raw):
     """scikit-learn's verdict on the outer fits: raise when all failed, warn when some did.
 
@@ -572,67 +498,3 @@ def raise_or_warn_about_fit_failures(raw):
 
     error_score = raw.get("error_score", float("nan"))
     _warn_or_raise_about_fit_failures([{"fit_error": error} for error in raw["errors"]], error_score)
-
-
-def plain_value(value):
-    """``value`` with numpy scalars as Python numbers, so it prints ``1.0``, not ``np.float64(1.0)``.
-
-    Dicts, lists and tuples are converted item by item; anything else (an
-    estimator, a string) is returned as is.
-
-    Examples
-    --------
-    >>> plain_value({"C": np.float64(1.0), "degree": [np.int64(2)]})
-    {'C': 1.0, 'degree': [2]}
-    """
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, dict):
-        return {key: plain_value(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain_value(item) for item in value)
-    return value
-
-
-def _jsonable(value):
-    value = plain_value(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, dict):
-        return {str(key): _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    return repr(value)  # an estimator or an array as a grid value: its repr
-
-
-def results_document(results):
-    """Everything ``mempamal results --json`` prints: ``results.json`` plus the
-    best parameters of each outer fold, the final model's best parameters
-    (when the workdir has them) and the summary table, all JSON-able.
-
-    Examples
-    --------
-    >>> document = results_document(mp.Results.load("runs/iris"))
-    >>> document["best_params"][0], sorted(document["summary"]["accuracy"])
-    ({'clf__C': 10.0}, ['mean', 'median', 'std'])
-    """
-    document = dict(results.raw)
-    document["best_params"] = _jsonable(results.best_params)
-    document["best_params_"] = _jsonable(final_best_params(results))
-    document["summary"] = {metric: {column: float(value) for column, value in row.items()}
-                           for metric, row in results.summary().to_dict(orient="index").items()}
-    return document
-
-
-def final_best_params(results):
-    """``results.best_params_`` when the final search ran and succeeded, else None.
-
-    Examples
-    --------
-    >>> final_best_params(mp.Results.load("runs/iris"))
-    {'clf__C': 10.0}
-    """
-    try:
-        return results.best_params_
-    except (AttributeError, ValueError):  # final_fit=False / plain CV, or the final search failed
-        return None

@@ -266,7 +266,7 @@ class Workflow(TaskGraph):
         1                    0.96          10.0
         2                    0.96          10.0
         """
-        from .results import finished_folds
+        from .fold_table import finished_folds
 
         return finished_folds(self)
 

@@ -143,7 +143,7 @@ def test_predict_method_the_estimator_lacks_is_refused():
 
 
 def test_finished_folds_show_train_scores_like_to_frame(tmp_path):
-    from mempamal.results import finished_folds
+    from mempamal.fold_table import finished_folds
 
     experiment = mp.Experiment(LogisticRegression(max_iter=300), cv=3, return_train_score=True, predict="predict")
     results = experiment.run(Xc, yc, workdir=tmp_path / "wd", n_jobs=1, progress=False)
