@@ -29,6 +29,7 @@ import time
 
 from ._constraints import Interval, validate_params
 from .graph.status import task_counts
+from .store.taskids import FOLD_KINDS
 
 #: The options of Run.cancel and Run.wait.
 CANCEL_CONSTRAINTS = {
@@ -36,8 +37,6 @@ CANCEL_CONSTRAINTS = {
     "timeout": [Interval(numbers.Real, 0, None, closed="left"), None],
 }
 
-#: Kinds whose outputs hold one outer fold's test scores.
-FOLD_KINDS = ("select", "score")
 
 
 class Run:

@@ -63,6 +63,11 @@ def task_counts(workflow, active=True):
     return graph_task_counts(workflow, executing=executing_task_ids(workflow.workdir, scan), watching=True, scan=scan)
 
 
+def same_counts(status, expected):
+    """The counts of a StatusCounts equal the reference's (its details -- untrusted, runner -- aside)."""
+    return {key: status[key] for key in expected} == expected
+
+
 def reference_counts(workflow, active=True):
     """``task_counts`` as it was: a state per record."""
     done = set(workflow.done_ids())
@@ -176,7 +181,8 @@ def test_counts_and_blocked_equal_the_count_over_every_record(built, closed):
             status = workflow.status()
             expected = reference_counts(workflow, active=False)
             assert (status["done"], status["blocked"]) == (expected["done"], expected["blocked"])
-            assert status["failed"] == len(failed)  # a log of no task counts here, not in task_counts
+            # One status model: a log of no task of the graph counts nowhere (the states add up to the total).
+            assert status["failed"] == len([i for i in failed if workflow.table.position(i) is not None])
     finally:
         publish_executing(built.workdir, None)
 
@@ -193,7 +199,7 @@ def test_every_fit_failed_blocks_every_gathering_task(built):
     workflow = mp.Workflow.open(built.workdir)
     expected = reference_counts(workflow)
     assert expected["failed"] == len(roots) and expected["blocked"] == len(built.tasks) - len(roots)
-    assert task_counts(workflow) == expected
+    assert same_counts(task_counts(workflow), expected)
     assert workflow.blocked_ids() == sorted(task.id for task in built.tasks if task.deps)
 
 
@@ -204,11 +210,11 @@ def test_run_status_while_another_process_runs_counts_the_ready_tasks(built):
     workflow = mp.Workflow.open(built.workdir)
     run = mp.Run(workflow, lambda stop: stop.wait(30), drives=False)
     try:
-        assert run.status() == reference_counts(workflow, active=True)
+        assert same_counts(run.status(), reference_counts(workflow, active=True))
         assert run.status()["running"] > 0 or run.status()["done"] == len(built.tasks)
     finally:
         run.cancel()
-    assert run.status() == reference_counts(workflow, active=False)
+    assert same_counts(run.status(), reference_counts(workflow, active=False))
 
 
 # ------------------------------------------------------------ the table's arithmetic

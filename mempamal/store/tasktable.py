@@ -31,7 +31,6 @@ a rebuilt workdir resumes where it stopped.
 import bisect
 import hashlib
 import json
-import re
 import sys
 from collections import namedtuple
 from collections.abc import Sequence
@@ -39,22 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import WorkdirError
+from .taskids import MAIN, TASK_ID as _ID, fit_id, gather_id, id_prefix, permutation_name  # noqa: F401
 from .workdir import TASKS
-
-MAIN = "main"
-"""Name of the split set of the data itself (permutations are ``perm-<m>``)."""
-
-
-def permutation_name(index):
-    """Name of the split set of permutation ``index``.
-
-    Examples
-    --------
-    >>> permutation_name(3)
-    'perm-3'
-    """
-    return f"perm-{index}"
-
 
 @dataclass(frozen=True)
 class Task:
@@ -155,9 +140,6 @@ Examples
 2
 """
 
-_ID = re.compile(r"(perm-\d+-)?(fit|select|score)-o(\d+)(?:-i(\d+)-c(\d+))?|fit-all-i(\d+)-c(\d+)")
-
-
 class TaskTable(Sequence):
     """The tasks of a compact table, computed on demand (a read-only sequence of :class:`Task`).
 
@@ -192,7 +174,7 @@ class TaskTable(Sequence):
         # (split set, id prefix, outer or None for the final search, first position, n_inner)
         self._blocks, self._block_of, position = [], {}, 0
         for split_set, info in self.split_sets.items():
-            prefix = "" if split_set == MAIN else f"{split_set}-"
+            prefix = id_prefix(split_set)
             folds = [(outer, info["n_inner"][outer] if self.nested else 0) for outer in range(info["n_outer"])]
             if "n_inner_all" in info:
                 folds.append((None, info["n_inner_all"] if self.nested else 0))
@@ -233,17 +215,13 @@ class TaskTable(Sequence):
         return "select-all" if block[2] is None else "select" if nested else "score"
 
     def _gather_id(self, block):
-        split_set, prefix, outer, _, _ = block
-        if outer is None:
-            return "select-all"
-        return f"{prefix}{self._gather_kind(block, self.nested)}-o{outer}"
+        _, prefix, outer, _, _ = block
+        return gather_id(prefix, self._gather_kind(block, self.nested), outer)
 
     @staticmethod
     def _fit_id(block, inner, chunk):
         _, prefix, outer, _, _ = block
-        if outer is None:
-            return f"fit-all-i{inner}-c{chunk}"
-        return f"{prefix}fit-o{outer}-i{inner}-c{chunk}"
+        return fit_id(prefix, outer, inner, chunk)
 
     def _block_ids(self, block):
         n_inner, n_chunks = block[4], self._n_chunks

@@ -43,6 +43,8 @@ could have written it.
 import os
 from pathlib import Path
 
+from .taskids import chunk_of
+
 MARKER = ".mempamal"
 MANIFEST = "manifest.json"
 EXPERIMENT = "experiment.pkl"
@@ -77,9 +79,10 @@ def output_shard(task_id):
     >>> output_shard("fit-o3-i2-c1234"), output_shard("perm-1-fit-o0-i0-c7"), output_shard("select-o3")
     ('fit-o3-i2-c1k', 'perm-1-fit-o0-i0-c0k', 'other')
     """
-    head, separator, chunk = task_id.rpartition("-c")
-    if separator and chunk.isdigit():
-        return f"{head}-c{int(chunk) // SHARD_CHUNKS}k"
+    found = chunk_of(task_id)
+    if found is not None:
+        head, chunk = found
+        return f"{head}-c{chunk // SHARD_CHUNKS}k"
     return "other"
 
 
