@@ -454,6 +454,18 @@ class Results:
 
         return GridDisplay.from_results(self, ax=ax, **kwargs)
 
+    def plot_search(self, ax=None, metric=None):
+        """Mean inner score per candidate and outer fold, the chosen one starred (a SearchDisplay).
+
+        Examples
+        --------
+        >>> res.plot_search().best == list(res.best_index)
+        True
+        """
+        from .display import SearchDisplay
+
+        return SearchDisplay.from_workflow(TaskGraph.open(self.workdir), metric=metric, ax=ax)
+
     def plot_permutation(self, ax=None):
         """Null distribution, observed score and p-value (a PermutationDisplay).
 

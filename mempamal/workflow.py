@@ -280,6 +280,22 @@ class Workflow(TaskGraph):
 
         return GraphDisplay.from_workflow(self, ax=ax)
 
+    def plot_search(self, ax=None, metric=None):
+        """The inner search as far as it got: candidate x outer fold heatmap (a SearchDisplay).
+
+        Read from the trusted outputs of the finished fit tasks, so it works
+        on any workdir, during a run on any backend or after it.
+
+        Examples
+        --------
+        >>> disp = wf.plot_search()
+        >>> disp.scores.shape, disp.best
+        ((3, 3), [2, 2, 2])
+        """
+        from .display import SearchDisplay
+
+        return SearchDisplay.from_workflow(self, metric=metric, ax=ax)
+
     def _repr_html_(self):
         from .display import workflow_html
 
