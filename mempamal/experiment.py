@@ -24,6 +24,7 @@ from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidat
 from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices, save_split_set
 from .store.taskfile import changed_task_ids, read_table, table_digest
 from .store.tasktable import TaskTable, make_table
+from .description import write_description
 from .workflow import Workflow
 
 
@@ -446,6 +447,7 @@ class Experiment:
         for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
             store.make_private_dir(workdir / folder)
         store.write_json(workdir / store.TASKS, table)
+        write_description(workdir, self, (X, y, groups), table, metadata)  # experiment.json, for people
         store.write_json(workdir / store.MANIFEST, {
             "fingerprint": identity, "build_id": uuid.uuid4().hex,
             "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),

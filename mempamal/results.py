@@ -502,6 +502,9 @@ class Results:
     def __repr__(self):
         means = ", ".join(f"{m}={s.mean():.4f}" for m, s in self.test_scores.items())
         text = f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"
+        from .description import short_line
+
+        text += f"\n  experiment: {short_line(self.experiment)}"
         if self.nested:
             # The two easily confused names, each said for what it is.
             text += f"\n  best_params (one per outer fold): {self.best_params!r}"

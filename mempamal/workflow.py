@@ -153,6 +153,7 @@ class Workflow(TaskGraph):
         --------
         >>> mp.Workflow.open("runs/iris").results()
         <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+          experiment: Pipeline(steps=[('scale', StandardScaler()), ('clf', LogisticRegression())]), param_grid={'clf__C': [0.1, 1.0, 10.0]} (3 candidates)
           best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
           final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
         """
