@@ -190,15 +190,12 @@ def _read_fits(workflow, n_candidates, n_inner):
     """Per metric, ``(candidate, outer, inner)`` scores of the done fit tasks; which are done, which failed."""
     from .. import store
     from ..store import integrity
-    from ..store.tasktable import MAIN
 
     shape = (n_candidates, len(n_inner), max(n_inner, default=0))
     tables = {"scores": {}, "done": np.zeros(shape, bool), "failed": np.zeros(shape, bool),
               "fit_time": np.zeros(shape), "score_time": np.zeros(shape)}
-    scan, build_id = workflow.scan_outputs(), workflow.manifest["build_id"]
-    for task in workflow.table:
-        if task.kind != "fit" or task.split_set != MAIN or task.id not in scan:
-            continue
+    build_id = workflow.manifest["build_id"]
+    for task in _done_fits(workflow):
         try:
             output = integrity.read_output(store.output_path(workflow.workdir, task.id), task.id, build_id,
                                            task.definition)
@@ -212,6 +209,26 @@ def _read_fits(workflow, n_candidates, n_inner):
             for name, values in output["scores"].items():
                 tables["scores"].setdefault(name, np.full(shape, np.nan))[cell] = values[row]
     return tables
+
+
+def _done_fits(workflow):
+    """The done fit tasks of the outer folds (data, not permutations), from the scan's shards.
+
+    Only the shards of ``fit-o<k>-...`` ids are read (:func:`mempamal.store.output_shard`):
+    a refresh costs the finished fits, not one record per task of the graph.
+    """
+    from ..store.tasktable import MAIN
+
+    for shard, entry in sorted(workflow.scan_outputs().shards.items()):
+        if not shard.startswith("fit-o") or not entry["done"]:
+            continue
+        for task_id in entry["done"].split("\n"):
+            try:
+                task = workflow.table.task(task_id)
+            except KeyError:
+                continue  # not a task of this table (the scan only counts those; defensive)
+            if task.kind == "fit" and task.split_set == MAIN:
+                yield task
 
 
 def _means(scores, done):
