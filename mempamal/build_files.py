@@ -16,6 +16,7 @@ import uuid
 import warnings
 
 from . import store
+from .description import write_description
 from .engine.splits import save_split_set
 from .store import integrity
 from .store.lock import LOCK_NAME
@@ -93,6 +94,7 @@ def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table,
     for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
         store.make_private_dir(workdir / folder)
     store.write_json(workdir / store.TASKS, table)
+    write_description(workdir, experiment, (X, y, groups), table, metadata)  # experiment.json, for people
     store.write_json(workdir / store.MANIFEST, {
         "fingerprint": identity, "build_id": uuid.uuid4().hex,
         "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),

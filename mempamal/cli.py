@@ -1,4 +1,4 @@
-"""Command line: ``mempamal task|run|status|results|export|demo``.
+"""Command line: ``mempamal task|run|status|results|show|export|demo``.
 
 ``mempamal task WORKDIR ID [ID ...]`` is the command behind every exported task line,
 soma-workflow job and Makefile target.
@@ -65,6 +65,11 @@ def _parser():
     _add_workdir(results)
     results.add_argument("--json", action="store_true",
                          help="print results.json with the best parameters and the summary")
+
+    show = sub.add_parser("show", help="what a workdir holds: estimator, grid, CV, scoring, data, versions "
+                                       "(its experiment.json)")
+    _add_workdir(show)
+    show.add_argument("--json", action="store_true", help="print experiment.json as it is")
 
     export = sub.add_parser("export", help="write the task graph for another runner")
     _add_workdir(export)
@@ -232,6 +237,9 @@ def _results(args):
     if args.json:
         print(json.dumps(results_document(results), indent=1))
         return 0
+    from .description import short_line
+
+    print(f"experiment: {short_line(results.experiment)}\n")
     print(results.summary().to_string())
     if results.nested:
         print("\nbest parameters per outer fold:")
@@ -243,6 +251,53 @@ def _results(args):
     if results.pvalue is not None:
         print(f"\npermutation test ({results.permutation_metric}): score={results.score:.4f} pvalue={results.pvalue:.4g}")
     return 0
+
+
+def _show(args):
+    from .description import read_description
+    from .workflow import Workflow
+
+    workflow = Workflow.open(args.workdir)  # a built workdir, or an error naming what it lacks
+    document = read_description(workflow.workdir)
+    if document is None:
+        manifest = workflow.manifest
+        print(f"{args.workdir}: no experiment.json (built by mempamal {manifest.get('mempamal_version', '?')}, "
+              f"before it was written); the workdir still works")
+        print(f"  built {manifest.get('created', '?')}, {manifest.get('n_tasks', '?')} tasks, "
+              f"metrics {manifest.get('metrics')}")
+        return 0
+    if args.json:
+        print(json.dumps(document, indent=1))
+        return 0
+    for line in _description_lines(args.workdir, document):
+        print(line)
+    return 0
+
+
+def _description_lines(workdir, doc):
+    """``experiment.json`` as a few readable lines."""
+    estimator, search, cv = doc["estimator"], doc.get("search"), doc["cv"]
+    lines = [f"{workdir}: built {doc.get('created', '?')}", f"estimator: {estimator['repr']}"]
+    lines += [f"  {name}={value!r}" for name, value in estimator["params"].items()]
+    if search is not None:
+        space = search.get("param_grid", search.get("param_distributions"))
+        lines.append(f"{search['kind']} search: {space} ({search['n_candidates']} candidates)")
+    for role in ("outer", "inner"):
+        if cv.get(role) is not None:
+            n = cv[role]["n_splits"]
+            folds = (f"{n[0]} folds in each outer fold" if isinstance(n, list) and len(set(n)) == 1
+                     else f"{n} folds")
+            lines.append(f"{role} cv: {cv[role]['repr'] or cv[role]['class']} ({folds})")
+    lines.append(f"scoring: {doc['scoring']!r} (metrics {doc['metrics']}), refit: {doc['refit']!r}, "
+                 f"error_score: {doc['error_score']!r}")
+    lines.append(f"random_state: {doc['random_state']!r}, n_permutations: {doc['n_permutations']}")
+    for name, entry in doc["data"].items():
+        if name != "params":
+            lines.append(f"data {name}: {entry['type']} shape {tuple(entry['shape'])} {entry.get('dtype', '')} "
+                         f"sha256 {entry.get('sha256', '?')}")
+    lines += [f"data param {name}: shape {tuple(entry['shape'])}" for name, entry in doc["data"]["params"].items()]
+    lines.append("versions: " + ", ".join(f"{name} {version}" for name, version in doc["versions"].items()))
+    return lines
 
 
 def _export(args):
@@ -271,4 +326,5 @@ def _demo(args):
     return 0
 
 
-_COMMANDS = {"task": _task, "run": _run, "status": _status, "results": _results, "export": _export, "demo": _demo}
+_COMMANDS = {"task": _task, "run": _run, "status": _status, "results": _results, "show": _show, "export": _export,
+             "demo": _demo}

@@ -424,6 +424,18 @@ class Results:
 
         return GridDisplay.from_results(self, ax=ax, **kwargs)
 
+    def plot_search(self, ax=None, metric=None):
+        """Mean inner score per candidate and outer fold, the chosen one starred (a SearchDisplay).
+
+        Examples
+        --------
+        >>> res.plot_search().best == list(res.best_index)
+        True
+        """
+        from .display import SearchDisplay
+
+        return SearchDisplay.from_workflow(TaskGraph.open(self.workdir), metric=metric, ax=ax)
+
     def plot_permutation(self, ax=None):
         """Null distribution, observed score and p-value (a PermutationDisplay).
 
@@ -460,6 +472,9 @@ class Results:
     def __repr__(self):
         means = ", ".join(f"{m}={s.mean():.4f}" for m, s in self.test_scores.items())
         text = f"<Results {self.workdir}: {self.n_outer} outer folds, {means}>"
+        from .description import short_line
+
+        text += f"\n  experiment: {short_line(self.experiment)}"
         if self.nested:
             # The two easily confused names, each said for what it is.
             text += f"\n  best_params (one per outer fold): {self.best_params!r}"

@@ -319,6 +319,20 @@ class Run:
             text += f", ~{format_seconds(eta)} left"
         return text
 
+    def plot_search(self, ax=None, metric=None):
+        """The inner search filled in so far (a SearchDisplay), from the workdir's outputs.
+
+        Call it again to see more cells: fits that finished since are read,
+        never the workers (any backend, also after ``attach()``).
+
+        Examples
+        --------
+        >>> run = wf.submit(n_jobs=1); res = run.wait()
+        >>> int(run.plot_search().n_done.sum())   # 3 candidates x 3 outer x 2 inner folds
+        18
+        """
+        return self.workflow.plot_search(ax=ax, metric=metric)
+
     def _repr_html_(self):
         from .display import run_html
 

@@ -175,6 +175,7 @@ class Workflow(TaskGraph):
         --------
         >>> mp.Workflow.open("runs/iris").results()
         <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+          experiment: Pipeline(steps=[('scale', StandardScaler()), ('clf', LogisticRegression())]), param_grid={'clf__C': [0.1, 1.0, 10.0]} (3 candidates)
           best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
           final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
         """
@@ -301,6 +302,22 @@ class Workflow(TaskGraph):
         from .display import GraphDisplay
 
         return GraphDisplay.from_workflow(self, ax=ax)
+
+    def plot_search(self, ax=None, metric=None):
+        """The inner search as far as it got: candidate x outer fold heatmap (a SearchDisplay).
+
+        Read from the trusted outputs of the finished fit tasks, so it works
+        on any workdir, during a run on any backend or after it.
+
+        Examples
+        --------
+        >>> disp = wf.plot_search()
+        >>> disp.scores.shape, disp.best
+        ((3, 3), [2, 2, 2])
+        """
+        from .display import SearchDisplay
+
+        return SearchDisplay.from_workflow(self, metric=metric, ax=ax)
 
     def _repr_html_(self):
         from .display import workflow_html

@@ -42,7 +42,7 @@ ROOT_MODULES = {
 FRONTEND_PACKAGES = ("IPython", "ipywidgets", "ipykernel")
 # What a skin may import besides other skins: the api as a user sees it.  No
 # validation/fingerprint/display.graph..., no graph, backend, engine or store.
-SKIN_MAY_IMPORT = ("mempamal", "mempamal.experiment", "mempamal.workflow", "mempamal.results",
+SKIN_MAY_IMPORT = ("mempamal", "mempamal.experiment", "mempamal.workflow", "mempamal.results", "mempamal.description",
                    "mempamal.display", "mempamal.run", "mempamal.exceptions", "mempamal.model_comparison")
 # The one exception: %mempamal cluster start uses LocalCluster, a private
 # ipyparallel cluster that has no api-layer counterpart (DESIGN.md fixes the

@@ -13,6 +13,7 @@ module                        job
 :mod:`~.graph`                the base :class:`~mempamal.display.graph.Display`, the task graph, PNG/HTML helpers
 :mod:`~.results`              scores, permutation scores, timeline
 :mod:`~.grid`                 the inner search's scores over the grid
+:mod:`~.search`               the inner search filling in: candidate x outer fold, from the outputs
 :mod:`~.html`                 ``_repr_html_`` of experiments, workflows, runs and results
 :mod:`~.comparison`           several models' paired outer-fold scores
 ============================  ==================================================
@@ -33,5 +34,6 @@ from .comparison import ComparisonDisplay  # noqa: F401
 from .graph import LAYER_OF_KIND, Display, GraphDisplay  # noqa: F401
 from .graph import figure_png_html, graph_png_html, task_table_html  # noqa: F401
 from .grid import GridDisplay  # noqa: F401
+from .search import SearchDisplay  # noqa: F401
 from .html import experiment_html, folds_html, results_html, run_html, run_jobs_line, workflow_html  # noqa: F401
 from .results import PermutationDisplay, ScoresDisplay, TimelineDisplay, permutation_bins  # noqa: F401

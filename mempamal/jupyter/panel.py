@@ -13,6 +13,7 @@ Registered for ``Run`` objects when the extension loads: a cell ending with
 import contextvars
 import html
 import threading
+import time
 
 import ipywidgets as widgets
 from IPython.display import display
@@ -20,8 +21,17 @@ from IPython.display import display
 from .static import Static
 
 
+#: Seconds between two drawings of the search heatmap: a PNG per refresh
+#: would cost more than the progress bar it sits under.
+SEARCH_INTERVAL = 5.0
+
+
 class RunPanel(widgets.VBox):
     """Progress, elapsed / ETA and finished outer folds of a run, refreshed from the files.
+
+    A nested run has a second tab, the inner search filling in
+    (:class:`mempamal.display.SearchDisplay` as a PNG), redrawn at most every
+    :data:`SEARCH_INTERVAL` seconds and only when more fits finished.
 
     Examples
     --------
@@ -37,8 +47,15 @@ class RunPanel(widgets.VBox):
                                        layout=widgets.Layout(width="420px"))
         self.line = widgets.HTML()
         self.folds = widgets.HTML("<i>no outer fold finished yet</i>")
+        self.search = widgets.HTML("<i>no inner fit finished yet</i>")
+        self._search_drawn = (None, float("-inf"))  # (fits done when drawn, when)
+        body = self.folds
+        if run.workflow.table.nested:
+            body = widgets.Tab([self.folds, self.search])
+            for index, title in enumerate(("outer folds", "inner search")):
+                body.set_title(index, title)
         super().__init__([widgets.HTML(f"<b>mempamal run</b> <code>{run.workflow.workdir}</code>"),
-                          widgets.HBox([self.bar, self.line]), self.folds])
+                          widgets.HBox([self.bar, self.line]), body])
         self.refresh()
 
     def refresh(self):
@@ -66,6 +83,27 @@ class RunPanel(widgets.VBox):
         frame = self.run.results()
         if not frame.empty:
             self.folds.value = folds_html(frame)
+        self.refresh_search(counts)
+
+    def refresh_search(self, counts=None, force=False):
+        """Redraw the inner search tab if more fits finished and :data:`SEARCH_INTERVAL` passed.
+
+        Examples
+        --------
+        >>> panel = RunPanel(wf.submit(n_jobs=1)); panel.refresh_search(force=True)
+        >>> panel.search.value.startswith("<img")
+        True
+        """
+        if not self.run.workflow.table.nested:
+            return
+        counts = self.run.status() if counts is None else counts
+        n_fits = counts["by_kind"].get("fit", {}).get("done", 0)
+        drawn, when = self._search_drawn
+        if not force and (n_fits == drawn or time.monotonic() - when < SEARCH_INTERVAL):
+            return
+        self._search_drawn = (n_fits, time.monotonic())
+        if n_fits:
+            self.search.value = search_png_html(self.run.workflow)
 
     def __repr__(self):
         # What a reopened notebook or a terminal shows instead of the widget.
@@ -110,7 +148,26 @@ def final_state(run):
     """
     from mempamal.display import run_html
 
-    return Static(run_html(run), repr(run))
+    search = search_png_html(run.workflow) if run.workflow.table.nested else ""
+    return Static(run_html(run) + search, repr(run))
+
+
+def search_png_html(workflow):
+    """The inner search of ``workflow`` so far, as an inline PNG (drawn off pyplot: no figure left open).
+
+    Examples
+    --------
+    >>> search_png_html(wf).startswith("<img alt='inner search'")
+    True
+    """
+    from matplotlib.figure import Figure
+
+    from mempamal.display import SearchDisplay, figure_png_html
+
+    display = SearchDisplay.read(workflow)
+    figure = Figure(figsize=(6.4, 1.6 + 0.3 * len(display.candidates)), layout="constrained")
+    display.plot(figure.subplots())
+    return figure_png_html(figure, alt="inner search")
 
 
 def _follow(run, panel, handle, interval):

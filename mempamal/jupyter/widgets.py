@@ -374,6 +374,7 @@ class ExperimentBuilder(widgets.VBox):
         >>> builder.n_jobs.value = 1   # in this process: no worker to start
         >>> res = builder.run()
         <Results ...mempamal-runs/builder: 5 outer folds, score=0.9600>
+          experiment: ...
           final model: best_estimator_ fitted on all the data
         <Figure size 640x480 with 1 Axes>
         >>> res.summary()
@@ -449,6 +450,7 @@ def results_static(results):
     --------
     >>> display(results_static(res))
     <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+      experiment: Pipeline(steps=[('scale', StandardScaler()), ('clf', LogisticRegression())]), param_grid={'clf__C': [0.1, 1.0, 10.0]} (3 candidates)
       best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
       final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
     """
@@ -465,6 +467,7 @@ def show_results(results):
     --------
     >>> show_results(res)
     <Results ...runs/iris: 3 outer folds, accuracy=0.9733>
+      experiment: Pipeline(steps=[('scale', StandardScaler()), ('clf', LogisticRegression())]), param_grid={'clf__C': [0.1, 1.0, 10.0]} (3 candidates)
       best_params (one per outer fold): [{'clf__C': 10.0}, {'clf__C': 10.0}, {'clf__C': 10.0}]
       final model: best_params_={'clf__C': 10.0} (the search on all the data), refit on all the data
     <Figure size 640x480 with 1 Axes>

@@ -35,6 +35,6 @@ from .files import (  # noqa: F401
 )
 from .safety import check_workdir_is_safe, load_pickle  # noqa: F401
 from .workdir import (  # noqa: F401
-    DATA_DIR, EXPERIMENT, LOGS_DIR, MANIFEST, MARKER, MODELS_DIR, OUTPUTS_DIR, RESULTS, SHARD_CHUNKS, SPLITS_DIR,
+    DATA_DIR, DESCRIPTION, EXPERIMENT, LOGS_DIR, MANIFEST, MARKER, MODELS_DIR, OUTPUTS_DIR, RESULTS, SHARD_CHUNKS, SPLITS_DIR,
     TASKS, finished_task_ids, is_workdir, log_path, output_path, output_shard,
 )

@@ -6,6 +6,9 @@ A workdir is the single source of truth of a run::
       .mempamal          marker written first: "this folder belongs to mempamal"
       manifest.json      written LAST by a build: fingerprint, build id, counts
       experiment.pkl     the Experiment (cloudpickle: notebook classes included)
+      experiment.json    the same for people (estimator, grid, CV, scoring, data shapes and
+                         digests, library versions, creation time): never read back to run
+                         anything (mempamal.description; `mempamal show WORKDIR` prints it)
       data/              X.npy | X.npz (sparse) | X.pkl (pandas, object array, list); y.*; groups.*
       splits/            main.npz, perm-0.npz, ...: indices computed once
       tasks.json         the task list: id, kind, deps and what each task does
@@ -48,6 +51,7 @@ from .taskids import chunk_of
 MARKER = ".mempamal"
 MANIFEST = "manifest.json"
 EXPERIMENT = "experiment.pkl"
+DESCRIPTION = "experiment.json"
 TASKS = "tasks.json"
 RESULTS = "results.json"
 DATA_DIR = "data"
