@@ -54,7 +54,7 @@ def test_every_page_the_issue_asks_for_is_there(built):
                        ("cli", "usage: mempamal run"), ("cli", "43/43 tasks done"),
                        ("exactness", "permutation_test_score"), ("scaling-out/slurm", "afterok"),
                        ("scaling-out/dask", "SLURMCluster"), ("scaling-out/soma-workflow", "SUBMITTING_MACHINES"),
-                       ("scaling-out/ipyparallel", "ipengine-mempamal"), ("workdir", "manifest.json"),
+                       ("scaling-out/ipyparallel", "ipengine-mempamal"), ("workdir", "atomically"),
                        ("fault-tolerance", "What survives which fault"), ("jupyter", "run.wait()"),
                        ("faq", "command not found"), ("changelog", "MempamalError")]:
         assert text in (built / f"{page}.html").read_text(), (page, text)
