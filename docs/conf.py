@@ -1,15 +1,13 @@
 """Sphinx configuration of mempamal's documentation (``make docs``; ``tests/test_docs.py`` builds it with -W).
 
-Most pages are short introductions that *include* the matching README
-section (``{include}`` with ``start-after`` / ``end-before``), so README and
-docs never drift apart; ``architecture.md`` is a page as it stands.  The API
-reference is generated from the docstrings (autosummary + numpydoc), the
-command-line page from the argparse parser, and the notebooks of
-``notebooks/`` are copied into ``gallery/`` and rendered by myst-nb without
-being executed (the tests execute them: ``tests/test_notebooks.py``).
+The README is a short tour; these pages are the manual (their code blocks
+run in ``tests/test_readme.py``, after the README's).  The API reference is
+generated from the docstrings (autosummary + numpydoc), under the names users
+import; the command-line page from the argparse parser.  The gallery shows
+the executed copies of the notebooks stored in ``gallery/`` (``make gallery``
+writes them; the build itself runs nothing).
 """
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -34,12 +32,19 @@ extensions = [
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}
 root_doc = "index"
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "_generated"]  # _generated: included by cli.md
-html_theme = "alabaster"
+html_theme = "pydata_sphinx_theme"
 html_title = f"mempamal {release}"
 html_static_path = []
+html_theme_options = {
+    "logo": {"text": f"mempamal {release}"},  # the version, on every page
+    "navbar_end": ["theme-switcher"],
+    "show_toc_level": 2,
+    "secondary_sidebar_items": ["page-toc"],
+}
+html_sidebars = {"index": [], "changelog": [], "faq": []}
 templates_path = ["_templates"]  # autosummary's class page: the class's own members only
 
-# ---- notebooks: rendered as they are stored (without outputs), never run here
+# ---- notebooks: gallery/ holds executed copies (make gallery); never run here
 nb_execution_mode = "off"
 myst_enable_extensions = ["colon_fence"]
 myst_heading_anchors = 3
@@ -56,9 +61,9 @@ numpydoc_class_members_toctree = False
 # Every documented public name must have a docstring: numpydoc's GL08 turns a
 # missing one into a warning, and -W into a failed build.  The stricter
 # checks (Parameters/Returns sections for every argument, an Examples
-# section) are not enforced here: many internal helpers are documented in
+# section) are not enforced here: many internal functions are documented in
 # prose on purpose, and the Examples rule is checked by the test suite
-# (h1's docstring test) rather than by the docs build.
+# (tests/test_docstrings.py) rather than by the docs build.
 numpydoc_validation_checks = {"GL08"}
 numpydoc_validation_exclude = {
     # The constructor is documented by the class docstring (numpydoc's convention).
@@ -81,18 +86,9 @@ nitpick_ignore_regex = [
     (r"py:class", r"(optional|default.*|array-like.*|callable|str|int|float|bool|dict|list|tuple|None|path.*"
                   r"|object|type|Exception|iterable|sequence)"),
 ]
-# README sections are included under a page title, so their first heading
-# may be ### right after #; that is how the README is laid out, not an error.
-suppress_warnings = ["myst.header"]
-
-
-def _copy_notebooks(app):
-    """The gallery: each notebook of notebooks/ copied into gallery/ (rebuilt on every build)."""
-    gallery = HERE / "gallery"
-    shutil.rmtree(gallery, ignore_errors=True)
-    gallery.mkdir()
-    for notebook in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        shutil.copy2(notebook, gallery / notebook.name)
+# The executed notebooks' widget outputs (the live run panel) have no
+# JavaScript here; their static HTML form is shown instead.
+suppress_warnings = ["mystnb.unknown_mime_type"]
 
 
 def _cli_reference(app):
@@ -160,5 +156,4 @@ def _resolve_python_names(app, env, node, contnode):
 
 def setup(app):
     app.connect("missing-reference", _resolve_python_names)
-    app.connect("builder-inited", _copy_notebooks)
     app.connect("builder-inited", _cli_reference)

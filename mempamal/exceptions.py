@@ -3,18 +3,18 @@
 Each one also derives from the builtin a caller expects, so existing
 ``except ValueError`` / ``except RuntimeError`` code keeps working:
 
-==========================  ==============================  ==========================================
-exception                   builtin                         raised when
-==========================  ==============================  ==========================================
-:class:`InvalidParameterError`  ``ValueError``, ``TypeError``   an argument is wrong (before any file is written)
-:class:`WorkdirError`       ``RuntimeError``                a workdir is missing, corrupt or unsafe
-:class:`DiskFullError`      ``RuntimeError``                a workdir file could not be written: disk full
-:class:`WorkdirLocked`      ``RuntimeError``                another live runner holds the workdir
-:class:`TaskError`          ``RuntimeError``                a task could not run (names the task)
-:class:`WorkflowError`      ``RuntimeError``                tasks of a run failed (``failed`` maps ids to messages)
-:class:`RunCancelled`       ``RuntimeError``                a run was cancelled; finished outputs are kept
-:class:`SetupError`         ``RuntimeError``                how mempamal is called cannot work (e.g. no main guard)
-==========================  ==============================  ==========================================
+==============================  =============================  =======================================================
+exception                       builtin                        raised when
+==============================  =============================  =======================================================
+:class:`InvalidParameterError`  ``ValueError``, ``TypeError``  an argument is wrong (before any file is written)
+:class:`WorkdirError`           ``RuntimeError``               a workdir is missing, corrupt or unsafe
+:class:`DiskFullError`          ``RuntimeError``               a workdir file could not be written: disk full
+:class:`WorkdirLocked`          ``RuntimeError``               another live runner holds the workdir
+:class:`TaskError`              ``RuntimeError``               a task could not run (names the task)
+:class:`WorkflowError`          ``RuntimeError``               tasks of a run failed (``failed`` maps ids to messages)
+:class:`RunCancelled`           ``RuntimeError``               a run was cancelled; finished outputs are kept
+:class:`SetupError`             ``RuntimeError``               how mempamal is called cannot work (e.g. no main guard)
+==============================  =============================  =======================================================
 
 This module imports nothing of mempamal: every layer may raise these.
 
@@ -54,7 +54,8 @@ class InvalidParameterError(MempamalError, ValueError, TypeError):
 
     Like scikit-learn's ``InvalidParameterError`` it is both a ``ValueError``
     and a ``TypeError``; the message names the argument, the owner and what
-    was expected (one validator raises it: ``mempamal._constraints``).
+    was expected (one validator raises it: ``mempamal._constraints``, used by
+    :mod:`mempamal.validation`).
 
     Examples
     --------

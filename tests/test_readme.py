@@ -1,11 +1,13 @@
-"""Every code block of README.md runs, in order, in a fresh folder and a fresh HOME.
+"""Every code block of README.md, then of the documentation pages, runs, in order, in a fresh folder and HOME.
 
 The Python blocks share one namespace (one IPython shell, so the
 ``%%mempamal`` cell goes through the real magic), the bash blocks run in the
 same folder: the examples must compose, as for a newcomer pasting them one
-after the other.  A block that cannot run here carries a visible
-``<!-- skip-test: REASON -->`` line in the README source and is reported as
-skipped with that reason.  New blocks are picked up without touching this file.
+after the other (the README first, then the pages in the order of
+``PAGES``).  Console blocks are sample sessions: what they show must be what
+the commands print.  A block that cannot run here carries a visible
+``<!-- skip-test: REASON -->`` line in its source and is reported as skipped
+with that reason.  New blocks are picked up without touching this file.
 """
 
 import json
@@ -26,7 +28,14 @@ from readme_snippets import find_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-BLOCKS = find_blocks(README.read_text())
+# The manual's pages, in reading order (a page may use what an earlier one defined: `wf`, `res`).
+PAGES = ["getting-started", "exactness", "workdir", "fault-tolerance", "jupyter", "cli", "scaling-out/index",
+         "scaling-out/local", "scaling-out/slurm", "scaling-out/ipyparallel", "scaling-out/dask",
+         "scaling-out/soma-workflow", "scaling-out/exports", "extending", "performance", "faq", "changelog",
+         "development"]
+SOURCES = [README] + [ROOT / "docs" / f"{page}.md" for page in PAGES]
+BLOCKS = [block for path in SOURCES if path.exists()
+          for block in find_blocks(path.read_text(), path.relative_to(ROOT).as_posix())]
 CODE = [b for b in BLOCKS if b.runner]
 
 
@@ -49,24 +58,27 @@ def executed(tmp_path_factory):
                            str(folder / "blocks.json"), str(folder / "results.json")],
                           cwd=work, env=env, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    results = {r["line"]: r for r in json.loads((folder / "results.json").read_text())}
+    results = {r["key"]: r for r in json.loads((folder / "results.json").read_text())}
     return results, work, home
 
 
-@pytest.mark.parametrize("block", CODE, ids=[f"line{b.line}-{b.runner}" for b in CODE])
+@pytest.mark.parametrize("block", CODE, ids=[f"{b.source}:{b.line}-{b.runner}" for b in CODE])
 def test_readme_block_runs(block, executed):
     if block.skip is not None:
-        pytest.skip(f"README line {block.line}: {block.skip}")
+        pytest.skip(f"{block.key}: {block.skip}")
     results, _, _ = executed
-    result = results[block.line]
-    assert result["ok"], f"README block at line {block.line} failed:\n{block.code}\n{result['error']}"
+    result = results[block.key]
+    assert result["ok"], f"block at {block.key} failed:\n{block.code}\n{result['error']}"
 
 
 def test_the_readme_has_runnable_blocks_and_every_skip_says_why():
-    assert len([b for b in CODE if b.skip is None]) >= 6, [b.line for b in CODE]
+    assert len([b for b in CODE if b.skip is None and b.source == "README.md"]) >= 3, [b.key for b in CODE]
+    assert len([b for b in CODE if b.skip is None]) >= 10, [b.key for b in CODE]
+    assert {"python", "bash", "console"} <= {b.runner for b in CODE if b.skip is None}
     assert all(b.skip.strip() for b in CODE if b.skip is not None)
-    languages = {b.language for b in BLOCKS if not b.runner}
-    assert languages <= {"", "ini", "text", "console"}, languages  # a typo'd language would hide a block
+    # a typo'd language would hide a block; {...} are MyST directives, ipython3 a cell shown, not run
+    languages = {b.language for b in BLOCKS if not b.runner and not b.language.startswith("{")}
+    assert languages <= {"", "ini", "text", "ipython3"}, languages
 
 
 def test_readme_results_are_scikit_learns_and_the_examples_did_not_collide(executed):
@@ -88,4 +100,21 @@ def test_skip_markers_are_read_from_the_source():
     assert (second.runner, second.skip) == ("bash", None)
     with pytest.raises(ValueError, match="unclosed code block at line 1"):
         find_blocks("```python\nprint(1)\n")
-    assert np.array_equal([b.line for b in find_blocks(README.read_text())], [b.line for b in BLOCKS])
+    readme = [b for b in BLOCKS if b.source == "README.md"]
+    assert np.array_equal([b.line for b in find_blocks(README.read_text())], [b.line for b in readme])
+    # a MyST directive with an argument is one block, not a fence that swallows the next one
+    directive, code = find_blocks("```{include} ../x.md\n:start-after: a\n```\n\n```python\nprint(3)\n```\n")
+    assert (directive.language, directive.runner, code.runner, code.code) == ("{include}", None, "python", "print(3)\n")
+
+
+def test_console_samples_must_be_what_the_commands_print(tmp_path):
+    """The sample output of a console block is checked, not just shown ("..." stands for what varies)."""
+    from readme_snippets import _run_console, console_sessions, sample_matches
+
+    assert console_sessions("$ echo a\na\n$ true\n") == [("echo a", "a"), ("true", "")]
+    assert sample_matches("3/3 tasks ...", "3/3 tasks done, 0 failed\n")
+    assert not sample_matches("36/36 tasks done", "43/43 tasks done\n")
+    assert _run_console("$ printf 'x\\ny\\n'\nx\ny\n")[0] is None
+    error, _ = _run_console("$ echo 43/43\n36/36\n")
+    assert "43/43" in error and "36/36" in error
+    assert "exit 3" in _run_console("$ exit 3\n")[0]

@@ -4,7 +4,7 @@ A :class:`DependencyTracker` is given the ids to run; it keeps the ready ones
 in a queue, makes a dependent ready once its last wanted dependency has
 finished (ahead of the queue, so outer folds finish one after the other),
 and marks everything depending on a failed task as failed with
-:data:`BLOCKED_MESSAGE`.  The dispatch loop
+:data:`~mempamal.exceptions.BLOCKED_MESSAGE`.  The dispatch loop
 (:func:`mempamal.backends.dispatch_loop.dispatch`) and the job-based
 backends (Slurm, soma-workflow) make their decisions with it.
 """

@@ -1,6 +1,6 @@
 """The task graph as a picture and a table, readable from 10 to 100,000 tasks.
 
-Small graphs (up to :data:`FULL_GRAPH_MAX_TASKS`) are drawn task by task.
+Small graphs (up to ``FULL_GRAPH_MAX_TASKS``) are drawn task by task.
 Larger ones are *aggregated*: one node per kind x outer fold (``fit o2``,
 ``select o2``), all permutations folded into one column per kind, each node
 labelled ``done/total`` and coloured by its status.  A graph of 331 or
@@ -126,7 +126,7 @@ class GraphDisplay(Display):
             Where to draw; None makes a new constrained-layout figure.
         aggregate : bool or None, default None
             True draws one box per kind x outer fold, False one point per
-            task; None chooses by size (see :data:`FULL_GRAPH_MAX_TASKS`).
+            task; None chooses by size (see ``FULL_GRAPH_MAX_TASKS``).
 
         Returns
         -------

@@ -1,4 +1,4 @@
-"""The task table: what ``tasks.json`` holds and the :class:`Task` records it stands for.
+"""The task table: what ``tasks.json`` holds and the :class:`~mempamal.store.tasktable.Task` records it stands for.
 
 ``tasks.json`` is compact: ``{"format": 2, "nested": bool, "chunks": [...],
 "split_sets": {...}}`` -- the generators of the graph, not its rows.  The

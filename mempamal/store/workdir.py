@@ -17,12 +17,12 @@ A workdir is the single source of truth of a run::
       logs/<id>.err      traceback of a task that failed
       results.json       written by the ``final`` task
 
-Every file of the workdir is written through :func:`atomic_write` -- JSON,
+Every file of the workdir is written through :func:`~mempamal.store.files.atomic_write` -- JSON,
 pickles, logs, the data (``.npy`` through numpy's stream writer, ``.npz``,
-``.pkl``: :func:`save_array_like`) and the splits (``engine/splits.py``) --
+``.pkl``: :func:`~mempamal.store.arrays.save_array_like`) and the splits (``engine/splits.py``) --
 except the lock, which :mod:`mempamal.store.lock` creates by hard-linking a
 complete temporary file (all or nothing too).  Files are user-only (0600,
-folders 0700 through :func:`make_private_dir`, whatever the umask); a kill or
+folders 0700 through :func:`~mempamal.store.files.make_private_dir`, whatever the umask); a kill or
 a full disk never leaves a truncated file that a later run would trust.
 
 Durability comes in two kinds (``atomic_write(..., durable=)``).  Files
@@ -38,7 +38,7 @@ with its task id, this build's id and the task's definition,
 :func:`mempamal.store.integrity.output_problem`), so such an output counts as not
 done and its task runs again.  The folder is never fsynced: after a power
 cut a file just written may be missing (its task runs again).
-Nothing is unpickled before :func:`load_pickle` has checked that no one else
+Nothing is unpickled before :func:`~mempamal.store.safety.load_pickle` has checked that no one else
 could have written it.
 """
 
