@@ -172,3 +172,49 @@ def test_cli_estimate_json(tmp_path, iris):
     text = subprocess.run([sys.executable, "-m", "mempamal", "estimate", str(workflow.workdir), "-n", "1"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert text.returncode == 0 and "of CPU" in text.stdout and "per worker" in text.stdout
+
+
+BODY = """
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True)
+estimator = LogisticRegression(max_iter=300)
+param_grid = {"C": [0.1, 1.0]}
+cv, inner_cv, final_fit = 3, 2, False
+"""
+
+
+def test_magics_estimate_a_cell_and_a_workdir(tmp_path, monkeypatch, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.chdir(tmp_path)
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    shell = InteractiveShell.instance(config=config)
+    shell.run_line_magic("load_ext", "mempamal")
+    try:
+        estimate = shell.run_cell_magic("mempamal", "-n 1 -w wd --estimate", BODY)
+        assert isinstance(estimate, mp.Estimate) and estimate.n_workers == 1
+        workflow = mp.Workflow.open(tmp_path / "wd")
+        assert workflow.done_ids() == set(estimate.sample) and "mempamal_results" not in shell.user_ns
+        again = shell.run_line_magic("mempamal", "estimate wd -n 2")
+        assert again.n_workers == 2 and again.sample == ()  # the sample is already done
+        shell.run_line_magic("mempamal", "--help")
+    finally:
+        shell.run_line_magic("unload_ext", "mempamal")
+        InteractiveShell.clear_instance()
+    assert "%mempamal estimate [-b BACKEND] [-n N] [WORKDIR]" in capsys.readouterr().out
+
+
+def test_builder_estimate_button_shows_the_estimate_in_the_preview_tab(tmp_path, iris):
+    from mempamal.jupyter import ExperimentBuilder
+
+    X, y = iris
+    builder = ExperimentBuilder(X=X, y=y)
+    builder.n_jobs.value, builder.workdir.value = 1, str(tmp_path / "wd")
+    estimate = builder.estimate()
+    assert isinstance(estimate, mp.Estimate), builder.message.value
+    assert builder.tabs.selected_index == 1
+    shown = "".join(item.get("text", "") for item in builder.preview_output.outputs)
+    assert estimate.line() in shown
