@@ -177,9 +177,18 @@ class _Rates:
 
     def __init__(self, measured):
         self.measured = measured
+        self._found = {}  # one scan of the measured tasks per group, not per task
 
     def _pick(self, kind, family, chunk=None, per_point=False):
         """``(wall, cpu)`` per row (per point and row with ``per_point``) of the closest measured group."""
+        key = (kind, family, chunk, per_point)
+        if key not in self._found:
+            self._found[key] = self._scan(kind, family, chunk, per_point)
+        return self._found[key]
+
+    def _scan(self, kind, family, chunk, per_point):
+        if kind == ("refit",):
+            return self._refit(family)
         fallbacks = [family] + [other for other in ("data", "permutations", "all") if other != family]
         for candidate in fallbacks:
             group = [m for m in self.measured.values() if m["kind"] in kind and m["family"] == candidate
@@ -206,15 +215,23 @@ class _Rates:
         found = self._pick((task.kind,), family)
         if found is not None:
             return found[0] * rows, found[1] * rows
-        fits = [m for m in self.measured.values() if m.get("point_seconds")]
-        if not fits:
+        refit = self._pick(("refit",), family)
+        if refit is None:
             found = self._pick(("score",), family)  # plain CV's select-all refits like a score task
             return (found[0] * rows, found[1] * rows) if found else (0.1, 0.1)
-        per_row = mean(mean(m["point_seconds"]) / m["rows"] for m in fits)
-        overhead = mean(max(0.0, m["wall"] - sum(m["point_seconds"])) for m in fits)
-        ratio = mean(m["cpu"] / m["wall"] for m in fits if m["wall"] > 0) or 1.0
+        per_row, overhead, ratio = refit
         wall = per_row * rows + overhead
         return wall, wall * ratio
+
+    def _refit(self, family):
+        """``(seconds per row of one point's fit and score, a task's overhead, cpu/wall)`` from the fits."""
+        fits = [m for m in self.measured.values() if m.get("point_seconds")]
+        fits = [m for m in fits if m["family"] == family] or fits  # permuted labels may fit slower
+        if not fits:
+            return None
+        per_row = mean(mean(m["point_seconds"]) / m["rows"] for m in fits)
+        overhead = mean(max(0.0, m["wall"] - sum(m["point_seconds"])) for m in fits)
+        return per_row, overhead, mean(m["cpu"] / m["wall"] for m in fits if m["wall"] > 0) or 1.0
 
 
 def task_costs(tasks, sizes, measured):

@@ -196,7 +196,8 @@ def _predict(workflow, sizes, measured, costs, info):
     tasks, n_workers = workflow.tasks, info["n_workers"]
     wall = {task_id: seconds + DISPATCH_SECONDS for task_id, (seconds, _) in costs.items()}
     done = workflow.done_ids()
-    sampled = [task for task in tasks if task.id in set(info["sample"])]
+    sample = set(info["sample"])
+    sampled = [task for task in tasks if task.id in sample]
     # Worker start-up (processes, imports, loading the workdir) and dispatch:
     # what the sample's run took beyond its tasks scheduled on the workers.
     startup = max(0.0, info["sample_seconds"] - list_schedule(sampled, wall, n_workers).makespan) if sampled else 0.0
