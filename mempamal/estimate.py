@@ -39,7 +39,11 @@ class Estimate:
         CPU time of every task of the workflow (done ones as measured).
     wall_seconds : float
         Wall time of the whole workflow from scratch on ``n_workers`` workers,
-        worker start-up included.
+        with the worker start-up the sample's run took (``startup_seconds``:
+        0 when this call ran no sample).
+    work_seconds : float
+        The sum of every task's predicted wall time: the wall time on one
+        worker, without start-up.
     remaining_wall_seconds, remaining_cpu_seconds : float
         The same for what is left after the sample (what the next run does).
     critical_path_seconds : float
@@ -136,7 +140,7 @@ def estimate_workflow(workflow, n_jobs=None, backend="local", memory_available=N
     """
     from .backends.base import check_backend, effective_n_jobs
 
-    check_backend(backend, n_jobs, options)  # refused before anything runs
+    runner = check_backend(backend, n_jobs, options)  # refused before anything runs
     memory_available = _check_positive(memory_available, "memory_available")
     cores = _check_positive(cores, "cores")
     n_workers = effective_n_jobs(n_jobs)
@@ -147,15 +151,15 @@ def estimate_workflow(workflow, n_jobs=None, backend="local", memory_available=N
     if sample:
         workflow._run_tasks(sample, backend=backend, n_jobs=n_jobs, **options)
     measured = read_costs(workflow, workflow.done_ids())
-    fold = _affordable_fold(workflow, sizes, measured, n_workers)
+    fold = _affordable_fold(workflow, sizes, measured)
     if fold:
         workflow._run_tasks(fold, backend=backend, n_jobs=n_jobs, **options)
         measured = read_costs(workflow, workflow.done_ids())
     sample_seconds = time.perf_counter() - started
-    costs = task_costs(workflow.table, sizes, measured)
+    costs = task_costs(workflow.tasks, sizes, measured)
     return _predict(workflow, sizes, measured, costs, dict(
         n_workers=n_workers, backend=backend if isinstance(backend, str) else type(backend).__name__,
-        sample=tuple(sample + fold), sample_seconds=sample_seconds, job_based=_job_based(backend, options),
+        sample=tuple(sample + fold), sample_seconds=sample_seconds, job_based=_job_based(runner),
         memory_available=memory_available, cores=cores))
 
 
@@ -168,14 +172,12 @@ def _check_positive(value, name):
     return value
 
 
-def _job_based(backend, options):
-    from .backends.base import get_backend
-
-    runner = get_backend(backend, **options) if isinstance(backend, str) else backend
+def _job_based(runner):
+    # As Workflow.submit tells them: a backend that can attach to its submissions runs jobs.
     return getattr(runner, "outlives_driver", hasattr(runner, "attach"))
 
 
-def _affordable_fold(workflow, sizes, measured, n_workers):
+def _affordable_fold(workflow, sizes, measured):
     """The unfinished tasks of the data's first outer fold when they are a small share of the work, else []."""
     table = workflow.table
     if not table.nested:

@@ -140,7 +140,7 @@ class Workflow(TaskGraph):
         records wall time, CPU time and the worker's peak memory), every
         task's cost is extrapolated in proportion to its training rows and
         grid points, and the graph is scheduled on the workers as the
-        backends do (:mod:`mempamal.estimate` says how).
+        backends do (:mod:`mempamal.cost_model` says how).
 
         ``memory_available`` (bytes; default: what the machine has free)
         and ``cores`` (default: ``os.cpu_count()``) are what the warnings
