@@ -19,6 +19,13 @@ run (target within +-30 %), the predicted rest against the measured rest,
 the predicted CPU time, and the sample's cost as a share of the measured
 run (target <= 10 %).
 
+Measured once on the shared 2-core dev machine (load average 10-18, the
+tasks getting 15-30 % of a core's time): predicted / measured wall +25 %
+(36.2 / 28.8 s), +35 % (20.1 / 14.9 s), -57 % (24.6 / 57.8 s); sample 8.8 %,
+10.2 %, 1.1 % of the run.  The wall time is predicted at the load the
+sample saw; here it changed by 2x within a minute (a second run of the
+permutation case alone: rest predicted 50.0 s, measured 58.2 s, -14 %).
+
     .venv/bin/python benchmarks/bench_estimate.py [--quick] [--cases nested prefix permutations]
 """
 
