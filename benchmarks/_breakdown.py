@@ -23,6 +23,7 @@ import time
 from threadpoolctl import threadpool_limits
 
 import mempamal as mp
+from mempamal.graph.schedule import critical_path as graph_critical_path
 from _common import cpu_count, fresh_workdir
 
 #: Profile buckets: (label, file suffix, function name); cumulative times,
@@ -50,11 +51,8 @@ def serial_task_costs(experiment, X, y):
 
 
 def critical_path(workflow, costs):
-    """Longest chain of task costs through the dependencies (tasks come after their deps)."""
-    finish = {}
-    for task in workflow.tasks:
-        finish[task.id] = costs[task.id] + max((finish[dep] for dep in task.deps), default=0.0)
-    return max(finish.values())
+    """Longest chain of task costs through the dependencies (the package's own, graph/schedule.py)."""
+    return graph_critical_path(workflow.tasks, costs)
 
 
 def profile_buckets(experiment, X, y):

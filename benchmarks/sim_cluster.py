@@ -20,13 +20,13 @@ Two parts:
 """
 
 import argparse
-import heapq
 import statistics
 import time
 
 import numpy as np
 
 from mempamal.backends.tracker import DependencyTracker
+from mempamal.graph.schedule import critical_path as graph_critical_path, list_schedule
 from mempamal.store.tasktable import TaskTable, make_table
 
 
@@ -78,55 +78,21 @@ def simulate(tasks, costs, workers, bundle_size, job_overhead, driver_seconds):
     Fit tasks of a level are bundled ``bundle_size`` at a time; selects and
     the final run one per job once their dependencies are done.  The driver
     dispatches one job per ``driver_seconds``; a job occupies a worker for
-    ``job_overhead`` plus its tasks' costs.
+    ``job_overhead`` plus its tasks' costs.  The scheduling itself is the
+    package's (``mempamal.graph.schedule.list_schedule``, which
+    ``Workflow.estimate`` uses too).
     """
     cost = dict(zip((task.id for task in tasks), costs))
     fits = [task.id for task in tasks if task.kind == "fit"]
-    by_kind = {"select": [t for t in tasks if t.kind == "select"], "final": [t for t in tasks if t.kind == "final"]}
-    fold_fits = {}
-    for task in tasks:
-        if task.kind == "fit":
-            fold_fits.setdefault(task.outer, 0)
-            fold_fits[task.outer] += 1
     jobs = [fits[i:i + bundle_size] for i in range(0, len(fits), bundle_size)]
-    remaining = dict(fold_fits)  # fit tasks left per outer fold
-    free = workers
-    clock = driver_clock = driver_busy = 0.0
-    events, queue, n_jobs = [], list(reversed(jobs)), 0
-    selects_left = len(by_kind["select"])
-
-    def dispatch(job, now):
-        nonlocal free, driver_clock, driver_busy, n_jobs
-        start = max(now, driver_clock) + driver_seconds
-        driver_clock, driver_busy, n_jobs = start, driver_busy + driver_seconds, n_jobs + 1
-        free -= 1
-        heapq.heappush(events, (start + job_overhead + sum(cost[t] for t in job), job))
-
-    while queue or events:
-        while queue and free:
-            dispatch(queue.pop(), clock)
-        clock, job = heapq.heappop(events)
-        free += 1
-        for task_id in job:
-            kind = task_id.split("-", 1)[0]
-            if kind == "fit":
-                outer = int(task_id.split("-")[1][1:])
-                remaining[outer] -= 1
-                if remaining[outer] == 0:
-                    queue.append([f"select-o{outer}"])  # ahead of the fits, as the real tracker does
-            elif kind == "select":
-                selects_left -= 1
-                if selects_left == 0:
-                    queue.append(["final"])
-    return clock, driver_busy, n_jobs
+    jobs += [[task.id] for task in tasks if task.kind != "fit"]
+    schedule = list_schedule(tasks, cost, workers, jobs=jobs, job_overhead=job_overhead,
+                             dispatch_seconds=driver_seconds)
+    return schedule.makespan, schedule.driver_busy, schedule.n_jobs
 
 
 def critical_path(tasks, costs):
-    cost = dict(zip((task.id for task in tasks), costs))
-    finish = {}
-    for task in tasks:  # graph order: dependencies first
-        finish[task.id] = cost[task.id] + max((finish[d] for d in task.deps), default=0.0)
-    return max(finish.values())
+    return graph_critical_path(tasks, dict(zip((task.id for task in tasks), costs)))
 
 
 def main():

@@ -23,6 +23,7 @@ _EXPORTS = {
     "Task": "mempamal.store.tasktable",
     "Results": "mempamal.results",
     "Run": "mempamal.run",
+    "Estimate": "mempamal.estimate",
     "Backend": "mempamal.backends.base",
     "register_backend": "mempamal.backends.base",
     "available_backends": "mempamal.backends.base",

@@ -1,4 +1,4 @@
-"""Command line: ``mempamal task|run|status|results|show|export|demo``.
+"""Command line: ``mempamal task|run|estimate|status|results|show|export|demo``.
 
 ``mempamal task WORKDIR ID [ID ...]`` is the command behind every exported task line,
 soma-workflow job and Makefile target.
@@ -56,6 +56,13 @@ def _parser():
     run.add_argument("--wait", nargs="?", type=float, const=-1.0, default=None, metavar="SECONDS",
                      help="if another process is running this workdir, wait for it (at most SECONDS) "
                           "instead of stopping with an error")
+
+    estimate = sub.add_parser("estimate", help="run a small sample of the tasks (kept as done work), then predict "
+                                                "the whole run's CPU time, wall time and memory per worker")
+    _add_workdir(estimate)
+    _add_backend(estimate)
+    _add_n_jobs(estimate, -1, "workers the run will use (default: -1, one per core)")
+    estimate.add_argument("--json", action="store_true", help="print the estimate as JSON")
 
     status = sub.add_parser("status", help="task counts: done, running, failed, blocked by a failure, pending")
     _add_workdir(status)
@@ -206,6 +213,25 @@ def _run(args):
     return 0
 
 
+def _estimate(args):
+    from .workflow import Workflow
+
+    estimate = Workflow.open(args.workdir).estimate(n_jobs=args.n_jobs, backend=args.backend)
+    if args.json:
+        print(json.dumps(estimate.to_dict(), indent=1))
+        return 0
+    from .run import format_seconds
+
+    print(f"{args.workdir}: {estimate.line()}")
+    print(f"  sample: {len(estimate.sample)} tasks run in {format_seconds(estimate.sample_seconds)} (kept as done "
+          f"work); what is left: ~{format_seconds(estimate.remaining_wall_seconds)}")
+    if estimate.job_seconds is not None:
+        print(f"  jobs of ~{format_seconds(estimate.job_seconds)} (job_seconds={estimate.job_seconds:g})")
+    for warning in estimate.warnings:
+        print(f"  warning: {warning}")
+    return 0
+
+
 def _status(args):
     from .workflow import Workflow
 
@@ -326,5 +352,5 @@ def _demo(args):
     return 0
 
 
-_COMMANDS = {"task": _task, "run": _run, "status": _status, "results": _results, "show": _show, "export": _export,
-             "demo": _demo}
+_COMMANDS = {"task": _task, "run": _run, "estimate": _estimate, "status": _status, "results": _results,
+             "show": _show, "export": _export, "demo": _demo}

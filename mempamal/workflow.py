@@ -118,8 +118,11 @@ class Workflow(TaskGraph):
             lock.release()
             raise
 
-    def _execute(self, runner, n_jobs, progress, stop, lock):
-        """Run the pending tasks with ``runner`` under ``lock`` (in the driver thread); the Results."""
+    def _execute(self, runner, n_jobs, progress, stop, lock, only=None):
+        """Run the pending tasks with ``runner`` under ``lock`` (in the driver thread); the Results.
+
+        ``only``: run just these ids (those not done), return None.
+        """
         try:
             if not lock.holds():
                 lock.acquire(stop=stop)
@@ -127,8 +130,8 @@ class Workflow(TaskGraph):
             integrity.verify_build_files(self.workdir, self.manifest)
             done, untrusted = self.check_outputs()
             _report_untrusted(untrusted)
-            pending = [task_id for task_id in self.table.ids() if task_id not in done]
-            if not pending and not self._results_ok():
+            pending = [task_id for task_id in (self.table.ids() if only is None else only) if task_id not in done]
+            if only is None and not pending and not self._results_ok():
                 # Finished workdir, lost results: the final task rewrites them.
                 pending, untrusted = ["final"], {**untrusted, "final": "results.json lost"}
             self._remove_outputs(untrusted)
@@ -145,9 +148,52 @@ class Workflow(TaskGraph):
                     error = WorkflowError(failed, self.workdir)
                     raise_estimator_error(failed, cause=error)  # its __cause__ lists every failed task
                     raise error
-            return self.results()
+            return self.results() if only is None else None
         finally:
             lock.release()
+
+    def estimate(self, n_jobs=None, backend="local", memory_available=None, cores=None, **options):
+        """Run a small sample of the tasks, then predict the whole run: an :class:`mempamal.Estimate`.
+
+        The sample (the first inner split's fit of each chunk of grid
+        points, per family -- the data, the first permutation, the final
+        search --, or the first ``score`` task for plain CV; a whole outer
+        fold when it is cheap) runs on ``backend`` with ``n_jobs`` exactly
+        as :meth:`run` would run it: its outputs are kept, and the next run
+        does not repeat it.  From what each sampled task cost (its output
+        records wall time, CPU time and the worker's peak memory), every
+        task's cost is extrapolated in proportion to its training rows and
+        grid points, and the graph is scheduled on the workers as the
+        backends do (:mod:`mempamal.cost_model` says how).
+
+        ``memory_available`` (bytes; default: what the machine has free)
+        and ``cores`` (default: ``os.cpu_count()``) are what the warnings
+        compare with.  The estimate's ``warnings`` name ``n_jobs`` workers
+        that would need more memory than that, or tasks whose threads
+        (the estimator's ``n_jobs``, BLAS) times the workers exceed the
+        cores; ``job_seconds`` is advice for job-based backends.
+
+        Examples
+        --------
+        >>> est = wf.estimate(n_jobs=2)                     # doctest: +SKIP
+        >>> est                                             # doctest: +SKIP
+        <Estimate: ~41 min of CPU, ~21 min on 2 workers, ≤ 1.3 GB per worker (sample: 4 tasks, 38 s, kept)>
+        >>> est.wall_seconds, est.warnings                  # doctest: +SKIP
+        (1262.0, [])
+        """
+        from .estimate import estimate_workflow
+
+        return estimate_workflow(self, n_jobs=n_jobs, backend=backend, memory_available=memory_available,
+                                 cores=cores, **options)
+
+    def _run_tasks(self, task_ids, backend="local", n_jobs=None, **options):
+        """Run just ``task_ids`` (their dependencies done or among them) as :meth:`run` runs tasks, under the lock."""
+        from .backends.base import check_backend
+
+        runner = check_backend(backend, n_jobs, options)
+        lock = WorkdirLock(self.workdir, purpose="estimate")
+        lock.acquire()
+        self._execute(runner, n_jobs, False, None, lock, only=list(task_ids))
 
     def _remove_outputs(self, task_ids):
         """Delete these tasks' outputs before they run again (they would only be reported twice).

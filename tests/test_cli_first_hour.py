@@ -29,7 +29,7 @@ def finished_workdir(tmp_path):
 def test_bare_mempamal_prints_the_help_and_every_command():
     done = cli()
     assert done.returncode == 0 and done.stderr == ""
-    for command in ("task", "run", "status", "results", "export", "demo"):
+    for command in ("task", "run", "estimate", "status", "results", "export", "demo"):
         assert command in done.stdout
     assert "exit status" in done.stdout
 

@@ -25,6 +25,7 @@ import types
 import mempamal
 
 API_MODULES = ["mempamal.experiment", "mempamal.workflow", "mempamal.results", "mempamal.run",
+               "mempamal.estimate", "mempamal.cost_model", "mempamal.graph.schedule",
                "mempamal.exceptions",
                "mempamal.display.results", "mempamal.display.graph", "mempamal.display.grid", "mempamal.display.html",
                "mempamal.validation.arguments", "mempamal.validation.build", "mempamal.store.fingerprint", "mempamal.backends.base",

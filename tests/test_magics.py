@@ -302,7 +302,7 @@ def test_help_of_the_magic_lists_every_command_with_its_options(shell, capsys):
         flags = [flag for action in func.parser._actions for flag in action.option_strings]
         metavars = [action.metavar for action in func.parser._actions if not action.option_strings]
         assert all(word in section for word in flags + metavars), (usage(func), section)
-    assert len(COMMANDS) == 11  # the cell and ten line commands
+    assert len(COMMANDS) == 12  # the cell and eleven line commands
     shell.run_line_magic("mempamal", "resume -h")
     printed = capsys.readouterr().out
     assert printed.startswith("%mempamal resume [-b BACKEND] [-n N] [-o NAME] [WORKDIR]") and "status" not in printed

@@ -29,7 +29,7 @@ from readme_snippets import find_blocks
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 # The manual's pages, in reading order (a page may use what an earlier one defined: `wf`, `res`).
-PAGES = ["getting-started", "exactness", "workdir", "fault-tolerance", "jupyter", "cli", "scaling-out/index",
+PAGES = ["getting-started", "exactness", "workdir", "fault-tolerance", "research-loop", "jupyter", "cli", "scaling-out/index",
          "scaling-out/local", "scaling-out/slurm", "scaling-out/ipyparallel", "scaling-out/dask",
          "scaling-out/soma-workflow", "scaling-out/exports", "extending", "performance", "faq", "changelog",
          "development"]

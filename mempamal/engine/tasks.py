@@ -68,9 +68,13 @@ def run_task(workdir, task_id, *, force=False):
         # timed apart so the timeline shows start-up, not a slow task.
         ready = time.time()
         handler = _HANDLERS[record.kind]
+        # What the task itself costs (Workflow.estimate extrapolates from it):
+        # CPU of every thread of this process (BLAS included) and its peak RSS.
+        cpu_before, peak_before = time.process_time(), peak_rss_bytes()
         # The build's scikit-learn config (incl. enable_metadata_routing), whatever process runs this.
         with config_applied(context.sklearn_config), context.routing_context():
             payload = handler(context, record)
+        cpu_seconds, peak_after = time.process_time() - cpu_before, peak_rss_bytes()
     except TaskError:
         raise
     except EstimatorRaised as raised:
@@ -87,7 +91,8 @@ def run_task(workdir, task_id, *, force=False):
     output = context.stamp(task_id)
     output.update(payload)
     output.update(kind=record.kind, start=started, ready=ready, end=time.time(), host=socket.gethostname(),
-                  pid=os.getpid())
+                  pid=os.getpid(), cpu_seconds=cpu_seconds, peak_rss_bytes=peak_after,
+                  rss_growth_bytes=max(0, peak_after - peak_before))
     if not os.path.isdir(os.path.dirname(target)):
         # A rebuild during the task cleared outputs/ (shards included): the
         # output lands in the new build, which then refuses its stamp.
@@ -100,6 +105,28 @@ def run_task(workdir, task_id, *, force=False):
     if os.path.exists(stale_log):
         os.unlink(stale_log)
     return "done"
+
+
+def peak_rss_bytes():
+    """The peak resident memory of this process so far, in bytes (0 where unknown).
+
+    ``ru_maxrss`` is the high-water mark of the whole process: a worker's
+    peak after a task is at least what that task needed on top of the data
+    it keeps loaded.  Linux counts it in KiB, macOS in bytes.
+
+    Examples
+    --------
+    >>> peak_rss_bytes() > 0
+    True
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    import sys
+
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 class TaskFailure(str):

@@ -1,7 +1,7 @@
 """``%mempamal`` and ``%%mempamal``: thin magics over the public API.
 
 ``%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [-a] [--preview]
-[--export FMT:PATH] [--overwrite]`` runs the cell body through IPython in the
+[--estimate] [--export FMT:PATH] [--overwrite]`` runs the cell body through IPython in the
 user namespace (``!ls``, ``%time`` and line magics work there); the body
 defines ``estimator``, ``X``, ``y`` and optionally ``groups``, ``params``
 (metadata for ``build``), ``cv``, ``inner_cv``, ``param_grid`` or
@@ -21,7 +21,7 @@ cell shows a live panel, ``NAME`` holds the :class:`mempamal.Run` until
 Line commands, each with its own parser (:mod:`.magic_options`) so an option
 a command does not use is refused: ``status``, ``results``, ``wait``,
 ``cancel``, ``attach`` ``[WORKDIR]``, ``export FMT PATH [WORKDIR]``,
-``resume [WORKDIR] [-b BACKEND] [-n N]``, ``gui``, ``cluster start [-n N]``,
+``resume [WORKDIR] [-b BACKEND] [-n N]``, ``estimate [WORKDIR] [-b BACKEND] [-n N]``, ``gui``, ``cluster start [-n N]``,
 ``cluster stop``; ``%mempamal --help`` (or ``%mempamal?``) lists every
 command with its options, ``%mempamal COMMAND -h`` one of them.
 
@@ -171,6 +171,8 @@ class MempamalMagics(Magics):
     @argument("-a", "--async", dest="submit", action="store_true",
               help="submit and return at once; NAME holds the Run (%%mempamal wait collects it)")
     @argument("--preview", action="store_true", help="show the task list and graph, run nothing")
+    @argument("--estimate", action="store_true",
+              help="run a small sample of the tasks (kept), predict the run's time and memory; run nothing else")
     @argument("--export", default=None, metavar="FMT:PATH", help="also export the graph (e.g. makefile:Makefile)")
     @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
     def run_cell(self, cell, args):
@@ -207,6 +209,8 @@ class MempamalMagics(Magics):
             self._export(workflow, args.export)
         if args.preview:
             return self._preview(workflow)
+        if args.estimate:
+            return self._estimate(workflow, "%%mempamal")
         if args.submit:
             return self._submit(workflow, output)
         self._run(workflow, output)
@@ -214,6 +218,17 @@ class MempamalMagics(Magics):
 
     def _preview(self, workflow):
         display(preview_static(workflow))
+
+    def _estimate(self, workflow, command):
+        """Run the sample on the cell's backend and workers; print the estimate and return it."""
+        options = self._run_options()
+        try:
+            estimate = workflow.estimate(backend=options.pop("backend"), n_jobs=options.pop("n_jobs"), **options)
+        except (ValueError, ImportError) as exc:
+            raise UsageError(f"{command}: {exc}") from None
+        for warning in estimate.warnings:
+            print(f"warning: {warning}")
+        return estimate
 
     def _run_options(self):
         options = dict(self.last_run)
@@ -364,6 +379,19 @@ class MempamalMagics(Magics):
         if args.n_jobs is not None:
             self.last_run["n_jobs"] = args.n_jobs
         self._run(workflow, args.output or DEFAULT_OUTPUT)
+
+    @command("estimate", COMMANDS)
+    @workdir_argument
+    @backend_options
+    def _line_estimate(self, args):
+        """Run a small sample of the workdir's tasks (kept as done work), then predict the whole run's CPU
+        time, wall time on the workers and memory per worker; the Estimate is the cell's value."""
+        workflow = self._workflow(args.workdir, "estimate")
+        if args.backend is not None:
+            self.last_run["backend"] = args.backend
+        if args.n_jobs is not None:
+            self.last_run["n_jobs"] = args.n_jobs
+        return self._estimate(workflow, "%mempamal estimate")
 
     @command("gui", COMMANDS)
     def _line_gui(self, args):

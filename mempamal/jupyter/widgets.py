@@ -163,6 +163,8 @@ class ExperimentBuilder(widgets.VBox):
         self.export_path = widgets.Text(value="workflow-soma.json", description="export to", style=_WIDE_LABEL)
         self.message = widgets.HTML()
         self.preview_button = widgets.Button(description="Preview", icon="eye")
+        self.estimate_button = widgets.Button(description="Estimate", icon="clock-o",
+                                              tooltip="run a small sample of the tasks (kept) and predict the run")
         self.run_button = widgets.Button(description="Run", button_style="success", icon="play")
         self.export_button = widgets.Button(description="Export soma-workflow", icon="download")
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", disabled=True,
@@ -173,6 +175,7 @@ class ExperimentBuilder(widgets.VBox):
                         self.workdir):
             control.observe(lambda change: self.validate(), names="value")
         self.preview_button.on_click(lambda button: self.preview())
+        self.estimate_button.on_click(lambda button: self.estimate())
         self.run_button.on_click(lambda button: self.start())  # returns at once: the kernel stays free
         self.export_button.on_click(lambda button: self.export())
         self.cancel_button.on_click(lambda button: self.cancel())
@@ -182,8 +185,8 @@ class ExperimentBuilder(widgets.VBox):
             self.estimator, self.parameters, widgets.HBox([self.X, self.y, self.groups]), self.grid,
             self.outer, self.inner, widgets.HBox([self.scoring, widgets.VBox([self.refit, self.n_permutations])]),
             widgets.HBox([self.backend, self.n_jobs]), widgets.HBox([self.workdir, self.overwrite]),
-            widgets.HBox([self.preview_button, self.run_button, self.cancel_button, self.export_button,
-                          self.export_path]),
+            widgets.HBox([self.preview_button, self.estimate_button, self.run_button, self.cancel_button,
+                          self.export_button, self.export_path]),
             self.message,
         ])
 
@@ -251,12 +254,14 @@ class ExperimentBuilder(widgets.VBox):
             self._check_run_choices(groups)
         except (ValueError, TypeError, KeyError) as exc:
             self.message.value = f"<span style='color:#c00'>{html.escape(str(exc))}</span>"
-            self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = True
+            self.run_button.disabled = self.preview_button.disabled = self.estimate_button.disabled = \
+                self.export_button.disabled = True
             return False
         if self._running:  # choices may change while a run goes; the buttons wait for its end
             return True
         self.message.value = "<span style='color:#080'>ready</span>"
-        self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = False
+        self.run_button.disabled = self.preview_button.disabled = self.estimate_button.disabled = \
+            self.export_button.disabled = False
         return True
 
     def _check_run_choices(self, groups):
@@ -313,6 +318,28 @@ class ExperimentBuilder(widgets.VBox):
             self.preview_output.append_display_data(preview_static(workflow))
             self.tabs.selected_index = 1
             return workflow
+        return self._guarded(action)
+
+    def estimate(self):
+        """Preview, then run a sample of the tasks and add the :class:`mempamal.Estimate` to the Preview tab.
+
+        The sample runs on the chosen backend and workers, and is kept: the
+        run does not repeat it.
+
+        Examples
+        --------
+        >>> est = builder.estimate(); est.n_workers                        # doctest: +SKIP
+        2
+        """
+        def action():
+            workflow = self.build()
+            estimate = workflow.estimate(backend=self.backend.value, n_jobs=self.n_jobs.value)
+            self.preview_output.clear_output()
+            self.preview_output.append_display_data(preview_static(workflow))
+            lines = [estimate.line()] + [f"warning: {warning}" for warning in estimate.warnings]
+            self.preview_output.append_stdout("estimate: " + "\n".join(lines) + "\n")
+            self.tabs.selected_index = 1
+            return estimate
         return self._guarded(action)
 
     def start(self):
@@ -425,7 +452,8 @@ class ExperimentBuilder(widgets.VBox):
         self._running = running
         self.cancel_button.disabled = not running
         if running:
-            self.run_button.disabled = self.preview_button.disabled = self.export_button.disabled = True
+            self.run_button.disabled = self.preview_button.disabled = self.estimate_button.disabled = \
+                self.export_button.disabled = True
             self.run_button.description = "Running..."
         else:
             self.run_button.description = "Run"
