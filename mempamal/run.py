@@ -53,8 +53,12 @@ class Run:
         be attached to again); other runs are cancelled then.
     drives : bool
         True (default) when ``execute`` drives the backend in this process,
-        which then publishes the tasks executing now; False for a run that
-        only watches another process.
+        which then tells the run's observer the tasks executing now; False
+        for a run that only watches another process.
+    observer : RunObserver, optional
+        The :class:`~mempamal.backends.base.RunObserver` the backend driving
+        this run reports to (``execute`` hands it to ``Backend.run``); a new
+        one by default.  The run's own: no other run reads or clears it.
 
     Examples
     --------
@@ -65,7 +69,8 @@ class Run:
     >>> res = run.wait()                              # doctest: +SKIP
     """
 
-    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True):
+    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True,
+                 observer=None):
         self.workflow = workflow
         self.backend_name = backend_name
         self.started = time.time()
@@ -85,12 +90,12 @@ class Run:
         # stops it cleanly first (non-daemon threads are joined before atexit runs).
         self._thread = threading.Thread(target=context.run, args=(self._drive, execute),
                                         name=f"mempamal-run-{workflow.workdir.name}", daemon=True)
-        self._drives = drives
-        if drives:
-            from .backends.base import publish_executing
+        if drives and observer is None:
+            from .backends.base import RunObserver
 
-            # Nothing executes until the backend says so (its pool may still be starting).
-            publish_executing(workflow.workdir, [])
+            observer = RunObserver()  # nothing executes until the backend says so
+        #: What executes now, as the backend driving this run says (None: it only watches).
+        self.observer = observer if drives else None
         _LIVE_RUNS.add(self)
         self._thread.start()
 
@@ -100,10 +105,6 @@ class Run:
         except BaseException as exc:  # handed to wait(): the caller's thread re-raises it
             self._error = exc
         finally:
-            if self._drives:
-                from .backends.base import publish_executing
-
-                publish_executing(self.workflow.workdir, None)
             self.ended = time.time()
             self._finished.set()
             _LIVE_RUNS.discard(self)
@@ -165,8 +166,8 @@ class Run:
         ``running`` counts the tasks executing now: one per batch on a
         worker (local, ipyparallel, dask: never more than the workers), per
         Slurm array element in state R, per soma-workflow job reported
-        running -- as published by the loop that drives the run in this
-        process.  A run that only watches another process (which holds the
+        running -- as the backend that drives the run in this process tells
+        the run's :class:`~mempamal.backends.base.RunObserver`.  A run that only watches another process (which holds the
         workdir's lock) cannot see its workers: it counts the tasks whose
         dependencies are done.  Once the run has ended nothing is running.
 
@@ -175,7 +176,7 @@ class Run:
         >>> run.status()["done"], run.status()["running"]     # doctest: +SKIP
         (12, 4)
         """
-        return task_counts(self.workflow, active=not self.done())
+        return task_counts(self.workflow, active=not self.done(), observer=self.observer)
 
     def elapsed(self):
         """Seconds since submission (until the end when the run has ended).
@@ -289,6 +290,11 @@ class Run:
         return f"<Run {self.workflow.workdir}: {self.summary_line()}>"
 
 
+#: The runs of this process still going, for :func:`_cancel_at_exit` only.
+#: Module-level on purpose: interpreter exit is process-wide, and it must
+#: find every run to cancel it.  It holds no worker and no state of a run:
+#: each run adds itself when it starts and removes itself when its driver
+#: ends, and nothing else reads it (``list()`` of a set is one step under the GIL).
 _LIVE_RUNS = set()
 
 
@@ -300,13 +306,14 @@ def _cancel_at_exit(timeout=30):
             run.cancel(wait=True, timeout=timeout)
 
 
-def task_counts(workflow, active=True):
+def task_counts(workflow, active=True, observer=None):
     """Counts per kind from the workdir files: done, running, pending, failed, blocked.
 
     While a run is ``active``, ``running`` holds the tasks executing now as
-    published by the backend driving it in this process
-    (:func:`mempamal.backends.base.executing_task_ids`), or, when no backend
-    of this process drives it, the tasks whose dependencies are all done;
+    the backend driving it told its ``observer``
+    (:meth:`mempamal.backends.base.RunObserver.executing`), or, without an
+    observer (no backend of this process drives the run), the tasks whose
+    dependencies are all done;
     ``blocked`` those waiting on a failed task (as in
     :meth:`mempamal.Workflow.status`).  ``done_main`` / ``total_main`` count
     the main split set only (not permutations), for "outer folds finished".
@@ -316,8 +323,6 @@ def task_counts(workflow, active=True):
     >>> task_counts(wf)["by_kind"]["fit"]             # doctest: +SKIP
     {'done': 8, 'running': 2, 'pending': 10, 'failed': 0, 'total': 20, ...}
     """
-    from .backends.base import executing_task_ids
-
     # Counts, not records (a million-task graph answers in well under a
     # second): one scan; the fits done per block from the shards' id strings;
     # positions only for the few tasks that are not fits (a block's select,
@@ -329,8 +334,8 @@ def task_counts(workflow, active=True):
     failed_ids = workflow.failed_ids(scan)
     failed = {p for p in map(table.position, failed_ids) if p is not None}
     blocked = set(map(table.position, workflow.blocked_ids(scan, failed_ids))) if failed_ids else set()
-    executing = executing_task_ids(workflow.workdir, scan) if active else None
-    # executing_task_ids skips done tasks already; a failed or blocked state comes first.
+    executing = observer.executing(scan) if active and observer is not None else None
+    # executing() skips done tasks already; a failed or blocked state comes first.
     running = set() if executing is None else {p for p in map(table.position, executing) if p is not None}
     running -= failed | blocked
     ready = active and executing is None  # watching another process: the tasks whose deps are done
