@@ -98,7 +98,7 @@ class DaskBackend(Backend):
         self.client, self.address = client, address
         self.retries, self.threads_per_worker = retries, threads_per_worker
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Run ``task_ids`` on the Dask workers (a private cluster of ``n_jobs`` workers by default).
 
         Examples
@@ -109,7 +109,7 @@ class DaskBackend(Backend):
         try:
             with self._connect(n_jobs) as (client, n_threads):
                 pool = DaskPool(client, str(workflow.workdir), self.retries, n_threads)
-                return dispatch(workflow, task_ids, pool, bar, stop)
+                return dispatch(workflow, task_ids, pool, bar, stop, observer)
         finally:
             bar.close()
 

@@ -286,7 +286,7 @@ class IPyParallelBackend(Backend):
                              "starts; they cannot be given with a running cluster ('client', 'profile', ...).")
         self.engines, self.cluster_options = engines, dict(cluster_options or {})
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Run ``task_ids`` on the engines (``n_jobs`` engines when auto-started, None = all cores).
 
         Examples
@@ -298,7 +298,7 @@ class IPyParallelBackend(Backend):
             with self._connect(n_jobs) as (client, local_cluster):
                 pool = EnginePool(client, str(workflow.workdir), self.retries, self.threads_per_engine,
                                   local_cluster)
-                return dispatch(workflow, task_ids, pool, bar, stop)
+                return dispatch(workflow, task_ids, pool, bar, stop, observer)
         finally:
             bar.close()
 

@@ -194,9 +194,10 @@ class ProcessPool(WorkerPool):
     def abort(self, handles):
         # Running tasks are simply abandoned with their workers -- this
         # run's own, so no other run loses a worker; their temporary files
-        # are never trusted.
+        # are never trusted.  No future.cancel() first: loky's shutdown
+        # fails every pending future itself, and one already cancelled
+        # makes its manager thread die on InvalidStateError (a traceback).
         for future in handles:
-            future.cancel()
             self.executors.pop(future, None)
         _kill(self.executor)
         self.executor = None
