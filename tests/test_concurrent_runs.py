@@ -170,3 +170,46 @@ def test_two_runs_at_once_on_one_local_backend_instance_each_have_their_own_work
     assert_matches_sklearn(results[0], _experiment(slowmod, delay=0), X, y)
     errors = capfd.readouterr().err
     assert "Traceback" not in errors, errors
+
+
+@pytest.fixture
+def shared_cluster(request, slowmod):
+    """``(run options, worker pids)`` of a running cluster the runs share (one the user started)."""
+    backend = request.param
+    _installed(backend)
+    if backend == "ipyparallel":
+        from mempamal.backends.ipyparallel import LocalCluster
+
+        with LocalCluster(2) as local:
+            yield {"client": local.client}, lambda: set(local.client[:].apply_sync(os.getpid))
+        return
+    import logging
+
+    import distributed
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=logging.ERROR) as cluster, distributed.Client(cluster) as client:
+        yield {"client": client}, lambda: set(client.run(os.getpid).values())
+
+
+@pytest.mark.parametrize("shared_cluster", ["ipyparallel", "dask"], indirect=True)
+def test_cancelling_one_run_on_a_shared_cluster_leaves_every_worker_to_the_other(shared_cluster, slowmod, tmp_path,
+                                                                                  capfd):
+    options, worker_pids = shared_cluster
+    backend = "ipyparallel" if "ipyparallel" in type(options["client"]).__module__ else "dask"
+    before = worker_pids()
+    experiment = _experiment(slowmod)
+    workflows = [experiment.build(X, y, workdir=tmp_path / f"wd{index}", chunk_size=1) for index in range(2)]
+    runs = [workflow.submit(backend=backend, progress=False, **options) for workflow in workflows]
+    try:
+        _poll_until(lambda: len(list((workflows[0].workdir / "outputs").glob("*/*.json"))) >= 2)
+        runs[0].cancel()
+        assert runs[0].state == "cancelled" and not runs[1].done()
+        result = runs[1].wait(timeout=600)
+    finally:
+        for run in runs:
+            run.cancel()
+    assert worker_pids() == before  # the cancelled run interrupted or killed none of the shared workers
+    assert_matches_sklearn(result, _experiment(slowmod, delay=0), X, y)
+    errors = capfd.readouterr().err
+    assert "Traceback" not in errors and "InvalidStateError" not in errors, errors

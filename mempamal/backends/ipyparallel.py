@@ -240,7 +240,10 @@ class IPyParallelBackend(Backend):
     engines (None = all cores) are started in a private cluster (temporary
     IPython dir) and stopped at the end, also when the driver is killed; with
     a running cluster ``n_jobs`` is ignored and every engine is used.  Engines run ``run_task`` on the workdir, so remote
-    engines need it on a shared filesystem at the same path.
+    engines need it on a shared filesystem at the same path.  Cancelling
+    (Ctrl-C, ``stop``) interrupts the running tasks on a private cluster;
+    on a running cluster, which other runs may share, queued tasks are
+    cancelled and running ones finish by themselves.
 
     Examples
     --------
@@ -377,11 +380,17 @@ class EnginePool(WorkerPool):
         self.client.wait_for_engines(1, timeout=120)
 
     def abort(self, handles):
-        """Cancel queued tasks, interrupt running ones; outputs stay complete."""
+        """Cancel queued tasks, interrupt running ones on this run's own engines; outputs stay complete.
+
+        On a cluster the run did not start (``client=``, ``profile=``), other
+        runs share the engines: by the time a SIGINT lands, the engine may
+        be running one of theirs.  There the batches already running finish
+        by themselves (their outputs are complete files), as on Dask.
+        """
         with contextlib.suppress(Exception):
             self.client.abort(jobs=handles, block=False)
         engines = {getattr(f, "engine_id", None) for f in handles} - {None}
-        if engines:
+        if engines and self.local_cluster is not None:
             with contextlib.suppress(Exception):
                 self.client.send_signal(signal.SIGINT, targets=sorted(engines), block=True)
 
