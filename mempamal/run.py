@@ -167,9 +167,9 @@ class Run:
         worker (local, ipyparallel, dask: never more than the workers), per
         Slurm array element in state R, per soma-workflow job reported
         running -- as the backend that drives the run in this process tells
-        the run's :class:`~mempamal.backends.base.RunObserver`.  A run that only watches another process (which holds the
-        workdir's lock) cannot see its workers: it counts the tasks whose
-        dependencies are done.  Once the run has ended nothing is running.
+        the run's :class:`~mempamal.backends.base.RunObserver`.  A run that
+        only watches another process (which holds the workdir's lock) cannot
+        see its workers: it counts the tasks whose dependencies are done.  Once the run has ended nothing is running.
 
         Examples
         --------

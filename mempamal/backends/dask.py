@@ -137,9 +137,13 @@ class DaskBackend(Backend):
         # user starts afterwards -- e.g. a local run with limit_threads=False --
         # would inherit them.  Put the environment back as it was.
         with temporary_environment():
+            # CRITICAL, not ERROR: a worker still closing when its scheduler
+            # is already gone logs a heartbeat traceback (seen on a loaded
+            # machine, with or without other runs).  What goes wrong in a
+            # private cluster reaches the user as the run's own errors.
             cluster = distributed.LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR)
+                silence_logs=logging.CRITICAL)
             try:
                 with distributed.Client(cluster) as client:
                     yield client, n_threads
