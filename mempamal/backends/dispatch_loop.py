@@ -239,14 +239,15 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
                     observer.started(in_flight[handle])
             for handle in pool.wait(list(in_flight), POLL_SECONDS):
                 batch = in_flight.pop(handle)
-                if handle in executing:
-                    executing.discard(handle)
-                    observer.finished(batch)
                 try:
                     outcomes = pool.result(handle)
                 except Exception as exc:  # the batch did not return: infrastructure, not the tasks
                     _batch_lost(pool, exc, batch, tracker, failed, deaths, bar)
                     continue
+                finally:  # after result(): an in-process pool runs the batch right there
+                    if handle in executing:
+                        executing.discard(handle)
+                        observer.finished(batch)
                 for task_id, error, seconds in outcomes:
                     sizer.observe(seconds)
                     tracker.record(task_id, error, failed, bar)
