@@ -287,7 +287,7 @@ class LocalBackend(Backend):
         >>> failed = LocalBackend().run(wf, wf.pending_ids(), n_jobs=2)   # doctest: +SKIP
         """
         n_workers = effective_n_jobs(n_jobs)
-        pool = key = None
+        key = None  # the pool key of a process pool (none in this process)
         if n_workers == 1:
             pool = InProcessPool(str(workflow.workdir))
         else:
