@@ -5,6 +5,7 @@ Every case script prints a human-readable table, then one line
 """
 
 import argparse
+import atexit
 import json
 import os
 import shutil
@@ -91,12 +92,34 @@ def fresh_workdir(tag="wd"):
     return Path(tempfile.mkdtemp(prefix="mempamal-bench-")) / tag
 
 
+#: One LocalBackend per set of options for the whole script: its workers stay
+#: warm between rounds (a run by name would start and stop its own), as
+#: joblib's reusable executor stays warm for scikit-learn's side.
+_LOCAL_BACKENDS = {}
+
+
+def local_backend(**options):
+    """The script's LocalBackend with these options (closed at exit).
+
+    Examples
+    --------
+    >>> workflow.run(backend=local_backend(), n_jobs=2)     # doctest: +SKIP
+    """
+    from mempamal.backends.local import LocalBackend
+
+    key = tuple(sorted(options.items()))
+    if key not in _LOCAL_BACKENDS:
+        _LOCAL_BACKENDS[key] = LocalBackend(**options)
+        atexit.register(_LOCAL_BACKENDS[key].close)
+    return _LOCAL_BACKENDS[key]
+
+
 def run_mempamal(experiment, X, y, n_jobs, chunk_size="auto", **options):
-    """Build into a new workdir and run it; the timed unit is build + run."""
+    """Build into a new workdir and run it (warm workers); the timed unit is build + run."""
     workdir = fresh_workdir()
     try:
         workflow = experiment.build(X, y, workdir=workdir, chunk_size=chunk_size)
-        return workflow.run(backend="local", n_jobs=n_jobs, progress=False, **options)
+        return workflow.run(backend=local_backend(**options), n_jobs=n_jobs, progress=False)
     finally:
         shutil.rmtree(workdir.parent, ignore_errors=True)
 

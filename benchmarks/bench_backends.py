@@ -73,10 +73,15 @@ def route_options(route, folder):
 
 @contextlib.contextmanager
 def started_workers(backend, n_jobs):
-    """Start ``backend``'s workers; yield ``(run options that use them, start seconds)``."""
+    """Start ``backend``'s workers; yield ``(backend, run options that use them, start seconds)``."""
     start = time.perf_counter()
     with contextlib.ExitStack() as stack:
         options = {}
+        if backend == "local":
+            from mempamal.backends.local import LocalBackend
+
+            # A run by name starts and stops its own workers: one instance keeps them warm.
+            backend = stack.enter_context(LocalBackend())
         if backend == "ipyparallel":
             from mempamal.backends.ipyparallel import LocalCluster
 
@@ -88,7 +93,7 @@ def started_workers(backend, n_jobs):
                 n_workers=n_jobs, threads_per_worker=1, dashboard_address=None, silence_logs=logging.ERROR))
             options["client"] = stack.enter_context(distributed.Client(cluster))
         measure(backend, 1, n_jobs, **options)  # warm-up: workers import and start (local's pool too)
-        yield options, time.perf_counter() - start
+        yield backend, options, time.perf_counter() - start
 
 
 def main():
@@ -101,8 +106,8 @@ def main():
     print(f"{'route':<20}{'tasks':>7}{'seconds':>10}{'tasks/s':>10}{'start s':>10}")
     for backend in args.backends:
         if backend in ("local", "ipyparallel", "dask"):
-            with started_workers(backend, args.n_jobs) as (options, start_seconds):
-                n_tasks, seconds = measure(backend, args.permutations, args.n_jobs, **options)
+            with started_workers(backend, args.n_jobs) as (runner, options, start_seconds):
+                n_tasks, seconds = measure(runner, args.permutations, args.n_jobs, **options)
             print(f"{backend:<20}{n_tasks:>7}{seconds:>10.2f}{n_tasks / seconds:>10.1f}{start_seconds:>10.2f}")
             continue
         with tempfile.TemporaryDirectory(prefix="mempamal-bench-config-") as folder:

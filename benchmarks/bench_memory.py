@@ -157,8 +157,6 @@ def main():
         print(f"  workdir {root / 'wd'}: {len(workflow.tasks)} tasks, data/X.npy "
               f"{_gb((root / 'wd' / 'data' / 'X.npy').stat().st_size)}")
 
-        from mempamal.backends.local import shutdown_pool
-
         rows = {}
         for n_jobs in (N_WORKERS, 1):
             # A fresh workdir per variant: the second run must compute, not
@@ -171,7 +169,7 @@ def main():
             rows[f"mempamal local n_jobs={n_jobs}"] = (seconds, above, count)
             if n_jobs == N_WORKERS:
                 main_results = results
-            shutdown_pool()  # idle workers keep their workdir loaded: not part of the next figures
+            # A run by name stops its workers when it ends: they do not carry the workdir into the next figures.
         results = main_results
         reference, seconds, above, count = measured(
             lambda: cross_validate(GridSearchCV(RowReader(), grid, cv=inner), X, y, cv=outer))
@@ -202,9 +200,6 @@ def main():
                      f"+{_gb(rows['sklearn serial'][1]['pss']).strip()}), RSS sum +{_gb(ours[1]['rss']).strip()}",
         }, quick=args.quick)
     finally:
-        from mempamal.backends.local import shutdown_pool
-
-        shutdown_pool()  # workers hold the memory map of the workdir's X
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -22,7 +22,7 @@ from sklearn.base import BaseEstimator
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
 
 import mempamal as mp
-from _common import Timer, cpu_count, emit, fresh_workdir, header, interleaved, parse_args
+from _common import Timer, cpu_count, emit, fresh_workdir, header, interleaved, local_backend, parse_args
 
 
 #: Issue 16: no-op tasks per second on 2 local workers (run time, build excluded).
@@ -48,7 +48,7 @@ def build_and_run(experiment, X, y, n_jobs, times):
         start = time.perf_counter()
         workflow = experiment.build(X, y, workdir=workdir, chunk_size=1)
         built = time.perf_counter()
-        results = workflow.run(backend="local", n_jobs=n_jobs, progress=False)
+        results = workflow.run(backend=local_backend(), n_jobs=n_jobs, progress=False)
         times.append((built - start, time.perf_counter() - built, len(workflow.tasks)))
         return results
     finally:

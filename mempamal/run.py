@@ -60,8 +60,12 @@ class Run:
         be attached to again); other runs are cancelled then.
     drives : bool
         True (default) when ``execute`` drives the backend in this process,
-        which then publishes the tasks executing now; False for a run that
-        only watches another process.
+        which then tells the run's observer the tasks executing now; False
+        for a run that only watches another process.
+    observer : RunObserver, optional
+        The :class:`~mempamal.backends.base.RunObserver` the backend driving
+        this run reports to (``execute`` hands it to ``Backend.run``); a new
+        one by default.  The run's own: no other run reads or clears it.
 
     Examples
     --------
@@ -74,7 +78,8 @@ class Run:
     True
     """
 
-    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True):
+    def __init__(self, workflow, execute, backend_name="local", stop=None, outlives_driver=False, drives=True,
+                 observer=None):
         self.workflow = workflow
         self.backend_name = backend_name
         self.started = time.time()
@@ -94,12 +99,12 @@ class Run:
         # stops it cleanly first (non-daemon threads are joined before atexit runs).
         self._thread = threading.Thread(target=context.run, args=(self._drive, execute),
                                         name=f"mempamal-run-{workflow.workdir.name}", daemon=True)
-        self._drives = drives
-        if drives:
-            from .backends.base import publish_executing
+        if drives and observer is None:
+            from .backends.base import RunObserver
 
-            # Nothing executes until the backend says so (its pool may still be starting).
-            publish_executing(workflow.workdir, [])
+            observer = RunObserver()  # nothing executes until the backend says so
+        #: What executes now, as the backend driving this run says (None: it only watches).
+        self.observer = observer if drives else None
         _LIVE_RUNS.add(self)
         self._thread.start()
 
@@ -109,10 +114,6 @@ class Run:
         except BaseException as exc:  # handed to wait(): the caller's thread re-raises it
             self._error = exc
         finally:
-            if self._drives:
-                from .backends.base import publish_executing
-
-                publish_executing(self.workflow.workdir, None)
             self.ended = time.time()
             self._finished.set()
             _LIVE_RUNS.discard(self)
@@ -184,10 +185,10 @@ class Run:
         ``running`` counts the tasks executing now: one per batch on a
         worker (local, ipyparallel, dask: never more than the workers), per
         Slurm array element in state R, per soma-workflow job reported
-        running -- as published by the loop that drives the run in this
-        process.  A run that only watches another process (which holds the
-        workdir's lock) cannot see its workers: it counts the tasks whose
-        dependencies are done.  Once the run has ended nothing is running.
+        running -- as the backend that drives the run in this process tells
+        the run's :class:`~mempamal.backends.base.RunObserver`.  A run that
+        only watches another process (which holds the workdir's lock) cannot
+        see its workers: it counts the tasks whose dependencies are done.  Once the run has ended nothing is running.
 
         Examples
         --------
@@ -197,10 +198,9 @@ class Run:
         """
         if self.done():
             return task_counts(self.workflow)
-        from .backends.base import executing_task_ids
-
         scan = self.workflow.scan_outputs()
-        executing = executing_task_ids(self.workflow.workdir, scan)
+        # What the backend driving this run told its observer (None: the run only watches).
+        executing = self.observer.executing(scan) if self.observer is not None else None
         return task_counts(self.workflow, executing=executing, watching=True, scan=scan)
 
     def elapsed(self):
@@ -342,6 +342,11 @@ class Run:
         return f"<Run {self.workflow.workdir}: {self.summary_line()}>"  # one read of the workdir
 
 
+#: The runs of this process still going, for :func:`_cancel_at_exit` only.
+#: Module-level on purpose: interpreter exit is process-wide, and it must
+#: find every run to cancel it.  It holds no worker and no state of a run:
+#: each run adds itself when it starts and removes itself when its driver
+#: ends, and nothing else reads it (``list()`` of a set is one step under the GIL).
 _LIVE_RUNS = set()
 
 

@@ -90,7 +90,7 @@ class Workflow(TaskGraph):
         >>> res = run.wait(); run.done(), run.status()["done"]
         (True, 5)
         """
-        from .backends.base import check_backend, check_n_jobs, joblib_n_jobs
+        from .backends.base import RunObserver, check_backend, check_n_jobs, joblib_n_jobs
         from .run import Run
 
         check_n_jobs(n_jobs, "Workflow.run")
@@ -98,6 +98,10 @@ class Workflow(TaskGraph):
         # Refused in the caller's thread: a wrong backend or option, a script
         # whose spawned workers would start the run again.
         runner = check_backend(backend, None, options)
+        # A backend made here from its name is this run's alone: closed when
+        # the run ends (its workers go with it).  An instance is the caller's.
+        owned = isinstance(backend, str)
+        observer = RunObserver()
         # joblib's parallel_config is per thread: read it here, not in the driver thread.
         n_jobs = joblib_n_jobs(n_jobs)
         check_n_jobs(n_jobs, "Workflow.run")
@@ -108,20 +112,27 @@ class Workflow(TaskGraph):
             lock.acquire()  # refused here, in the caller's thread
 
         def execute(stop_event):
-            return self._execute(runner, n_jobs, progress, stop_event, lock)
+            try:
+                return self._execute(runner, n_jobs, progress, stop_event, lock, observer=observer)
+            finally:
+                if owned:
+                    runner.close()
 
         try:
             # A backend that can attach to its own submissions runs jobs that outlive this process.
             outlives = getattr(runner, "outlives_driver", hasattr(runner, "attach"))
-            return Run(self, execute, backend_name=name, stop=stop, outlives_driver=outlives)
+            run = Run(self, execute, backend_name=name, stop=stop, outlives_driver=outlives, observer=observer)
         except BaseException:
             lock.release()
             raise
+        self._observers.add(observer)  # status() counts what this workflow's runs execute now
+        return run
 
-    def _execute(self, runner, n_jobs, progress, stop, lock, only=None):
+    def _execute(self, runner, n_jobs, progress, stop, lock, only=None, observer=None):
         """Run the pending tasks with ``runner`` under ``lock`` (in the driver thread); the Results.
 
-        ``only``: run just these ids (those not done), return None.
+        ``only``: run just these ids (those not done), return None.  ``observer``:
+        the run's :class:`~mempamal.backends.base.RunObserver`, told what executes.
         """
         try:
             if not lock.holds():
@@ -136,7 +147,8 @@ class Workflow(TaskGraph):
                 pending, untrusted = ["final"], {**untrusted, "final": "results.json lost"}
             self._remove_outputs(untrusted)
             if pending:
-                extra = {"stop": stop} if stop is not None and _accepts_stop(runner) else {}
+                extra = {name: value for name, value in (("stop", stop), ("observer", observer))
+                         if value is not None and _accepts(runner.run, name)}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
                 # Validate the new outputs once, now, into the done-index: the
                 # next status (maybe another process's) reads only what changes after.
@@ -193,7 +205,11 @@ class Workflow(TaskGraph):
         runner = check_backend(backend, n_jobs, options)
         lock = WorkdirLock(self.workdir, purpose="estimate")
         lock.acquire()
-        self._execute(runner, n_jobs, False, None, lock, only=list(task_ids))
+        try:
+            self._execute(runner, n_jobs, False, None, lock, only=list(task_ids))
+        finally:
+            if isinstance(backend, str):
+                runner.close()  # made here from its name: its workers go with it
 
     def _remove_outputs(self, task_ids):
         """Delete these tasks' outputs before they run again (they would only be reported twice).
@@ -254,21 +270,25 @@ class Workflow(TaskGraph):
         # A live driver still follows its own jobs (a second soma-workflow
         # engine would submit them twice): then only watch the files.
         if holder is None and submission is not None and self.pending_ids():  # a finished submission is history
-            from .backends.base import get_backend
+            from .backends.base import RunObserver, get_backend
 
             runner = get_backend(submission["backend"])
+            observer = RunObserver()
             lock = WorkdirLock(self.workdir, purpose="attach")
             lock.acquire()  # the dead driver's lock is taken over; a new runner's refuses us here
 
             def execute(stop_event):
                 try:
-                    failed = runner.attach(self, stop=stop_event, progress=progress)
+                    extra = {"observer": observer} if _accepts(runner.attach, "observer") else {}
+                    failed = runner.attach(self, stop=stop_event, progress=progress, **extra)
                     return self._results_or_error(failed)
                 finally:
                     lock.release()
+                    runner.close()
 
             try:
-                return Run(self, execute, backend_name=submission["backend"], outlives_driver=True)
+                return Run(self, execute, backend_name=submission["backend"], outlives_driver=True,
+                           observer=observer)
             except BaseException:
                 lock.release()
                 raise
@@ -399,9 +419,9 @@ def _report_untrusted(untrusted, limit=5):
     warnings.warn(f"Not trusting {len(problems)} outputs, which will run again; e.g. {examples}", stacklevel=3)
 
 
-def _accepts_stop(runner):
-    """False for backends written before ``run(..., stop=)`` existed: they get no ``stop``."""
+def _accepts(method, name):
+    """False for backends written before ``run(..., stop=)`` or ``observer=`` existed: they do not get it."""
     import inspect
 
-    parameters = inspect.signature(runner.run).parameters.values()
-    return any(p.name == "stop" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    parameters = inspect.signature(method).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)

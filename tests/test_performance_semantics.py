@@ -1,6 +1,7 @@
 """What the performance work must not change (speed itself is in benchmarks/).
 
-- the local backend's worker pool is mempamal's own: reused across runs, and
+- the local backend's worker pool is mempamal's own: reused across the runs
+  of one ``LocalBackend`` instance, and
   scikit-learn's ``n_jobs`` (joblib's pool) keeps working next to it;
 - a grid point reusing a Pipeline prefix skips copying the training data,
   and fit tasks reuse the slices of their split: neither may let an
@@ -35,17 +36,22 @@ def _small_nested():
     return mp.Experiment(LogisticRegression(max_iter=500), {"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=3)
 
 
-def test_local_pool_is_reused_across_runs_and_sklearn_n_jobs_still_works(tmp_path):
+def test_local_pool_is_reused_across_runs_of_one_instance_and_sklearn_n_jobs_still_works(tmp_path):
     X, y = load_iris(return_X_y=True)
-    first = _small_nested().build(X, y, workdir=tmp_path / "a", chunk_size=1)
-    first.run(n_jobs=2, progress=False)
-    # joblib's own pool (GridSearchCV/cross_validate n_jobs) next to ours.
-    search = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0, 10.0]}, cv=3, n_jobs=2)
-    reference = cross_validate(search, X, y, cv=3, n_jobs=2)
-    second = _small_nested().build(X, y, workdir=tmp_path / "b", chunk_size=1)
-    results = second.run(n_jobs=2, progress=False)
+    with LocalBackend() as local:
+        first = _small_nested().build(X, y, workdir=tmp_path / "a", chunk_size=1)
+        first.run(backend=local, n_jobs=2, progress=False)
+        # joblib's own pool (GridSearchCV/cross_validate n_jobs) next to ours.
+        search = GridSearchCV(LogisticRegression(max_iter=500), {"C": [0.1, 1.0, 10.0]}, cv=3, n_jobs=2)
+        reference = cross_validate(search, X, y, cv=3, n_jobs=2)
+        second = _small_nested().build(X, y, workdir=tmp_path / "b", chunk_size=1)
+        results = second.run(backend=local, n_jobs=2, progress=False)
     np.testing.assert_array_equal(results.test_scores["score"], reference["test_score"])
     assert _pids(tmp_path / "a") & _pids(tmp_path / "b"), "the second run should reuse the first run's workers"
+    # By name, a backend is the run's own: a third run starts workers of its own.
+    third = _small_nested().build(X, y, workdir=tmp_path / "c", chunk_size=1)
+    third.run(backend="local", n_jobs=2, progress=False)
+    assert not _pids(tmp_path / "c") & (_pids(tmp_path / "a") | _pids(tmp_path / "b"))
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])

@@ -21,7 +21,7 @@ from sklearn.model_selection import KFold
 import mempamal as mp
 from mempamal.store import integrity
 from mempamal import store
-from mempamal.backends.base import executing_task_ids, publish_executing
+from mempamal.backends.base import RunObserver
 from mempamal.graph.status import task_counts as graph_task_counts
 from mempamal.store.tasktable import MAIN, TaskTable, make_table
 
@@ -55,12 +55,13 @@ def reference_blocked(workflow, done, failed):
     return sorted(blocked)
 
 
-def task_counts(workflow, active=True):
-    """What ``Run.status()`` counts: with ``active``, as a run driven here (or watching) sees it."""
+def task_counts(workflow, active=True, observer=None):
+    """What ``Run.status()`` counts: with ``active``, as the run ``observer`` drives (or one watching) sees it."""
     if not active:
         return graph_task_counts(workflow)
     scan = workflow.scan_outputs()
-    return graph_task_counts(workflow, executing=executing_task_ids(workflow.workdir, scan), watching=True, scan=scan)
+    executing = observer.executing(scan) if observer is not None else None
+    return graph_task_counts(workflow, executing=executing, watching=True, scan=scan)
 
 
 def same_counts(status, expected):
@@ -68,12 +69,18 @@ def same_counts(status, expected):
     return {key: status[key] for key in expected} == expected
 
 
-def reference_counts(workflow, active=True):
-    """``task_counts`` as it was: a state per record."""
+def reference_executing(batches, done):
+    """Each batch executing counts its first task without an output."""
+    return {next(task_id for task_id in batch if task_id not in done)
+            for batch in batches if any(task_id not in done for task_id in batch)}
+
+
+def reference_counts(workflow, active=True, batches=None):
+    """``task_counts`` as it was: a state per record (``batches``: what the driving backend said executes)."""
     done = set(workflow.done_ids())
     failed = set(reference_failed(workflow, done))
     blocked = set(reference_blocked(workflow, done, failed)) if failed else set()
-    executing = executing_task_ids(workflow.workdir, done) if active else None
+    executing = reference_executing(batches, done) if active and batches is not None else None
     by_kind, totals = {}, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0}
     for task in workflow.tasks:
         counts = by_kind.setdefault(task.kind, {"done": 0, "running": 0, "pending": 0, "failed": 0, "blocked": 0,
@@ -125,7 +132,10 @@ SHARES = (0.3, 0.9, 0.0, 1.0)  # of the tasks done: the first trials have part o
 
 
 def random_state(workflow, rng, closed, share=0.5):
-    """Outputs, failures and published batches at random; ``closed``: no task done before its deps."""
+    """Outputs, failures and executing batches at random: ``(done, batches or None)``.
+
+    ``closed``: no task done before its deps.
+    """
     for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
         shutil.rmtree(workflow.workdir / folder, ignore_errors=True)
         store.make_private_dir(workflow.workdir / folder)
@@ -155,41 +165,43 @@ def random_state(workflow, rng, closed, share=0.5):
         above_a_log = [task.id for task in tasks if set(task.deps) & set(logged)]
         batches += [[rng.choice(pool)] for pool in (gathering, logged, above_a_log, sorted(done))
                     if pool and rng.rand() < 0.7]
-        publish_executing(workflow.workdir, batches)
-    else:
-        publish_executing(workflow.workdir, None)
-    return done
+        return done, batches
+    return done, None  # no backend of this process drives the run
+
+
+def observer_of(batches):
+    """The RunObserver of a run whose backend said ``batches`` execute (None: no backend drives it)."""
+    if batches is None:
+        return None
+    observer = RunObserver()
+    observer.now_executing(batches)
+    return observer
 
 
 @pytest.mark.parametrize("closed", [True, False], ids=["deps respected", "any subset"])
 def test_counts_and_blocked_equal_the_count_over_every_record(built, closed):
     rng = np.random.RandomState(len(built.tasks) + closed)
-    try:
-        for trial in range(3 if len(built.tasks) > 1000 else 8):  # the 4,000 outputs of the big graph take time
-            written = random_state(built, rng, closed, SHARES[trial % len(SHARES)])
-            workflow = mp.Workflow.open(built.workdir)
-            assert workflow.done_ids() == written  # the torn outputs are not done
-            done = workflow.done_ids()
-            failed = reference_failed(workflow, done)
-            assert workflow.failed_ids() == failed
-            assert workflow.blocked_ids() == reference_blocked(workflow, done, set(failed))
-            assert workflow.blocked_ids(done, failed) == reference_blocked(workflow, done, set(failed))
-            for active in (True, False):
-                expected = reference_counts(workflow, active=active)
-                got = task_counts(workflow, active=active)
-                assert {key: got[key] for key in expected} == expected, (trial, active)
-            status = workflow.status()
-            expected = reference_counts(workflow, active=False)
-            assert (status["done"], status["blocked"]) == (expected["done"], expected["blocked"])
-            # One status model: a log of no task of the graph counts nowhere (the states add up to the total).
-            assert status["failed"] == len([i for i in failed if workflow.table.position(i) is not None])
-    finally:
-        publish_executing(built.workdir, None)
+    for trial in range(3 if len(built.tasks) > 1000 else 8):  # the 4,000 outputs of the big graph take time
+        written, batches = random_state(built, rng, closed, SHARES[trial % len(SHARES)])
+        workflow = mp.Workflow.open(built.workdir)
+        assert workflow.done_ids() == written  # the torn outputs are not done
+        done = workflow.done_ids()
+        failed = reference_failed(workflow, done)
+        assert workflow.failed_ids() == failed
+        assert workflow.blocked_ids() == reference_blocked(workflow, done, set(failed))
+        assert workflow.blocked_ids(done, failed) == reference_blocked(workflow, done, set(failed))
+        for active in (True, False):
+            assert same_counts(task_counts(workflow, active=active, observer=observer_of(batches)),
+                               reference_counts(workflow, active=active, batches=batches)), (trial, active)
+        status = workflow.status()
+        expected = reference_counts(workflow, active=False)
+        assert (status["done"], status["blocked"]) == (expected["done"], expected["blocked"])
+        # One status model: a log of no task of the graph counts nowhere (the states add up to the total).
+        assert status["failed"] == len([i for i in failed if workflow.table.position(i) is not None])
 
 
 def test_every_fit_failed_blocks_every_gathering_task(built):
     """The largest blocked set: every task with a dependency, every chain walked to ``final``."""
-    publish_executing(built.workdir, None)
     for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
         shutil.rmtree(built.workdir / folder)
         store.make_private_dir(built.workdir / folder)
@@ -204,9 +216,8 @@ def test_every_fit_failed_blocks_every_gathering_task(built):
 
 
 def test_run_status_while_another_process_runs_counts_the_ready_tasks(built):
-    """A Run that only watches (``drives=False``) publishes nothing: running = deps all done."""
+    """A Run that only watches (``drives=False``) has no observer: running = deps all done."""
     random_state(built, np.random.RandomState(1), closed=True)
-    publish_executing(built.workdir, None)
     workflow = mp.Workflow.open(built.workdir)
     run = mp.Run(workflow, lambda stop: stop.wait(30), drives=False)
     try:

@@ -8,7 +8,14 @@ are not run.
 A run may be driven from a background thread (``Workflow.submit``): it then
 gets a ``stop`` :class:`threading.Event`; once it is set the backend stops
 submitting, aborts what it started (finished outputs stay) and raises
-:class:`RunCancelled`.
+:class:`RunCancelled`.  It may also get an ``observer``, the
+:class:`RunObserver` of the :class:`mempamal.Run` it drives, to tell which
+tasks execute now.
+
+Each run owns what it starts: the workers of a private cluster, the local
+backend's processes (see :mod:`mempamal.backends.local`), its observer.
+Cancelling, failing or finishing one run never touches another's; nothing
+about a run is kept per process.
 
 Backends that run batches of tasks on workers (local, ipyparallel, dask)
 share one dispatch loop, :func:`mempamal.backends.dispatch_loop.dispatch`,
@@ -19,13 +26,13 @@ ready is :class:`~mempamal.backends.tracker.DependencyTracker`'s job.
 
 Besides the base class, its registry and ``n_jobs``: the small helpers every
 backend uses (:func:`check_stop`, :func:`make_progress`,
-:func:`publish_executing` of the tasks executing now,
+:class:`RunObserver` (what executes now, per run),
 :func:`temporary_environment`).
 
 Adding one is one class and one registry line::
 
     class MyBackend(mp.Backend):
-        def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+        def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
             ...
 
     mp.register_backend("mine", MyBackend)
@@ -36,6 +43,7 @@ import contextlib
 import importlib
 import numbers
 import os
+import threading
 
 from .._constraints import Predicate, invalid, raise_invalid, validate_params
 from ..exceptions import RunCancelled
@@ -44,6 +52,10 @@ from ..exceptions import RunCancelled
 N_JOBS_CONSTRAINTS = {"n_jobs": [Predicate(lambda n: isinstance(n, numbers.Integral) and not isinstance(n, bool)
                                            and n != 0, "a non-zero int"), None]}
 
+
+# The one module-level mutable object of the backends, on purpose: the names
+# ``backend=`` accepts (joblib's ``register_parallel_backend`` keeps one
+# too).  It holds classes or import strings, never a run's state or workers.
 _REGISTRY = {
     # Built-in backends are imported on first use so that `import mempamal`
     # never imports ipyparallel or soma-workflow.
@@ -91,12 +103,15 @@ class Backend(abc.ABC):
             raise invalid(f"The {self.name!r} backend takes no options; got {sorted(options)}.")
 
     @abc.abstractmethod
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Run ``task_ids`` in dependency order; return ``{task_id: message}`` of the failures.
 
         ``stop`` is None or a :class:`threading.Event`: once set, stop
         submitting, abort what is queued or running, and raise
-        :class:`RunCancelled`.
+        :class:`RunCancelled`.  ``observer`` is None or the run's
+        :class:`RunObserver`: tell it which batches execute now.  Both are
+        optional in a subclass's signature: ``Workflow.run`` passes only
+        what it accepts.
 
         Examples
         --------
@@ -113,6 +128,27 @@ class Backend(abc.ABC):
         >>> InProcess().run(wf, wf.pending_ids(), progress=False)
         {}
         """
+
+    def close(self):
+        """Release what this instance keeps between its runs (e.g. the local backend's warm workers).
+
+        A backend given by name (``backend="local"``) is made for one run and
+        closed at its end; an instance you pass is yours to close, or to use
+        as a context manager.  Does nothing by default.
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import LocalBackend
+        >>> with LocalBackend() as local:                      # closed at the end of the block
+        ...     res = wf.run(backend=local, n_jobs=2)          # doctest: +SKIP
+        """
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def register_backend(name, backend):
@@ -269,63 +305,89 @@ def make_progress(total, progress, desc="mempamal"):
 
 
 # ------------------------------------------------------------ in flight
-#: Workdir -> the batches (lists of task ids) whose tasks are executing now,
-#: published by the loop driving a run in this process (dispatch, the job
-#: backends' polls) and read by ``Run.status()``.
-_EXECUTING = {}
+class RunObserver:
+    """What the backend driving one run tells that run: the batches executing now.
 
-
-def publish_executing(workdir, batches):
-    """Say which batches of ``workdir``'s run are executing now (None: the run is over).
-
-    A batch runs its tasks one after the other, so each counts one running
-    task: its first one without an output.  The list is replaced, never
-    mutated, so readers in other threads see one consistent snapshot.
-
-    Examples
-    --------
-    >>> publish_executing("runs/iris", [["fit-o0-i0-c0", "fit-o0-i1-c0"]])
-    >>> executing_task_ids("runs/iris", done=set())
-    {'fit-o0-i0-c0'}
-    >>> publish_executing("runs/iris", None)
-    >>> executing_task_ids("runs/iris", done=set()) is None
-    True
-    """
-    key = os.path.abspath(workdir)
-    if batches is None:
-        _EXECUTING.pop(key, None)
-    else:
-        _EXECUTING[key] = [list(batch) for batch in batches]
-
-
-def published_batches(workdir):
-    """What :func:`publish_executing` last said for ``workdir`` (None: nothing published).
+    Each :class:`mempamal.Run` owns one and hands it to ``Backend.run``
+    (``observer=``); nothing about executing tasks is kept per process, so
+    two runs of one process (two notebook cells) never see, or clear, each
+    other's.  A batch is a list of task ids one worker runs in order: it
+    counts one executing task, its first one without an output.  Backends
+    report events (:meth:`started`, :meth:`finished`) or, when they poll a
+    scheduler, the whole picture (:meth:`now_executing`); the run's driver
+    thread writes and ``Run.status()`` reads from another thread, hence the lock.
 
     Examples
     --------
-    >>> published_batches("runs/nothing-runs-here") is None
-    True
+    >>> observer = RunObserver()
+    >>> observer.started(["fit-o0-i0-c0", "fit-o0-i1-c0"])
+    >>> sorted(observer.executing(done={"fit-o0-i0-c0"}))
+    ['fit-o0-i1-c0']
+    >>> observer.finished(["fit-o0-i0-c0", "fit-o0-i1-c0"])
+    >>> observer.executing(done=set())
+    set()
     """
-    return _EXECUTING.get(os.path.abspath(workdir))
 
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._batches = {}  # tuple of task ids -> how many times it executes now
 
-def executing_task_ids(workdir, done):
-    """Ids of the tasks executing now in a run driven from this process, or None when none is.
+    def started(self, task_ids):
+        """A worker began running the batch ``task_ids``.
 
-    ``done`` are the finished ids (a batch's finished tasks are skipped).
+        Examples
+        --------
+        >>> RunObserver().started(["fit-o0-i0-c0"])
+        """
+        key = tuple(task_ids)
+        with self._lock:
+            self._batches[key] = self._batches.get(key, 0) + 1
 
-    Examples
-    --------
-    >>> executing_task_ids("runs/nothing-runs-here", done=set()) is None
-    True
-    """
-    batches = published_batches(workdir)
-    if batches is None:
-        return None
-    running = set()
-    for batch in batches:
-        running.update(next(([t] for t in batch if t not in done), []))
-    return running
+    def finished(self, task_ids):
+        """The batch ``task_ids`` no longer executes (returned, failed, aborted or its worker died).
+
+        Examples
+        --------
+        >>> observer = RunObserver(); observer.started(["final"]); observer.finished(["final"])
+        """
+        key = tuple(task_ids)
+        with self._lock:
+            count = self._batches.pop(key, 0) - 1
+            if count > 0:
+                self._batches[key] = count
+
+    def now_executing(self, batches):
+        """Exactly ``batches`` execute now (a poll of a scheduler: Slurm, soma-workflow).
+
+        Examples
+        --------
+        >>> observer = RunObserver()
+        >>> observer.now_executing([["fit-o0-i0-c0"], ["fit-o1-i0-c0"]])
+        >>> sorted(observer.executing(done=set()))
+        ['fit-o0-i0-c0', 'fit-o1-i0-c0']
+        >>> observer.now_executing([]); observer.executing(done=set())
+        set()
+        """
+        counts = {}
+        for batch in batches:
+            counts[tuple(batch)] = counts.get(tuple(batch), 0) + 1
+        with self._lock:
+            self._batches = counts
+
+    def executing(self, done):
+        """Ids of the tasks executing now; ``done`` are the finished ids (skipped in a batch).
+
+        Examples
+        --------
+        >>> RunObserver().executing(done=set())
+        set()
+        """
+        with self._lock:
+            batches = list(self._batches)
+        running = set()
+        for batch in batches:
+            running.update(next(([t] for t in batch if t not in done), []))
+        return running
 
 
 @contextlib.contextmanager

@@ -110,7 +110,7 @@ class DaskBackend(Backend):
         """
         return self.client is None and self.address is None
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Run ``task_ids`` on the Dask workers (a private cluster of ``n_jobs`` workers by default).
 
         Examples
@@ -121,7 +121,7 @@ class DaskBackend(Backend):
         try:
             with self._connect(n_jobs) as (client, n_threads):
                 pool = DaskPool(client, str(workflow.workdir), self.retries, n_threads)
-                return dispatch(workflow, task_ids, pool, bar, stop)
+                return dispatch(workflow, task_ids, pool, bar, stop, observer)
         finally:
             bar.close()
 
@@ -149,9 +149,13 @@ class DaskBackend(Backend):
         # user starts afterwards -- e.g. a local run with limit_threads=False --
         # would inherit them.  Put the environment back as it was.
         with temporary_environment():
+            # CRITICAL, not ERROR: a worker still closing when its scheduler
+            # is already gone logs a heartbeat traceback (seen on a loaded
+            # machine, with or without other runs).  What goes wrong in a
+            # private cluster reaches the user as the run's own errors.
             cluster = distributed.LocalCluster(
                 n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                silence_logs=logging.ERROR)
+                silence_logs=logging.CRITICAL)
             try:
                 with distributed.Client(cluster) as client:
                     yield client, n_threads

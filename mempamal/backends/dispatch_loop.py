@@ -4,15 +4,15 @@ A batch backend does not write a scheduler: it provides a :class:`WorkerPool`
 (submit a batch, wait for any, get a result, abort, recognise a dead worker)
 and calls :func:`dispatch`, which keeps the pool busy with ready tasks
 (:class:`~mempamal.backends.tracker.DependencyTracker`) in batches sized by
-:class:`BatchSizer`, retries the tasks of a dead worker, publishes what is
-executing (:func:`~mempamal.backends.base.publish_executing`) and aborts
+:class:`BatchSizer`, retries the tasks of a dead worker, tells the run's
+:class:`~mempamal.backends.base.RunObserver` what is executing and aborts
 everything in flight on Ctrl-C, an error or the ``stop`` event.
 """
 
 import abc
 from collections import deque
 
-from .base import check_stop, publish_executing, published_batches
+from .base import RunObserver, check_stop
 from .tracker import DependencyTracker
 
 #: The dispatch loop wakes up at least this often to look at the stop event.
@@ -225,7 +225,7 @@ class BatchSizer:
         return max(1, min(by_duration, fair_share))
 
 
-def dispatch(workflow, task_ids, pool, bar=None, stop=None):
+def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
     """Run ``task_ids`` on ``pool`` in dependency order; return ``{task_id: message}`` of the failures.
 
     The one loop behind the batch backends (joblib's ``Parallel`` loop is the
@@ -234,6 +234,8 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
     (``pool.retries`` times), and on Ctrl-C, an error or ``stop`` abort
     everything in flight and re-raise (:class:`~mempamal.backends.base.RunCancelled` for ``stop``).
     Finished outputs are complete files whatever happens to the rest.
+    ``observer`` (the run's :class:`~mempamal.backends.base.RunObserver`)
+    hears when a batch starts and finishes executing.
 
     Examples
     --------
@@ -244,8 +246,8 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
     """
     tracker = DependencyTracker(workflow, task_ids)
     sizer = BatchSizer(pool.target_batch_seconds)
-    failed, in_flight, deaths = {}, {}, {}
-    published_before = published_batches(workflow.workdir)  # a Run's "nothing yet": restored at the end
+    observer = RunObserver() if observer is None else observer
+    failed, in_flight, deaths, executing = {}, {}, {}, set()
     try:
         while tracker.ready or in_flight:
             check_stop(stop)
@@ -256,7 +258,10 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
                 in_flight[pool.submit(batch)] = batch
             # Pools start batches in submission order: the oldest ones in
             # flight are those on a worker, the rest wait in the pool's queue.
-            publish_executing(workflow.workdir, list(in_flight.values())[:pool.workers()])
+            for handle in list(in_flight)[:pool.workers()]:
+                if handle not in executing:
+                    executing.add(handle)
+                    observer.started(in_flight[handle])
             for handle in pool.wait(list(in_flight), POLL_SECONDS):
                 batch = in_flight.pop(handle)
                 try:
@@ -264,6 +269,10 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
                 except Exception as exc:  # the batch did not return: infrastructure, not the tasks
                     _batch_lost(pool, exc, batch, tracker, failed, deaths, bar)
                     continue
+                finally:  # after result(): an in-process pool runs the batch right there
+                    if handle in executing:
+                        executing.discard(handle)
+                        observer.finished(batch)
                 for task_id, error, seconds in outcomes:
                     sizer.observe(seconds)
                     tracker.record(task_id, error, failed, bar)
@@ -271,7 +280,8 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None):
         pool.abort(list(in_flight))
         raise
     finally:
-        publish_executing(workflow.workdir, published_before and [])
+        for handle in executing & set(in_flight):
+            observer.finished(in_flight[handle])
     return failed
 
 

@@ -249,7 +249,10 @@ class IPyParallelBackend(Backend):
     engines (None = all cores) are started in a private cluster (temporary
     IPython dir) and stopped at the end, also when the driver is killed; with
     a running cluster ``n_jobs`` is ignored and every engine is used.  Engines run ``run_task`` on the workdir, so remote
-    engines need it on a shared filesystem at the same path.
+    engines need it on a shared filesystem at the same path.  Cancelling
+    (Ctrl-C, ``stop``) interrupts the running tasks on a private cluster;
+    on a running cluster, which other runs may share, queued tasks are
+    cancelled and running ones finish by themselves.
 
     Examples
     --------
@@ -283,7 +286,7 @@ class IPyParallelBackend(Backend):
                              "starts; they cannot be given with a running cluster ('client', 'profile', ...).")
         self.engines, self.cluster_options = engines, dict(cluster_options or {})
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Run ``task_ids`` on the engines (``n_jobs`` engines when auto-started, None = all cores).
 
         Examples
@@ -295,7 +298,7 @@ class IPyParallelBackend(Backend):
             with self._connect(n_jobs) as (client, local_cluster):
                 pool = EnginePool(client, str(workflow.workdir), self.retries, self.threads_per_engine,
                                   local_cluster)
-                return dispatch(workflow, task_ids, pool, bar, stop)
+                return dispatch(workflow, task_ids, pool, bar, stop, observer)
         finally:
             bar.close()
 
@@ -374,11 +377,17 @@ class EnginePool(WorkerPool):
         self.client.wait_for_engines(1, timeout=120)
 
     def abort(self, handles):
-        """Cancel queued tasks, interrupt running ones; outputs stay complete."""
+        """Cancel queued tasks, interrupt running ones on this run's own engines; outputs stay complete.
+
+        On a cluster the run did not start (``client=``, ``profile=``), other
+        runs share the engines: by the time a SIGINT lands, the engine may
+        be running one of theirs.  There the batches already running finish
+        by themselves (their outputs are complete files), as on Dask.
+        """
         with contextlib.suppress(Exception):
             self.client.abort(jobs=handles, block=False)
         engines = {getattr(f, "engine_id", None) for f in handles} - {None}
-        if engines:
+        if engines and self.local_cluster is not None:
             with contextlib.suppress(Exception):
                 self.client.send_signal(signal.SIGINT, targets=sorted(engines), block=True)
 

@@ -1,8 +1,18 @@
-"""The local backend: a reusable process pool over the ready tasks.
+"""The local backend: a process pool over the ready tasks, owned by the run that uses it.
 
-Workers are loky processes: started once, reused across runs of the same
-session, and they keep each workdir's data loaded between tasks.  The pool is
-mempamal's own, not loky's global reusable executor: that one is joblib's
+Workers are loky processes.  Each run has its own: a second run in the same
+process (two notebook cells) starts its own workers, and cancelling, failing
+or finishing one run never touches the other's.  A :class:`LocalBackend`
+*instance* keeps its workers warm between its runs (they keep each workdir's
+data loaded); a backend given by name (``backend="local"``) is made for one
+run, so its workers end with it.  For warm workers across runs, pass one
+instance and close it (or use it as a context manager)::
+
+    with LocalBackend() as local:
+        wf1.run(backend=local, n_jobs=2)
+        wf2.run(backend=local, n_jobs=2)   # the same workers, already started
+
+The pool is mempamal's own, not loky's global reusable executor: that one is joblib's
 (scikit-learn's ``n_jobs``), and sharing it would make the two restart each
 other's workers -- or break joblib outright.  Small tasks are sent in batches sized from measured durations, so
 dispatch does not dominate.  Each worker's BLAS/OpenMP pools are limited to
@@ -36,25 +46,34 @@ IDLE_WORKER_TIMEOUT = 300
 #: How often a worker checks that its driver is still alive.
 DRIVER_CHECK_SECONDS = 0.5
 
+#: Worker-process state, never the driver's: the BLAS/OpenMP limit this worker
+#: process has applied (a worker belongs to one pool, so to one run at a
+#: time), remembered only so that each batch does not apply it again.
 _worker_thread_limit = None
-_pool = {"key": None, "executor": None}
 
 
-def _get_executor(n_workers, env):
-    """The session's worker pool, (re)started when its size or environment changes."""
+def start_executor(n_workers, env):
+    """A new loky pool of ``n_workers`` processes with ``env`` set, whose workers exit with this driver.
+
+    Examples
+    --------
+    >>> executor = start_executor(2, {"OMP_NUM_THREADS": "1"})      # doctest: +SKIP
+    >>> executor.shutdown(wait=True)                                # doctest: +SKIP
+    """
     from joblib.externals.loky import ProcessPoolExecutor
 
-    key = (n_workers, tuple(sorted(env.items())))
-    executor = _pool["executor"]
-    if executor is not None and getattr(getattr(executor, "_flags", None), "broken", None):
-        _discard_executor(executor)
-    elif executor is not None and _pool["key"] != key:
-        shutdown_pool()
-    if _pool["executor"] is None:
-        executor = ProcessPoolExecutor(max_workers=n_workers, env=env or None, timeout=IDLE_WORKER_TIMEOUT,
-                                       initializer=exit_with_driver, initargs=(os.getpid(),))
-        _pool.update(key=key, executor=executor)
-    return _pool["executor"]
+    return ProcessPoolExecutor(max_workers=n_workers, env=env or None, timeout=IDLE_WORKER_TIMEOUT,
+                               initializer=exit_with_driver, initargs=(os.getpid(),))
+
+
+def _broken(executor):
+    return bool(getattr(getattr(executor, "_flags", None), "broken", None))
+
+
+def _kill(executor):
+    """End ``executor``'s workers now, abandoning what they run (outputs are written atomically)."""
+    if executor is not None:
+        executor.shutdown(wait=False, kill_workers=True)
 
 
 def exit_with_driver(driver_pid):
@@ -91,29 +110,6 @@ def _driver_alive(driver_pid):
     return os.getppid() == driver_pid  # POSIX: an orphan is re-parented (to init or a subreaper)
 
 
-def _discard_executor(executor):
-    """Kill a broken or interrupted pool; the next run starts a new one."""
-    if executor is None:
-        return
-    if _pool["executor"] is executor:
-        _pool.update(key=None, executor=None)
-    executor.shutdown(wait=False, kill_workers=True)
-
-
-def shutdown_pool():
-    """Stop the worker processes kept for later runs (they also exit when idle).
-
-    Examples
-    --------
-    >>> from mempamal.backends.local import shutdown_pool
-    >>> shutdown_pool()
-    """
-    executor = _pool["executor"]
-    _pool.update(key=None, executor=None)
-    if executor is not None:
-        executor.shutdown(wait=True)
-
-
 def _limit_threads(n_threads):
     global _worker_thread_limit
     if n_threads and _worker_thread_limit != n_threads:
@@ -141,7 +137,13 @@ def run_batch(workdir, task_ids, n_threads=None):
 
 
 class ProcessPool(WorkerPool):
-    """The dispatch primitives over the session's loky worker pool.
+    """The dispatch primitives over one run's loky workers.
+
+    The pool's executor is this run's alone (given warm by its
+    :class:`LocalBackend`, or started at the first batch): :meth:`abort`
+    kills its workers and nobody else's.  After a run, :attr:`executor` is
+    None when the workers were killed or broke, else the healthy executor,
+    which the backend keeps warm or shuts down.
 
     Examples
     --------
@@ -153,18 +155,23 @@ class ProcessPool(WorkerPool):
 
     target_batch_seconds = TARGET_BATCH_SECONDS
 
-    def __init__(self, workdir, n_workers, n_threads):
+    def __init__(self, workdir, n_workers, n_threads, executor=None):
         self.workdir, self.n_workers, self.n_threads = workdir, n_workers, n_threads
         self.env = {name: str(n_threads) for name in THREAD_VARIABLES} if n_threads else {}
+        self.executor = executor
         self.executors = {}  # future -> the executor that runs it (replaced when broken)
 
     def capacity(self):
         return 2 * self.n_workers
 
     def submit(self, batch):
-        executor = _get_executor(self.n_workers, self.env)
-        future = executor.submit(run_batch, self.workdir, batch, self.n_threads)
-        self.executors[future] = executor
+        if self.executor is not None and _broken(self.executor):
+            _kill(self.executor)
+            self.executor = None
+        if self.executor is None:
+            self.executor = start_executor(self.n_workers, self.env)
+        future = self.executor.submit(run_batch, self.workdir, batch, self.n_threads)
+        self.executors[future] = self.executor
         return future
 
     def wait(self, handles, timeout):
@@ -178,7 +185,9 @@ class ProcessPool(WorkerPool):
             return handle.result()
         except BrokenProcessPool:
             # A worker died (killed, out of memory): the next batch starts a fresh pool.
-            _discard_executor(executor)
+            if executor is self.executor:
+                self.executor = None
+            _kill(executor)
             raise
 
     def worker_died(self, exc):
@@ -187,11 +196,15 @@ class ProcessPool(WorkerPool):
         return isinstance(exc, BrokenProcessPool)
 
     def abort(self, handles):
-        # Running tasks are simply abandoned with their workers: their
-        # temporary files are never trusted.
+        # Running tasks are simply abandoned with their workers -- this
+        # run's own, so no other run loses a worker; their temporary files
+        # are never trusted.  No future.cancel() first: loky's shutdown
+        # fails every pending future itself, and one already cancelled
+        # makes its manager thread die on InvalidStateError (a traceback).
         for future in handles:
-            future.cancel()
-            _discard_executor(self.executors.pop(future, None))
+            self.executors.pop(future, None)
+        _kill(self.executor)
+        self.executor = None
 
 
 class InProcessPool(WorkerPool):
@@ -229,6 +242,14 @@ class InProcessPool(WorkerPool):
 class LocalBackend(Backend):
     """Run tasks in worker processes on this machine (the default backend).
 
+    Each run has workers of its own.  The instance keeps those of a
+    finished run warm for its next run (same ``n_jobs``) until
+    :meth:`close` or the end of a ``with`` block; idle workers also exit by
+    themselves after ``IDLE_WORKER_TIMEOUT`` seconds.  A run of this
+    instance that starts while another one is going gets new workers, so two
+    runs never share a process.  ``backend="local"`` makes a new instance
+    for each run and closes it at the run's end.
+
     Parameters
     ----------
     threads_per_worker : int, optional
@@ -240,6 +261,9 @@ class LocalBackend(Backend):
     Examples
     --------
     >>> res = wf.run(backend="local", n_jobs=2)
+    >>> with LocalBackend() as local:               # one pool, warm from the first run to the second
+    ...     res1 = wf.run(backend=local, n_jobs=2)
+    ...     res2 = wf.run(backend=local, n_jobs=2)
     """
 
     name = "local"
@@ -250,9 +274,14 @@ class LocalBackend(Backend):
                          "limit_threads": ["boolean"]}, "the local backend")
         self.threads_per_worker = threads_per_worker
         self.limit_threads = bool(limit_threads)
+        # The warm workers: (pool key, executor) of a finished run, or None.
+        # Taken by the next run (then it is that run's alone), given back at its end.
+        self._warm = None
+        self._closed = False
+        self._lock = threading.Lock()  # runs of one instance may be driven from several threads
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
-        """Run ``task_ids`` in the worker pool (in this process when ``n_jobs=1``).
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
+        """Run ``task_ids`` in this run's worker pool (in this process when ``n_jobs=1``).
 
         ``n_jobs=None`` means all cores, like -1.
 
@@ -261,6 +290,7 @@ class LocalBackend(Backend):
         >>> failed = LocalBackend().run(wf, wf.pending_ids(), n_jobs=2)
         """
         n_workers = effective_n_jobs(n_jobs)
+        key = None  # the pool key of a process pool (none in this process)
         if n_workers == 1:
             pool = InProcessPool(str(workflow.workdir))
         else:
@@ -268,8 +298,50 @@ class LocalBackend(Backend):
             if self.limit_threads:
                 n_threads = self.threads_per_worker or max(1, (os.cpu_count() or 1) // n_workers)
             pool = ProcessPool(str(workflow.workdir), n_workers, n_threads)
+            key = (n_workers, tuple(sorted(pool.env.items())))
+            pool.executor = self._take_warm(key)
         bar = make_progress(len(task_ids), progress)
         try:
-            return dispatch(workflow, task_ids, pool, bar, stop)
+            return dispatch(workflow, task_ids, pool, bar, stop, observer)
         finally:
             bar.close()
+            if key is not None:
+                self._give_back(key, pool.executor)
+
+    def _take_warm(self, key):
+        """The warm executor if it fits ``key`` (it is then the caller's alone), else None."""
+        with self._lock:
+            self._closed = False
+            warm, self._warm = self._warm, None
+        if warm is not None and warm[0] == key and not _broken(warm[1]):
+            return warm[1]
+        if warm is not None:
+            warm[1].shutdown(wait=False, kill_workers=_broken(warm[1]))
+        return None
+
+    def _give_back(self, key, executor):
+        """Keep a run's healthy executor warm for the next run, unless closed or another one is kept."""
+        if executor is None:
+            return
+        with self._lock:
+            keep = self._warm is None and not self._closed
+            if keep:
+                self._warm = (key, executor)
+        if not keep:
+            executor.shutdown(wait=True)
+
+    def close(self):
+        """Stop the warm workers kept for this instance's next run.
+
+        A run of this instance still going keeps its workers until it ends,
+        then stops them.
+
+        Examples
+        --------
+        >>> local = LocalBackend()
+        >>> local.close()
+        """
+        with self._lock:
+            warm, self._warm, self._closed = self._warm, None, True
+        if warm is not None:
+            warm[1].shutdown(wait=True)

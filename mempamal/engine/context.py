@@ -7,6 +7,7 @@ workdir is never served from a stale cache.
 """
 
 import os
+import threading
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,7 +17,14 @@ from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
 from .splits import SplitSet
 
+#: The workdirs this process has loaded, most recent last.  Module-level on
+#: purpose: it is a worker process's cache of read-only files (a worker
+#: belongs to one run at a time), keyed by workdir and checked against its
+#: build id on every use, so it holds no run's state.  With ``n_jobs=1``
+#: several runs may execute tasks in this process's threads at once: the
+#: lock keeps the cache consistent between them.
 _CONTEXTS = OrderedDict()
+_CONTEXTS_LOCK = threading.Lock()
 _MAX_CONTEXTS = 2
 _MAX_OUTER_SUBSETS = 2
 
@@ -35,18 +43,19 @@ def load_context(workdir):
     except FileNotFoundError:
         raise store.WorkdirError(f"Missing file {manifest_path}.") from None
     signature = (info.st_ino, info.st_dev, info.st_size, info.st_mtime_ns)
-    context = _CONTEXTS.get(key)
-    if context is None or context.manifest_signature != signature:
-        manifest = store.read_json(manifest_path)
+    with _CONTEXTS_LOCK:
         context = _CONTEXTS.get(key)
-        if context is None or context.identity != (manifest["build_id"], manifest["tasks_digest"]):
-            context = WorkdirContext(Path(workdir), manifest)
-        context.manifest_signature = signature
-        _CONTEXTS[key] = context
-        while len(_CONTEXTS) > _MAX_CONTEXTS:
-            _CONTEXTS.popitem(last=False)
-    _CONTEXTS.move_to_end(key)
-    return context
+        if context is None or context.manifest_signature != signature:
+            manifest = store.read_json(manifest_path)
+            context = _CONTEXTS.get(key)
+            if context is None or context.identity != (manifest["build_id"], manifest["tasks_digest"]):
+                context = WorkdirContext(Path(workdir), manifest)
+            context.manifest_signature = signature
+            _CONTEXTS[key] = context
+            while len(_CONTEXTS) > _MAX_CONTEXTS:
+                _CONTEXTS.popitem(last=False)
+        _CONTEXTS.move_to_end(key)
+        return context
 
 
 def load_task_table(workdir, manifest=None):

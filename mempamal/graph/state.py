@@ -13,6 +13,7 @@ Examples
 """
 
 import hashlib
+import weakref
 from pathlib import Path
 
 from ..store import doneindex, taskfile, tasktable
@@ -39,6 +40,10 @@ class TaskGraph:
         self.manifest = store.read_json(self.workdir / store.MANIFEST)
         self._table = None
         self._tasks = None
+        # The observers of the runs this object started (Workflow.submit):
+        # what they execute now is ``running`` in status(); weak, so an
+        # ended run's observer goes with it.
+        self._observers = weakref.WeakSet()
 
     @classmethod
     def open(cls, workdir):
@@ -215,6 +220,10 @@ class TaskGraph:
                 position = table.dependent_of(position)
         return sorted(table.id_at(position) for position in blocked)
 
+    def _executing(self, done):
+        """What the runs started from this object execute now (None: none is going)."""
+        return _union_of_executing(self._observers, done)
+
     def status(self, *, scheduler=True):
         """Task counts in the five words of :class:`~mempamal.graph.status.TaskState`, per kind too.
 
@@ -246,10 +255,8 @@ class TaskGraph:
         >>> sorted(status.by_kind)
         ['final', 'fit', 'fit-all', 'select', 'select-all']
         """
-        from ..backends.base import executing_task_ids
-
         scan = self.scan_outputs()
-        counts = task_counts(self, executing=executing_task_ids(self.workdir, scan), scan=scan)
+        counts = task_counts(self, executing=self._executing(scan), scan=scan)
         holder = read_holder(self.workdir)
         results_problem = None
         if counts.finished:
@@ -259,6 +266,14 @@ class TaskGraph:
             results=results_problem,
             jobs=recorded_jobs(self.workdir) if scheduler and not counts.finished else None,
         )
+
+
+def _union_of_executing(observers, done):
+    """Ids executing now in any of ``observers`` (None when there is none)."""
+    found = None
+    for observer in list(observers):
+        found = (found or set()) | set(observer.executing(done))
+    return found
 
 
 def find_results_problem(workdir, build_id):

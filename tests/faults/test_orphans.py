@@ -46,11 +46,8 @@ def _marked(marker):
 
 def _slow_workflow(tmp_path, monkeypatch, delay=0.3):
     """A nested CV whose fits sleep; ``slowmod`` importable here and in fresh local workers."""
-    from mempamal.backends.local import shutdown_pool
-
     (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    shutdown_pool()  # workers started from now on get this sys.path
+    monkeypatch.syspath_prepend(str(tmp_path))  # every run starts its own workers: they get this sys.path
     from slowmod import SlowLogistic
 
     grid = {"C": [0.1, 1.0, 10.0]}

@@ -30,7 +30,7 @@ from pathlib import Path
 from ... import store
 from ..._constraints import Interval, Predicate, validate_params
 from ..bundles import check_bundle_options, make_bundles
-from ..base import Backend, RunCancelled, effective_n_jobs, make_progress, publish_executing, published_batches
+from ..base import Backend, RunCancelled, RunObserver, effective_n_jobs, make_progress
 from .script import array_script, plan_arrays, sbatch_arguments
 from ..tracker import DependencyTracker
 
@@ -118,7 +118,7 @@ class SlurmBackend(Backend):
         self.poll_seconds = poll_seconds
 
     # ------------------------------------------------------------ submit
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Submit ``task_ids`` as job arrays and wait; returns ``{task_id: message}`` of failures.
 
         Examples
@@ -130,7 +130,7 @@ class SlurmBackend(Backend):
         workers = throttle or min(DEFAULT_MAX_WORKERS, _partition_cpus(self.partition))
         bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job)
         record = self._submit(workflow, plan_arrays(bundles), throttle)
-        return self._wait(workflow, record, progress, stop)
+        return self._wait(workflow, record, progress, stop, observer)
 
     def _submit(self, workflow, arrays, throttle):
         folder = store.make_private_dir(workflow.workdir / SUBMISSIONS_DIR
@@ -170,7 +170,7 @@ class SlurmBackend(Backend):
         return record
 
     # -------------------------------------------------------------- wait
-    def attach(self, workflow, stop=None, progress=True):
+    def attach(self, workflow, stop=None, progress=True, observer=None):
         """Wait for the submission recorded in ``WORKDIR/submissions/slurm.json``, as :meth:`run` does.
 
         For a driver restarted while its jobs kept running (``wf.attach()``).
@@ -182,7 +182,7 @@ class SlurmBackend(Backend):
         path = _record_path(workflow)
         if not path.exists():
             raise store.WorkdirError(f"No Slurm submission recorded in {workflow.workdir} (no {path}).")
-        return self._wait(workflow, store.read_json(path), progress, stop)
+        return self._wait(workflow, store.read_json(path), progress, stop, observer)
 
     def cancel(self, workflow):
         """``scancel`` every job of the recorded submission and wait until they left the queue.
@@ -225,12 +225,12 @@ class SlurmBackend(Backend):
         queued = sum(state in ACTIVE_STATES for state in states)
         return {"pending": queued - running, "running": running, "finished": max(0, total - queued)}
 
-    def _wait(self, workflow, record, progress, stop):
+    def _wait(self, workflow, record, progress, stop, observer=None):
         job_ids = [array["job_id"] for array in record["arrays"]]
         wanted = {task_id for array in record["arrays"] for bundle in array["bundles"] for task_id in bundle}
         bar = make_progress(len(wanted), progress, desc="mempamal slurm")
         finished, ended_at = False, {}
-        published_before = published_batches(workflow.workdir)
+        observer = RunObserver() if observer is None else observer
         try:
             while True:
                 if stop is not None and stop.is_set():
@@ -240,7 +240,7 @@ class SlurmBackend(Backend):
                 bar.update(done - bar.n)
                 active = _queue_states(job_ids)
                 if active is not None:
-                    publish_executing(workflow.workdir, _running_bundles(record, active))
+                    observer.now_executing(_running_bundles(record, active))
                     stuck = _never_startable(record, active, workflow.workdir, ended_at)
                     _cancel(stuck)  # waits on a failed array: would stay pending forever
                     bar.set_postfix(jobs=len(active), refresh=False)
@@ -254,7 +254,7 @@ class SlurmBackend(Backend):
         finally:
             if not finished:
                 _cancel(job_ids, wait=True)
-            publish_executing(workflow.workdir, published_before and [])
+            observer.now_executing([])
             bar.close()
         return _failures(workflow, record)
 

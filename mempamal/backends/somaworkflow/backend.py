@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ... import store
 from ..._constraints import Interval, invalid, validate_params
-from ..base import Backend, effective_n_jobs, make_progress, publish_executing, published_batches, temporary_environment
+from ..base import Backend, RunObserver, effective_n_jobs, make_progress, temporary_environment
 from .engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
 from .jobs import build_soma_workflow, import_soma
 from .status import failures, job_ids_of, mark_record_ended, read_record, record_path, show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs, write_record
@@ -113,7 +113,7 @@ class SomaWorkflowBackend(Backend):
         self.python = None if python is None else str(python)
         self.remote_workdir = None if remote_workdir is None else str(remote_workdir)
 
-    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
+    def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Submit ``task_ids`` as one soma-workflow workflow and wait for it.
 
         Examples
@@ -139,7 +139,7 @@ class SomaWorkflowBackend(Backend):
                     env = _thread_limits(n_jobs, controller)
                     swf = build_soma_workflow(entries, f"mempamal {workflow.workdir.name}", env)
                     return self._submit_and_wait(controller, constants, swf, entries, workflow, bar, interrupts,
-                                                 n_jobs)
+                                                 n_jobs, observer)
                 finally:
                     with quiet():
                         shutdown(controller)
@@ -181,7 +181,8 @@ class SomaWorkflowBackend(Backend):
             config.set_max_proc_nb(workers)
         return controller
 
-    def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar, interrupts, n_jobs=None):
+    def _submit_and_wait(self, controller, constants, swf, entries, workflow, bar, interrupts, n_jobs=None,
+                         observer=None):
         with quiet():
             workflow_id = controller.submit_workflow(swf, name=swf.name, queue=self.queue)
         finished = False
@@ -190,7 +191,8 @@ class SomaWorkflowBackend(Backend):
             if self.resource_id is not None:
                 # Jobs on a cluster outlive this process: say where to find them again.
                 write_record(workflow.workdir, self._record(controller, workflow_id, entries, job_ids, n_jobs))
-            failed = self._follow(controller, constants, workflow_id, entries, job_ids, workflow, bar, interrupts)
+            failed = self._follow(controller, constants, workflow_id, entries, job_ids, workflow, bar, interrupts,
+                                  observer)
             finished = True
             return failed
         finally:
@@ -205,24 +207,24 @@ class SomaWorkflowBackend(Backend):
                 "remote_workdir": self.remote_workdir,
                 "bundles": [{"id": e["id"], "tasks": list(e["tasks"]), "job_id": job_ids[e["id"]]} for e in entries]}
 
-    def _follow(self, controller, constants, workflow_id, entries, job_ids, workflow, bar, interrupts):
+    def _follow(self, controller, constants, workflow_id, entries, job_ids, workflow, bar, interrupts, observer=None):
         """Poll the engine until the workflow is done; the failures by task id."""
         bundle_of = {job_id: bundle_id for bundle_id, job_id in job_ids.items()}
         tasks_of = {entry["id"]: entry["tasks"] for entry in entries}
         wanted = {task_id for entry in entries for task_id in entry["tasks"]}
-        published_before = published_batches(workflow.workdir)
+        observer = RunObserver() if observer is None else observer
         try:
             while True:
                 jobs, _, status, *_ = controller.workflow_elements_status(workflow_id)
-                publish_executing(workflow.workdir, [tasks_of[bundle_of[job[0]]] for job in jobs
-                                                     if job[1] == constants.RUNNING and job[0] in bundle_of])
+                observer.now_executing([tasks_of[bundle_of[job[0]]] for job in jobs
+                                        if job[1] == constants.RUNNING and job[0] in bundle_of])
                 show_progress(bar, constants, jobs, workflow.workdir, wanted)
                 if status == constants.WORKFLOW_DONE:
                     break
                 interrupts.check()
                 time.sleep(self.poll_interval)
         finally:
-            publish_executing(workflow.workdir, published_before and [])
+            observer.now_executing([])
         jobs = {bundle_of[job[0]]: job for job in jobs}
         return failures(controller, constants, workflow, entries, job_ids, jobs, workflow.workdir / STATE_DIR)
 
@@ -264,7 +266,7 @@ class SomaWorkflowBackend(Backend):
 
         return engine_view(workdir, record)
 
-    def attach(self, workflow, stop=None, progress=True):
+    def attach(self, workflow, stop=None, progress=True, observer=None):
         """Follow the submission recorded in ``WORKDIR/submissions/soma-workflow.json`` to its end.
 
         For a driver that died while its cluster jobs kept running (a
@@ -294,7 +296,7 @@ class SomaWorkflowBackend(Backend):
                                "workdir again to resume (finished tasks are kept).")
         survivors = surviving_jobs(workflow.workdir, record)
         with Interrupts(stop) as interrupts:
-            wait_for_slurm_jobs(workflow, survivors, interrupts, self.poll_interval)
+            wait_for_slurm_jobs(workflow, survivors, interrupts, self.poll_interval, observer)
         done = store.finished_task_ids(workflow.workdir)
         rest = [task_id for entry in record["bundles"] for task_id in entry["tasks"] if task_id not in done]
         if not rest:
@@ -304,7 +306,7 @@ class SomaWorkflowBackend(Backend):
                                        queue=record["queue"], poll_interval=self.poll_interval,
                                        python=record.get("python"), remote_workdir=record.get("remote_workdir"),
                                        job_seconds=self.job_seconds, tasks_per_job=self.tasks_per_job)
-        return follower.run(workflow, rest, n_jobs=record["n_jobs"], progress=progress, stop=stop)
+        return follower.run(workflow, rest, n_jobs=record["n_jobs"], progress=progress, stop=stop, observer=observer)
 
 
 def _thread_limits(n_jobs, controller):

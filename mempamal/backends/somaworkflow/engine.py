@@ -151,10 +151,10 @@ def shutdown(controller):
     controller.__class__ = _stopped_class(type(controller))
 
 
-_STOPPED_CLASSES = {}
-
-
 def _stopped_class(cls):
-    if cls not in _STOPPED_CLASSES:
-        _STOPPED_CLASSES[cls] = type(f"Stopped{cls.__name__}", (cls,), {"__del__": lambda self: None})
-    return _STOPPED_CLASSES[cls]
+    """``cls`` with a ``__del__`` that does nothing.
+
+    A new class each time rather than a cache shared by the runs of a
+    process: one small class per run, freed with its controller.
+    """
+    return type(f"Stopped{cls.__name__}", (cls,), {"__del__": lambda self: None})

@@ -288,11 +288,12 @@ def _slurm_states(job_ids, timeout=10):
     return dict(line.split("|", 1) for line in answer.stdout.splitlines() if "|" in line)
 
 
-def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
+def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval, observer=None):
     """Wait until the Slurm jobs ``{job id: tasks}`` left the queue; cancel them on Ctrl-C or ``stop``.
 
     ``interrupts.check()`` raises when the wait must end (Ctrl-C, the
-    run's ``stop`` event).  Jobs in state R are published as executing.
+    run's ``stop`` event).  Jobs in state R are told to ``observer`` (the
+    run's :class:`~mempamal.backends.base.RunObserver`) as executing.
 
     Examples
     --------
@@ -300,18 +301,18 @@ def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
     """
     import time
 
-    from ..base import publish_executing, published_batches
+    from ..base import RunObserver
     from ..slurm.backend import _cancel, _queue_states
 
     job_ids = sorted(survivors)
-    published_before = published_batches(workflow.workdir)
+    observer = RunObserver() if observer is None else observer
     finished = False
     try:
         while job_ids:
             active = _queue_states(job_ids)
             if active is not None:
-                publish_executing(workflow.workdir, [survivors[job] for job, (state, _) in active.items()
-                                                     if state == "RUNNING" and job in survivors])
+                observer.now_executing([survivors[job] for job, (state, _) in active.items()
+                                        if state == "RUNNING" and job in survivors])
                 if not active:
                     break
             interrupts.check()
@@ -320,4 +321,4 @@ def wait_for_slurm_jobs(workflow, survivors, interrupts, poll_interval):
     finally:
         if not finished:
             _cancel(job_ids, wait=True)  # a cancelled attach stops what it was following
-        publish_executing(workflow.workdir, published_before and [])
+        observer.now_executing([])
