@@ -41,8 +41,8 @@ class SplitSizes:
 
     Examples
     --------
-    >>> SplitSizes(wf).rows(wf.table.task("fit-o0-i0-c0"))    # doctest: +SKIP
-    80
+    >>> SplitSizes(wf).rows(wf.table.task("fit-o0-i0-c0"))
+    50
     """
 
     def __init__(self, workflow):
@@ -61,8 +61,8 @@ class SplitSizes:
 
         Examples
         --------
-        >>> SplitSizes(wf).rows(wf.task("select-o0"))      # doctest: +SKIP
-        120
+        >>> SplitSizes(wf).rows(wf.task("select-o0"))
+        100
         """
         if task.kind in ("select-all", "final"):
             return self.n_samples
@@ -127,8 +127,8 @@ def read_costs(workflow, done, per_group=20):
 
     Examples
     --------
-    >>> read_costs(wf, wf.done_ids())["fit-o0-i0-c0"]["wall"]    # doctest: +SKIP
-    0.42
+    >>> read_costs(wf, wf.done_ids())["fit-o0-i0-c0"]["wall"] > 0
+    True
     """
     from . import store
 
@@ -241,9 +241,9 @@ def task_costs(tasks, sizes, measured):
 
     Examples
     --------
-    >>> costs = task_costs(wf.tasks, SplitSizes(wf), read_costs(wf, wf.done_ids()))   # doctest: +SKIP
-    >>> costs["final"]                                                                 # doctest: +SKIP
-    (0.055, 0.055)
+    >>> costs = task_costs(wf.tasks, SplitSizes(wf), read_costs(wf, wf.done_ids()))
+    >>> len(costs["final"])
+    2
     """
     rates = _Rates(measured)
     chunk_of = {}

@@ -1,7 +1,7 @@
 """The docstring examples run, and skip only what needs a cluster or an IPython shell.
 
 pytest runs them itself (``--doctest-modules`` and ``mempamal`` in
-pyproject's ``testpaths``; their namespace is the root ``conftest.py``).
+pyproject's ``testpaths``; their namespace is ``mempamal/conftest.py``).
 This file checks that this stays so, and that every example still skipped
 says why on its line.  ``python tests/test_doctests.py`` prints the counts.
 """
@@ -52,7 +52,7 @@ def test_pytest_runs_the_docstring_examples():
     options = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "mempamal" in options["testpaths"]
     assert "--doctest-modules" in options["addopts"].split()
-    assert (ROOT / "conftest.py").exists()  # the examples' namespace
+    assert (ROOT / "mempamal" / "conftest.py").exists()  # the examples' namespace
 
 
 def test_every_skipped_example_says_why():

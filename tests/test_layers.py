@@ -33,6 +33,8 @@ ROOT_MODULES = {
     "mempamal.cli": "skins",
     "mempamal.demo": "skins",
     "mempamal.__main__": "skins",
+    # The docstring examples' namespace: a user of the public api, as a skin is.
+    "mempamal.conftest": "skins",
     # Leaves every layer may use: they import nothing of mempamal.
     "mempamal.exceptions": "base",
     "mempamal._constraints": "base",

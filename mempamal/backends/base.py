@@ -140,7 +140,7 @@ class Backend(abc.ABC):
         --------
         >>> from mempamal.backends.local import LocalBackend
         >>> with LocalBackend() as local:                      # closed at the end of the block
-        ...     res = wf.run(backend=local, n_jobs=2)          # doctest: +SKIP
+        ...     res = wf.run(backend=local, n_jobs=2)
         """
 
     def __enter__(self):

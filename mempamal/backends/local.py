@@ -57,8 +57,8 @@ def start_executor(n_workers, env):
 
     Examples
     --------
-    >>> executor = start_executor(2, {"OMP_NUM_THREADS": "1"})      # doctest: +SKIP
-    >>> executor.shutdown(wait=True)                                # doctest: +SKIP
+    >>> executor = start_executor(2, {"OMP_NUM_THREADS": "1"})
+    >>> executor.shutdown(wait=True)
     """
     from joblib.externals.loky import ProcessPoolExecutor
 

@@ -328,7 +328,7 @@ class ExperimentBuilder(widgets.VBox):
 
         Examples
         --------
-        >>> est = builder.estimate(); est.n_workers                        # doctest: +SKIP
+        >>> est = builder.estimate(); est.n_workers  # needs an IPython shell  # doctest: +SKIP
         2
         """
         def action():

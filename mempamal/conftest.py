@@ -1,10 +1,12 @@
 """The namespace of the docstring examples, so that ``pytest --doctest-modules mempamal`` runs them.
 
-This file sits at the repository root (not in the package, so the wheel does
-not ship it) because pytest reads the conftest files of the rootdir and of the
-folders above the paths it collects: both ``pytest`` (``testpaths`` lists
-``mempamal``, ``addopts`` has ``--doctest-modules``, see pyproject.toml) and
-``pytest --doctest-modules mempamal`` find it.
+This file sits in the package (as numpy's own conftest.py does) because
+pytest reads the conftest files of the folders it collects: both ``pytest``
+(``testpaths`` lists ``mempamal``, ``addopts`` has ``--doctest-modules``, see
+pyproject.toml) and ``pytest --doctest-modules mempamal`` find it.  Not at the
+repository root: there it would shadow ``tests/conftest.py`` for every
+subprocess a test starts from the root (a job unpickling a test module's
+estimator imports ``conftest``).
 
 Every example sees, without importing them:
 
