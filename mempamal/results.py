@@ -187,8 +187,26 @@ class Results:
         from .engine.models import load_model
 
         if record["name"] not in self._models:
-            self._models[record["name"]] = load_model(self.workdir, record)
+            self._models[record["name"]] = load_model(self.workdir, self._fitted_record(record), expected=record)
         return self._models[record["name"]]
+
+    def _fitted_record(self, record):
+        """The record of the model ``record`` (of results.json) in the output of the task that fitted it.
+
+        That output holds the sha256 of the pickle, checked before anything
+        is unpickled; results.json keeps only the model's value digest.
+        """
+        if "sha256" in record:  # results.json of an older mempamal
+            return record
+        graph = TaskGraph.open(self.workdir)
+        task = graph.task(record["task"])
+        path = store.output_path(self.workdir, task.id)
+        output = integrity.read_output(path, task.id, graph.manifest["build_id"], task.definition)
+        fitted = output.get("model")
+        if not fitted or fitted.get("name") != record["name"] or fitted.get("digest") != record.get("digest"):
+            raise store.WorkdirError(f"{path} records no model {record['name']!r} as results.json does; run "
+                                     "the workdir again (`mempamal run`).")
+        return fitted
 
     # ------------------------------------------------------------ tables
     def cv_results(self, outer_fold):
@@ -324,7 +342,7 @@ class Results:
         # Trusted outputs only (complete, stamped): outputs are not fsynced, and
         # after an OS crash a listed file may be empty, torn or another task's.
         for task_id in sorted(TaskGraph.open(self.workdir).done_ids()):
-            output = store.read_json(store.output_path(self.workdir, task_id))
+            output = _read_done_output(self.workdir, task_id)
             rows.append({key: output.get(key) for key in ("task", "kind", "start", "end", "host", "pid")})
         return pd.DataFrame(rows, columns=["task", "kind", "start", "end", "host", "pid"])
 
@@ -410,6 +428,14 @@ class Results:
         return f"\n  final model: {params}, {refit}"
 
 
+def _read_done_output(workdir, task_id):
+    """The output of a task a scan found done, its digest checked again (it may have changed since)."""
+    output, problem = integrity.load_output(store.output_path(workdir, task_id))
+    if problem is not None:
+        raise store.WorkdirError(f"{problem}; run the workdir again (mempamal run runs that task again).")
+    return output
+
+
 def finished_folds(workflow):
     """Outer folds finished so far, from their ``select``/``score`` outputs.
 
@@ -428,7 +454,7 @@ def finished_folds(workflow):
     import pandas as pd
 
     done = workflow.done_ids()
-    outputs = {outer: store.read_json(store.output_path(workflow.workdir, task_id))
+    outputs = {outer: _read_done_output(workflow.workdir, task_id)
                for outer, task_id in workflow.table.fold_task_ids() if task_id in done}
     if not outputs:
         return pd.DataFrame(index=pd.Index([], name="outer_fold"))

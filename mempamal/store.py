@@ -102,6 +102,12 @@ class DiskFullError(WorkdirError):
         )
 
 
+#: How a task that the full disk stopped is reported (no output, no error log:
+#: it stays pending). ``WorkflowError`` counts these tasks as not run, not
+#: failed, as ``status`` does.
+DISK_FULL_NOT_RUN = "not run to the end (disk full)"
+
+
 def _raise_if_disk_full(exc, path):
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         raise DiskFullError(path, exc.errno) from exc

@@ -17,23 +17,43 @@ from .tasktable import Task  # noqa: F401 (mp.Task)
 class WorkflowError(RuntimeError):
     """Some tasks failed; ``failed`` maps their ids to the error messages.
 
+    The tasks are counted as ``mempamal status`` counts them afterwards:
+    failed (an error log), ``blocked`` by a failure, or ``not_run``: stopped
+    by a full disk (:data:`mempamal.store.DISK_FULL_NOT_RUN`: neither their
+    output nor an error log could be written) or waiting on such a task,
+    which stay pending.
+
     Examples
     --------
     >>> error = WorkflowError({"fit-o0-i0-c0": "ValueError: bad"}, "runs/iris")
     >>> error.failed
     {'fit-o0-i0-c0': 'ValueError: bad'}
+    >>> str(WorkflowError({"fit-o0-i0-c0": "Task 'fit-o0-i0-c0' not run to the end (disk full): ...",
+    ...                    "select-o0": "not run: depends on failed task 'fit-o0-i0-c0'"}, "wd"))[:60]
+    '0 task(s) failed, 2 not run because the disk is full in wd; '
     """
 
     def __init__(self, failed, workdir=None):
         self.failed = dict(failed)
+        stopped = {i for i, message in self.failed.items() if store.DISK_FULL_NOT_RUN in message}
+        # A dependent of a task the full disk stopped is pending, as that task is.
+        waiting = {f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in stopped}
+        self.not_run = sorted(i for i, message in self.failed.items() if i in stopped or message in waiting)
         # The backends report the dependents of a failed task as "not run:
         # depends on failed task ...": counted apart, as `mempamal status` does.
-        self.blocked = sorted(i for i, message in self.failed.items() if message.startswith(BLOCKED_MESSAGE))
-        errors = [(i, message) for i, message in self.failed.items() if not message.startswith(BLOCKED_MESSAGE)]
-        first_id, first_message = (errors or list(self.failed.items()))[0]
+        self.blocked = sorted(i for i, message in self.failed.items()
+                              if message.startswith(BLOCKED_MESSAGE) and message not in waiting)
+        errors = [(i, message) for i, message in self.failed.items()
+                  if not message.startswith(BLOCKED_MESSAGE) and i not in stopped]
+        first_id, first_message = (errors or [(i, self.failed[i]) for i in sorted(stopped)]
+                                   or list(self.failed.items()))[0]
         blocked = f", {len(self.blocked)} blocked by a failure" if self.blocked else ""
+        not_run = f", {len(self.not_run)} not run because the disk is full" if self.not_run else ""
+        advice = (" The tasks not run could not write their output or error log; they stay pending "
+                  "(as `mempamal status` counts them): free some space and run again." if self.not_run else "")
         super().__init__(
-            f"{len(errors)} task(s) failed{blocked} in {workdir}; first {first_id!r}: {first_message}"
+            f"{len(errors)} task(s) failed{blocked}{not_run} in {workdir}; first {first_id!r}: {first_message}"
+            f"{advice}"
         )
 
 
@@ -84,7 +104,10 @@ class Workflow(TaskGraph):
         (finished outer folds), ``run.cancel()`` and ``run.wait()`` follow it.
         Bad arguments raise here, before anything starts, and so does
         :class:`mempamal.lock.WorkdirLocked` unless ``wait`` asks to queue
-        behind the current runner (then the driver thread waits).
+        behind the current runner (then the driver thread waits), and so does
+        a workdir other users could write to
+        (:func:`mempamal.store.check_workdir_is_safe`: one
+        :class:`mempamal.WorkdirError` naming the path, nothing dispatched).
 
         Examples
         --------
@@ -100,6 +123,9 @@ class Workflow(TaskGraph):
         if n_jobs is not None:
             effective_n_jobs(n_jobs)  # the argument check, raised in the caller's thread
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
+        # Once, naming the path, before the lock or any task: each task
+        # would refuse it anyway, one failure per task dispatched.
+        store.check_workdir_is_safe(self.workdir)
         self.table  # verifies tasks.json before anything runs
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
         if not wait:
@@ -136,6 +162,7 @@ class Workflow(TaskGraph):
                 # Validate the new outputs once, now, into the done-index: the
                 # next status (maybe another process's) reads only what changes after.
                 self.scan_outputs()
+                failed = self._run_removed_inputs_again(runner, failed, dict(n_jobs=n_jobs, progress=progress, **extra))
                 if failed:
                     # error_score="raise": the estimator's own exception, as scikit-learn raises it.
                     from .engine.tasks import raise_estimator_error
@@ -146,6 +173,29 @@ class Workflow(TaskGraph):
             return self.results()
         finally:
             lock.release()
+
+    def _run_removed_inputs_again(self, runner, failed, options, rounds=2):
+        """Run again the tasks that found a dependency's output corrupt, after that dependency.
+
+        Such a task removed the output it refused
+        (:data:`mempamal.integrity.REMOVED_TO_RUN_AGAIN`: it was damaged
+        after this run's scan, or edited in place keeping its size and
+        mtime): its producer, the task and the tasks it blocked run again,
+        at most ``rounds`` times.  Returns the failures left.
+        """
+        for _ in range(rounds):
+            refused = {i for i, message in failed.items() if integrity.REMOVED_TO_RUN_AGAIN in message}
+            if not refused:
+                break
+            done = self.scan_outputs()
+            again = set(refused)
+            again.update(dep for task_id in refused for dep in self.table.task(task_id).deps if dep not in done)
+            again.update(i for i, message in failed.items()
+                         if any(message == f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in refused))
+            failed = {i: message for i, message in failed.items() if i not in again}
+            failed.update(runner.run(self, [i for i in self.table.ids() if i in again], **options))
+            self.scan_outputs()
+        return failed
 
     def _remove_outputs(self, task_ids):
         """Delete these tasks' outputs before they run again (they would only be reported twice).

@@ -31,7 +31,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import store
+from .. import integrity, store
 from ..tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
@@ -131,9 +131,9 @@ def measured_seconds(workdir, tasks, sample=MEASURED_SAMPLE):
         if task.id not in done or len(durations.get(task.kind, ())) >= sample:
             continue
         try:
-            output = store.read_json(store.output_path(workdir, task.id))
+            output = integrity.load_output(store.output_path(workdir, task.id))[0]
             seconds = float(output["end"]) - float(output["start"])
-        except (store.WorkdirError, KeyError, TypeError, ValueError):
+        except (TypeError, KeyError, ValueError):  # untrusted (None), or an older format
             continue  # an output from an older format: no timing to learn from
         durations.setdefault(task.kind, []).append(seconds / _points(task))
     return {kind: statistics.median(values) for kind, values in durations.items()}
