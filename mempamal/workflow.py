@@ -162,7 +162,8 @@ class Workflow(TaskGraph):
                 # Validate the new outputs once, now, into the done-index: the
                 # next status (maybe another process's) reads only what changes after.
                 self.scan_outputs()
-                failed = self._run_removed_inputs_again(runner, failed, dict(n_jobs=n_jobs, progress=progress, **extra))
+                options = dict(n_jobs=n_jobs, progress=progress, **extra)
+                failed = self._run_removed_inputs_again(runner, failed, options)
                 if failed:
                     # error_score="raise": the estimator's own exception, as scikit-learn raises it.
                     from .engine.tasks import raise_estimator_error

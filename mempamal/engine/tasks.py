@@ -428,7 +428,8 @@ def _run_select_all(context, record):
         outcome.update(model=None, refit_time=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
                        traceback=traceback.format_exc())
         return outcome
-    outcome.update(refit_time=time.perf_counter() - start, model=save_model(context.workdir, "final", estimator, record.id))
+    outcome.update(refit_time=time.perf_counter() - start,
+                   model=save_model(context.workdir, "final", estimator, record.id))
     return outcome
 
 
