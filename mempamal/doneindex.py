@@ -231,7 +231,7 @@ def _file_stats(entries):
     mtime and size but not its folder's, so the index keeps this and trusts
     a shard only while it is unchanged (one ``stat`` per file, no read).
     """
-    lines, newest = [], 0
+    files = []
     for entry in entries:
         name = entry.name
         if not name.endswith(".json") or name.startswith("."):
@@ -240,10 +240,10 @@ def _file_stats(entries):
             info = entry.stat(follow_symlinks=False)
         except FileNotFoundError:
             continue
-        lines.append(f"{name}\0{info.st_mtime_ns}\0{info.st_size}")
-        newest = max(newest, info.st_mtime_ns)
-    lines.sort()
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest(), newest
+        files.append((name, info.st_mtime_ns, info.st_size))
+    files.sort()  # whatever order the folder lists them in
+    newest = max((mtime for _, mtime, _ in files), default=0)
+    return hashlib.sha256(repr(files).encode()).hexdigest(), newest
 
 
 def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):

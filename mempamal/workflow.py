@@ -191,8 +191,8 @@ class Workflow(TaskGraph):
             done = self.scan_outputs()
             again = set(refused)
             again.update(dep for task_id in refused for dep in self.table.task(task_id).deps if dep not in done)
-            again.update(i for i, message in failed.items()
-                         if any(message == f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in refused))
+            waiting = {f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in refused}
+            again.update(i for i, message in failed.items() if message in waiting)
             failed = {i: message for i, message in failed.items() if i not in again}
             failed.update(runner.run(self, [i for i in self.table.ids() if i in again], **options))
             self.scan_outputs()
