@@ -37,23 +37,83 @@ def model_path(workdir, name):
 def model_digest(estimator):
     """A digest of the fitted ``estimator``'s value: equal for identical models, whatever process fitted them.
 
-    ``joblib.hash`` (sha1): it hashes arrays by dtype, shape and bytes, sorts
-    dicts and sets and, unlike pickle, never depends on which equal strings
-    are one object in memory.  None when joblib cannot hash it.
+    The sha256 of a canonical walk of the object (:func:`_feed`): arrays by
+    dtype, shape and C-ordered bytes (not their strides or whether they
+    share memory), dicts and sets in a sorted order, objects by their class
+    and the state pickle would save (``__reduce_ex__``), functions and
+    classes by name (and code).  Pickle bytes are no such digest: pickle
+    writes a string once and refers back to it when the same string
+    *object* comes again, and which equal strings are one object depends on
+    the process.  None when the walk meets something it cannot read.
 
     Examples
     --------
     >>> from sklearn.dummy import DummyClassifier
     >>> first = model_digest(DummyClassifier().fit([[0], [1]], [0, 1]))
-    >>> first == model_digest(DummyClassifier().fit([[0], [1]], [0, 1])), len(first)
-    (True, 45)
+    >>> first == model_digest(DummyClassifier().fit([[0], [1]], [0, 1])), first[:7]
+    (True, 'sha256:')
+    >>> first == model_digest(DummyClassifier().fit([[0], [1]], [1, 1]))
+    False
     """
-    import joblib
-
+    digest = hashlib.sha256()
     try:
-        return "sha1:" + joblib.hash(estimator, hash_name="sha1")
-    except Exception:  # an object joblib's pickler refuses: no reproducible digest
+        _feed(digest, estimator, set())
+    except Exception:  # an object that hides its state: no reproducible digest
         return None
+    return "sha256:" + digest.hexdigest()
+
+
+def _feed(digest, obj, active):
+    """Feed the canonical form of ``obj`` to ``digest``; ``active``: ids being walked (cycles)."""
+    import numpy as np
+
+    if obj is None or isinstance(obj, (bool, int, float, complex, str, bytes)):
+        digest.update(f"{type(obj).__name__}:{obj!r};".encode())
+    elif isinstance(obj, (np.ndarray, np.generic)) and not obj.dtype.hasobject:
+        dtype = repr(obj.dtype.descr) if obj.dtype.fields else obj.dtype.str
+        digest.update(f"{type(obj).__name__}:{dtype}:{np.shape(obj)};".encode())
+        digest.update(np.ascontiguousarray(obj).tobytes())
+    elif id(obj) in active:
+        digest.update(b"cycle;")
+    else:
+        active.add(id(obj))
+        try:
+            _feed_container(digest, obj, active)
+        finally:
+            active.discard(id(obj))
+
+
+def _feed_container(digest, obj, active):
+    import numpy as np
+
+    digest.update(f"{type(obj).__module__}.{type(obj).__qualname__}(".encode())
+    if isinstance(obj, np.ndarray):  # of objects
+        digest.update(f"{obj.shape};".encode())
+        items = obj.ravel(order="C").tolist()
+    elif isinstance(obj, (list, tuple)):
+        items = obj
+    elif isinstance(obj, dict):
+        items = sorted(obj.items(), key=lambda item: _sub_digest(item[0]))
+    elif isinstance(obj, (set, frozenset)):
+        items = sorted(obj, key=_sub_digest)
+    elif isinstance(obj, type) or callable(obj) and hasattr(obj, "__qualname__"):
+        # A function or class is what pickle saves: its name (and a function's code).
+        code = getattr(obj, "__code__", None)
+        items = [getattr(obj, "__module__", None), obj.__qualname__,
+                 None if code is None else (code.co_code, repr(code.co_consts))]
+    else:
+        reduced = obj.__reduce_ex__(4)
+        items = [reduced] if isinstance(reduced, str) else [
+            part if index < 3 or part is None else list(part) for index, part in enumerate(reduced)]
+    for item in items:
+        _feed(digest, item, active)
+    digest.update(b");")
+
+
+def _sub_digest(obj):
+    digest = hashlib.sha256()
+    _feed(digest, obj, set())
+    return digest.digest()
 
 
 def save_model(workdir, name, estimator, task_id=None):
@@ -69,7 +129,7 @@ def save_model(workdir, name, estimator, task_id=None):
     >>> from sklearn.dummy import DummyClassifier
     >>> workdir = tempfile.mkdtemp()
     >>> record = save_model(workdir, "final", DummyClassifier().fit([[0], [1]], [0, 1]))
-    >>> record["name"], len(record["sha256"]), record["digest"].startswith("sha1:")
+    >>> record["name"], len(record["sha256"]), record["digest"].startswith("sha256:")
     ('final', 64, True)
     """
     import cloudpickle
@@ -86,8 +146,8 @@ def public_record(record):
 
     Examples
     --------
-    >>> public_record({"name": "o0", "task": "select-o0", "sha256": "ab", "digest": "sha1:cd"})
-    {'name': 'o0', 'task': 'select-o0', 'digest': 'sha1:cd'}
+    >>> public_record({"name": "o0", "task": "select-o0", "sha256": "ab", "digest": "sha256:cd"})
+    {'name': 'o0', 'task': 'select-o0', 'digest': 'sha256:cd'}
     """
     if record is None:
         return None
