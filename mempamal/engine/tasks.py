@@ -111,6 +111,25 @@ def run_task(workdir, task_id, *, force=False):
     return "done"
 
 
+class TaskDiskFullError(TaskError, store.DiskFullError):
+    """A task the full disk stopped: a :class:`TaskError` (a worker reports its message, which
+    carries :data:`mempamal.store.DISK_FULL_NOT_RUN`) that is also the
+    :class:`~mempamal.store.DiskFullError` of the file it could not write.
+
+    Examples
+    --------
+    >>> import errno
+    >>> error = TaskDiskFullError("Task 'final' of wd not run to the end (disk full): ...", "wd/results.json",
+    ...                           errno.ENOSPC)
+    >>> isinstance(error, store.DiskFullError), error.path.name
+    (True, 'results.json')
+    """
+
+    def __init__(self, message, path, code):
+        self.path, self.errno = Path(path), code
+        RuntimeError.__init__(self, message)
+
+
 class TaskFailure(str):
     """A task's failure message that also carries the estimator's exception.
 
@@ -193,7 +212,8 @@ def _disk_full(workdir, task_id, exc, failure=""):
         os.unlink(store.log_path(workdir, task_id))
     except OSError:
         pass
-    return TaskError(f"Task {task_id!r} of {workdir} {store.DISK_FULL_NOT_RUN}: {failure}{exc}")
+    return TaskDiskFullError(f"Task {task_id!r} of {workdir} {store.DISK_FULL_NOT_RUN}: {failure}{exc}",
+                             exc.path, exc.errno)
 
 
 def _write_log(workdir, task_id):
