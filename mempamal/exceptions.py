@@ -37,6 +37,10 @@ from pathlib import Path as _Path
 #: The prefix of the message of a task that was not run because a task it
 #: depends on failed: such a task is *blocked*, not failed.
 BLOCKED_MESSAGE = "not run: depends on failed task"
+#: How a task that the full disk stopped is reported (no output, no error log:
+#: it stays pending). :class:`WorkflowError` counts these tasks as not run,
+#: not failed, as ``status`` does.
+DISK_FULL_NOT_RUN = "not run to the end (disk full)"
 
 
 class MempamalError(Exception):
@@ -136,11 +140,35 @@ class TaskError(MempamalError, RuntimeError):
     """
 
 
+class TaskDiskFullError(TaskError, DiskFullError):
+    """A task the full disk stopped: a :class:`TaskError` that is also the :class:`DiskFullError`
+    of the file it could not write.
+
+    Its message carries :data:`mempamal.store.files.DISK_FULL_NOT_RUN`: a
+    worker reports the message, and the run counts the task as not run, not
+    failed (``status`` shows it pending).
+
+    Examples
+    --------
+    >>> import errno
+    >>> error = TaskDiskFullError("Task 'final' of wd not run to the end (disk full): ...", "wd/results.json",
+    ...                           errno.ENOSPC)
+    >>> isinstance(error, DiskFullError), isinstance(error, TaskError), error.path.name
+    (True, True, 'results.json')
+    """
+
+    def __init__(self, message, path, code):
+        self.path, self.errno = _Path(path), code
+        RuntimeError.__init__(self, message)
+
+
 class WorkflowError(MempamalError, RuntimeError):
     """Some tasks failed; ``failed`` maps their ids to the error messages.
 
-    Tasks not run because a task they depend on failed are listed in
-    ``blocked`` and counted apart, as ``mempamal status`` does.
+    The tasks are counted as ``mempamal status`` counts them afterwards:
+    failed (an error log), ``blocked`` by a failure, or ``not_run``: stopped
+    by a full disk (:data:`DISK_FULL_NOT_RUN`: neither their output nor an
+    error log could be written) or waiting on such a task, which stay pending.
 
     Examples
     --------
@@ -149,17 +177,33 @@ class WorkflowError(MempamalError, RuntimeError):
     {'fit-o0-i0-c0': 'ValueError: bad'}
     >>> str(error)
     "1 task(s) failed in runs/iris; first 'fit-o0-i0-c0': ValueError: bad"
+    >>> str(WorkflowError({"fit-o0-i0-c0": "Task 'fit-o0-i0-c0' not run to the end (disk full): ...",
+    ...                    "select-o0": "not run: depends on failed task 'fit-o0-i0-c0'"}, "wd"))[:60]
+    '0 task(s) failed, 2 not run because the disk is full in wd; '
     """
 
     def __init__(self, failed, workdir=None):
         self.failed = dict(failed)
         self.workdir = workdir
-        self.blocked = sorted(i for i, message in self.failed.items() if message.startswith(BLOCKED_MESSAGE))
-        errors = [(i, message) for i, message in self.failed.items() if not message.startswith(BLOCKED_MESSAGE)]
-        first_id, first_message = (errors or list(self.failed.items()))[0]
+        stopped = {i for i, message in self.failed.items() if DISK_FULL_NOT_RUN in message}
+        # A dependent of a task the full disk stopped is pending, as that task is.
+        waiting = {f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in stopped}
+        self.not_run = sorted(i for i, message in self.failed.items() if i in stopped or message in waiting)
+        # The backends report the dependents of a failed task as "not run:
+        # depends on failed task ...": counted apart, as `mempamal status` does.
+        self.blocked = sorted(i for i, message in self.failed.items()
+                              if message.startswith(BLOCKED_MESSAGE) and message not in waiting)
+        errors = [(i, message) for i, message in self.failed.items()
+                  if not message.startswith(BLOCKED_MESSAGE) and i not in stopped]
+        first_id, first_message = (errors or [(i, self.failed[i]) for i in sorted(stopped)]
+                                   or list(self.failed.items()))[0]
         blocked = f", {len(self.blocked)} blocked by a failure" if self.blocked else ""
+        not_run = f", {len(self.not_run)} not run because the disk is full" if self.not_run else ""
+        advice = (" The tasks not run could not write their output or error log; they stay pending "
+                  "(as `mempamal status` counts them): free some space and run again." if self.not_run else "")
         super().__init__(
-            f"{len(errors)} task(s) failed{blocked} in {workdir}; first {first_id!r}: {first_message}"
+            f"{len(errors)} task(s) failed{blocked}{not_run} in {workdir}; first {first_id!r}: {first_message}"
+            f"{advice}"
         )
 
 

@@ -1,7 +1,22 @@
 """The outer folds finished so far, as a table: the partial results of a run in progress."""
 
 from . import store
+from .store import integrity
 from .result_values import plain_value
+
+
+def read_done_output(workdir, task_id):
+    """The output of a task a scan found done, its digest checked again (it may have changed since).
+
+    Examples
+    --------
+    >>> read_done_output(wf.workdir, "final")["task"]
+    'final'
+    """
+    output, problem = integrity.load_output(store.output_path(workdir, task_id))
+    if problem is not None:
+        raise store.WorkdirError(f"{problem}; run the workdir again (mempamal run runs that task again).")
+    return output
 
 
 def finished_folds(workflow):
@@ -24,7 +39,7 @@ def finished_folds(workflow):
     import pandas as pd
 
     done = workflow.done_ids()
-    outputs = {outer: store.read_json(store.output_path(workflow.workdir, task_id))
+    outputs = {outer: read_done_output(workflow.workdir, task_id)
                for outer, task_id in workflow.table.fold_task_ids() if task_id in done}
     if not outputs:
         return pd.DataFrame(index=pd.Index([], name="outer_fold"))

@@ -8,6 +8,7 @@ from .store import integrity
 from . import store
 from .graph.state import TaskGraph, find_results_problem
 from .engine.search import cv_results
+from .fold_table import read_done_output
 # What the CLI prints comes from here too (the skins import the api modules only).
 from .result_values import FoldParams, Params, final_best_params, plain_value, results_document  # noqa: F401
 
@@ -199,8 +200,26 @@ class Results:
         from .engine.models import load_model
 
         if record["name"] not in self._models:
-            self._models[record["name"]] = load_model(self.workdir, record)
+            self._models[record["name"]] = load_model(self.workdir, self._fitted_record(record), expected=record)
         return self._models[record["name"]]
+
+    def _fitted_record(self, record):
+        """The record of the model ``record`` (of results.json) in the output of the task that fitted it.
+
+        That output holds the sha256 of the pickle, checked before anything
+        is unpickled; results.json keeps only the model's value digest.
+        """
+        if "sha256" in record:  # results.json of an older mempamal
+            return record
+        graph = TaskGraph.open(self.workdir)
+        task = graph.task(record["task"])
+        path = store.output_path(self.workdir, task.id)
+        output = integrity.read_output(path, task.id, graph.manifest["build_id"], task.definition)
+        fitted = output.get("model")
+        if not fitted or fitted.get("name") != record["name"] or fitted.get("digest") != record.get("digest"):
+            raise store.WorkdirError(f"{path} records no model {record['name']!r} as results.json does; run "
+                                     "the workdir again (`mempamal run`).")
+        return fitted
 
     # ------------------------------------------------------------ tables
     def cv_results(self, outer_fold):
@@ -388,7 +407,7 @@ class Results:
         # Trusted outputs only (complete, stamped): outputs are not fsynced, and
         # after an OS crash a listed file may be empty, torn or another task's.
         for task_id in sorted(TaskGraph.open(self.workdir).done_ids()):
-            output = store.read_json(store.output_path(self.workdir, task_id))
+            output = read_done_output(self.workdir, task_id)
             rows.append({key: output.get(key) for key in TIMELINE_COLUMNS})
         return pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
 

@@ -12,7 +12,7 @@ from .store import integrity
 from . import store
 from .graph.state import TaskGraph, find_results_problem
 from .store.lock import WorkdirLock
-from .exceptions import WorkflowError  # noqa: F401 (mp.WorkflowError)
+from .exceptions import BLOCKED_MESSAGE, WorkflowError  # noqa: F401 (mp.WorkflowError)
 from .store.tasktable import Task  # noqa: F401 (mp.Task)
 from ._constraints import HasMethods, Interval, validate_params
 
@@ -79,7 +79,10 @@ class Workflow(TaskGraph):
         (finished outer folds), ``run.cancel()`` and ``run.wait()`` follow it.
         Bad arguments raise here, before anything starts, and so does
         :class:`mempamal.WorkdirLocked` unless ``wait`` asks to queue
-        behind the current runner (then the driver thread waits).
+        behind the current runner (then the driver thread waits), and so does
+        a workdir other users could write to
+        (:func:`mempamal.store.check_workdir_is_safe`: one
+        :class:`mempamal.WorkdirError` naming the path, nothing dispatched).
 
         Examples
         --------
@@ -106,6 +109,9 @@ class Workflow(TaskGraph):
         n_jobs = joblib_n_jobs(n_jobs)
         check_n_jobs(n_jobs, "Workflow.run")
         name = backend if isinstance(backend, str) else (runner.name or type(runner).__name__)
+        # Once, naming the path, before the lock or any task: each task
+        # would refuse it anyway, one failure per task dispatched.
+        store.check_workdir_is_safe(self.workdir)
         self.table  # verifies tasks.json before anything runs
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
         if not wait:
@@ -153,6 +159,8 @@ class Workflow(TaskGraph):
                 # Validate the new outputs once, now, into the done-index: the
                 # next status (maybe another process's) reads only what changes after.
                 self.scan_outputs()
+                options = dict(n_jobs=n_jobs, progress=progress, **extra)
+                failed = self._run_removed_inputs_again(runner, failed, options)
                 if failed:
                     # error_score="raise": the estimator's own exception, as scikit-learn raises it.
                     from .engine.tasks import raise_estimator_error
@@ -210,6 +218,29 @@ class Workflow(TaskGraph):
         finally:
             if isinstance(backend, str):
                 runner.close()  # made here from its name: its workers go with it
+
+    def _run_removed_inputs_again(self, runner, failed, options, rounds=2):
+        """Run again the tasks that found a dependency's output corrupt, after that dependency.
+
+        Such a task removed the output it refused
+        (:data:`mempamal.integrity.REMOVED_TO_RUN_AGAIN`: it was damaged
+        after this run's scan, or edited in place keeping its size and
+        mtime): its producer, the task and the tasks it blocked run again,
+        at most ``rounds`` times.  Returns the failures left.
+        """
+        for _ in range(rounds):
+            refused = {i for i, message in failed.items() if integrity.REMOVED_TO_RUN_AGAIN in message}
+            if not refused:
+                break
+            done = self.scan_outputs()
+            again = set(refused)
+            again.update(dep for task_id in refused for dep in self.table.task(task_id).deps if dep not in done)
+            waiting = {f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in refused}
+            again.update(i for i, message in failed.items() if message in waiting)
+            failed = {i: message for i, message in failed.items() if i not in again}
+            failed.update(runner.run(self, [i for i in self.table.ids() if i in again], **options))
+            self.scan_outputs()
+        return failed
 
     def _remove_outputs(self, task_ids):
         """Delete these tasks' outputs before they run again (they would only be reported twice).

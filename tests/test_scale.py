@@ -179,11 +179,28 @@ def status_agrees(workdir):
 
 
 def age(workdir, seconds=3600):
-    """Make every shard folder look changed an hour ago: the index may trust them."""
+    """Make every shard folder and output look changed an hour ago: the index may trust them."""
     past = os.stat(workdir).st_mtime - seconds
     for entry in os.scandir(workdir / store.OUTPUTS_DIR):
         if entry.is_dir():
+            for output in os.scandir(entry.path):
+                os.utime(output.path, (past, past))
             os.utime(entry.path, (past, past))
+
+
+def overwrite_in_place(path):
+    """NUL bytes over an output, its size and mtime put back: no stat can tell, only a read."""
+    info = os.stat(path)
+    path.write_bytes(b"\0" * info.st_size)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def test_output_truncated_in_place_is_seen_through_the_index(workdir):
+    """In place: the folder's mtime does not move, the file's size and mtime do."""
+    age(workdir)
+    status_agrees(workdir)
+    os.truncate(store.output_path(workdir, "fit-o1-i0-c0"), 0)
+    assert set(status_agrees(workdir)["untrusted"]) == {"fit-o1-i0-c0"}
 
 
 def test_index_is_used_for_unchanged_shards(workdir, monkeypatch):
@@ -256,7 +273,7 @@ def test_index_of_another_boot_build_or_table_is_ignored(workdir, monkeypatch):
     index = json.loads(doneindex.index_path(workdir).read_text())
     assert index["stamp"]["boot_id"] == lock.boot_id()
     path = store.output_path(workdir, "fit-o0-i0-c1")
-    path.write_bytes(b"\0" * 50)  # in place: only an index that is not believed sees it
+    overwrite_in_place(path)  # only an index that is not believed sees it
     for field, value in (("build", "other-build"), ("tasks", "other-table"), ("boot_id", "old-boot")):
         forged = {**index, "stamp": {**index["stamp"], field: value}}
         store.atomic_write_bytes(doneindex.index_path(workdir), json.dumps(forged).encode())
@@ -266,7 +283,7 @@ def test_index_of_another_boot_build_or_table_is_ignored(workdir, monkeypatch):
 def test_index_writable_by_others_is_ignored(workdir):
     age(workdir)
     status_agrees(workdir)
-    store.output_path(workdir, "fit-o0-i0-c1").write_bytes(b"\0" * 50)
+    overwrite_in_place(store.output_path(workdir, "fit-o0-i0-c1"))
     os.chmod(doneindex.index_path(workdir), 0o620)
     assert set(status_agrees(workdir)["untrusted"]) == {"fit-o0-i0-c1"}
 

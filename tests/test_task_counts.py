@@ -10,7 +10,6 @@ untrusted outputs, failures with their ``logs/<id>.err``, a log of no task,
 batches published as executing), every dict must be equal.
 """
 
-import json
 import shutil
 
 import numpy as np
@@ -125,7 +124,7 @@ def write_output(workflow, task):
     path = store.output_path(workflow.workdir, task.id)
     store.make_private_dir(path.parent)
     stamp = integrity.output_stamp(task.id, workflow.manifest["build_id"], task.definition)
-    store.atomic_write_bytes(path, json.dumps(stamp).encode(), durable=False)
+    store.atomic_write_bytes(path, integrity.output_bytes(stamp), durable=False)
 
 
 SHARES = (0.3, 0.9, 0.0, 1.0)  # of the tasks done: the first trials have part of every shard done

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from .. import store
 from .._constraints import Interval, invalid, validate_params
+from ..store import integrity
 from ..store.tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
@@ -134,9 +135,9 @@ def measured_seconds(workdir, tasks, sample=MEASURED_SAMPLE):
         if task.id not in done or len(durations.get(task.kind, ())) >= sample:
             continue
         try:
-            output = store.read_json(store.output_path(workdir, task.id))
+            output = integrity.load_output(store.output_path(workdir, task.id))[0]
             seconds = float(output["end"]) - float(output["start"])
-        except (store.WorkdirError, KeyError, TypeError, ValueError):
+        except (TypeError, KeyError, ValueError):  # untrusted (None), or an older format
             continue  # an output from an older format: no timing to learn from
         durations.setdefault(task.kind, []).append(seconds / _points(task))
     return {kind: statistics.median(values) for kind, values in durations.items()}

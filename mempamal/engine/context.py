@@ -231,12 +231,14 @@ class WorkdirContext:
         return integrity.output_problem(self.output_file(task_id), task_id, self.build_id, self.definition(task_id))
 
     def read_output(self, task_id):
-        """The output of dependency ``task_id``, refused unless complete and stamped for this task
-        and build (outputs are not fsynced: after an OS crash one may be torn)."""
+        """The output of dependency ``task_id``, refused unless complete, matching its digest and
+        stamped for this task and build (outputs are not fsynced: after an OS crash one may be
+        torn).  A refused output is removed (the workdir was checked safe: it is ours), so that
+        the next run runs ``task_id`` again instead of failing on it for good."""
         path = self.output_file(task_id)
         if not os.path.exists(path):
             raise store.WorkdirError(f"the output of dependency {task_id!r} ({path}) is missing; run it first")
-        return integrity.read_output(path, task_id, self.build_id, self.definition(task_id))
+        return integrity.read_output(path, task_id, self.build_id, self.definition(task_id), remove_untrusted=True)
 
     def check_build_files(self, split_set):
         """Refuse the build files a task of ``split_set`` uses if they changed since the build.

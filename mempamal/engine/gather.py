@@ -2,7 +2,9 @@
 
 import numpy as np
 
+from ..store import integrity
 from ..store.tasktable import MAIN
+from .models import public_record
 from .scoring import metric_names, with_metrics
 from .search import refit_metric
 
@@ -57,7 +59,8 @@ def gather_results(context, record):
         "final_fit": _final_search(context.read_output(final_ids[0])) if final_ids else None,
     }
     if getattr(context.experiment, "return_estimator", False):
-        results["estimators"] = [fold.get("model") for fold in folds]
+        # The models' value digests, not their pickles' (which differ between processes).
+        results["estimators"] = [public_record(fold.get("model")) for fold in folds]
     if nested:
         results["inner"] = [
             {"scores": fold["inner_scores"], "fit_time": fold["inner_fit_time"],
@@ -87,5 +90,9 @@ def gather_results(context, record):
 def _final_search(output):
     """What ``results.json`` keeps of the ``select-all`` output (the final model's search)."""
     # Everything the task computed; not its stamp or where/when it ran.
-    bookkeeping = {"task", "build", "definition", "kind", "start", "ready", "end", "host", "pid"}
-    return {key: value for key, value in output.items() if key not in bookkeeping}
+    bookkeeping = {"task", "build", "definition", "kind", "start", "ready", "end", "host", "pid",
+                   integrity.DIGEST_FIELD}
+    search = {key: value for key, value in output.items() if key not in bookkeeping}
+    if "model" in search:
+        search["model"] = public_record(search["model"])
+    return search

@@ -20,7 +20,8 @@ import warnings
 from pathlib import Path
 
 from .. import store
-from ..exceptions import TaskError
+from ..exceptions import TaskDiskFullError, TaskError
+from ..store import integrity
 from .context import config_applied, load_context
 from .fitting import EstimatorRaised, evaluate_points, fit_and_score
 from .scoring import check_refit_for_scores, metric_names, with_metrics
@@ -77,6 +78,8 @@ def run_task(workdir, task_id, *, force=False):
         cpu_seconds, peak_after = time.process_time() - cpu_before, peak_rss_bytes()
     except TaskError:
         raise
+    except store.DiskFullError as exc:  # a model, predictions or results.json: nothing recorded
+        raise _disk_full(workdir, task_id, exc) from exc
     except EstimatorRaised as raised:
         raise _estimator_error(workdir, task_id, raised.original) from raised.original
     except store.WorkdirError as exc:
@@ -98,9 +101,13 @@ def run_task(workdir, task_id, *, force=False):
         # output lands in the new build, which then refuses its stamp.
         store.make_private_dir(os.path.dirname(target))
     # Not fsynced (durable=False): every reader validates an output (complete
-    # JSON, this task's stamp), so what an OS crash may leave -- an empty,
-    # torn or NUL-filled file -- counts as not done and the task runs again.
-    store.write_json(target, output, durable=False)
+    # JSON, the digest of its content, this task's stamp), so what an OS crash
+    # may leave -- an empty, torn or NUL-filled file -- counts as not done and
+    # the task runs again.
+    try:
+        store.atomic_write_bytes(target, integrity.output_bytes(output), durable=False)
+    except store.DiskFullError as exc:
+        raise _disk_full(workdir, task_id, exc) from exc
     stale_log = context.log_file(task_id)
     if os.path.exists(stale_log):
         os.unlink(stale_log)
@@ -200,10 +207,32 @@ def raise_estimator_error(failed, cause=None):
             raise exception from cause
 
 
+def _disk_full(workdir, task_id, exc, failure=""):
+    """The TaskError of a task the full disk stopped: it leaves no output and no log (pending).
+
+    An older log is removed too, so that ``status`` counts the task as
+    pending, as the run's :class:`~mempamal.WorkflowError` reports it
+    (:data:`mempamal.store.DISK_FULL_NOT_RUN`).
+    """
+    try:
+        os.unlink(store.log_path(workdir, task_id))
+    except OSError:
+        pass
+    return TaskDiskFullError(f"Task {task_id!r} of {workdir} {store.DISK_FULL_NOT_RUN}: {failure}{exc}",
+                             exc.path, exc.errno)
+
+
 def _write_log(workdir, task_id):
+    """Write the traceback being handled as the task's log; a full disk raises the TaskError of
+    :func:`_disk_full` (a failure without its log would look pending to ``status``)."""
+    import sys
+
+    error = sys.exc_info()[1]  # the task's failure, being handled by the caller
     try:
         # A log only explains a failure (never trusted as done): no fsync.
         store.atomic_write_bytes(store.log_path(workdir, task_id), traceback.format_exc().encode(), durable=False)
+    except store.DiskFullError as exc:
+        raise _disk_full(workdir, task_id, exc, f"it failed ({type(error).__name__}: {error}), and ") from exc
     except OSError:
         pass  # The exception itself still reaches the caller.
 
@@ -418,7 +447,7 @@ def _kept_estimator(context, record, estimator, result):
         return {}
     if result["fit_failed"]:
         return {"model": None}
-    return {"model": save_model(context.workdir, f"o{record.outer}", estimator)}
+    return {"model": save_model(context.workdir, f"o{record.outer}", estimator, record.id)}
 
 
 def _run_select_all(context, record):
@@ -450,7 +479,8 @@ def _run_select_all(context, record):
         outcome.update(model=None, refit_time=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
                        traceback=traceback.format_exc())
         return outcome
-    outcome.update(refit_time=time.perf_counter() - start, model=save_model(context.workdir, "final", estimator))
+    outcome.update(refit_time=time.perf_counter() - start,
+                   model=save_model(context.workdir, "final", estimator, record.id))
     return outcome
 
 

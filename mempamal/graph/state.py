@@ -16,7 +16,7 @@ import hashlib
 import weakref
 from pathlib import Path
 
-from ..store import doneindex, taskfile, tasktable
+from ..store import doneindex, integrity, taskfile, tasktable
 from .. import store
 from ..store.lock import describe_holder, read_holder
 from .status import task_counts
@@ -286,13 +286,13 @@ def find_results_problem(workdir, build_id):
     workdir = Path(workdir)
     path = workdir / store.RESULTS
     final = store.output_path(workdir, "final")
+    output, problem = integrity.load_output(final)  # its digest checked: an edited output vouches for nothing
+    if problem is not None:
+        return problem
     try:
-        output = store.read_json(final)
         payload = path.read_bytes()
     except FileNotFoundError:
         return f"{path} is missing"
-    except store.WorkdirError as exc:
-        return str(exc).rstrip(".")
     if output.get("build") != build_id:
         return f"{final} was written by another build"
     if hashlib.sha256(payload).hexdigest() != output.get("results_sha256"):

@@ -31,7 +31,7 @@ Examples
 from ..exceptions import DiskFullError, WorkdirError  # noqa: F401
 from .arrays import load_array_like, save_array_like, save_npy  # noqa: F401
 from .files import (  # noqa: F401
-    DISK_FULL_ERRNOS, atomic_write, atomic_write_bytes, make_private_dir, read_json, write_json,
+    DISK_FULL_ERRNOS, DISK_FULL_NOT_RUN, atomic_write, atomic_write_bytes, make_private_dir, read_json, write_json,
 )
 from .safety import check_workdir_is_safe, load_pickle  # noqa: F401
 from .workdir import (  # noqa: F401

@@ -6,9 +6,10 @@ definition).  Outputs are written atomically but not synced, so after a crash
 of the machine one may be empty or torn: only reading it tells.  Reading a
 million outputs at every ``status`` is too slow, so the result of each scan
 is kept in ``outputs/.done-index.json``: per shard of ``outputs/``
-(:func:`mempamal.store.output_shard`), the folder's ``mtime_ns``, the time
-the scan started, the done ids, their counts per kind and the untrusted
-outputs with the reason.
+(:func:`mempamal.store.output_shard`), the folder's ``mtime_ns``, a
+signature of its files' names, sizes and ``mtime_ns``, the time the scan
+started, the done ids, their counts per kind and the untrusted outputs with
+the reason.
 
 The index is a cache that can never lie:
 
@@ -23,6 +24,12 @@ The index is a cache that can never lie:
   file timestamp is coarse, so an output created in the same tick as the
   scan's listing may leave the mtime unchanged (git's "racy clean"
   problem); such a shard is scanned again next time;
+- an output edited *in place* (``truncate``, an editor writing into the
+  file, ``cp`` over it) leaves its folder's mtime alone but not its own
+  size and mtime: a shard is taken from the index only while the name,
+  size and ``mtime_ns`` of every file are the recorded ones, each older
+  than the recording scan by the same margin (one ``stat`` per file, no
+  read);
 - it is written atomically (:func:`mempamal.store.atomic_write_bytes`) and
   never held open, so two processes scanning at once each leave a complete
   index, true when it was written; a scan that cannot write it (read-only
@@ -30,14 +37,15 @@ The index is a cache that can never lie:
 - it is read only if it is a regular file of the user, not writable by
   group or others (whoever could write it could make tasks look done).
 
-What it does not see: an output edited *in place* (no rename, e.g.
-``truncate`` or ``cp`` over an existing file) by another program within the
-same boot leaves its folder's mtime alone, so the index keeps counting it
-as done until the shard changes; such an output is still refused by
-``run_task`` before it skips the task and by every task reading it as a
-dependency (the same check), so results never use it.
+What it does not see: an in-place edit that puts back the file's size and
+its old ``mtime_ns`` (``touch -d``); such an output fails the digest of its
+content (:func:`mempamal.integrity.output_bytes`) where it is read:
+``run_task`` before it skips the task, every task reading it as a
+dependency (which removes it so that ``run`` runs its task again), so
+results never use it.
 """
 
+import hashlib
 import json
 import os
 import stat
@@ -50,7 +58,7 @@ from .. import store
 INDEX = ".done-index.json"
 """File name of the done-index, in ``outputs/`` (a dot file: never taken for an output)."""
 
-VERSION = 1
+VERSION = 2
 
 MARGIN_NS = 2_000_000_000
 """A shard folder changed less than this before a scan started is scanned again next time.
@@ -209,13 +217,42 @@ def _read_index(path, stamp):
     return index["shards"]
 
 
+def _listing(path):
+    try:
+        return list(os.scandir(path))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _file_stats(entries):
+    """``(signature, newest mtime_ns)`` of the ``*.json`` files of a shard listing.
+
+    The signature is a sha256 of every file's name, ``mtime_ns`` and size:
+    an output edited, truncated or rewritten *in place* changes its own
+    mtime and size but not its folder's, so the index keeps this and trusts
+    a shard only while it is unchanged (one ``stat`` per file, no read).
+    """
+    files = []
+    for entry in entries:
+        name = entry.name
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        files.append((name, info.st_mtime_ns, info.st_size))
+    files.sort()  # whatever order the folder lists them in
+    newest = max((mtime for _, mtime, _ in files), default=0)
+    return hashlib.sha256(repr(files).encode()).hexdigest(), newest
+
+
 def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
     """Validate every output of one shard folder; its index entry."""
     done, kinds, problems = [], {}, {}
-    try:
-        entries = list(os.scandir(path))
-    except (FileNotFoundError, NotADirectoryError):
-        entries = []
+    entries = _listing(path)
+    # Stats before reads: a file changed while it is read no longer matches what is recorded.
+    files, _ = _file_stats(entries)
     for entry in entries:
         name = entry.name
         if not name.endswith(".json") or name.startswith("."):
@@ -231,8 +268,22 @@ def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
             kinds[task.kind] = kinds.get(task.kind, 0) + 1
         elif not problem.endswith(" is missing"):  # deleted since the listing
             problems[task_id] = problem
-    return {"mtime_ns": mtime_ns, "scanned_ns": started_ns, "done": "\n".join(done), "kinds": kinds,
-            "problems": problems}
+    return {"mtime_ns": mtime_ns, "scanned_ns": started_ns, "files": files, "done": "\n".join(done),
+            "kinds": kinds, "problems": problems}
+
+
+def _still_true(known, path, mtime_ns, margin_ns):
+    """Whether the index entry ``known`` of the shard folder ``path`` can be taken as it is.
+
+    Its folder's mtime and every file's name, size and mtime are the ones
+    recorded, and all of them were older than the recording scan's start
+    by ``margin_ns`` (a write in the same timestamp tick as the recorded
+    one could leave a coarse mtime unchanged).
+    """
+    if known is None or known.get("mtime_ns") != mtime_ns or known.get("scanned_ns", 0) - mtime_ns <= margin_ns:
+        return False
+    files, newest = _file_stats(_listing(path))
+    return files == known.get("files") and known["scanned_ns"] - newest > margin_ns
 
 
 def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
@@ -272,8 +323,7 @@ def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
         except FileNotFoundError:
             continue
         known = cached.get(entry.name)
-        if (known is not None and known.get("mtime_ns") == mtime_ns
-                and known.get("scanned_ns", 0) - mtime_ns > margin_ns):
+        if _still_true(known, entry.path, mtime_ns, margin_ns):
             shards[entry.name] = known
         else:
             shards[entry.name] = _scan_shard(entry.path, entry.name, mtime_ns, started_ns, build_id, table)

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..exceptions import DiskFullError, WorkdirError
+from ..exceptions import DISK_FULL_NOT_RUN, DiskFullError, WorkdirError  # noqa: F401 (re-exported)
 
 # Errors of a write that ran out of room: the filesystem is full (ENOSPC),
 # the user's quota is exhausted (EDQUOT) or the file-size limit of the process

@@ -8,8 +8,10 @@ Three guards, all cheap enough to run before every task:
   truncated or swapped file is refused, naming it, before anything is
   unpickled from it.
 - Every output starts with a stamp: its task id, the build id and a digest of
-  the task's definition.  An output that is corrupt, another task's, another
-  build's or for an older definition of the task is never counted as done.
+  the task's definition, and ends with the sha256 of everything before it
+  (:func:`output_bytes`).  An output that is corrupt, edited, another task's,
+  another build's or for an older definition of the task is never counted
+  as done.
 - :func:`mempamal.store.doneindex.scan` applies that judgement to the whole
   ``outputs/`` folder (what ``status`` and ``run`` count), caching it.
 """
@@ -34,6 +36,84 @@ def output_stamp(task_id, build_id, definition):
     return {"task": task_id, "build": build_id, "definition": definition}
 
 
+#: The last field of every output: the sha256 of the output's bytes before it.
+DIGEST_FIELD = "output_sha256"
+_DIGEST_TAIL = f', "{DIGEST_FIELD}": "'.encode()
+_TAIL_LENGTH = len(_DIGEST_TAIL) + 64 + 2  # the field, 64 hex digits, '"}'
+
+
+def output_bytes(output):
+    """The bytes of a task output: its JSON, with the sha256 of that JSON as a last field.
+
+    The digest covers the JSON text as written (``json.dumps``, NaN allowed),
+    so checking it costs one sha256 of the file's bytes, no second
+    serialization; the file stays one plain JSON object.  An edit of any
+    byte, even one that keeps the JSON valid (a score changed by hand, a bit
+    flip in a digit), no longer matches (:func:`output_digest_problem`).
+
+    Examples
+    --------
+    >>> payload = output_bytes(output_stamp("final", "b1", "d1"))
+    >>> sorted(json.loads(payload)), output_digest_problem(payload) is None
+    (['build', 'definition', 'output_sha256', 'task'], True)
+    >>> output_digest_problem(payload.replace(b"b1", b"b2"))
+    'its content does not match the digest it carries (edited or damaged after its task wrote it)'
+    """
+    body = json.dumps(output, allow_nan=True).encode("utf-8")
+    if not output:
+        raise ValueError("an output holds at least its stamp")
+    return body[:-1] + _DIGEST_TAIL + hashlib.sha256(body).hexdigest().encode() + b'"}'
+
+
+def output_digest_problem(payload):
+    """Why the bytes ``payload`` of an output do not match their digest, or None when they do.
+
+    Examples
+    --------
+    >>> output_digest_problem(b'{"task": "final"}')
+    'it carries no digest of its content (written by hand or by an older mempamal)'
+    """
+    tail = payload[-_TAIL_LENGTH:]
+    if len(payload) <= _TAIL_LENGTH or not tail.startswith(_DIGEST_TAIL) or not tail.endswith(b'"}'):
+        return "it carries no digest of its content (written by hand or by an older mempamal)"
+    body = payload[:-_TAIL_LENGTH] + b"}"
+    if hashlib.sha256(body).hexdigest().encode() != tail[len(_DIGEST_TAIL):-2]:
+        return "its content does not match the digest it carries (edited or damaged after its task wrote it)"
+    return None
+
+
+def load_output(path):
+    """``(output, None)`` when ``path`` is a complete output whose content matches its digest,
+    ``(None, why not)`` otherwise; one read, one parse.  Says nothing of whose output it is
+    (:func:`output_problem` checks the stamp too).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "final.json"
+    >>> _ = path.write_bytes(output_bytes({"task": "final", "score": 0.5}))
+    >>> load_output(path)[0]["score"]
+    0.5
+    >>> _ = path.write_bytes(path.read_bytes().replace(b"0.5", b"0.6"))
+    >>> "does not match the digest" in load_output(path)[1]
+    True
+    """
+    try:
+        with open(path, "rb") as handle:
+            payload = handle.read()
+        output = json.loads(payload)
+    except FileNotFoundError:
+        return None, f"{path} is missing"
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"Corrupt file {path} (not complete JSON: {exc})"
+    if not isinstance(output, dict):
+        return None, f"Corrupt file {path} (not a JSON object)"
+    problem = output_digest_problem(payload)
+    if problem is not None:
+        return None, f"Corrupt file {path} ({problem})"
+    return output, None
+
+
 def output_problem(path, task_id, build_id, definition):
     """Why the output file ``path`` cannot be trusted, or None when it can.
 
@@ -43,7 +123,7 @@ def output_problem(path, task_id, build_id, definition):
     --------
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "final.json"
-    >>> _ = path.write_text(json.dumps(output_stamp("final", "b1", "d1")))
+    >>> _ = path.write_bytes(output_bytes(output_stamp("final", "b1", "d1")))
     >>> output_problem(path, "final", "b1", "d1") is None
     True
     >>> "another build" in output_problem(path, "final", "b2", "d1")
@@ -56,18 +136,12 @@ def _checked_output(path, task_id, build_id, definition):
     """``(output, None)`` for a trusted output, ``(None, why not)`` otherwise: one read, one parse.
 
     Outputs are not fsynced (``store.atomic_write(durable=False)``): after an
-    OS crash one may be empty, torn or NUL-filled, and this is what refuses it.
+    OS crash one may be empty, torn or NUL-filled, and this is what refuses it;
+    an output edited in place (valid JSON or not) fails its digest.
     """
-    try:
-        with open(path, "rb") as handle:
-            payload = handle.read()
-        output = json.loads(payload)
-    except FileNotFoundError:
-        return None, f"{path} is missing"
-    except (ValueError, UnicodeDecodeError) as exc:
-        return None, f"Corrupt file {path} (not complete JSON: {exc})"
-    if not isinstance(output, dict):
-        return None, f"Corrupt file {path} (not a JSON object)"
+    output, problem = load_output(path)
+    if problem is not None:
+        return None, problem
     if output.get("task") != task_id:
         return None, f"{path} is the output of task {output.get('task')!r}, not of {task_id!r} (copied or renamed)"
     if output.get("build") != build_id:
@@ -79,11 +153,20 @@ def _checked_output(path, task_id, build_id, definition):
     return output, None
 
 
-def read_output(path, task_id, build_id, definition):
-    """Load a task output after checking its stamp; :class:`WorkdirError` names the file.
+#: In the error of a task whose dependency's output was refused and removed
+#: (:func:`read_output`): ``Workflow.run`` runs that dependency, then the task, again.
+REMOVED_TO_RUN_AGAIN = "removed it: run that task again"
+
+
+def read_output(path, task_id, build_id, definition, remove_untrusted=False):
+    """Load a task output after checking its digest and stamp; :class:`WorkdirError` names the file.
 
     The output returned is the one checked (read and parsed once: no second
-    read that could see another file).
+    read that could see another file).  With ``remove_untrusted`` (a
+    dependent reading its input) a refused output is deleted and the error
+    says so (:data:`REMOVED_TO_RUN_AGAIN`): status then shows its task as
+    pending and the next run runs it, where a file left in place would make
+    every run fail on it until removed by hand.
 
     Examples
     --------
@@ -98,9 +181,16 @@ def read_output(path, task_id, build_id, definition):
     mempamal.exceptions.WorkdirError: ...final.json was written by another build ('b1'; this workdir is build 'b2')...
     """
     output, problem = _checked_output(path, task_id, build_id, definition)
-    if problem is not None:
-        raise WorkdirError(f"{problem}; run that task again (mempamal run resumes it).")
-    return output
+    if problem is None:
+        return output
+    if remove_untrusted and not problem.endswith(" is missing"):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        else:
+            raise WorkdirError(f"{problem}; {REMOVED_TO_RUN_AGAIN} (mempamal run does it at once).")
+    raise WorkdirError(f"{problem}; run that task again (mempamal run resumes it).")
 
 
 def file_digest(path):

@@ -33,8 +33,9 @@ them, and they must be complete before the output that points to them can
 exist.  Task outputs and logs are *not* fsynced (``durable=False``): a
 process kill still leaves all or nothing, but after an OS crash an output
 may be empty, torn or NUL-filled.  That is safe because no output is ever
-trusted unread: every reader validates it (complete JSON object stamped
-with its task id, this build's id and the task's definition,
+trusted unread: every reader validates it (complete JSON object whose
+content matches the digest it carries, stamped with its task id, this
+build's id and the task's definition,
 :func:`mempamal.store.integrity.output_problem`), so such an output counts as not
 done and its task runs again.  The folder is never fsynced: after a power
 cut a file just written may be missing (its task runs again).

@@ -92,8 +92,6 @@ def test_output_left_damaged_by_an_os_crash_is_untrusted_and_run_again(finished,
     assert EXPECTED[damage.__name__] in status["untrusted"][victim]
     assert str(path) in status["untrusted"][victim]
     assert victim not in workflow.done_ids() and victim in workflow.pending_ids()
-    with pytest.raises(mp.WorkdirError, match="run that task again"):
-        _read_dependency(workdir, victim)  # as its dependent (select, final) reads it
 
     with pytest.warns(UserWarning, match="Not trusting"):
         results = workflow.run(n_jobs=1, progress=False)
@@ -102,6 +100,12 @@ def test_output_left_damaged_by_an_os_crash_is_untrusted_and_run_again(finished,
     assert mp.Workflow.open(workdir).status()["untrusted"] == {}
     assert_matches_sklearn(results, _experiment(), X, y)
     assert_matches_sklearn(mp.Results.load(workdir), _experiment(), X, y)
+
+    # As its dependent (select, final) reads it: refused, and removed so that a run runs it again.
+    damage(path, other)
+    with pytest.raises(mp.WorkdirError, match="removed it: run that task again"):
+        _read_dependency(workdir, victim)
+    assert not path.exists() and victim in mp.Workflow.open(workdir).pending_ids()
 
 
 def _read_dependency(workdir, task_id):

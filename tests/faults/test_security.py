@@ -207,8 +207,9 @@ FOLDERS = ["outputs", "logs", "data", "splits"]
 def test_world_writable_workdir_folder_is_refused_with_the_reason(tmp_path, folder):
     workflow = _experiment().build(*_data("numpy"), workdir=tmp_path / "wd")
     os.chmod(workflow.workdir / folder, 0o777)
-    # Every task refuses (where it runs: a cluster node may see other modes).
-    with pytest.raises(mp.WorkflowError, match=rf"{folder}: it is writable by other users"):
+    # The run refuses once, before dispatching; every task refuses too (where it
+    # runs: a cluster node may see other modes).
+    with pytest.raises(mp.WorkdirError, match=rf"{folder}: it is writable by other users"):
         workflow.run(n_jobs=1, progress=False)
     assert store.finished_task_ids(workflow.workdir) == set()
     with pytest.raises(mp.TaskError, match=rf"{folder}: it is writable by other users"):
@@ -221,7 +222,7 @@ def test_workdir_folder_replaced_by_a_link_is_refused_with_the_reason(tmp_path, 
     shared = tmp_path / "shared"
     shutil.move(workflow.workdir / folder, shared)
     os.symlink(shared, workflow.workdir / folder)
-    with pytest.raises(mp.WorkflowError, match=rf"{folder}: it is a symbolic link"):
+    with pytest.raises(mp.WorkdirError, match=rf"{folder}: it is a symbolic link"):
         workflow.run(n_jobs=1, progress=False)
 
 
@@ -236,7 +237,7 @@ def test_outputs_planted_through_a_linked_folder_are_never_trusted(tmp_path):
     os.symlink(planted.workdir / "outputs", workflow.workdir / "outputs")
     shutil.copy(planted.workdir / "results.json", workflow.workdir / "results.json")
     theirs = sorted(os.listdir(planted.workdir / "outputs"))
-    with pytest.raises(mp.WorkflowError, match=r"outputs: it is a symbolic link"):
+    with pytest.raises(mp.WorkdirError, match=r"outputs: it is a symbolic link"):
         workflow.run(n_jobs=1, progress=False)
     # Nothing is deleted through the link either: the folder it points to is not ours to clean.
     assert sorted(os.listdir(planted.workdir / "outputs")) == theirs
@@ -257,7 +258,7 @@ def test_a_whole_workdir_of_another_user_is_refused(tmp_path, other_user):
     for folder, dirs, files in os.walk(workdir):
         for name in [folder] + [os.path.join(folder, entry) for entry in dirs + files]:
             os.chown(name, other_user, -1)
-    with pytest.raises(mp.WorkflowError, match=r"wd: it belongs to another user"):
+    with pytest.raises(mp.WorkdirError, match=r"wd: it belongs to another user"):
         mp.Workflow.open(workdir).run(n_jobs=1, progress=False)
     marker = tmp_path / "unpickled"
     plant_pickle(workdir / "experiment.pkl", marker)
