@@ -15,7 +15,7 @@ import cloudpickle
 import pytest
 
 import mempamal as mp
-from mempamal.fingerprint import code_digest
+from mempamal.store.fingerprint import code_digest
 
 # The "cell" that defines the class, kept as text so that it can be run
 # again, as a user re-runs a notebook cell.

@@ -57,10 +57,39 @@ def model_digest(estimator):
     """
     digest = hashlib.sha256()
     try:
-        _feed(digest, estimator, set())
+        _feed(digest, _search_value(estimator), set())
     except Exception:  # an object that hides its state: no reproducible digest
         return None
     return "sha256:" + digest.hexdigest()
+
+
+#: What a fitted search *is*, as opposed to how long it took or which scorer
+#: objects it holds: the value its digest covers.
+_SEARCH_VALUE = ("best_index_", "best_params_", "best_score_", "n_splits_", "multimetric_", "classes_",
+                 "n_features_in_", "feature_names_in_", "best_estimator_")
+
+
+def _search_value(estimator):
+    """A fitted search (``GridSearchCV``...) as the values that make it; any other estimator as it is.
+
+    Its timings (``refit_time_``, the ``*_time`` columns of ``cv_results_``)
+    differ between two correct runs, and its scorer objects between
+    processes: neither is part of the value.
+
+    Examples
+    --------
+    >>> from sklearn.dummy import DummyClassifier
+    >>> isinstance(_search_value(DummyClassifier()), DummyClassifier)
+    True
+    """
+    if not (hasattr(estimator, "cv_results_") and hasattr(estimator, "best_index_")):
+        return estimator
+    value = {"class": type(estimator).__qualname__,
+             "params": {k: v for k, v in estimator.get_params(deep=False).items() if k != "estimator"},
+             "estimator": estimator.get_params(deep=False).get("estimator"),
+             "cv_results_": {k: v for k, v in estimator.cv_results_.items() if not k.endswith("_time")}}
+    value.update({name: getattr(estimator, name) for name in _SEARCH_VALUE if hasattr(estimator, name)})
+    return value
 
 
 def _feed(digest, obj, active):

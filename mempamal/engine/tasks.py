@@ -433,7 +433,7 @@ def _unrefit_outer_fold(context, record, outcome, results):
         y_train = context.outer_split_data(record.split_set, record.outer)[1]
         set_search_results(search, results, outcome["best_index"], list(outcome["inner_scores"]),
                            context.n_inner_splits(record.split_set, record.outer), y_train)
-        outcome["model"] = save_model(context.workdir, f"o{record.outer}", search)
+        outcome["model"] = save_model(context.workdir, f"o{record.outer}", search, record.id)
     return outcome
 
 

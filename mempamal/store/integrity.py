@@ -172,7 +172,7 @@ def read_output(path, task_id, build_id, definition, remove_untrusted=False):
     --------
     >>> import json
     >>> path = tmp / "final.json"
-    >>> _ = path.write_text(json.dumps({**output_stamp("final", "b1", "d1"), "score": 0.9}))
+    >>> _ = path.write_bytes(output_bytes({**output_stamp("final", "b1", "d1"), "score": 0.9}))
     >>> read_output(path, "final", "b1", "d1")["score"]
     0.9
     >>> read_output(path, "final", "b2", "d1")

@@ -28,7 +28,8 @@ from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
 import mempamal as mp
-from mempamal import integrity, store
+from mempamal import store
+from mempamal.store import integrity
 
 from slow_experiment import assert_matches_sklearn, cli
 from trust_helpers import is_root
