@@ -103,7 +103,7 @@ def check_param_grid(estimator, param_grid):
     >>> check_param_grid(SVC(), {"c": [0.1, 1.0]})                     # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mempamal.exceptions.InvalidParameterError: The 'param_grid' parameter of Experiment names ['c'], which is not a parameter of SVC. Valid parameters are: [...].
+    mempamal.exceptions.InvalidParameterError: The 'param_grid' parameter of Experiment names ['c'], which is not a parameter of SVC: did you mean 'C' for 'c'?
     """
     if param_grid is None:
         return
@@ -137,8 +137,23 @@ def _check_parameter_names(estimator, subgrids, argument):
             raise invalid(
                 f"The {argument!r} parameter of Experiment names {sorted(unknown)}, which "
                 f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of "
-                f"{type(estimator).__name__}. Valid parameters are: {sorted(valid)}."
+                f"{type(estimator).__name__}: {_parameter_hint(sorted(unknown), valid)}"
             )
+
+
+def _parameter_hint(unknown, valid):
+    """``did you mean 'logisticregression__C'?`` for each unknown key (a Pipeline's step prefix included)."""
+    hints = []
+    for key in unknown:
+        # A bare name of a Pipeline step's parameter: the same name under its step.
+        close = sorted(name for name in valid if name.endswith(f"__{key}")) or closest_names(key, valid)
+        if close:
+            hints.append(f"did you mean {' or '.join(map(repr, close[:3]))} for {key!r}?")
+    if hints:
+        return " ".join(hints)
+    if len(valid) <= 20:
+        return f"Valid parameters are: {sorted(valid)}."
+    return f"none is close; the {len(valid)} valid names: estimator.get_params().keys()."
 
 
 def check_param_distributions(estimator, param_distributions, param_grid, n_iter):
@@ -182,6 +197,52 @@ def check_param_distributions(estimator, param_distributions, param_grid, n_iter
     _check_parameter_names(estimator, subgrids, "param_distributions")
 
 
+def closest_names(name, choices, n=3):
+    """The ``choices`` closest to a misspelled ``name`` (``'roc-auc'`` -> ``['roc_auc', ...]``).
+
+    Separators are compared as one (``-``, ``_``, space, case), then by
+    :func:`difflib.get_close_matches`.
+
+    Examples
+    --------
+    >>> closest_names("acuracy", ["accuracy", "balanced_accuracy", "f1"])
+    ['accuracy']
+    >>> closest_names("roc-auc", ["roc_auc", "roc_auc_ovr", "r2"])[0]
+    'roc_auc'
+    """
+    import difflib
+
+    def key(text):
+        return str(text).lower().replace("-", "_").replace(" ", "_")
+
+    by_key = {key(choice): choice for choice in choices}
+    if key(name) in by_key:
+        return [by_key[key(name)]]
+    return [by_key[k] for k in difflib.get_close_matches(key(name), list(by_key), n=n, cutoff=0.6)]
+
+
+def check_scorer_names(scoring):
+    """Refuse an unknown scorer name in one line naming the closest ones (``did you mean 'accuracy'?``).
+
+    Examples
+    --------
+    >>> check_scorer_names("acuracy")
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.InvalidParameterError: The 'scoring' parameter of Experiment names 'acuracy', which is no scorer name of scikit-learn: did you mean 'accuracy' or 'top_k_accuracy'? (all names: sklearn.metrics.get_scorer_names())
+    """
+    from sklearn.metrics import get_scorer_names
+
+    names = [scoring] if isinstance(scoring, str) else list(scoring) if isinstance(scoring, (list, tuple)) else []
+    known = get_scorer_names()
+    for name in names:
+        if isinstance(name, str) and name not in known:
+            close = closest_names(name, known)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "no scorer name is close"
+            raise invalid(f"The 'scoring' parameter of Experiment names {name!r}, which is no scorer name of "
+                          f"scikit-learn: {hint} (all names: sklearn.metrics.get_scorer_names())")
+
+
 def check_scoring_and_refit(estimator, scoring, refit, error_score):
     """Check ``scoring`` and ``refit`` as ``GridSearchCV`` would; return the metric names.
 
@@ -202,16 +263,13 @@ def check_scoring_and_refit(estimator, scoring, refit, error_score):
 
     validate_params({"scoring": scoring, "refit": refit}, EXPERIMENT_CONSTRAINTS, "Experiment")
     check_no_metric_function(estimator, scoring)
+    check_scorer_names(scoring)
     try:
         _, metrics, multimetric = build_scorer(estimator, scoring, error_score)
     except (ValueError, TypeError, KeyError) as exc:
-        from sklearn.metrics import get_scorer_names
-
         raise invalid(
             f"The 'scoring' parameter of Experiment must be None, a scorer name, a callable, "
-            f"a list of names or a dict of scorers; got {scoring!r} instead ({exc}). "
-            f"Valid names are listed by sklearn.metrics.get_scorer_names(), e.g. "
-            f"{sorted(get_scorer_names())[:6]}."
+            f"a list of names or a dict of scorers; got {scoring!r} instead ({exc})."
         ) from None
     if callable(refit) or refit is False:
         # refit=False: as GridSearchCV, no candidate is refit (the outer folds

@@ -169,16 +169,17 @@ CASES = [
 CLI_CASES = [
     ("cli-run-n-0", ["run", "{wd}", "-n", "0", "--no-progress"], 1, r"'n_jobs'"),
     ("cli-run-n-not-int", ["run", "{wd}", "-n", "many"], 2, r"-n/--n-jobs.*invalid int value: 'many'"),
-    ("cli-run-backend", ["run", "{wd}", "-b", "nope", "--no-progress"], 1, r"'backend'.*'nope'"),
+    # A usage error: the parser's choices (exit 2, the usage block), as for -f below.
+    ("cli-run-backend", ["run", "{wd}", "-b", "nope", "--no-progress"], 2, r"-b/--backend.*invalid choice: 'nope'"),
     ("cli-run-not-a-workdir", ["run", "{new}"], 1, r"not a mempamal workdir"),
     ("cli-status-not-a-workdir", ["status", "{new}"], 1, r"not a mempamal workdir"),
     ("cli-task-unknown-id", ["task", "{wd}", "no-such-task"], 1, r"No task 'no-such-task'"),
-    ("cli-task-missing-id", ["task", "{wd}"], 2, r"task_id"),
+    ("cli-task-missing-id", ["task", "{wd}"], 2, r"required: TASK_ID"),
     ("cli-export-format", ["export", "{wd}", "-f", "yaml", "-o", "{new}"], 2, r"--format.*invalid choice: 'yaml'"),
     ("cli-export-no-output", ["export", "{wd}", "-f", "shell"], 2, r"-o/--output"),
     ("cli-export-missing-folder", ["export", "{wd}", "-f", "shell", "-o", "{new}/x/run.sh"], 1, r"'path'.*existing folder"),
     ("cli-results-unfinished", ["results", "{wd}"], 1, r"no results yet"),
-    ("cli-unknown-command", ["frobnicate"], 2, r"invalid choice: 'frobnicate'"),
+    ("cli-unknown-command", ["frobnicate"], 2, r"unknown command 'frobnicate'"),
 ]
 
 
