@@ -5,6 +5,58 @@ from .store import integrity
 from .result_values import plain_value
 
 
+#: The columns of :meth:`mempamal.Results.timeline`.
+TIMELINE_COLUMNS = ("task", "kind", "start", "ready", "end", "host", "pid")
+
+
+def timeline_frame(workdir):
+    """Every finished task of ``workdir``: kind, start, ready, end, host, pid (``Results.timeline``).
+
+    Examples
+    --------
+    >>> list(timeline_frame(wf.workdir).columns)
+    ['task', 'kind', 'start', 'ready', 'end', 'host', 'pid']
+    """
+    import pandas as pd
+
+    from .graph.state import TaskGraph
+
+    rows = []
+    # Trusted outputs only (complete, stamped): outputs are not fsynced, and
+    # after an OS crash a listed file may be empty, torn or another task's.
+    for task_id in sorted(TaskGraph.open(workdir).done_ids()):
+        output = read_done_output(workdir, task_id)
+        rows.append({key: output.get(key) for key in TIMELINE_COLUMNS})
+    return pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
+
+
+def fitted_model_record(workdir, record):
+    """The record of the model ``record`` (of results.json) in the output of the task that fitted it.
+
+    That output holds the sha256 of the pickle, checked before anything
+    is unpickled; results.json keeps only the model's value digest.
+
+    Examples
+    --------
+    >>> record = mp.Results.load(wf.workdir).raw["estimators"][0]
+    >>> sorted(fitted_model_record(wf.workdir, record))
+    ['digest', 'name', 'sha256', 'task']
+    """
+    from .graph.state import TaskGraph
+
+    if "sha256" in record:  # results.json of an older mempamal
+        return record
+    graph = TaskGraph.open(workdir)
+    task = graph.task(record["task"])
+    path = store.output_path(workdir, task.id)
+    output = integrity.read_output(path, task.id, graph.manifest["build_id"], task.definition)
+    fitted = output.get("model")
+    if not fitted or fitted.get("name") != record["name"] or fitted.get("digest") != record.get("digest"):
+        raise store.WorkdirError(f"{path} records no model {record['name']!r} as results.json does; run "
+                                 "the workdir again (`mempamal run`).")
+    return fitted
+
+
 def read_done_output(workdir, task_id):
     """The output of a task a scan found done, its digest checked again (it may have changed since).
 
@@ -60,3 +112,24 @@ def finished_folds(workflow):
     for column in ("fit_time", "score_time", "error"):
         frame[column] = [outputs[k][column] for k in folds]
     return frame
+
+
+def raise_or_warn_about_fit_failures(raw):
+    """scikit-learn's verdict on the outer fits: raise when all failed, warn when some did.
+
+    ``cross_validate`` ends with the same call on the same error texts, so
+    the message (counts, grouping of identical errors) is scikit-learn's.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     raise_or_warn_about_fit_failures({"errors": [None, "ValueError: bad C", None]})
+    >>> print(type(caught[0].message).__name__, str(caught[0].message).splitlines()[1])
+    FitFailedWarning 1 fits failed out of a total of 3.
+    """
+    from ._sklearn_compat import _warn_or_raise_about_fit_failures
+
+    error_score = raw.get("error_score", float("nan"))
+    _warn_or_raise_about_fit_failures([{"fit_error": error} for error in raw["errors"]], error_score)

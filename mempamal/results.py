@@ -8,12 +8,11 @@ from .store import integrity
 from . import store
 from .graph.state import TaskGraph, find_results_problem
 from .engine.search import cv_results
-from .fold_table import read_done_output
+from .fold_table import (TIMELINE_COLUMNS, fitted_model_record, raise_or_warn_about_fit_failures,  # noqa: F401
+                         read_done_output, timeline_frame)
 # What the CLI prints comes from here too (the skins import the api modules only).
 from .result_values import FoldParams, Params, final_best_params, plain_value, results_document  # noqa: F401
 
-#: The columns of :meth:`Results.timeline`.
-TIMELINE_COLUMNS = ("task", "kind", "start", "ready", "end", "host", "pid")
 
 
 class Results:
@@ -200,26 +199,8 @@ class Results:
         from .engine.models import load_model
 
         if record["name"] not in self._models:
-            self._models[record["name"]] = load_model(self.workdir, self._fitted_record(record), expected=record)
+            self._models[record["name"]] = load_model(self.workdir, fitted_model_record(self.workdir, record), expected=record)
         return self._models[record["name"]]
-
-    def _fitted_record(self, record):
-        """The record of the model ``record`` (of results.json) in the output of the task that fitted it.
-
-        That output holds the sha256 of the pickle, checked before anything
-        is unpickled; results.json keeps only the model's value digest.
-        """
-        if "sha256" in record:  # results.json of an older mempamal
-            return record
-        graph = TaskGraph.open(self.workdir)
-        task = graph.task(record["task"])
-        path = store.output_path(self.workdir, task.id)
-        output = integrity.read_output(path, task.id, graph.manifest["build_id"], task.definition)
-        fitted = output.get("model")
-        if not fitted or fitted.get("name") != record["name"] or fitted.get("digest") != record.get("digest"):
-            raise store.WorkdirError(f"{path} records no model {record['name']!r} as results.json does; run "
-                                     "the workdir again (`mempamal run`).")
-        return fitted
 
     # ------------------------------------------------------------ tables
     def cv_results(self, outer_fold):
@@ -401,15 +382,7 @@ class Results:
         select-all     1
         dtype: int64
         """
-        import pandas as pd
-
-        rows = []
-        # Trusted outputs only (complete, stamped): outputs are not fsynced, and
-        # after an OS crash a listed file may be empty, torn or another task's.
-        for task_id in sorted(TaskGraph.open(self.workdir).done_ids()):
-            output = read_done_output(self.workdir, task_id)
-            rows.append({key: output.get(key) for key in TIMELINE_COLUMNS})
-        return pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
+        return timeline_frame(self.workdir)
 
     # ------------------------------------------------------------ plots
     def plot_scores(self, ax=None, metric=None):
@@ -511,24 +484,3 @@ class Results:
         params = f"best_params_={self.best_params_!r} (the search on all the data)"
         refit = "refit on all the data" if final.get("model") else "not refit (refit=False)"
         return f"\n  final model: {params}, {refit}"
-
-
-def raise_or_warn_about_fit_failures(raw):
-    """scikit-learn's verdict on the outer fits: raise when all failed, warn when some did.
-
-    ``cross_validate`` ends with the same call on the same error texts, so
-    the message (counts, grouping of identical errors) is scikit-learn's.
-
-    Examples
-    --------
-    >>> import warnings
-    >>> with warnings.catch_warnings(record=True) as caught:
-    ...     warnings.simplefilter("always")
-    ...     raise_or_warn_about_fit_failures({"errors": [None, "ValueError: bad C", None]})
-    >>> print(type(caught[0].message).__name__, str(caught[0].message).splitlines()[1])
-    FitFailedWarning 1 fits failed out of a total of 3.
-    """
-    from ._sklearn_compat import _warn_or_raise_about_fit_failures
-
-    error_score = raw.get("error_score", float("nan"))
-    _warn_or_raise_about_fit_failures([{"fit_error": error} for error in raw["errors"]], error_score)

@@ -117,8 +117,9 @@ def test_timeline_bars_span_each_tasks_recorded_start_and_end(results):
     origin = timeline["start"].min()
     for kind, bars in display.bars_.items():
         rows = timeline[timeline["kind"] == kind]
-        np.testing.assert_allclose([bar.get_x() for bar in bars], rows["start"] - origin, rtol=0, atol=1e-9)
-        np.testing.assert_allclose([bar.get_width() for bar in bars], rows["end"] - rows["start"], rtol=0, atol=1e-9)
+        # A task's bar runs from when its worker was ready (a worker's start-up is drawn apart) to its end.
+        np.testing.assert_allclose([bar.get_x() for bar in bars], rows["ready"] - origin, rtol=0, atol=1e-9)
+        np.testing.assert_allclose([bar.get_width() for bar in bars], rows["end"] - rows["ready"], rtol=0, atol=1e-9)
     workers = {f"{h}:{p}" for h, p in zip(timeline["host"], timeline["pid"])}
     assert [label.get_text() for label in display.ax_.get_yticklabels()] == sorted(workers)
     plt.close("all")
