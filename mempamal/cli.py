@@ -33,6 +33,19 @@ def _add_n_jobs(parser, default, meaning):
     parser.add_argument("-n", "--n-jobs", type=int, default=default, metavar="N", help=meaning)
 
 
+def _add_export(sub):
+    export = sub.add_parser("export", help="write the task graph for another runner")
+    _add_workdir(export)
+    export.add_argument("--format", "-f", default="commands", choices=EXPORT_FORMATS,
+                        help=f"{', '.join(EXPORT_FORMATS)} (default: commands)")
+    export.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write; - for standard output")
+    export.add_argument("--python", help="interpreter path on the machines that run the tasks")
+    export.add_argument("--remote-workdir", help="workdir path on the machines that run the tasks")
+    export.add_argument("--job-seconds", type=float, help="bundle tasks into jobs of about this many seconds")
+    export.add_argument("--tasks-per-job", type=int, help="bundle this many tasks per job")
+    _add_n_jobs(export, 1, "workers the runner has (bundling keeps at least this many jobs per level; default: 1)")
+
+
 def _parser():
     from . import __version__
 
@@ -78,16 +91,7 @@ def _parser():
     _add_workdir(show)
     show.add_argument("--json", action="store_true", help="print experiment.json as it is")
 
-    export = sub.add_parser("export", help="write the task graph for another runner")
-    _add_workdir(export)
-    export.add_argument("--format", "-f", default="commands", choices=EXPORT_FORMATS,
-                        help=f"{', '.join(EXPORT_FORMATS)} (default: commands)")
-    export.add_argument("-o", "--output", required=True, metavar="PATH", help="file to write; - for standard output")
-    export.add_argument("--python", help="interpreter path on the machines that run the tasks")
-    export.add_argument("--remote-workdir", help="workdir path on the machines that run the tasks")
-    export.add_argument("--job-seconds", type=float, help="bundle tasks into jobs of about this many seconds")
-    export.add_argument("--tasks-per-job", type=int, help="bundle this many tasks per job")
-    _add_n_jobs(export, 1, "workers the runner has (bundling keeps at least this many jobs per level; default: 1)")
+    _add_export(sub)
 
     demo = sub.add_parser("demo", help="nested CV of a logistic regression on breast_cancer")
     demo.add_argument("-w", "--workdir", default="runs/demo", metavar="WORKDIR",

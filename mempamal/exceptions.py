@@ -144,7 +144,7 @@ class TaskDiskFullError(TaskError, DiskFullError):
     """A task the full disk stopped: a :class:`TaskError` that is also the :class:`DiskFullError`
     of the file it could not write.
 
-    Its message carries :data:`mempamal.store.files.DISK_FULL_NOT_RUN`: a
+    Its message carries ``DISK_FULL_NOT_RUN``: a
     worker reports the message, and the run counts the task as not run, not
     failed (``status`` shows it pending).
 
@@ -167,7 +167,7 @@ class WorkflowError(MempamalError, RuntimeError):
 
     The tasks are counted as ``mempamal status`` counts them afterwards:
     failed (an error log), ``blocked`` by a failure, or ``not_run``: stopped
-    by a full disk (:data:`DISK_FULL_NOT_RUN`: neither their output nor an
+    by a full disk (``DISK_FULL_NOT_RUN``: neither their output nor an
     error log could be written) or waiting on such a task, which stay pending.
 
     Examples

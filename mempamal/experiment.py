@@ -13,7 +13,7 @@ from . import build_files, store
 from .validation import arguments as validation, build as validation_build
 from .store.lock import WorkdirLock
 from .store.fingerprint import code_digest, data_hash, describe, fingerprint
-from .engine.context import capture_config, fingerprinted_config
+from .engine.config import capture_config, fingerprinted_config
 from .engine.grid import chunk_points, expand_grid, prefix_keys, sample_candidates
 from .engine.splits import MAIN, compute_split_set, copy_splitter, permutation_name, permuted_target_indices
 from .store.tasktable import make_table

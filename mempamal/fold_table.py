@@ -75,7 +75,7 @@ def finished_folds(workflow):
     """Outer folds finished so far, from their ``select``/``score`` outputs.
 
     The partial results of a run in progress, with the columns of
-    :meth:`Results.to_frame` (index ``outer_fold``; permutations left out).
+    :meth:`mempamal.Results.to_frame` (index ``outer_fold``; permutations left out).
     Once the run is complete it equals ``Results.load(workdir).to_frame()``.
 
     Examples

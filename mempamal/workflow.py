@@ -163,7 +163,7 @@ class Workflow(TaskGraph):
                 failed = self._run_removed_inputs_again(runner, failed, options)
                 if failed:
                     # error_score="raise": the estimator's own exception, as scikit-learn raises it.
-                    from .engine.tasks import raise_estimator_error
+                    from .engine.failures import raise_estimator_error
 
                     error = WorkflowError(failed, self.workdir)
                     raise_estimator_error(failed, cause=error)  # its __cause__ lists every failed task

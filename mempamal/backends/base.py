@@ -9,7 +9,7 @@ A run may be driven from a background thread (``Workflow.submit``): it then
 gets a ``stop`` :class:`threading.Event`; once it is set the backend stops
 submitting, aborts what it started (finished outputs stay) and raises
 :class:`RunCancelled`.  It may also get an ``observer``, the
-:class:`RunObserver` of the :class:`mempamal.Run` it drives, to tell which
+:class:`~mempamal.backends.base.RunObserver` of the :class:`mempamal.Run` it drives, to tell which
 tasks execute now.
 
 Each run owns what it starts: the workers of a private cluster, the local
@@ -26,7 +26,7 @@ ready is :class:`~mempamal.backends.tracker.DependencyTracker`'s job.
 
 Besides the base class, its registry and ``n_jobs``: the small helpers every
 backend uses (:func:`check_stop`, :func:`make_progress`,
-:class:`RunObserver` (what executes now, per run),
+:class:`~mempamal.backends.base.RunObserver` (what executes now, per run),
 :func:`temporary_environment`).
 
 Adding one is one class and one registry line::
@@ -109,7 +109,7 @@ class Backend(abc.ABC):
         ``stop`` is None or a :class:`threading.Event`: once set, stop
         submitting, abort what is queued or running, and raise
         :class:`RunCancelled`.  ``observer`` is None or the run's
-        :class:`RunObserver`: tell it which batches execute now.  Both are
+        :class:`~mempamal.backends.base.RunObserver`: tell it which batches execute now.  Both are
         optional in a subclass's signature: ``Workflow.run`` passes only
         what it accepts.
 

@@ -28,7 +28,8 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from ..engine.tasks import TaskError, failure_message, run_task
+from ..engine.failures import failure_message
+from ..engine.tasks import TaskError, run_task
 from .base import Backend, effective_n_jobs, make_progress
 from .dispatch_loop import WorkerPool, dispatch
 from .._constraints import Interval, validate_params
@@ -141,7 +142,7 @@ class ProcessPool(WorkerPool):
 
     The pool's executor is this run's alone (given warm by its
     :class:`LocalBackend`, or started at the first batch): :meth:`abort`
-    kills its workers and nobody else's.  After a run, :attr:`executor` is
+    kills its workers and nobody else's.  After a run, ``executor`` is
     None when the workers were killed or broke, else the healthy executor,
     which the backend keeps warm or shuts down.
 

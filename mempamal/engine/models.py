@@ -37,7 +37,7 @@ def model_path(workdir, name):
 def model_digest(estimator):
     """A digest of the fitted ``estimator``'s value: equal for identical models, whatever process fitted them.
 
-    The sha256 of a canonical walk of the object (:func:`_feed`): arrays by
+    The sha256 of a canonical walk of the object (``_feed``): arrays by
     dtype, shape and C-ordered bytes (not their strides or whether they
     share memory), dicts and sets in a sorted order, objects by their class
     and the state pickle would save (``__reduce_ex__``), functions and

@@ -39,7 +39,7 @@ The index is a cache that can never lie:
 
 What it does not see: an in-place edit that puts back the file's size and
 its old ``mtime_ns`` (``touch -d``); such an output fails the digest of its
-content (:func:`mempamal.integrity.output_bytes`) where it is read:
+content (:func:`mempamal.store.integrity.output_bytes`) where it is read:
 ``run_task`` before it skips the task, every task reading it as a
 dependency (which removes it so that ``run`` runs its task again), so
 results never use it.

@@ -201,7 +201,7 @@ def closest_names(name, choices, n=3):
     """The ``choices`` closest to a misspelled ``name`` (``'roc-auc'`` -> ``['roc_auc', ...]``).
 
     Separators are compared as one (``-``, ``_``, space, case), then by
-    :func:`difflib.get_close_matches`.
+    ``difflib.get_close_matches``.
 
     Examples
     --------
