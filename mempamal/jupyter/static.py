@@ -36,8 +36,8 @@ def show_figure(figure):
 
     Examples
     --------
-    >>> show_figure(res.plot_scores().figure_)
-    Figure(640x480)
+    >>> show_figure(res.plot_scores().figure_)   # outside IPython: the figure's text form
+    ...Figure...640x480...
     """
     import matplotlib.pyplot as plt
 
