@@ -36,8 +36,13 @@ def show_figure(figure):
 
     Examples
     --------
-    >>> show_figure(res.plot_scores().figure_)   # outside IPython: the figure's text form
-    ...Figure...640x480...
+    >>> import contextlib, io
+    >>> import matplotlib.pyplot as plt
+    >>> figure = res.plot_scores().figure_
+    >>> with contextlib.redirect_stdout(io.StringIO()):   # outside IPython: the figure's text form
+    ...     show_figure(figure)
+    >>> plt.fignum_exists(figure.number)   # shown once, then closed
+    False
     """
     import matplotlib.pyplot as plt
 
