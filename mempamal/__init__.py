@@ -25,6 +25,7 @@ _EXPORTS = {
     "Run": "mempamal.run",
     "Estimate": "mempamal.estimate",
     "Backend": "mempamal.backends.base",
+    "JobBackend": "mempamal.backends.base",
     "register_backend": "mempamal.backends.base",
     "available_backends": "mempamal.backends.base",
     "run_task": "mempamal.engine.tasks",

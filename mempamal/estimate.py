@@ -173,8 +173,8 @@ def _check_positive(value, name):
 
 
 def _job_based(runner):
-    # As Workflow.submit tells them: a backend that can attach to its submissions runs jobs.
-    return getattr(runner, "outlives_driver", hasattr(runner, "attach"))
+    # Declared by the backend: a JobBackend's jobs outlive the driver.
+    return runner.outlives_driver
 
 
 def _affordable_fold(workflow, sizes, measured):

@@ -125,9 +125,9 @@ class Workflow(TaskGraph):
                     runner.close()
 
         try:
-            # A backend that can attach to its own submissions runs jobs that outlive this process.
-            outlives = getattr(runner, "outlives_driver", hasattr(runner, "attach"))
-            run = Run(self, execute, backend_name=name, stop=stop, outlives_driver=outlives, observer=observer)
+            # Declared by the backend (JobBackend: jobs that outlive this process).
+            run = Run(self, execute, backend_name=name, stop=stop, outlives_driver=runner.outlives_driver,
+                      observer=observer)
         except BaseException:
             lock.release()
             raise
@@ -153,8 +153,10 @@ class Workflow(TaskGraph):
                 pending, untrusted = ["final"], {**untrusted, "final": "results.json lost"}
             self._remove_outputs(untrusted)
             if pending:
-                extra = {name: value for name, value in (("stop", stop), ("observer", observer))
-                         if value is not None and _accepts(runner.run, name)}
+                # Each only to a backend that declares it (Backend.supports_*).
+                extra = {name: value for name, value, declared in (("stop", stop, runner.supports_stop),
+                                                                  ("observer", observer, runner.supports_observer))
+                         if value is not None and declared}
                 failed = runner.run(self, pending, n_jobs=n_jobs, progress=progress, **extra)
                 # Validate the new outputs once, now, into the done-index: the
                 # next status (maybe another process's) reads only what changes after.
@@ -301,16 +303,19 @@ class Workflow(TaskGraph):
         # A live driver still follows its own jobs (a second soma-workflow
         # engine would submit them twice): then only watch the files.
         if holder is None and submission is not None and self.pending_ids():  # a finished submission is history
-            from .backends.base import RunObserver, get_backend
+            from .backends.base import JobBackend, RunObserver, get_backend
 
             runner = get_backend(submission["backend"])
+            if not isinstance(runner, JobBackend):
+                raise store.WorkdirError(f"{self.workdir}/submissions/ names the backend {submission['backend']!r}, "
+                                         "which is no JobBackend: it cannot attach to jobs.")
             observer = RunObserver()
             lock = WorkdirLock(self.workdir, purpose="attach")
             lock.acquire()  # the dead driver's lock is taken over; a new runner's refuses us here
 
             def execute(stop_event):
                 try:
-                    extra = {"observer": observer} if _accepts(runner.attach, "observer") else {}
+                    extra = {"observer": observer} if runner.supports_observer else {}
                     failed = runner.attach(self, stop=stop_event, progress=progress, **extra)
                     return self._results_or_error(failed)
                 finally:
@@ -448,11 +453,3 @@ def _report_untrusted(untrusted, limit=5):
         return
     examples = "; ".join(problems[:limit])
     warnings.warn(f"Not trusting {len(problems)} outputs, which will run again; e.g. {examples}", stacklevel=3)
-
-
-def _accepts(method, name):
-    """False for backends written before ``run(..., stop=)`` or ``observer=`` existed: they do not get it."""
-    import inspect
-
-    parameters = inspect.signature(method).parameters.values()
-    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)

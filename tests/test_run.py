@@ -189,7 +189,7 @@ def test_ctrl_c_in_blocking_run_cancels_the_driver_and_the_process_exits(tmp_pat
     assert 2 <= len(workflow.done_ids()) < len(workflow.tasks)
 
 
-class DetachedJobBackend(mp.Backend):
+class DetachedJobBackend(mp.JobBackend):
     """A job-based backend in miniature: one detached process runs the tasks, like a batch job.
 
     The job outlives the process that submitted it (its own session), and
@@ -198,6 +198,7 @@ class DetachedJobBackend(mp.Backend):
     """
 
     name = "detached"
+    supports_stop = True
     JOB = "import sys, mempamal as mp\nfor task_id in sys.argv[2:]: mp.run_task(sys.argv[1], task_id)"
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None):
@@ -222,6 +223,9 @@ class DetachedJobBackend(mp.Backend):
             time.sleep(0.1)
         record.unlink()
         return {}
+
+    def jobs_status(self, workdir, submission):
+        return {"running": int(_alive(submission["pid"]))}
 
 
 def _alive(pid):

@@ -97,6 +97,18 @@ class Backend(abc.ABC):
     """
 
     name = None
+    #: What this backend can do, declared (joblib's ``supports_*`` flags): a
+    #: ``Workflow`` reads these, it never probes signatures.
+    #: ``run`` honours ``stop=`` (``Run.cancel()``); without it a run goes to its end.
+    supports_stop = False
+    #: ``run`` tells ``observer=`` what executes now (``Run.status()["running"]``).
+    supports_observer = False
+    #: Its workers import the user's script again (spawned processes): a script
+    #: without ``if __name__ == "__main__":`` is refused before anything starts.
+    imports_main_script = False
+    #: Its work goes on when the process that submitted it dies: left running
+    #: at interpreter exit, followed again by :meth:`JobBackend.attach`.
+    outlives_driver = False
 
     def __init__(self, **options):
         if options:
@@ -109,9 +121,9 @@ class Backend(abc.ABC):
         ``stop`` is None or a :class:`threading.Event`: once set, stop
         submitting, abort what is queued or running, and raise
         :class:`RunCancelled`.  ``observer`` is None or the run's
-        :class:`~mempamal.backends.base.RunObserver`: tell it which batches execute now.  Both are
-        optional in a subclass's signature: ``Workflow.run`` passes only
-        what it accepts.
+        :class:`~mempamal.backends.base.RunObserver`: tell it which batches execute now.
+        ``Workflow.run`` passes each only to a backend that declares it
+        (:attr:`supports_stop`, :attr:`supports_observer`).
 
         Examples
         --------
@@ -149,6 +161,49 @@ class Backend(abc.ABC):
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class JobBackend(Backend):
+    """A backend whose tasks run as a scheduler's jobs: they outlive the driver, which can attach again.
+
+    Besides :meth:`run`, it records its submission in
+    ``WORKDIR/submissions/<name>.json`` and implements :meth:`attach` (follow
+    a recorded submission again, after a kernel restart) and
+    :meth:`jobs_status` (the scheduler's view of it, for ``status``).  The
+    ``slurm`` and ``soma-workflow`` backends are such backends.
+
+    Examples
+    --------
+    >>> from mempamal.backends.slurm.backend import SlurmBackend
+    >>> issubclass(SlurmBackend, JobBackend), SlurmBackend.outlives_driver
+    (True, True)
+    """
+
+    outlives_driver = True
+
+    @abc.abstractmethod
+    def attach(self, workflow, stop=None, progress=True, observer=None):
+        """Follow the recorded submission of ``workflow`` to its end; ``{task_id: message}`` of the failures.
+
+        Examples
+        --------
+        >>> run = wf.attach()   # Workflow.attach calls this on the recorded backend
+        >>> run is None         # nothing recorded: nothing to follow
+        True
+        """
+
+    @abc.abstractmethod
+    def jobs_status(self, workdir, submission):
+        """The scheduler's view of a recorded ``submission``: ``{"pending": n, "running": n, "finished": n}``.
+
+        Never raises: ``{"error": ...}`` says why the scheduler did not answer.
+
+        Examples
+        --------
+        >>> from mempamal.graph.submissions import recorded_jobs
+        >>> recorded_jobs(wf.workdir) is None   # no submission recorded
+        True
+        """
 
 
 def register_backend(name, backend):

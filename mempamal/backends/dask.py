@@ -85,6 +85,9 @@ class DaskBackend(Backend):
     >>> res = wf.run(backend="dask", address="tcp://head:8786")           # needs a Dask cluster  # doctest: +SKIP
     """
 
+    supports_stop = True
+    supports_observer = True
+
     name = "dask"
 
     def __init__(self, client=None, address=None, retries=1, threads_per_worker=None):

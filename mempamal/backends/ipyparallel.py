@@ -263,6 +263,9 @@ class IPyParallelBackend(Backend):
     >>> res = wf.run(backend="ipyparallel", engines="slurm", n_jobs=8)  # needs an ipyparallel cluster  # doctest: +SKIP
     """
 
+    supports_stop = True
+    supports_observer = True
+
     name = "ipyparallel"
 
     def __init__(self, client=None, profile=None, cluster_id=None, profile_dir=None, retries=1,

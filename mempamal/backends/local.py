@@ -267,6 +267,9 @@ class LocalBackend(Backend):
     ...     res2 = wf.run(backend=local, n_jobs=2)
     """
 
+    supports_stop = True
+    supports_observer = True
+
     name = "local"
 
     def __init__(self, threads_per_worker=None, limit_threads=True):

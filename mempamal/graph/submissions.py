@@ -58,7 +58,7 @@ def live_runner(workdir):
 def scheduler_view(workdir, submission):
     """What the scheduler says of a recorded submission's jobs, e.g. ``{"pending": 2, "running": 3, "finished": 7}``.
 
-    Asked of the backend that recorded it (its ``scheduler_view`` method:
+    Asked of the backend that recorded it (its ``JobBackend.jobs_status``:
     one ``squeue`` call for slurm, soma-workflow's database for
     soma-workflow), with ``"backend"`` added.  Never raises: when the
     scheduler cannot be reached ``"error"`` says so; None when the backend
@@ -71,12 +71,12 @@ def scheduler_view(workdir, submission):
     """
     name = submission.get("backend")
     try:
-        from ..backends.base import get_backend
+        from ..backends.base import JobBackend, get_backend
 
-        view = getattr(get_backend(name), "scheduler_view", None)
-        if view is None:
+        runner = get_backend(name)
+        if not isinstance(runner, JobBackend):
             return None
-        answer = dict(view(workdir, submission))
+        answer = dict(runner.jobs_status(workdir, submission))
     except Exception as exc:  # a status display must never fail because a cluster is away
         return {"backend": name, "error": f"cannot ask backend {name!r} about its jobs: {type(exc).__name__}: {exc}"}
     return {"backend": name, **answer}

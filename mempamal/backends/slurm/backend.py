@@ -30,7 +30,7 @@ from pathlib import Path
 from ... import store
 from ..._constraints import Interval, Predicate, validate_params
 from ..bundles import check_bundle_options, make_bundles
-from ..base import Backend, RunCancelled, RunObserver, effective_n_jobs, make_progress
+from ..base import JobBackend, RunCancelled, RunObserver, effective_n_jobs, make_progress
 from .script import array_script, plan_arrays, sbatch_arguments
 from ..tracker import DependencyTracker
 
@@ -70,7 +70,7 @@ SLURM_CONSTRAINTS = {
 }
 
 
-class SlurmBackend(Backend):
+class SlurmBackend(JobBackend):
     """Run tasks as Slurm job arrays of bundles.
 
     Parameters
@@ -100,6 +100,9 @@ class SlurmBackend(Backend):
     >>> res = wf.run(backend="slurm", partition="debug", sbatch_options=["--time=10"])  # needs a Slurm cluster  # doctest: +SKIP
     >>> res = wf.run(backend="slurm", tasks_per_job=50, n_jobs=8)                       # needs a Slurm cluster  # doctest: +SKIP
     """
+
+    supports_stop = True
+    supports_observer = True
 
     name = "slurm"
 
@@ -201,7 +204,7 @@ class SlurmBackend(Backend):
         _cancel(job_ids, wait=True)
         return job_ids
 
-    def scheduler_view(self, workdir, record):
+    def jobs_status(self, workdir, record):
         """The recorded arrays' elements as Slurm sees them: ``{"pending": n, "running": n, "finished": n}``.
 
         One ``squeue`` call; never raises (``"error"`` says why squeue did
@@ -209,7 +212,7 @@ class SlurmBackend(Backend):
 
         Examples
         --------
-        >>> SlurmBackend().scheduler_view(wf.workdir, read_submission(wf.workdir))   # needs a Slurm cluster  # doctest: +SKIP
+        >>> SlurmBackend().jobs_status(wf.workdir, read_submission(wf.workdir))   # needs a Slurm cluster  # doctest: +SKIP
         {'pending': 3, 'running': 2, 'finished': 4}
         """
         total = sum(array["size"] for array in record["arrays"])

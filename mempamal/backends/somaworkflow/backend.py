@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ... import store
 from ..._constraints import Interval, invalid, validate_params
-from ..base import Backend, RunObserver, effective_n_jobs, make_progress, temporary_environment
+from ..base import JobBackend, RunObserver, effective_n_jobs, make_progress, temporary_environment
 from .engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
 from .jobs import build_soma_workflow, import_soma
 from .status import failures, job_ids_of, mark_record_ended, read_record, record_path, show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs, write_record
@@ -46,7 +46,7 @@ SOMA_WORKFLOW_CONSTRAINTS = {
 }
 
 
-class SomaWorkflowBackend(Backend):
+class SomaWorkflowBackend(JobBackend):
     """Submit tasks through a soma-workflow ``WorkflowController`` and wait.
 
     Parameters
@@ -85,6 +85,9 @@ class SomaWorkflowBackend(Backend):
     >>> res = wf.run(backend="soma-workflow", n_jobs=2)                  # needs a soma-workflow resource  # doctest: +SKIP
     >>> res = wf.run(backend="soma-workflow", resource_id="my-slurm", config="swf.cfg")   # needs a soma-workflow resource  # doctest: +SKIP
     """
+
+    supports_stop = True
+    supports_observer = True
 
     name = "soma-workflow"
 
@@ -251,7 +254,7 @@ class SomaWorkflowBackend(Backend):
         """
         return self.resource_id is not None
 
-    def scheduler_view(self, workdir, record):
+    def jobs_status(self, workdir, record):
         """The recorded workflow's jobs: ``{"pending": n, "running": n, "finished": n}``.
 
         From soma-workflow's database, and from ``squeue`` on a Slurm
@@ -259,7 +262,7 @@ class SomaWorkflowBackend(Backend):
 
         Examples
         --------
-        >>> SomaWorkflowBackend().scheduler_view(wf.workdir, read_record(wf.workdir))   # needs a soma-workflow resource  # doctest: +SKIP
+        >>> SomaWorkflowBackend().jobs_status(wf.workdir, read_record(wf.workdir))   # needs a soma-workflow resource  # doctest: +SKIP
         {'pending': 2, 'running': 2, 'finished': 1}
         """
         from .status import engine_view
