@@ -32,7 +32,7 @@ demo: $(STAMP)
 	$(PY) -m mempamal demo
 
 test: $(DEV_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # The exactness tests again on the oldest scikit-learn pyproject.toml accepts,
 # in .venv-oldest/ (built once from ci/oldest-deps.txt; make test runs it too).

@@ -265,16 +265,17 @@ def second_user():
 
 
 def test_a_workdir_file_owned_by_another_uid_is_reported_with_the_reason(slurm, second_user, tmp_path):
-    """What root-squash or uid mapping looks like from a node: the refusal reaches the driver, by task id."""
+    """What root-squash or uid mapping looks like: refused once by the driver, naming the file and the uid,
+    before any job is submitted; a task run by itself (what a node runs) refuses it with the same reason."""
     workflow = _plain().build(X, y, workdir=tmp_path / "wd")
     os.chown(workflow.workdir / "experiment.pkl", second_user, -1)
-    with pytest.raises(mp.WorkflowError) as info:
+    with pytest.raises(mp.WorkdirError) as info:
         workflow.run(backend="slurm", n_jobs=2, progress=False, poll_seconds=0.2)
-    failed = info.value.failed
-    assert set(failed) == {t.id for t in workflow.tasks}
-    for task_id in ("score-o0", "score-o1", "score-o2"):
-        assert f"uid {second_user}" in failed[task_id] and "another user" in failed[task_id]
-    assert failed["final"].startswith("not run")
+    assert f"uid {second_user}" in str(info.value) and "experiment.pkl" in str(info.value)
+    assert not (workflow.workdir / "submissions").exists()  # nothing was submitted
+    with pytest.raises(mp.TaskError) as task_info:
+        mp.run_task(workflow.workdir, "score-o0")
+    assert f"uid {second_user}" in str(task_info.value) and "another user" in str(task_info.value)
 
 
 def test_without_sacct_failures_come_from_the_output_files(slurm, tmp_path, monkeypatch):

@@ -119,7 +119,7 @@ def test_export_honours_cluster_python_and_workdir(tmp_path):
 
 
 def test_missing_soma_workflow_gives_an_install_hint(monkeypatch):
-    from mempamal.backends.somaworkflow.backend import backend as somaworkflow
+    from mempamal.backends.somaworkflow import backend as somaworkflow
 
     monkeypatch.setitem(sys.modules, "soma_workflow.client", None)  # what `import` sees when absent
     with pytest.raises(ImportError, match="pip install soma-workflow"):

@@ -166,7 +166,7 @@ class Backend(abc.ABC):
 class JobBackend(Backend):
     """A backend whose tasks run as a scheduler's jobs: they outlive the driver, which can attach again.
 
-    Besides :meth:`run`, it records its submission in
+    Besides :meth:`~mempamal.backends.base.Backend.run`, it records its submission in
     ``WORKDIR/submissions/<name>.json`` and implements :meth:`attach` (follow
     a recorded submission again, after a kernel restart) and
     :meth:`jobs_status` (the scheduler's view of it, for ``status``).  The
