@@ -75,7 +75,19 @@ class _RecordMapping(Mapping):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # compared as mappings
-class KindCounts(_RecordMapping):
+class _StateCounts(_RecordMapping):
+    """The total and the count of each :class:`TaskState` (declared once for both records)."""
+
+    total: int = 0
+    done: int = 0
+    running: int = 0
+    pending: int = 0
+    failed: int = 0
+    blocked: int = 0
+
+
+@dataclasses.dataclass(frozen=True, eq=False)  # compared as mappings
+class KindCounts(_StateCounts):
     """The counts of one kind of task (``fit``, ``select``, ...); ``*_main`` count the unpermuted ones.
 
     Examples
@@ -84,18 +96,12 @@ class KindCounts(_RecordMapping):
     2
     """
 
-    total: int = 0
-    done: int = 0
-    running: int = 0
-    pending: int = 0
-    failed: int = 0
-    blocked: int = 0
     done_main: int = 0
     total_main: int = 0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # compared as mappings
-class StatusCounts(_RecordMapping):
+class StatusCounts(_StateCounts):
     """Task counts of a workdir in the five :class:`TaskState` words, per kind too.
 
     Also read as a mapping (``status["done"]``, ``dict(status)``) and dumped
@@ -125,12 +131,6 @@ class StatusCounts(_RecordMapping):
     (3, True)
     """
 
-    total: int = 0
-    done: int = 0
-    running: int = 0
-    pending: int = 0
-    failed: int = 0
-    blocked: int = 0
     by_kind: dict = dataclasses.field(default_factory=dict, repr=False)
     untrusted: dict = dataclasses.field(default_factory=dict, repr=False)
     runner: object = dataclasses.field(default=None, repr=False)
