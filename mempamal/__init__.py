@@ -42,6 +42,10 @@ _EXPORTS = {
     "WorkflowError": "mempamal.exceptions",
     "RunCancelled": "mempamal.exceptions",
     "SetupError": "mempamal.exceptions",
+    "BackendError": "mempamal.exceptions",
+    "ClusterUnreachable": "mempamal.exceptions",
+    "MissingDependency": "mempamal.exceptions",
+    "RunTimeout": "mempamal.exceptions",
     # `%load_ext mempamal` looks these up here; they live in the Jupyter skin.
     "load_ipython_extension": "mempamal.jupyter.magics",
     "unload_ipython_extension": "mempamal.jupyter.magics",

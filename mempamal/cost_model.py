@@ -131,6 +131,7 @@ def read_costs(workflow, done, per_group=20):
     True
     """
     from . import store
+    from .store.records import FitRecord, TaskOutput
 
     sizes = SplitSizes(workflow)
     chunk_of = {tuple(chunk): index for index, chunk in enumerate(workflow.table.chunks)}
@@ -144,18 +145,19 @@ def read_costs(workflow, done, per_group=20):
             continue
         try:
             output = store.read_json(store.output_path(workflow.workdir, task_id))
+            output = TaskOutput.from_json(output) if isinstance(output, dict) else None
         except (OSError, store.WorkdirError):  # removed or rewritten since the scan: not measured
             continue
-        if not isinstance(output, dict) or "end" not in output:
+        if output is None:
             continue
         counts[group] = counts.get(group, 0) + 1
-        wall = max(0.0, output["end"] - output.get("ready", output["start"]))
+        run = output.run
+        wall = max(0.0, run.end - run.ready)
         entry = dict(kind=task.kind, family=family, chunk=chunk, rows=max(1, sizes.rows(task)), wall=wall,
-                     cpu=output.get("cpu_seconds", wall), start=output["start"], ready=output.get("ready"),
-                     peak=output.get("peak_rss_bytes", 0), growth=output.get("rss_growth_bytes", 0),
-                     points=None if task.points is None else len(task.points))
-        if "fit_time" in output and isinstance(output["fit_time"], list):
-            entry["point_seconds"] = [f + s for f, s in zip(output["fit_time"], output["score_time"])]
+                     cpu=run.cpu_seconds, start=run.start, ready=run.ready, peak=run.peak_rss_bytes,
+                     growth=run.rss_growth_bytes, points=None if task.points is None else len(task.points))
+        if isinstance(output.record, FitRecord):
+            entry["point_seconds"] = [f + s for f, s in zip(output.record.fit_time, output.record.score_time)]
         measured[task_id] = entry
     return measured
 

@@ -167,8 +167,10 @@ def _check_positive(value, name):
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
-        raise ValueError(f"The {name!r} parameter of Workflow.estimate must be a positive number or None; "
-                         f"got {value!r} instead.")
+        from ._constraints import invalid
+
+        raise invalid(f"The {name!r} parameter of Workflow.estimate must be a positive number or None; "
+                      f"got {value!r} instead.")
     return value
 
 

@@ -14,6 +14,10 @@ exception                       builtin                        raised when
 :class:`WorkflowError`          ``RuntimeError``               tasks of a run failed (``failed`` maps ids to messages)
 :class:`RunCancelled`           ``RuntimeError``               a run was cancelled; finished outputs are kept
 :class:`SetupError`             ``RuntimeError``               how mempamal is called cannot work (e.g. no main guard)
+:class:`BackendError`           ``RuntimeError``               a backend could not run tasks (a job refused, no worker)
+:class:`ClusterUnreachable`     ``RuntimeError``, ``OSError``  a backend's cluster or scheduler cannot be reached
+:class:`MissingDependency`      ``ImportError``                a backend's optional package is not installed
+:class:`RunTimeout`             ``TimeoutError``               ``Run.wait(timeout=)`` ran out before the run ended
 ==============================  =============================  =======================================================
 
 This module imports nothing of mempamal: every layer may raise these.
@@ -106,6 +110,10 @@ class DiskFullError(WorkdirError):
             "free some space and try again."
         )
 
+    def __reduce__(self):
+        # Exceptions pickle as type(*args) by default; this one is made of (path, code).
+        return type(self), (self.path, self.errno), self.__dict__
+
 
 class WorkdirLocked(MempamalError, RuntimeError):
     """The workdir is locked by another live runner; the message names it.
@@ -124,9 +132,23 @@ class WorkdirLocked(MempamalError, RuntimeError):
         super().__init__(message)
         self.holder = holder
 
+    def __reduce__(self):
+        return type(self), (str(self), self.holder), self.__dict__
+
 
 class TaskError(MempamalError, RuntimeError):
     """A task could not run; the message names the task and the cause.
+
+    A worker sends it back to the process that started the run (it pickles).
+    With ``error_score="raise"`` it carries the estimator's own exception
+    as ``estimator_exception`` (also its ``__cause__`` where it was raised,
+    which does not travel), so that the run raises that very exception in
+    the caller, as scikit-learn would (``engine/failures.raise_estimator_error``).
+
+    Attributes
+    ----------
+    estimator_exception : BaseException or None
+        The estimator's exception (``error_score="raise"``), None for any other failure.
 
     Examples
     --------
@@ -138,6 +160,8 @@ class TaskError(MempamalError, RuntimeError):
     ...     print(exc)
     Task 'fit-o9-i0-c0' of ...task-error could not run: No task 'fit-o9-i0-c0' in ...tasks.json (it has 4 tasks, ...).
     """
+
+    estimator_exception = None
 
 
 class TaskDiskFullError(TaskError, DiskFullError):
@@ -161,9 +185,15 @@ class TaskDiskFullError(TaskError, DiskFullError):
         self.path, self.errno = _Path(path), code
         RuntimeError.__init__(self, message)
 
+    def __reduce__(self):
+        return type(self), (str(self), self.path, self.errno), self.__dict__
+
 
 class WorkflowError(MempamalError, RuntimeError):
     """Some tasks failed; ``failed`` maps their ids to the error messages.
+
+    ``failed`` may be given messages or the :class:`TaskError` a worker
+    reported for a task: the attribute keeps its message.
 
     The tasks are counted as ``mempamal status`` counts them afterwards:
     failed (an error log), ``blocked`` by a failure, or ``not_run``: stopped
@@ -183,7 +213,7 @@ class WorkflowError(MempamalError, RuntimeError):
     """
 
     def __init__(self, failed, workdir=None):
-        self.failed = dict(failed)
+        self.failed = {task_id: str(failure) for task_id, failure in failed.items()}
         self.workdir = workdir
         stopped = {i for i, message in self.failed.items() if DISK_FULL_NOT_RUN in message}
         # A dependent of a task the full disk stopped is pending, as that task is.
@@ -205,6 +235,9 @@ class WorkflowError(MempamalError, RuntimeError):
             f"{len(errors)} task(s) failed{blocked}{not_run} in {workdir}; first {first_id!r}: {first_message}"
             f"{advice}"
         )
+
+    def __reduce__(self):
+        return type(self), (self.failed, self.workdir)
 
 
 class RunCancelled(MempamalError, RuntimeError):
@@ -233,5 +266,52 @@ class SetupError(MempamalError, RuntimeError):
     Examples
     --------
     >>> isinstance(SetupError("put the run under a main guard"), RuntimeError)
+    True
+    """
+
+
+class BackendError(MempamalError, RuntimeError):
+    """A backend could not run the tasks: the scheduler refused a job, a cluster has no worker, ...
+
+    The tasks themselves did not fail (that is a :class:`WorkflowError`):
+    finished outputs are kept, and running again resumes.
+
+    Examples
+    --------
+    >>> isinstance(BackendError("The Dask cluster has no worker after 60 s"), RuntimeError)
+    True
+    """
+
+
+class ClusterUnreachable(BackendError, OSError):
+    """A backend's cluster or scheduler cannot be reached (no running cluster, a closed address).
+
+    Also an ``OSError``, as a refused connection is.
+
+    Examples
+    --------
+    >>> error = ClusterUnreachable("The dask backend could not reach a scheduler at 'tcp://127.0.0.1:9'")
+    >>> isinstance(error, OSError), isinstance(error, BackendError)
+    (True, True)
+    """
+
+
+class MissingDependency(MempamalError, ImportError):
+    """An optional package a backend needs is not installed; the message says what to install.
+
+    Examples
+    --------
+    >>> isinstance(MissingDependency("The dask backend needs distributed: pip install 'mempamal[dask]'"),
+    ...            ImportError)
+    True
+    """
+
+
+class RunTimeout(MempamalError, TimeoutError):
+    """:meth:`mempamal.Run.wait` ran out of time before the run ended (the run goes on).
+
+    Examples
+    --------
+    >>> isinstance(RunTimeout("the run of runs/iris is still going after 5 s"), TimeoutError)
     True
     """

@@ -2,6 +2,7 @@
 
 from . import store
 from .store import integrity
+from .store.records import ABSENT, SelectRecord, TaskOutput
 from .result_values import plain_value
 
 
@@ -25,8 +26,10 @@ def timeline_frame(workdir):
     # Trusted outputs only (complete, stamped): outputs are not fsynced, and
     # after an OS crash a listed file may be empty, torn or another task's.
     for task_id in sorted(TaskGraph.open(workdir).done_ids()):
-        output = read_done_output(workdir, task_id)
-        rows.append({key: output.get(key) for key in TIMELINE_COLUMNS})
+        output = TaskOutput.from_json(read_done_output(workdir, task_id))
+        run = output.run
+        rows.append(dict(zip(TIMELINE_COLUMNS, (output.task, output.kind, run.start, run.ready, run.end, run.host,
+                                                run.pid))))
     return pd.DataFrame(rows, columns=list(TIMELINE_COLUMNS))
 
 
@@ -49,8 +52,8 @@ def fitted_model_record(workdir, record):
     graph = TaskGraph.open(workdir)
     task = graph.task(record["task"])
     path = store.output_path(workdir, task.id)
-    output = integrity.read_output(path, task.id, graph.manifest["build_id"], task.definition)
-    fitted = output.get("model")
+    fitted = TaskOutput.from_json(integrity.read_output(path, task.id, graph.manifest["build_id"],
+                                                        task.definition)).record.model
     if not fitted or fitted.get("name") != record["name"] or fitted.get("digest") != record.get("digest"):
         raise store.WorkdirError(f"{path} records no model {record['name']!r} as results.json does; run "
                                  "the workdir again (`mempamal run`).")
@@ -91,26 +94,27 @@ def finished_folds(workflow):
     import pandas as pd
 
     done = workflow.done_ids()
-    outputs = {outer: read_done_output(workflow.workdir, task_id)
+    records = {outer: TaskOutput.from_json(read_done_output(workflow.workdir, task_id)).record
                for outer, task_id in workflow.table.fold_task_ids() if task_id in done}
-    if not outputs:
+    if not records:
         return pd.DataFrame(index=pd.Index([], name="outer_fold"))
-    folds = sorted(outputs)
-    metrics = list(outputs[folds[0]]["test_scores"])
-    frame = pd.DataFrame({f"test_{m}": [outputs[k]["test_scores"][m] for k in folds] for m in metrics},
+    folds = sorted(records)
+    metrics = list(records[folds[0]].test_scores)
+    frame = pd.DataFrame({f"test_{m}": [records[k].test_scores[m] for k in folds] for m in metrics},
                          index=pd.Index(folds, name="outer_fold"))
-    if "train_scores" in outputs[folds[0]]:
+    if records[folds[0]].train_scores is not ABSENT:
         for metric in metrics:
-            frame[f"train_{metric}"] = [outputs[k]["train_scores"][metric] for k in folds]
-    if "best_index" in outputs[folds[0]]:
+            frame[f"train_{metric}"] = [records[k].train_scores[metric] for k in folds]
+    if isinstance(records[folds[0]], SelectRecord):  # nested: each fold's best point
         store.check_workdir_is_safe(workflow.workdir)  # unpickling runs code
         candidates = store.load_pickle(workflow.workdir, workflow.workdir / store.EXPERIMENT,
                                        cloudpickle.load).candidates
-        best = [None if outputs[k]["best_index"] is None else candidates[outputs[k]["best_index"]] for k in folds]
+        best = [None if records[k].best_index is None else candidates[records[k].best_index] for k in folds]
         for key in sorted({key for params in best if params for key in params}):
             frame[f"param_{key}"] = [None if params is None else plain_value(params.get(key)) for params in best]
-    for column in ("fit_time", "score_time", "error"):
-        frame[column] = [outputs[k][column] for k in folds]
+    frame["fit_time"] = [records[k].fit_time for k in folds]
+    frame["score_time"] = [records[k].score_time for k in folds]
+    frame["error"] = [records[k].error for k in folds]
     return frame
 
 

@@ -7,7 +7,9 @@ import numpy as np
 from .store import integrity
 from . import store
 from .graph.state import TaskGraph, find_results_problem
+from ._constraints import invalid
 from .engine.search import cv_results
+from .store.records import SelectAllRecord
 from .fold_table import (TIMELINE_COLUMNS, fitted_model_record, raise_or_warn_about_fit_failures,  # noqa: F401
                          read_done_output, timeline_frame)
 # What the CLI prints comes from here too (the skins import the api modules only).
@@ -66,7 +68,9 @@ class Results:
         self.score = permutation["score"] if permutation else None
         self.permutation_scores = np.array(permutation["permutation_scores"]) if permutation else None
         self.pvalue = permutation["pvalue"] if permutation else None
-        self._final = raw.get("final_fit")
+        # The final search's record (store/records.py: SelectAllRecord, its model's value digest only).
+        final = raw.get("final_fit")
+        self._final = None if final is None else SelectAllRecord.from_json(final)
         self._models = {}
 
     @classmethod
@@ -113,9 +117,9 @@ class Results:
         if search_only and not self.nested:
             raise AttributeError(f"{attribute} is only defined with a search (a param_grid was given); "
                                  "plain cross-validation has res.best_estimator_ only.")
-        if self._final.get("error"):
+        if self._final.error:
             # GridSearchCV.fit raises this error and sets no attribute.
-            raise ValueError(f"The final search on all the data failed: {self._final['error']}")
+            raise ValueError(f"The final search on all the data failed: {self._final.error}")
         return self._final
 
     @property
@@ -127,7 +131,7 @@ class Results:
         >>> res.best_index_
         2
         """
-        return self._final_search("best_index_")["best_index"]
+        return self._final_search("best_index_").best_index
 
     @property
     def best_params_(self):
@@ -151,8 +155,8 @@ class Results:
         array([0.89333333, 0.96      , 0.98      ])
         """
         final = self._final_search("final_cv_results_")
-        return cv_results(self.experiment.candidates, final["inner_scores"], final["inner_fit_time"],
-                          final["inner_score_time"], train_scores=final.get("inner_train_scores"))
+        return cv_results(self.experiment.candidates, final.inner_scores, final.inner_fit_time,
+                          final.inner_score_time, train_scores=final.inner_train_scores or None)
 
     @property
     def best_estimator_(self):
@@ -170,10 +174,10 @@ class Results:
         ['model.joblib']
         """
         final = self._final_search("best_estimator_", search_only=False)
-        if final.get("model") is None:
+        if final.model is None:
             raise AttributeError("best_estimator_ is not available with refit=False (as GridSearchCV): "
                                  "no candidate was refit on all the data.")
-        return self._load_model(final["model"])
+        return self._load_model(final.model)
 
     @property
     def estimators_(self):
@@ -212,7 +216,7 @@ class Results:
         array([0.9 , 0.94, 0.95])
         """
         if not self.nested:
-            raise ValueError("cv_results is only defined for nested cross-validation (a param_grid was given).")
+            raise invalid("cv_results is only defined for nested cross-validation (a param_grid was given).")
         if not 0 <= outer_fold < self.n_outer:
             raise IndexError(f"outer_fold must be in [0, {self.n_outer}); got {outer_fold}.")
         inner = self.raw["inner"][outer_fold]
@@ -255,7 +259,7 @@ class Results:
         from .engine.splits import given_indices
 
         if not self.nested:
-            raise ValueError("inner_indices is only defined for nested cross-validation (a param_grid was given).")
+            raise invalid("inner_indices is only defined for nested cross-validation (a param_grid was given).")
         if outer_fold is None:
             self._final_search("inner_indices(None)")
         elif not 0 <= outer_fold < self.n_outer:
@@ -279,8 +283,8 @@ class Results:
 
         stored = self.raw.get("predictions")
         if stored is None:
-            raise ValueError("No predictions were made: build the Experiment with "
-                             "predict='predict' (or 'predict_proba', ...).")
+            raise invalid("No predictions were made: build the Experiment with "
+                          "predict='predict' (or 'predict_proba', ...).")
         if getattr(self, "_fold_predictions", None) is None:
             split_set = SplitSet(self.workdir, MAIN)
             y = self._target()
@@ -477,10 +481,10 @@ class Results:
         final = self._final
         if final is None:
             return ""
-        if final.get("error"):
+        if final.error:
             return "\n  final model: none (the search on all the data failed)"
         if not self.nested:
             return "\n  final model: best_estimator_ fitted on all the data"
         params = f"best_params_={self.best_params_!r} (the search on all the data)"
-        refit = "refit on all the data" if final.get("model") else "not refit (refit=False)"
+        refit = "refit on all the data" if final.model else "not refit (refit=False)"
         return f"\n  final model: {params}, {refit}"

@@ -284,7 +284,9 @@ class Run:
             # let the main thread see Ctrl-C on every platform.
             while not self._finished.wait(0.2):
                 if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"the run of {self.workflow.workdir} is still going after {timeout} s")
+                    from .exceptions import RunTimeout
+
+                    raise RunTimeout(f"the run of {self.workflow.workdir} is still going after {timeout} s")
         except KeyboardInterrupt:
             self.cancel()
             raise

@@ -231,14 +231,15 @@ class Workflow(TaskGraph):
         at most ``rounds`` times.  Returns the failures left.
         """
         for _ in range(rounds):
-            refused = {i for i, message in failed.items() if integrity.REMOVED_TO_RUN_AGAIN in message}
+            # A failure is a message or the TaskError a worker reported: its message says it.
+            refused = {i for i, failure in failed.items() if integrity.REMOVED_TO_RUN_AGAIN in str(failure)}
             if not refused:
                 break
             done = self.scan_outputs()
             again = set(refused)
             again.update(dep for task_id in refused for dep in self.table.task(task_id).deps if dep not in done)
             waiting = {f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in refused}
-            again.update(i for i, message in failed.items() if message in waiting)
+            again.update(i for i, failure in failed.items() if str(failure) in waiting)
             failed = {i: message for i, message in failed.items() if i not in again}
             failed.update(runner.run(self, [i for i in self.table.ids() if i in again], **options))
             self.scan_outputs()
@@ -352,9 +353,8 @@ class Workflow(TaskGraph):
             raise WorkflowError(failed, self.workdir)
         if not (self.workdir / store.RESULTS).exists():
             status = self.status()
-            raise RuntimeError(f"The run of {self.workdir} ended with {status['total'] - status['done']} of "
-                               f"{status['total']} "
-                               "tasks unfinished; run it again to resume.")
+            raise store.WorkdirError(f"The run of {self.workdir} ended with {status['total'] - status['done']} "
+                                     f"of {status['total']} tasks unfinished; run it again to resume.")
         return Results.load(self.workdir)
 
     def finished_folds(self):

@@ -116,9 +116,12 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
-        """Run ``task_ids`` in dependency order; return ``{task_id: message}`` of the failures.
+        """Run ``task_ids`` in dependency order; return ``{task_id: failure}`` of the failures.
 
-        ``stop`` is None or a :class:`threading.Event`: once set, stop
+        A failure is a message, or the :class:`~mempamal.TaskError` the task
+        raised (a worker's :func:`~mempamal.backends.local.run_batch` sends it
+        back): with ``error_score="raise"`` it carries the estimator's
+        exception, which ``Workflow.run`` raises in the caller.  ``stop`` is None or a :class:`threading.Event`: once set, stop
         submitting, abort what is queued or running, and raise
         :class:`RunCancelled`.  ``observer`` is None or the run's
         :class:`~mempamal.backends.base.RunObserver`: tell it which batches execute now.

@@ -35,6 +35,7 @@ from pathlib import Path
 from .. import store
 from .._constraints import Interval, invalid, validate_params
 from ..store import integrity
+from ..store.records import TaskOutput
 from ..store.tasktable import task_command
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
@@ -134,11 +135,12 @@ def measured_seconds(workdir, tasks, sample=MEASURED_SAMPLE):
     for task in tasks:
         if task.id not in done or len(durations.get(task.kind, ())) >= sample:
             continue
+        output = integrity.load_output(store.output_path(workdir, task.id))[0]
         try:
-            output = integrity.load_output(store.output_path(workdir, task.id))[0]
-            seconds = float(output["end"]) - float(output["start"])
-        except (TypeError, KeyError, ValueError):  # untrusted (None), or an older format
-            continue  # an output from an older format: no timing to learn from
+            run = TaskOutput.from_json(output).run
+        except (TypeError, store.WorkdirError):  # untrusted (None), or another record version
+            continue  # no timing to learn from
+        seconds = float(run.end) - float(run.start)
         durations.setdefault(task.kind, []).append(seconds / _points(task))
     return {kind: statistics.median(values) for kind, values in durations.items()}
 

@@ -48,7 +48,9 @@ def _import_distributed():
     try:
         import distributed
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
+        from ..exceptions import MissingDependency
+
+        raise MissingDependency(INSTALL_HINT) from exc
     return distributed
 
 
@@ -139,7 +141,10 @@ class DaskBackend(Backend):
             try:
                 client = distributed.Client(self.address, timeout=CONNECT_SECONDS)
             except OSError as exc:
-                raise OSError(f"The dask backend could not reach a scheduler at {self.address!r}: {exc}") from exc
+                from ..exceptions import ClusterUnreachable
+
+                raise ClusterUnreachable(f"The dask backend could not reach a scheduler at {self.address!r}: "
+                                         f"{exc}") from exc
             with client:
                 yield client, self.threads_per_worker
             return
@@ -184,7 +189,9 @@ class DaskPool(WorkerPool):
             # Workers of a batch-queue cluster may still be waiting to start.
             client.wait_for_workers(1, timeout=worker_wait)
         except TimeoutError as exc:
-            raise RuntimeError(f"The Dask cluster has no worker after {worker_wait} s; start or scale "
+            from ..exceptions import BackendError
+
+            raise BackendError(f"The Dask cluster has no worker after {worker_wait} s; start or scale "
                                f"some (cluster.scale(n)) and run again.") from exc
         self._threads, self._asked = 0, float("-inf")
         self.run_id = uuid.uuid4().hex[:8]

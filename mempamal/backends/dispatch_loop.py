@@ -23,7 +23,7 @@ class WorkerPool(abc.ABC):
     """Where :func:`~mempamal.backends.dispatch_loop.dispatch` sends batches: the few primitives a backend provides.
 
     A batch is a list of task ids that one worker runs in order, returning
-    ``[(task_id, error message or None, seconds)]`` as
+    ``[(task_id, TaskError (or a message) or None, seconds)]`` as
     :func:`mempamal.backends.local.run_batch` does.  Handles are whatever
     :meth:`submit` returns (hashable: a future, an AsyncResult, ...).
 
@@ -226,7 +226,7 @@ class BatchSizer:
 
 
 def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
-    """Run ``task_ids`` on ``pool`` in dependency order; return ``{task_id: message}`` of the failures.
+    """Run ``task_ids`` on ``pool`` in dependency order; return ``{task_id: failure}`` (message or TaskError).
 
     The one loop behind the batch backends (joblib's ``Parallel`` loop is the
     model): submit ready tasks in batches sized by :class:`BatchSizer`, wait

@@ -49,7 +49,9 @@ def _import_ipp():
     try:
         import ipyparallel
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
+        from ..exceptions import MissingDependency
+
+        raise MissingDependency(INSTALL_HINT) from exc
     return ipyparallel
 
 
@@ -314,8 +316,10 @@ class IPyParallelBackend(Backend):
             try:
                 client = _import_ipp().Client(**self.connect_args)
             except OSError as exc:
-                raise OSError(f"The ipyparallel backend found no running cluster for "
-                              f"{self.connect_args} (start one with ipcluster start): {exc}") from exc
+                from ..exceptions import ClusterUnreachable
+
+                raise ClusterUnreachable(f"The ipyparallel backend found no running cluster for "
+                                         f"{self.connect_args} (start one with ipcluster start): {exc}") from exc
             try:
                 yield client, None
             finally:
@@ -340,7 +344,9 @@ class EnginePool(WorkerPool):
 
     def __init__(self, client, workdir, retries=1, n_threads=None, local_cluster=None):
         if not client.ids:
-            raise RuntimeError("The ipyparallel cluster has no engines; start some (ipcluster start -n N).")
+            from ..exceptions import BackendError
+
+            raise BackendError("The ipyparallel cluster has no engines; start some (ipcluster start -n N).")
         self.client, self.workdir, self.retries = client, workdir, retries
         self.n_threads, self.local_cluster = n_threads, local_cluster
         self.view = client.load_balanced_view()

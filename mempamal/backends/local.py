@@ -28,7 +28,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, wait
 
-from ..engine.failures import failure_message
+from ..engine.failures import reported
 from ..engine.tasks import TaskError, run_task
 from .base import Backend, effective_n_jobs, make_progress
 from .dispatch_loop import WorkerPool, dispatch
@@ -121,7 +121,11 @@ def _limit_threads(n_threads):
 
 
 def run_batch(workdir, task_ids, n_threads=None):
-    """Run tasks in a worker; returns ``[(task_id, error or None, seconds)]``."""
+    """Run tasks in a worker; returns ``[(task_id, TaskError or None, seconds)]``.
+
+    A failed task's :class:`~mempamal.TaskError` travels back (it pickles),
+    carrying the estimator's exception with ``error_score="raise"``.
+    """
     _limit_threads(n_threads)
     outcomes = []
     for task_id in task_ids:
@@ -130,9 +134,9 @@ def run_batch(workdir, task_ids, n_threads=None):
             run_task(workdir, task_id)
             error = None
         except TaskError as exc:
-            error = failure_message(exc)  # carries the estimator's exception with error_score="raise"
+            error = reported(exc)  # carries the estimator's exception with error_score="raise"
         except Exception as exc:  # a bug must not kill the whole batch
-            error = f"Task {task_id!r} failed: {type(exc).__name__}: {exc}"
+            error = TaskError(f"Task {task_id!r} failed: {type(exc).__name__}: {exc}")
         outcomes.append((task_id, error, time.perf_counter() - start))
     return outcomes
 

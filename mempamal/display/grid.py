@@ -4,7 +4,7 @@ import numbers
 
 import numpy as np
 
-from .._constraints import Interval, raise_invalid, validate_params
+from .._constraints import Interval, invalid, raise_invalid, validate_params
 
 from .graph import Display
 
@@ -87,7 +87,7 @@ class GridDisplay(Display):
         ['outer fold 0', 'outer fold 1', 'outer fold 2']
         """
         if not results.nested:
-            raise ValueError("plot_grid needs a nested experiment (a param_grid).")
+            raise invalid("plot_grid needs a nested experiment (a param_grid).")
         metric = metric or _refit_metric(results)
         first = results.cv_results(0)
         varying = [k[len("param_"):] for k, v in first.items()

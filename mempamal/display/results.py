@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from .._constraints import invalid
 from .graph import LAYER_OF_KIND, Display
 
 
@@ -153,7 +154,7 @@ class PermutationDisplay(Display):
         'observed 0.967 (p = 0.167)'
         """
         if results.permutation_scores is None:
-            raise ValueError("plot_permutation needs an experiment with n_permutations > 0.")
+            raise invalid("plot_permutation needs an experiment with n_permutations > 0.")
         return cls(permutation_scores=results.permutation_scores, score=results.score, pvalue=results.pvalue,
                    metric=results.permutation_metric).plot(ax, bins=bins)
 

@@ -8,6 +8,7 @@ or Slurm run, after ``attach()``, or on a finished workdir.
 
 import numpy as np
 
+from .._constraints import invalid
 from .graph import Display
 
 
@@ -100,12 +101,12 @@ class SearchDisplay(Display):
 
         experiment = _experiment(workflow)
         if not experiment.nested:
-            raise ValueError("plot_search needs a nested experiment (a param_grid or param_distributions).")
+            raise invalid("plot_search needs a nested experiment (a param_grid or param_distributions).")
         metrics = list(workflow.manifest.get("metrics") or ["score"])
         chosen = refit_metric(experiment.refit, metrics)
         metric = chosen if metric is None else metric
         if metric not in metrics:
-            raise ValueError(f"The 'metric' argument must be one of {metrics}; got {metric!r}.")
+            raise invalid(f"The 'metric' argument must be one of {metrics}; got {metric!r}.")
         candidates = experiment.candidates
         n_inner = list(workflow.table.split_sets[MAIN]["n_inner"])
         tables = _read_fits(workflow, len(candidates), n_inner)
@@ -190,6 +191,7 @@ def _read_fits(workflow, n_candidates, n_inner):
     """Per metric, ``(candidate, outer, inner)`` scores of the done fit tasks; which are done, which failed."""
     from .. import store
     from ..store import integrity
+    from ..store.records import read_record
 
     shape = (n_candidates, len(n_inner), max(n_inner, default=0))
     tables = {"scores": {}, "done": np.zeros(shape, bool), "failed": np.zeros(shape, bool),
@@ -197,16 +199,16 @@ def _read_fits(workflow, n_candidates, n_inner):
     build_id = workflow.manifest["build_id"]
     for task in _done_fits(workflow):
         try:
-            output = integrity.read_output(store.output_path(workflow.workdir, task.id), task.id, build_id,
-                                           task.definition)
+            fit = read_record(integrity.read_output(store.output_path(workflow.workdir, task.id), task.id, build_id,
+                                                    task.definition))
         except store.WorkdirError:
             continue  # replaced or torn since the scan: not done
-        for row, point in enumerate(output["points"]):
+        for row, point in enumerate(fit.points):
             cell = (point, task.outer, task.inner)
             tables["done"][cell] = True
-            tables["failed"][cell] = bool(output["fit_failed"][row])
-            tables["fit_time"][cell], tables["score_time"][cell] = output["fit_time"][row], output["score_time"][row]
-            for name, values in output["scores"].items():
+            tables["failed"][cell] = bool(fit.fit_failed[row])
+            tables["fit_time"][cell], tables["score_time"][cell] = fit.fit_time[row], fit.score_time[row]
+            for name, values in fit.scores.items():
                 tables["scores"].setdefault(name, np.full(shape, np.nan))[cell] = values[row]
     return tables
 
@@ -217,10 +219,10 @@ def _done_fits(workflow):
     Only the shards of ``fit-o<k>-...`` ids are read (:func:`mempamal.store.output_shard`):
     a refresh costs the finished fits, not one record per task of the graph.
     """
-    from ..store.tasktable import MAIN
+    from ..store.taskids import MAIN, OUTER_FIT_HEAD
 
     for shard, entry in sorted(workflow.scan_outputs().shards.items()):
-        if not shard.startswith("fit-o") or not entry["done"]:
+        if not shard.startswith(OUTER_FIT_HEAD) or not entry["done"]:
             continue
         for task_id in entry["done"].split("\n"):
             try:

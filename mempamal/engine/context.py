@@ -12,6 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from ..store import integrity, taskfile, tasktable
+from ..store.records import read_record
 from .. import store
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
@@ -183,6 +184,11 @@ class WorkdirContext:
         if not os.path.exists(path):
             raise store.WorkdirError(f"the output of dependency {task_id!r} ({path}) is missing; run it first")
         return integrity.read_output(path, task_id, self.build_id, self.definition(task_id), remove_untrusted=True)
+
+    def read_record(self, task_id):
+        """The record (:mod:`mempamal.store.records`) of dependency ``task_id``'s output, read as
+        :meth:`read_output` reads it."""
+        return read_record(self.read_output(task_id))
 
     def check_build_files(self, split_set):
         """Refuse the build files a task of ``split_set`` uses if they changed since the build.

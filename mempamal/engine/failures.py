@@ -1,14 +1,21 @@
-"""How a task's failure is reported: its log, a message that carries the estimator's own exception, a full disk.
+"""How a task's failure is reported: its log, the TaskError that carries the estimator's own exception, a full disk.
 
-A worker reports a failed task by its message (a :class:`TaskFailure` when
-the estimator raised under ``error_score="raise"``, so the caller can raise
-that very exception); a task the full disk stopped leaves no output and no
-log, and counts as not run (:data:`mempamal.exceptions.DISK_FULL_NOT_RUN`).
+A worker reports a failed task by the :class:`~mempamal.TaskError` it
+raised (:func:`reported`): it pickles back to the process that started the
+run, carrying, when the estimator raised under ``error_score="raise"``, that
+exception (``estimator_exception``), which the caller raises
+(:func:`raise_estimator_error`).  A task the full disk stopped leaves no
+output and no log, and counts as not run
+(:data:`mempamal.exceptions.DISK_FULL_NOT_RUN`).
 
 Examples
 --------
->>> failure_message(TaskError("Task 'final' of wd could not run: missing file"))
-"Task 'final' of wd could not run: missing file"
+>>> import pickle
+>>> error = TaskError("Task 'score-o0' of wd failed: ValueError: bad")
+>>> error.estimator_exception = ValueError("bad")
+>>> travelled = pickle.loads(pickle.dumps(reported(error)))
+>>> str(travelled), repr(travelled.estimator_exception)
+("Task 'score-o0' of wd failed: ValueError: bad", "ValueError('bad')")
 """
 
 import os
@@ -16,26 +23,6 @@ import traceback
 
 from .. import store
 from ..exceptions import TaskDiskFullError, TaskError
-
-
-class TaskFailure(str):
-    """A task's failure message that also carries the estimator's exception.
-
-    With ``error_score="raise"`` a worker returns this instead of a plain
-    message, so that the process that started the run can raise the
-    estimator's own exception (:func:`raise_estimator_error`).
-
-    Examples
-    --------
-    >>> failure = TaskFailure("Task 'score-o0' failed: ValueError: bad")
-    >>> failure.exception = ValueError("bad")
-    >>> raise_estimator_error({"score-o0": failure})
-    Traceback (most recent call last):
-    ...
-    ValueError: bad
-    """
-
-    exception = None
 
 
 def _estimator_error(workdir, task_id, original):
@@ -51,40 +38,54 @@ def _estimator_error(workdir, task_id, original):
     return error
 
 
-def failure_message(exc):
-    """What a worker reports for the :class:`TaskError` ``exc``: its message, carrying the
-    estimator's exception when it can travel back (picklable) to the caller.
+def reported(error):
+    """What a worker sends back for the :class:`~mempamal.TaskError` ``error``: that error,
+    its estimator's exception kept only if it can travel (pickle) to the caller.
+
+    An exception that cannot be pickled (e.g. one holding a lock) is
+    dropped: the caller then gets the run's :class:`~mempamal.WorkflowError`,
+    whose message is the task's.
 
     Examples
     --------
-    >>> failure_message(TaskError("Task 'final' of wd could not run: missing file"))
-    "Task 'final' of wd could not run: missing file"
+    >>> import threading
+    >>> error = TaskError("Task 'final' of wd failed: ValueError: ...")
+    >>> error.estimator_exception = ValueError(threading.Lock())   # a lock does not pickle
+    >>> reported(error).estimator_exception is None
+    True
     """
-    original = getattr(exc, "estimator_exception", None)
-    message = str(exc)
+    original = error.estimator_exception
     if original is None:
-        return message
+        return error
     import cloudpickle
 
     try:
         cloudpickle.dumps(original)
     except Exception:
-        return message
-    failure = TaskFailure(message)
-    failure.exception = original
-    return failure
+        error.estimator_exception = None
+    return error
 
 
 def raise_estimator_error(failed, cause=None):
-    """Raise the first estimator exception carried by the messages of ``failed`` (if any).
+    """Raise the first estimator exception carried by the failures of ``failed`` (if any).
 
-    ``failed`` maps task ids to failure messages (:class:`TaskFailure` for
-    tasks whose estimator raised under ``error_score="raise"``); ``cause``
-    becomes the exception's ``__cause__`` (the run's WorkflowError, which
-    lists every failed and blocked task).
+    ``failed`` maps task ids to failures: messages, or the
+    :class:`~mempamal.TaskError` a worker reported (its
+    ``estimator_exception`` set for a task whose estimator raised under
+    ``error_score="raise"``); ``cause`` becomes the exception's ``__cause__``
+    (the run's WorkflowError, which lists every failed and blocked task).
+
+    Examples
+    --------
+    >>> failure = TaskError("Task 'score-o0' failed: ValueError: bad")
+    >>> failure.estimator_exception = ValueError("bad")
+    >>> raise_estimator_error({"score-o0": failure, "final": "not run: depends on failed task 'score-o0'"})
+    Traceback (most recent call last):
+    ...
+    ValueError: bad
     """
-    for message in failed.values():
-        exception = getattr(message, "exception", None)
+    for failure in failed.values():
+        exception = getattr(failure, "estimator_exception", None)
         if exception is not None:
             raise exception from cause
 

@@ -81,7 +81,9 @@ def _storable(array, y):
     codes = np.searchsorted(labels, array)
     codes = np.clip(codes, 0, len(labels) - 1)
     if not np.array_equal(labels[codes], array):
-        raise TypeError(
+        from .._constraints import invalid
+
+        raise invalid(
             "The predictions are an object array whose values are not labels of y; mempamal "
             "stores predictions without pickle. Use a numeric or string y.")
     return codes.astype(np.int64), "labels"
@@ -149,7 +151,9 @@ def assemble(folds, test_indices, n_samples):
 
     order = np.concatenate(test_indices)
     if not _check_is_permutation(order, n_samples):
-        raise ValueError(
+        from .._constraints import invalid
+
+        raise invalid(
             "res.predictions is only defined when the outer cv is a partition (every sample in "
             "exactly one test fold), as for cross_val_predict; use res.fold_predictions[k], "
             "which gives (test_indices, predictions) of each fold.")

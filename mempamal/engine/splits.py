@@ -60,7 +60,9 @@ def _split_all(splitter, X, y, groups, argument_name):
     try:
         return [(np.asarray(train), np.asarray(test)) for train, test in splitter.split(X, y, groups)]
     except ValueError as exc:
-        raise ValueError(f"The {argument_name!r} splitter could not split the data: {exc}") from exc
+        from .._constraints import invalid
+
+        raise invalid(f"The {argument_name!r} splitter could not split the data: {exc}") from exc
 
 
 def compute_split_set(estimator, X, y, groups, cv, inner_cv, nested, final_fit=False, check_outer=None):

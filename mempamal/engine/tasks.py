@@ -10,6 +10,7 @@ problems (missing or corrupt files, ``error_score="raise"``) raise
 :class:`TaskError`, which names the task.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -21,8 +22,11 @@ from pathlib import Path
 
 from .. import store
 from ..exceptions import TaskError
-from .failures import TaskFailure, _disk_full, _estimator_error, _write_log, failure_message, raise_estimator_error  # noqa: F401
+from .failures import _disk_full, _estimator_error, _write_log
 from ..store import integrity
+from ..store.records import (
+    ABSENT, FinalRecord, FitRecord, InnerSearch, ScoreRecord, SelectAllRecord, SelectRecord, TaskOutput, TaskRun,
+)
 from .config import config_applied
 from .context import load_context
 from .fitting import EstimatorRaised, evaluate_points, fit_and_score
@@ -92,12 +96,10 @@ def run_task(workdir, task_id, *, force=False):
             f"Task {task_id!r} of {workdir} failed: {type(exc).__name__}: {exc} "
             f"(traceback in {store.log_path(workdir, task_id)})"
         ) from exc
-    # The stamp comes first: a reader can tell whose output this is.
-    output = context.stamp(task_id)
-    output.update(payload)
-    output.update(kind=record.kind, start=started, ready=ready, end=time.time(), host=socket.gethostname(),
-                  pid=os.getpid(), cpu_seconds=cpu_seconds, peak_rss_bytes=peak_after,
-                  rss_growth_bytes=max(0, peak_after - peak_before))
+    # The stamp comes first: a reader can tell whose output this is (store/records.py: the layout).
+    run = TaskRun(start=started, ready=ready, end=time.time(), host=socket.gethostname(), pid=os.getpid(),
+                  cpu_seconds=cpu_seconds, peak_rss_bytes=peak_after, rss_growth_bytes=max(0, peak_after - peak_before))
+    output = TaskOutput(**context.stamp(task_id), kind=record.kind, record=payload, run=run).to_json()
     if not os.path.isdir(os.path.dirname(target)):
         # A rebuild during the task cleared outputs/ (shards included): the
         # output lands in the new build, which then refuses its stamp.
@@ -150,18 +152,19 @@ def _run_fit(context, record):
     )
     # A callable scorer may return a dict: its keys name the metrics.
     names = metric_names([r["scores"] for r in results if not r["fit_failed"]], context.metrics)
-    output = {
-        "points": record.points,
-        "scores": {m: [with_metrics(r["scores"], names, _error_value(context))[m] for r in results] for m in names},
-        "fit_time": [r["fit_time"] for r in results],
-        "score_time": [r["score_time"] for r in results],
-        "fit_failed": [r["fit_failed"] for r in results],
-        "errors": [r["error"] for r in results],
-    }
+    train_scores = ABSENT
     if context.return_train_score:
-        output["train_scores"] = {m: [with_metrics(r["train_scores"], names, _error_value(context))[m]
-                                      for r in results] for m in names}
-    return output
+        train_scores = {m: [with_metrics(r["train_scores"], names, _error_value(context))[m] for r in results]
+                        for m in names}
+    return FitRecord(
+        points=list(record.points),
+        scores={m: [with_metrics(r["scores"], names, _error_value(context))[m] for r in results] for m in names},
+        fit_time=[r["fit_time"] for r in results],
+        score_time=[r["score_time"] for r in results],
+        fit_failed=[r["fit_failed"] for r in results],
+        errors=[r["error"] for r in results],
+        train_scores=train_scores,
+    )
 
 
 def _error_value(context):
@@ -180,10 +183,10 @@ def _gather_inner_tables(context, record, with_train=False):
     n_candidates = len(context.candidates)
     n_splits = context.n_inner_splits(record.split_set, record.outer)
     nan = float("nan")
-    outputs = [context.read_output(dep) for dep in record.deps]
+    fits = [context.read_record(dep) for dep in record.deps]
     # A callable scorer may return a dict: its keys name the metrics (a
     # task whose fits all failed does not know them and scores error_score).
-    names = metric_names([output["scores"] for output in outputs], context.metrics)
+    names = metric_names([fit.scores for fit in fits], context.metrics)
     scores = {m: [[nan] * n_splits for _ in range(n_candidates)] for m in names}
     fit_times = [[0.0] * n_splits for _ in range(n_candidates)]
     score_times = [[0.0] * n_splits for _ in range(n_candidates)]
@@ -191,19 +194,19 @@ def _gather_inner_tables(context, record, with_train=False):
     train = ({m: [[nan] * n_splits for _ in range(n_candidates)] for m in names}
              if context.return_train_score else None)
     missing = _error_value(context)
-    for dep, output in zip(record.deps, outputs):
+    for dep, fit in zip(record.deps, fits):
         inner = context.task(dep).inner
-        for row, point in enumerate(output["points"]):
+        for row, point in enumerate(fit.points):
             for metric in names:
-                values = output["scores"].get(metric)
+                values = fit.scores.get(metric)
                 scores[metric][point][inner] = missing if values is None else values[row]
-            fit_times[point][inner] = output["fit_time"][row]
-            score_times[point][inner] = output["score_time"][row]
-            if output["fit_failed"][row]:
-                errors[point][inner] = output["errors"][row]
+            fit_times[point][inner] = fit.fit_time[row]
+            score_times[point][inner] = fit.score_time[row]
+            if fit.fit_failed[row]:
+                errors[point][inner] = fit.errors[row]
             if train is not None:
                 for metric in names:
-                    values = output["train_scores"].get(metric)
+                    values = fit.train_scores.get(metric)
                     train[metric][point][inner] = missing if values is None else values[row]
     # GridSearchCV's order: candidate by candidate, split by split.
     tables = scores, fit_times, score_times, [error for row in errors for error in row]
@@ -213,23 +216,21 @@ def _gather_inner_tables(context, record, with_train=False):
 def _inner_search(context, record):
     """The search of a ``select``/``select-all`` task from its ``fit`` outputs.
 
-    Returns the output fields of the inner tables and the best index
-    (``best_index`` None and ``error`` set when every inner fit failed, or
-    when ``refit`` names a metric the scorer did not return), and the whole
-    inner ``cv_results_`` (not part of the output).
+    Returns the :class:`~mempamal.store.records.InnerSearch` (the inner
+    tables and the best index; ``best_index`` None and ``error`` set when
+    every inner fit failed, or when ``refit`` names a metric the scorer did
+    not return), and the whole inner ``cv_results_`` (not part of the output).
     """
     scores, fit_times, score_times, fit_errors, train_scores = _gather_inner_tables(context, record, with_train=True)
     n_failed = sum(error is not None for error in fit_errors)
     stats = cv_results(context.candidates, scores, fit_times, score_times, train_scores=train_scores)
     n_fits = len(context.candidates) * len(fit_times[0])
-    outcome = {"inner_scores": scores, "inner_fit_time": fit_times, "inner_score_time": score_times,
-               "n_failed_fits": n_failed, "best_index": None, "error": None}
-    if train_scores is not None:
-        outcome["inner_train_scores"] = train_scores
+    search = InnerSearch(inner_scores=scores, inner_fit_time=fit_times, inner_score_time=score_times,
+                         n_failed_fits=n_failed, best_index=None, error=None,
+                         inner_train_scores=ABSENT if train_scores is None else train_scores)
     if n_failed == n_fits:
         # GridSearchCV raises "All the N fits failed".
-        outcome["error"] = _all_fits_failed_error(fit_errors)
-        return outcome, stats
+        return dataclasses.replace(search, error=_all_fits_failed_error(fit_errors)), stats
     names = list(scores)
     try:
         check_refit_for_scores(context.refit, names, context.metrics)
@@ -237,10 +238,8 @@ def _inner_search(context, record):
         # GridSearchCV.fit raises this; cross_validate scores the fold error_score.
         if isinstance(context.error_score, str):
             raise EstimatorRaised(exc) from exc
-        outcome["error"] = f"ValueError: {exc}"
-        return outcome, stats
-    outcome["best_index"] = best_index(stats, context.refit, names)
-    return outcome, stats
+        return dataclasses.replace(search, error=f"ValueError: {exc}"), stats
+    return dataclasses.replace(search, best_index=best_index(stats, context.refit, names)), stats
 
 
 def _run_select(context, record):
@@ -250,37 +249,36 @@ def _run_select(context, record):
     (``GridSearchCV``/``RandomizedSearchCV``), as ``cross_validate`` of a
     search has it: assembled from the inner results and the one refit.
     """
-    outcome, results = _inner_search(context, record)
-    if context.refit is False and outcome["error"] is None:
-        return _unrefit_outer_fold(context, record, outcome, results)
-    if outcome["best_index"] is None:
+    search, results = _inner_search(context, record)
+    if context.refit is False and search.error is None:
+        return _unrefit_outer_fold(context, record, search, results)
+    if search.best_index is None:
         # cross_validate turns GridSearchCV's error into error_score for
         # the outer fold, keeping the message.
-        return _unscored_outer_fold(context, record, outcome)
-    names = list(outcome["inner_scores"])
-    best = context.estimator_with(outcome["best_index"])
+        return _unscored_outer_fold(context, record, search)
+    names = list(search.inner_scores)
+    best = context.estimator_with(search.best_index)
 
-    def fit_search(search, X_train, y_train, fit_params):
-        set_search_results(search, results, outcome["best_index"], names,
+    def fit_search(estimator, X_train, y_train, fit_params):
+        set_search_results(estimator, results, search.best_index, names,
                            context.n_inner_splits(record.split_set, record.outer), y_train)
-        refit_into_search(search, best, X_train, y_train, fit_params)
+        refit_into_search(estimator, best, X_train, y_train, fit_params)
 
-    outcome.update(_fit_score_predict(context, record, unfitted_search(context.experiment), names, fit=fit_search))
-    return outcome
+    fold = _fit_score_predict(context, record, unfitted_search(context.experiment), names, fit=fit_search)
+    return SelectRecord.joined(search, fold)  # the fold's error: the search's was None
 
 
-def _unscored_outer_fold(context, record, outcome, names=None):
+def _unscored_outer_fold(context, record, search, names=None):
     """An outer fold that could not be scored: ``error_score`` for every metric, no predictions."""
-    names = list(outcome["inner_scores"]) if names is None else names
-    outcome.update(refit_time=0.0, test_scores={m: _error_value(context) for m in names},
-                   fit_time=0.0, score_time=0.0)
-    if context.return_train_score:
-        outcome["train_scores"] = dict(outcome["test_scores"])
-    if context.predict_method is not None and record.permutation is None:
-        outcome["predictions"] = None
-    if getattr(context.experiment, "return_estimator", False) and record.permutation is None:
-        outcome["model"] = None
-    return outcome
+    names = list(search.inner_scores) if names is None else names
+    test_scores = {m: _error_value(context) for m in names}
+    real_data = record.permutation is None
+    return SelectRecord.joined(
+        search, refit_time=0.0, test_scores=test_scores, fit_time=0.0, score_time=0.0,
+        train_scores=dict(test_scores) if context.return_train_score else ABSENT,
+        predictions=None if context.predict_method is not None and real_data else ABSENT,
+        model=None if getattr(context.experiment, "return_estimator", False) and real_data else ABSENT,
+    )
 
 
 def _fit_score_predict(context, record, estimator, names=None, fit=None):
@@ -298,25 +296,25 @@ def _fit_score_predict(context, record, estimator, names=None, fit=None):
                            return_train_score=context.return_train_score)
     if names is None:  # plain CV: the metrics this fit scored (a dict scorer names its own)
         names = metric_names([] if result["fit_failed"] else [result["scores"]], context.metrics)
-    outcome = {"test_scores": with_metrics(result["scores"], names, _error_value(context)),
-               "fit_time": result["fit_time"], "score_time": result["score_time"], "error": result["error"]}
+    train_scores = ABSENT
     if context.return_train_score:
-        outcome["train_scores"] = with_metrics(result["train_scores"], names, _error_value(context))
-    method = context.predict_method
+        train_scores = with_metrics(result["train_scores"], names, _error_value(context))
+    method, predictions = context.predict_method, ABSENT
     if method is not None and record.permutation is None:
-        outcome["predictions"] = None
+        predictions = None
         if not result["fit_failed"]:
             from .predictions import fold_predictions, save_fold_predictions
 
             y = context.data[1]
-            predictions = fold_predictions(estimator, context.outer_test_X(record.split_set, record.outer),
-                                           y, method)
-            outcome["predictions"] = save_fold_predictions(context.workdir, record.id, predictions, y)
-    outcome.update(_kept_estimator(context, record, estimator, result))
-    return outcome
+            predicted = fold_predictions(estimator, context.outer_test_X(record.split_set, record.outer), y, method)
+            predictions = save_fold_predictions(context.workdir, record.id, predicted, y)
+    return ScoreRecord(test_scores=with_metrics(result["scores"], names, _error_value(context)),
+                       fit_time=result["fit_time"], score_time=result["score_time"], error=result["error"],
+                       train_scores=train_scores, predictions=predictions,
+                       model=_kept_estimator(context, record, estimator, result))
 
 
-def _unrefit_outer_fold(context, record, outcome, results):
+def _unrefit_outer_fold(context, record, search, results):
     """``refit=False``: cross_validate cannot score a search that refit nothing.
 
     ``GridSearchCV(refit=False)`` has no ``predict``: scikit-learn's scoring
@@ -327,28 +325,28 @@ def _unrefit_outer_fold(context, record, outcome, results):
     message = "This 'GridSearchCV' has no attribute 'predict' (refit=False: no candidate was refit)"
     if isinstance(context.error_score, str):
         raise EstimatorRaised(AttributeError(message))
-    _unscored_outer_fold(context, record, outcome, names=context.metrics)
-    outcome["scoring_error"] = message
-    if "model" in outcome:  # return_estimator=True, real data
-        search = unfitted_search(context.experiment)
+    fold = dataclasses.replace(_unscored_outer_fold(context, record, search, names=context.metrics),
+                               scoring_error=message)
+    if fold.model is not ABSENT:  # return_estimator=True, real data
+        kept = unfitted_search(context.experiment)
         y_train = context.outer_split_data(record.split_set, record.outer)[1]
-        set_search_results(search, results, outcome["best_index"], list(outcome["inner_scores"]),
+        set_search_results(kept, results, search.best_index, list(search.inner_scores),
                            context.n_inner_splits(record.split_set, record.outer), y_train)
-        outcome["model"] = save_model(context.workdir, f"o{record.outer}", search, record.id)
-    return outcome
+        fold = dataclasses.replace(fold, model=save_model(context.workdir, f"o{record.outer}", kept, record.id))
+    return fold
 
 
 def _kept_estimator(context, record, estimator, result):
     """``return_estimator=True``: the fold's fitted estimator, stored as ``models/o<k>.pkl``.
 
-    Only for the real data (permutations keep none); a fold whose fit failed
-    keeps none (its entry of ``res.estimators_`` is None).
+    Only for the real data (permutations keep none: ``ABSENT``); a fold whose fit failed
+    keeps none (None: its entry of ``res.estimators_`` is None).
     """
     if not getattr(context.experiment, "return_estimator", False) or record.permutation is not None:
-        return {}
+        return ABSENT
     if result["fit_failed"]:
-        return {"model": None}
-    return {"model": save_model(context.workdir, f"o{record.outer}", estimator, record.id)}
+        return None
+    return save_model(context.workdir, f"o{record.outer}", estimator, record.id)
 
 
 def _run_select_all(context, record):
@@ -360,13 +358,12 @@ def _run_select_all(context, record):
     refit, as GridSearchCV.
     """
     if context.candidates:
-        outcome = _inner_search(context, record)[0]
-        if outcome["best_index"] is None or context.refit is False:
-            outcome.update(model=None, refit_time=0.0)
-            return outcome
+        search = _inner_search(context, record)[0]
+        if search.best_index is None or context.refit is False:
+            return SelectAllRecord.joined(search, refit_time=0.0, model=None)
     else:
-        outcome = {"best_index": None, "error": None}
-    estimator = context.estimator_with(outcome["best_index"])
+        search = InnerSearch(best_index=None, error=None)
+    estimator = context.estimator_with(search.best_index)
     X, y = context.all_data()
     fit_params = context.all_fit_params()
     start = time.perf_counter()
@@ -377,12 +374,10 @@ def _run_select_all(context, record):
             raise EstimatorRaised(exc) from exc
         # GridSearchCV.fit would raise; the outer folds' results stay usable
         # and the final-model attributes raise this error.
-        outcome.update(model=None, refit_time=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc())
-        return outcome
-    outcome.update(refit_time=time.perf_counter() - start,
-                   model=save_model(context.workdir, "final", estimator, record.id))
-    return outcome
+        return SelectAllRecord.joined(search, refit_time=time.perf_counter() - start, model=None,
+                                      error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    return SelectAllRecord.joined(search, refit_time=time.perf_counter() - start,
+                                  model=save_model(context.workdir, "final", estimator, record.id))
 
 
 def _all_fits_failed_error(fit_errors):
@@ -412,7 +407,7 @@ def _run_final(context, record):
     # crash would leave a trusted output pointing at a file that fails it.
     store.atomic_write_bytes(Path(context.workdir) / store.RESULTS, payload)
     # The final output (stamped with the build id) vouches for results.json.
-    return {"results": store.RESULTS, "results_sha256": hashlib.sha256(payload).hexdigest()}
+    return FinalRecord(results=store.RESULTS, results_sha256=hashlib.sha256(payload).hexdigest())
 
 
 _HANDLERS = {"fit": _run_fit, "select": _run_select, "score": _run_score, "final": _run_final,

@@ -64,7 +64,9 @@ def list_schedule(tasks, cost, workers, jobs=None, done=(), job_overhead=0.0, di
     (6.0, 5.0)
     """
     if workers < 1:
-        raise ValueError(f"The 'workers' parameter must be an int >= 1; got {workers!r} instead.")
+        from .._constraints import invalid
+
+        raise invalid(f"The 'workers' parameter of list_schedule must be an int >= 1; got {workers!r} instead.")
     done = set(done)
     deps = {task.id: [dep for dep in task.deps if dep not in done] for task in tasks if task.id not in done}
     jobs = [[task_id] for task_id in deps] if jobs is None else [[t for t in job if t in deps] for job in jobs]

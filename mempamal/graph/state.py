@@ -19,6 +19,7 @@ from pathlib import Path
 from ..store import doneindex, integrity, taskfile, tasktable
 from .. import store
 from ..store.lock import describe_holder, read_holder
+from ..store.records import FinalRecord, TaskOutput
 from .status import task_counts
 from .submissions import recorded_jobs
 
@@ -290,11 +291,15 @@ def find_results_problem(workdir, build_id):
     if problem is not None:
         return problem
     try:
+        output = TaskOutput.from_json(output)
+    except store.WorkdirError as exc:  # another record version
+        return str(exc)
+    try:
         payload = path.read_bytes()
     except FileNotFoundError:
         return f"{path} is missing"
-    if output.get("build") != build_id:
+    if output.build != build_id:
         return f"{final} was written by another build"
-    if hashlib.sha256(payload).hexdigest() != output.get("results_sha256"):
+    if not isinstance(output.record, FinalRecord) or hashlib.sha256(payload).hexdigest() != output.record.results_sha256:
         return f"{path} does not match the digest its final task recorded (truncated, edited or replaced)"
     return None

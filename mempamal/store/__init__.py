@@ -10,6 +10,7 @@ module                        job
 :mod:`~.tasktable`            the compact task table (the graph as generators)
 :mod:`~.taskfile`             ``tasks.json``: reading it, its digest, what changed
 :mod:`~.integrity`            manifest digests, output validation
+:mod:`~.records`              the typed, versioned record of each kind of task output
 :mod:`~.doneindex`            the cached scan of finished outputs
 :mod:`~.lock`                 the workdir lock (one live runner)
 :mod:`~.fingerprint`          what makes two experiments the same

@@ -1,8 +1,8 @@
 """Which outputs are trusted: a scan of ``outputs/`` and the done-index that caches it.
 
 An output is trusted when :func:`mempamal.store.integrity.output_problem` says so
-(complete JSON stamped with its task id, this build and the task's
-definition).  Outputs are written atomically but not synced, so after a crash
+(complete JSON stamped with its task id, this build, the task's
+definition and record version).  Outputs are written atomically but not synced, so after a crash
 of the machine one may be empty or torn: only reading it tells.  Reading a
 million outputs at every ``status`` is too slow, so the result of each scan
 is kept in ``outputs/.done-index.json``: per shard of ``outputs/``
@@ -13,8 +13,8 @@ the reason.
 
 The index is a cache that can never lie:
 
-- it is stamped with the kernel's boot id, the build id and the task
-  table's digest; after a reboot (outputs not synced before a crash may be
+- it is stamped with the kernel's boot id, the build id, the task
+  table's digest and the task records' version; after a reboot (outputs not synced before a crash may be
   torn), a rebuild or a re-chunking it is ignored, and without a boot id
   (not Linux) it is never trusted;
 - every change of a shard's entries (an output written, which is a rename;
@@ -53,6 +53,7 @@ import time
 from pathlib import Path
 
 from . import integrity, lock
+from .records import RECORD_VERSION
 from .. import store
 
 INDEX = ".done-index.json"
@@ -305,7 +306,9 @@ def scan(workdir, build_id, tasks_digest, table, margin_ns=None):
     """
     margin_ns = MARGIN_NS if margin_ns is None else margin_ns
     folder = Path(workdir) / store.OUTPUTS_DIR
-    stamp = {"version": VERSION, "boot_id": lock.boot_id(), "build": build_id, "tasks": tasks_digest}
+    # The record version too: an index written by a mempamal that reads another one judged other outputs.
+    stamp = {"version": VERSION, "boot_id": lock.boot_id(), "build": build_id, "tasks": tasks_digest,
+             "records": RECORD_VERSION}
     started_ns = time.time_ns()
     # Without a boot id a crash of the machine cannot be told: no index.
     cached = _read_index(folder / INDEX, stamp) if stamp["boot_id"] else {}

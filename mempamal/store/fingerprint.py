@@ -205,7 +205,9 @@ def _pop_arguments(op, stack, mark):
 
 def _code_marker(*fields):
     """Stands for a code object in :func:`code_digest` pickles (never called)."""
-    raise RuntimeError("code_digest pickles are fingerprints, not meant to be loaded")
+    from ..exceptions import SetupError
+
+    raise SetupError("code_digest pickles are fingerprints, not meant to be loaded")
 
 
 def _code_text(value):

@@ -7,11 +7,12 @@ Three guards, all cheap enough to run before every task:
   sha256 of ``experiment.pkl``, ``data/*`` and ``splits/*``: an edited,
   truncated or swapped file is refused, naming it, before anything is
   unpickled from it.
-- Every output starts with a stamp: its task id, the build id and a digest of
-  the task's definition, and ends with the sha256 of everything before it
+- Every output starts with a stamp: its task id, the build id, a digest of
+  the task's definition and the version of its record
+  (:mod:`mempamal.store.records`), and ends with the sha256 of everything before it
   (:func:`output_bytes`).  An output that is corrupt, edited, another task's,
-  another build's or for an older definition of the task is never counted
-  as done.
+  another build's, for an older definition of the task or of another record
+  version is never counted as done.
 - :func:`mempamal.store.doneindex.scan` applies that judgement to the whole
   ``outputs/`` folder (what ``status`` and ``run`` count), caching it.
 """
@@ -22,22 +23,21 @@ import os
 from pathlib import Path
 
 from ..exceptions import WorkdirError
+from .records import DIGEST_FIELD, RECORD_VERSION, VERSION_FIELD
 from .workdir import DATA_DIR, EXPERIMENT, MANIFEST, SPLITS_DIR
 
 
 def output_stamp(task_id, build_id, definition):
-    """The fields every output starts with: which task, which build, which definition.
+    """The fields every output starts with: which task, which build, which definition, which record version.
 
     Examples
     --------
     >>> output_stamp("final", "b1", "d1")
-    {'task': 'final', 'build': 'b1', 'definition': 'd1'}
+    {'task': 'final', 'build': 'b1', 'definition': 'd1', 'record_version': 1}
     """
-    return {"task": task_id, "build": build_id, "definition": definition}
+    return {"task": task_id, "build": build_id, "definition": definition, VERSION_FIELD: RECORD_VERSION}
 
 
-#: The last field of every output: the sha256 of the output's bytes before it.
-DIGEST_FIELD = "output_sha256"
 _DIGEST_TAIL = f', "{DIGEST_FIELD}": "'.encode()
 _TAIL_LENGTH = len(_DIGEST_TAIL) + 64 + 2  # the field, 64 hex digits, '"}'
 
@@ -55,7 +55,7 @@ def output_bytes(output):
     --------
     >>> payload = output_bytes(output_stamp("final", "b1", "d1"))
     >>> sorted(json.loads(payload)), output_digest_problem(payload) is None
-    (['build', 'definition', 'output_sha256', 'task'], True)
+    (['build', 'definition', 'output_sha256', 'record_version', 'task'], True)
     >>> output_digest_problem(payload.replace(b"b1", b"b2"))
     'its content does not match the digest it carries (edited or damaged after its task wrote it)'
     """
@@ -150,6 +150,10 @@ def _checked_output(path, task_id, build_id, definition):
     if output.get("definition") != definition:
         return None, (f"{path} was written for another definition of task {task_id!r} "
                       "(the task table changed since)")
+    if output.get(VERSION_FIELD) != RECORD_VERSION:
+        # records.RECORD_VERSION: another layout of the record is not read, its task runs again.
+        return None, (f"{path} holds a task record of version {output.get(VERSION_FIELD)!r}, this mempamal "
+                      f"reads version {RECORD_VERSION} (written by another mempamal)")
     return output, None
 
 

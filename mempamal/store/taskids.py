@@ -21,6 +21,8 @@ Examples
 import enum
 import re
 
+from ..exceptions import WorkdirError
+
 #: Name of the split set of the data itself (permutations are ``perm-<m>``).
 MAIN = "main"
 
@@ -49,6 +51,7 @@ class TaskKind(str, enum.Enum):
 FOLD_KINDS = (TaskKind.SELECT.value, TaskKind.SCORE.value)
 #: The whole id grammar (see the module docstring).
 TASK_ID = re.compile(r"(perm-\d+-)?(fit|select|score)-o(\d+)(?:-i(\d+)-c(\d+))?|fit-all-i(\d+)-c(\d+)")
+_PERMUTATION = re.compile(r"perm-(\d+)")
 
 
 def permutation_name(index):
@@ -60,6 +63,22 @@ def permutation_name(index):
     'perm-3'
     """
     return f"perm-{index}"
+
+
+def permutation_index(split_set):
+    """The index of the permutation whose split set is ``split_set`` (``perm-<m>``), None for the data's.
+
+    Examples
+    --------
+    >>> permutation_index("perm-3"), permutation_index(MAIN)
+    (3, None)
+    """
+    if split_set == MAIN:
+        return None
+    match = _PERMUTATION.fullmatch(split_set)
+    if match is None:
+        raise WorkdirError(f"{split_set!r} names no split set (the task table is damaged); build the workdir again.")
+    return int(match.group(1))
 
 
 def id_prefix(split_set):
@@ -84,6 +103,24 @@ def fit_id(prefix, outer, inner, chunk):
     if outer is None:
         return f"fit-all-i{inner}-c{chunk}"
     return f"{prefix}fit-o{outer}-i{inner}-c{chunk}"
+
+
+def fit_id_head(prefix, outer):
+    """What every fit id of outer fold ``outer`` of ``prefix``'s split set starts with, and no other id
+    (``outer=None``: the final search's ``fit-all`` ids).
+
+    Examples
+    --------
+    >>> fit_id_head("perm-0-", 1), fit_id("perm-0-", 1, 2, 3).startswith(fit_id_head("perm-0-", 1))
+    ('perm-0-fit-o1-i', True)
+    >>> fit_id_head("", None)
+    'fit-all-i'
+    """
+    return "fit-all-i" if outer is None else f"{prefix}fit-o{outer}-i"
+
+
+#: What the id of every fit of an outer fold of the data starts with (so does its output shard).
+OUTER_FIT_HEAD = "fit-o"
 
 
 def gather_id(prefix, kind, outer):

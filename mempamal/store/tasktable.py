@@ -38,7 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..exceptions import WorkdirError
-from .taskids import MAIN, TASK_ID as _ID, fit_id, gather_id, id_prefix, permutation_name  # noqa: F401
+from .taskids import (  # noqa: F401
+    MAIN, TASK_ID as _ID, fit_id, fit_id_head, gather_id, id_prefix, permutation_index, permutation_name,
+)
 from .workdir import TASKS
 
 @dataclass(frozen=True)
@@ -77,9 +79,7 @@ class Task:
         >>> Task("score-o0", "score", (), (), outer=0).permutation is None
         True
         """
-        if self.split_set == MAIN:
-            return None
-        return int(self.split_set.split("-", 1)[1])
+        return permutation_index(self.split_set)
 
     @property
     def definition(self):
@@ -429,7 +429,7 @@ class TaskTable(Sequence):
     def _fit_prefix(self, block):
         """What every fit id of ``block`` starts with, and no other id of the table does."""
         _, prefix, outer, _, _ = block
-        return "fit-all-i" if outer is None else f"{prefix}fit-o{outer}-i"
+        return fit_id_head(prefix, outer)
 
     def count_fits_by_block(self, texts):
         """Number of fit tasks per block (indices of :meth:`blocks`) among the ids in ``texts``.

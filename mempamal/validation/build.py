@@ -83,13 +83,13 @@ def check_permutation_groups(groups, n_permutations):
     >>> check_permutation_groups(["a", "b", "a"], 10)
     Traceback (most recent call last):
     ...
-    ValueError: The 'groups' argument of Experiment.build is a list that scikit-learn's permutation_test_score cannot shuffle within (groups == group is one False, so it permutes nothing); pass np.asarray(groups).
+    mempamal.exceptions.InvalidParameterError: The 'groups' argument of Experiment.build is a list that scikit-learn's permutation_test_score cannot shuffle within (groups == group is one False, so it permutes nothing); pass np.asarray(groups).
     >>> check_permutation_groups([0, 1, 0], 10)
     """
     if not n_permutations or not isinstance(groups, (list, tuple)) or not len(groups):
         return
     if not isinstance(groups == np.unique(np.asarray(groups))[0], np.ndarray):
-        raise ValueError(
+        raise invalid(
             "The 'groups' argument of Experiment.build is a list that scikit-learn's "
             "permutation_test_score cannot shuffle within (groups == group is one False, so it "
             "permutes nothing); pass np.asarray(groups).")

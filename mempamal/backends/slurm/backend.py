@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ... import store
 from ..._constraints import Interval, Predicate, validate_params
+from ...exceptions import BackendError, SetupError
 from ..bundles import check_bundle_options, make_bundles
 from ..base import JobBackend, RunCancelled, RunObserver, effective_n_jobs, make_progress
 from .script import array_script, plan_arrays, sbatch_arguments
@@ -157,7 +158,7 @@ class SlurmBackend(JobBackend):
                                              throttle, prefix=f"mempamal-{workflow.workdir.name}")
                 done = _run(["sbatch", *arguments, str(script)])
                 if done.returncode != 0:
-                    raise RuntimeError(f"sbatch refused job array {array.name} of {workflow.workdir}: "
+                    raise BackendError(f"sbatch refused job array {array.name} of {workflow.workdir}: "
                                        f"{done.stderr.strip() or done.stdout.strip()}")
                 job_ids.append(done.stdout.strip().split(";")[0])
                 record["arrays"].append({"job_id": job_ids[-1], "name": array.name, "size": array.size,
@@ -319,7 +320,7 @@ def _record_path(workflow):
 def _check_commands():
     missing = [command for command in ("sbatch", "squeue", "scancel") if shutil.which(command) is None]
     if missing:
-        raise RuntimeError(f"{INSTALL_HINT} Missing: {', '.join(missing)}.")
+        raise SetupError(f"{INSTALL_HINT} Missing: {', '.join(missing)}.")
 
 
 def _partition_cpus(partition):

@@ -294,7 +294,9 @@ class SomaWorkflowBackend(JobBackend):
         if record.get("ended"):
             return unfinished(workflow, record)  # its driver saw it to the end: nothing runs any more
         if record.get("scheduler") != "slurm":
-            raise RuntimeError(f"Cannot follow the soma-workflow jobs of {workflow.workdir} on a "
+            from ...exceptions import SetupError
+
+            raise SetupError(f"Cannot follow the soma-workflow jobs of {workflow.workdir} on a "
                                f"{record.get('scheduler')!r} resource after their driver died; run the "
                                "workdir again to resume (finished tasks are kept).")
         survivors = surviving_jobs(workflow.workdir, record)

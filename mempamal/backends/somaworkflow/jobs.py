@@ -38,7 +38,9 @@ def import_soma():
         import soma_workflow.constants as constants
         import soma_workflow.engine as engine
     except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
+        from ...exceptions import MissingDependency
+
+        raise MissingDependency(INSTALL_HINT) from exc
     return client, constants, engine
 
 

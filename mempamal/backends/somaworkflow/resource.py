@@ -72,7 +72,7 @@ def load_resource(resource_id, config_path, state_dir):
     try:
         loaded = configuration.Configuration.load_from_file(resource_id, source)
     except configuration.ConfigurationError as exc:
-        raise ValueError(f"The soma-workflow resource {resource_id!r} of {source} is unusable: {exc}") from None
+        raise invalid(f"The soma-workflow resource {resource_id!r} of {source} is unusable: {exc}") from None
     if loaded.get_mode() == configuration.REMOTE_MODE:
         return loaded, False
     light = configuration.Configuration(

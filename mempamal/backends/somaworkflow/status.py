@@ -23,7 +23,9 @@ def job_ids_of(controller, workflow_id, swf, entries):
     ids = {}
     for entry, ours, theirs in zip(entries, swf.jobs, submitted.jobs, strict=True):
         if ours.name != theirs.name:
-            raise RuntimeError(f"soma-workflow reordered the jobs: {ours.name!r} != {theirs.name!r}")
+            from ...exceptions import BackendError
+
+            raise BackendError(f"soma-workflow reordered the jobs: {ours.name!r} != {theirs.name!r}")
         ids[entry["id"]] = submitted.job_mapping[theirs].job_id
     return ids
 
