@@ -20,8 +20,8 @@ from sklearn.linear_model import LogisticRegression
 import mempamal as mp
 from mempamal import store
 from mempamal.exceptions import (
-    DiskFullError, InvalidParameterError, RunCancelled, SetupError, TaskDiskFullError, TaskError, WorkdirError,
-    WorkdirLocked, WorkflowError,
+    BackendError, ClusterUnreachable, DiskFullError, InvalidParameterError, MissingDependency, RunCancelled,
+    RunTimeout, SetupError, TaskDiskFullError, TaskError, WorkdirError, WorkdirLocked, WorkflowError,
 )
 from mempamal.store import integrity, records
 from mempamal.store.records import ABSENT, RECORD_VERSION, RECORDS, TaskOutput
@@ -32,8 +32,9 @@ X, y = load_iris(return_X_y=True)
 
 
 def _nested(**options):
+    options = {"return_train_score": True, "return_estimator": True, "predict": "predict", "n_permutations": 1,
+               **options}
     return mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2,
-                         return_train_score=True, return_estimator=True, predict="predict", n_permutations=1,
                          **options)
 
 
@@ -193,6 +194,10 @@ def test_absent_is_one_object_everywhere():
                   "wd"),
     RunCancelled("the run was cancelled"),
     SetupError("put the run under a main guard"),
+    BackendError("The Dask cluster has no worker after 60 s"),
+    ClusterUnreachable("The dask backend could not reach a scheduler at 'tcp://127.0.0.1:9'"),
+    MissingDependency("The dask backend needs distributed"),
+    RunTimeout("the run of wd is still going after 5 s"),
 ], ids=lambda error: type(error).__name__)
 def test_every_exception_of_the_family_pickles(error):
     for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
