@@ -159,6 +159,12 @@ def harvest(workdir, metadata_digest_of):
     """The :class:`Harvest` of the build in ``workdir``, or None (with a warning) when it cannot be read.
 
     ``metadata_digest_of(manifest)`` gives the old build's metadata digest.
+
+    Examples
+    --------
+    >>> found = harvest(wf.workdir, lambda manifest: None)
+    >>> len(found.fits), len(found.gathers)   # 3 points x (3 x 2 + 2) inner splits; 3 selects, select-all
+    (24, 4)
     """
     import cloudpickle
 
@@ -236,6 +242,17 @@ def graft(experiment, workdir, table, build_id, found, data_digest, metadata_dig
     failing half-way leaves nothing trusted).  Outputs are stamped for the
     new build and the new task definitions; ``reused_from`` names the old
     build and task.
+
+    Examples
+    --------
+    Through ``build(..., reuse=True)``: a fourth grid point keeps the
+    24 inner fits of the other three.
+
+    >>> bigger = mp.Experiment(estimator, param_grid={"clf__C": [0.1, 1.0, 10.0, 100.0]}, cv=3, inner_cv=2,
+    ...                        scoring=["accuracy"], refit="accuracy", return_estimator=True, predict="predict_proba")
+    >>> grown = bigger.build(X, y, workdir=wf.workdir, reuse=True)
+    >>> grown.status().reused["kept_points"], grown.status().reused["changed"]
+    (24, [])
     """
     records = TaskTable(table, workdir)
     keys = ContentKeys(experiment, workdir, records, data_digest, metadata_digest)

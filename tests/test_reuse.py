@@ -297,13 +297,17 @@ def test_an_untrusted_old_output_is_not_kept(data, tmp_path, log):
                                                   inner_cv=2), X, y)
 
 
-def test_the_kept_points_file_is_a_verified_build_file(data, tmp_path):
+def test_the_kept_points_file_is_a_verified_build_file(data, tmp_path, capsys):
     X, y = data
     wd = tmp_path / "wd"
     mp.Experiment(Counted(), param_grid={"C": [0.1, 1.0]}, cv=2, inner_cv=2, final_fit=False).build(
         X, y, workdir=wd).run(n_jobs=1, progress=False)
     wf = grown(dict(estimator=Counted(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=2, inner_cv=2, final_fit=False),
                X, y, wd, chunk_size=3)
+    from mempamal.cli import main
+
+    assert main(["status", str(wd)]) == 0
+    assert "kept from a previous build: 0 tasks, 8 inner fits" in capsys.readouterr().out
     kept = wd / wf.manifest["reuse"]["file"]
     assert kept.stat().st_mode & 0o777 == 0o600
     assert "reuse" in wf.manifest and kept.name in wf.manifest["files"]
