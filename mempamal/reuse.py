@@ -189,12 +189,15 @@ def harvest(workdir, metadata_digest_of):
         except store.WorkdirError:
             continue  # not trusted: not kept
         payload = {key: value for key, value in output.items() if key not in _STAMP}
-        if task.kind in ("fit", "fit-all"):
-            _harvest_fit(found, keys, task, payload)
-        else:
-            files = _files_of(workdir, task.id, payload)
-            if files is not None:
-                found.gathers[keys.gather_key(task)] = (task.id, payload, files)
+        try:
+            if task.kind in ("fit", "fit-all"):
+                _harvest_fit(found, keys, task, payload)
+            else:
+                files = _files_of(workdir, task.id, payload)
+                if files is not None:
+                    found.gathers[keys.gather_key(task)] = (task.id, payload, files)
+        except (KeyError, IndexError, TypeError, AttributeError):
+            continue  # an output of another layout (an older mempamal): not kept
     return found
 
 
