@@ -107,7 +107,11 @@ class ContentKeys:
 
     def fit_key(self, task, point):
         """Key of point ``point`` fitted and scored by fit task ``task`` (its inner split)."""
-        return fingerprint(["fit", self._common, self.fold(task.split_set, task.outer, task.inner), self.points[point]])
+        return self.point_key(task.split_set, task.outer, task.inner, point)
+
+    def point_key(self, split_set, outer, inner, point):
+        """Key of point ``point`` fitted and scored on one inner split (``outer`` None: the final search's)."""
+        return fingerprint(["fit", self._common, self.fold(split_set, outer, inner), self.points[point]])
 
     def gather_key(self, task):
         """Key of a ``select``, ``score`` or ``select-all`` task: its whole search and outer fold."""
@@ -198,7 +202,23 @@ def harvest(workdir, metadata_digest_of):
                     found.gathers[keys.gather_key(task)] = (task.id, payload, files)
         except (KeyError, IndexError, TypeError, AttributeError):
             continue  # an output of another layout (an older mempamal): not kept
+    _harvest_kept_rows(found, keys, workdir, manifest)
     return found
+
+
+def _harvest_kept_rows(found, keys, workdir, manifest):
+    """The rows the old build itself kept and had not used yet (grown twice before running: nothing lost).
+
+    ``reused.json`` is one of the old build's files, verified with the others.
+    """
+    name = (manifest.get("reuse") or {}).get("file")
+    if not name:
+        return
+    for fold, rows in store.read_json(workdir / name).items():
+        split_set, outer, inner = fold.rsplit("/", 2)
+        outer = None if outer == "all" else int(outer)
+        for point, row in rows.items():
+            found.fits.setdefault(keys.point_key(split_set, outer, int(inner), int(point)), row)
 
 
 def _harvest_fit(found, keys, task, payload):

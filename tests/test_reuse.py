@@ -103,6 +103,24 @@ def test_more_grid_values_run_only_the_new_points_fits(data, tmp_path, log, chun
     assert_matches_sklearn(results, mp.Experiment(Counted(), param_grid=big, cv=3, inner_cv=3), X, y)
 
 
+def test_a_pipeline_grid_grown_with_shared_prefixes_equals_gridsearch(data, tmp_path):
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = data
+    pipe = Pipeline([("scale", StandardScaler()), ("pca", PCA(random_state=0)), ("clf", Counted())])
+    wd = tmp_path / "wd"
+    mp.Experiment(pipe, param_grid={"pca__n_components": [2], "clf__C": [0.1, 1.0]}, cv=3, inner_cv=3,
+                  final_fit=False).build(X, y, workdir=wd, chunk_size=4).run(n_jobs=1, progress=False)
+    # New points share the old ones' PCA prefix, and chunks mix old and new points.
+    grid = {"pca__n_components": [2, 3], "clf__C": [0.1, 1.0, 10.0]}
+    wf = grown(dict(estimator=pipe, param_grid=grid, cv=3, inner_cv=3, final_fit=False), X, y, wd, chunk_size=4)
+    assert wf.status().reused["kept_points"] == 2 * 3 * 3
+    assert_matches_sklearn(wf.run(n_jobs=1, progress=False), mp.Experiment(pipe, param_grid=grid, cv=3, inner_cv=3),
+                           X, y)
+
+
 def test_another_list_of_dicts_entry_keeps_the_first_entrys_fits(data, tmp_path, log):
     X, y = data
     first = {"C": [0.1, 1.0]}
@@ -135,6 +153,23 @@ def test_same_grid_rechunked_keeps_every_fit_task(data, tmp_path, log):
     assert kinds["select"].done == 2 + 2  # the main selects and the first permutation's
     wf.run(n_jobs=1, progress=False)
     assert len(fits(log)) == 3 * 2 * 2 + 2  # the new permutation only
+
+
+def test_grown_twice_before_running_keeps_the_first_builds_fits(data, tmp_path, log):
+    X, y = data
+    wd = tmp_path / "wd"
+    mp.Experiment(Counted(log=str(log)), param_grid={"C": [0.1, 1.0]}, cv=2, inner_cv=2, final_fit=False).build(
+        X, y, workdir=wd, chunk_size=3).run(n_jobs=1, progress=False)
+    fits(log)
+    grown(dict(estimator=Counted(log=str(log)), param_grid={"C": [0.1, 1.0, 10.0]}, cv=2, inner_cv=2,
+               final_fit=False), X, y, wd, chunk_size=3)  # not run: its kept rows wait in reused.json
+    grid = {"C": [0.01, 0.1, 1.0, 10.0]}
+    wf = grown(dict(estimator=Counted(log=str(log)), param_grid=grid, cv=2, inner_cv=2, final_fit=False), X, y, wd,
+               chunk_size=3)
+    assert wf.status().reused["kept_points"] == 2 * 2 * 2
+    results = wf.run(n_jobs=1, progress=False)
+    assert len(fits(log)) == 2 * 2 * 2 + 2
+    assert_matches_sklearn(results, mp.Experiment(Counted(), param_grid=grid, cv=2, inner_cv=2), X, y)
 
 
 # ------------------------------------------------------------------ b) more permutations
