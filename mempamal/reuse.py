@@ -126,8 +126,8 @@ class ContentKeys:
     def changed(self, other):
         """Names of what differs from ``other``'s keys (the parts, ``refit``, the options)."""
         names = [name for name in self.PARTS if self.parts[name] != other.parts[name]]
-        if self.parts["data"] is None:
-            names.append("data (the old build recorded no data digest)")
+        if other.parts["data"] is None:
+            names[names.index("data")] = "data (the old build recorded no data digest)"
         names += [name for name in ("refit",) if self.refit != other.refit]
         names += [name for name in self.options if self.options[name] != other.options[name]]
         return names

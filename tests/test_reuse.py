@@ -350,3 +350,16 @@ def test_the_kept_points_file_is_a_verified_build_file(data, tmp_path, capsys):
     with pytest.raises(mp.exceptions.TaskError, match="not the file this build wrote"):
         mp.run_task(wd, "fit-o0-i0-c0")
     assert "kept from a previous build" in repr(wf)
+
+
+def test_a_build_without_a_data_digest_keeps_nothing(data, tmp_path):
+    X, y = data
+    wd = tmp_path / "wd"
+    mp.Experiment(Counted(), cv=3).build(X, y, workdir=wd).run(n_jobs=1, progress=False)
+    # As a workdir built before the manifest recorded the data digest.
+    manifest = store.read_json(wd / store.MANIFEST)
+    del manifest["data_digest"]
+    store.write_json(wd / store.MANIFEST, manifest)
+    with pytest.warns(UserWarning, match=r"kept nothing.*the old build recorded no data digest"):
+        wf = mp.Experiment(Counted(), cv=3, n_permutations=1).build(X, y, workdir=wd, reuse=True)
+    assert wf.status().done == 0
