@@ -24,11 +24,13 @@ from .store.taskfile import changed_task_ids, read_table, table_digest
 from .store.tasktable import TaskTable
 
 
-def reusable(workdir, identity, overwrite):
+def reusable(workdir, identity, overwrite, reuse=False):
     """True to reuse an existing build; refuses a workdir it may not replace.
 
     Nothing is changed on disk: an old build is cleared only by
     :func:`write_new_workdir`, once every argument has been checked.
+    ``reuse=True`` accepts a different experiment (False: it is built
+    anew, keeping what :mod:`mempamal.reuse` proves unchanged).
     """
     if not workdir.exists() or not any(workdir.iterdir()):
         return False
@@ -48,18 +50,22 @@ def reusable(workdir, identity, overwrite):
             if problem is None:
                 return True
             warnings.warn(f"{problem} Building {workdir} again from scratch.", stacklevel=3)
-        else:
+        elif not reuse:
             raise FileExistsError(
                 f"{workdir} already holds a different experiment or data (built "
-                f"{manifest.get('created', '?')}). Pass overwrite=True to replace it, or "
-                f"choose another workdir."
+                f"{manifest.get('created', '?')}). Pass overwrite=True to replace it, reuse=True "
+                f"to grow it (keeping the finished tasks whose definition is unchanged), or choose another workdir."
             )
     return False
 
 
 def write_new_workdir(experiment, workdir, identity, X, y, groups, split_sets, table, metadata=None,
-                      data_digest=None):
-    """Write a new build into ``workdir`` (cleared first, the lock kept); on any failure remove what was written."""
+                      data_digest=None, metadata_digest=None, harvested=None):
+    """Write a new build into ``workdir`` (cleared first, the lock kept); on any failure remove what was written.
+
+    ``harvested`` (:func:`mempamal.reuse.harvest`, read before the old build
+    is cleared): what this build keeps of the old one (``reuse=True``).
+    """
     created = not workdir.exists()
     if not created:
         # Replaced with overwrite=True, or an incomplete build (marker
@@ -67,7 +73,7 @@ def write_new_workdir(experiment, workdir, identity, X, y, groups, split_sets, t
         _clear_workdir(workdir)
     try:
         _write_files(experiment, workdir, identity, X, y, groups, split_sets, table, metadata=metadata,
-                     data_digest=data_digest)
+                     digests=(data_digest, metadata_digest), harvested=harvested)
     except BaseException:
         # A full disk, a kill signal turned into an exception, Ctrl-C:
         # leave nothing half-written behind (no manifest means never
@@ -75,7 +81,8 @@ def write_new_workdir(experiment, workdir, identity, X, y, groups, split_sets, t
         _discard_incomplete_build(workdir, created)
         raise
 
-def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table, metadata=None, data_digest=None):
+def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table, metadata=None, digests=(None, None),
+                 harvested=None):
     import cloudpickle
 
     store.make_private_dir(workdir)
@@ -95,15 +102,27 @@ def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table,
         store.make_private_dir(workdir / folder)
     store.write_json(workdir / store.TASKS, table)
     write_description(workdir, experiment, (X, y, groups), table, metadata)  # experiment.json, for people
+    build_id, files, kept = uuid.uuid4().hex, integrity.build_file_digests(workdir), None
+    if harvested is not None:
+        # Outputs kept from the old build, stamped for this one, before the manifest: a build
+        # failing here leaves no manifest, so nothing of it is trusted.
+        from .reuse import graft
+
+        kept = graft(experiment, workdir, table, build_id, harvested, *digests)
+        if kept["file"]:
+            files[kept["file"]] = integrity.file_digest(workdir / kept["file"])
     store.write_json(workdir / store.MANIFEST, {
-        "fingerprint": identity, "build_id": uuid.uuid4().hex,
-        "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),
+        "fingerprint": identity, "build_id": build_id,
+        "tasks_digest": table_digest(table), "files": files,
         "created": time.strftime("%Y-%m-%d %H:%M:%S"),
         "python": sys.executable, "mempamal_version": _version(), "data": kinds,
         "metrics": experiment.metrics, "n_tasks": len(TaskTable(table)),
         "metadata": {"routing": metadata["routing"], "params": stored_params},
-        # What another build compares before sharing this one's splits (splits_from=).
-        "data_digest": data_digest,
+        # What another build compares before sharing this one's splits (splits_from=), and what
+        # a later build with reuse=True compares before keeping results of this one.
+        "data_digest": digests[0], "metadata_digest": digests[1],
+        # What was kept of the previous build (reuse=True): Workflow.status()["kept"].
+        "reuse": kept,
     })
 
 

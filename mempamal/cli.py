@@ -249,6 +249,10 @@ def _status(args):
         print(f"  {kind:<{width}} {counts.done:>7}/{counts.total}")
     for task_id, problem in sorted(status.untrusted.items()):
         print(f"  not counted: {problem}")
+    if status.reused:
+        reused = status.reused
+        changed = f"; changed since: {', '.join(reused['changed'])}" if reused["changed"] else ""
+        print(f"  kept from a previous build: {status.kept} tasks, {reused['kept_points']} inner fits{changed}")
     if status.runner:
         print(f"  running now: {status.runner}")
     if status.jobs:

@@ -219,7 +219,7 @@ class Experiment:
 
     # ------------------------------------------------------------ build
     def build(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", overwrite=False,
-              chunk_size="auto", splits_from=None):
+              chunk_size="auto", splits_from=None, reuse=False):
         """Validate the data, compute the splits and write the workdir.
 
         ``X, y=None, *, groups=None, ...`` as ``cross_validate``; ``y`` is
@@ -227,7 +227,20 @@ class Experiment:
 
         Rebuilding the same experiment on the same data into the same
         workdir keeps every finished task; a different experiment or data is
-        refused unless ``overwrite=True``.
+        refused unless ``overwrite=True`` or ``reuse=True``.
+
+        ``reuse=True`` grows the experiment of another build in ``workdir``
+        without redoing it: every finished task of that build whose
+        definition, proved by content (estimator, scoring, data, the split's
+        own indices, the grid point's parameters, the fit options), is
+        unchanged is kept, and only the rest runs -- more grid points (the
+        inner fits of the old points are kept, whatever the chunking), more
+        permutations, more repeats of a repeated splitter, ``final_fit`` or
+        ``return_estimator`` switched on.  Anything changing a task's
+        meaning keeps nothing of what it touches, with a warning naming
+        what differs; ``wf.status().kept`` counts the kept tasks
+        (:mod:`mempamal.reuse`, docs/research-loop.md "Grow without
+        redoing").
 
         ``params`` is sample-aligned metadata (``{"sample_weight": w}``),
         stored in ``data/`` and routed as ``cross_validate(..., params=params)``
@@ -255,7 +268,7 @@ class Experiment:
         >>> w = np.where(y == 0, 2.0, 1.0)   # sample weights, split with the samples
         >>> wf = Experiment(SVC(), cv=3).build(X, y, params={"sample_weight": w}, workdir="runs/w")
         """
-        validation_build.check_build_arguments(workdir, overwrite, chunk_size)
+        validation_build.check_build_arguments(workdir, overwrite, chunk_size, reuse)
         validation_build.check_data(X, y, groups)
         validation_build.check_permutation_groups(groups, self.n_permutations)
         validation_build.check_params(params, _n_samples(X))
@@ -286,26 +299,29 @@ class Experiment:
         try:
             # Everything that can be refused is checked before the first file is
             # written or an old build is cleared.
-            reuse = build_files.reusable(workdir, identity, overwrite) and not self._lacks_final_search(workdir)
-            split_sets = None if reuse else self._compute_split_sets(X, y, groups, cv=shared_splits,
+            same = build_files.reusable(workdir, identity, overwrite, reuse) and not self._lacks_final_search(workdir)
+            split_sets = None if same else self._compute_split_sets(X, y, groups, cv=shared_splits,
                                                                      routing=metadata["routing"])
             if split_sets is None:
                 split_set_info = store.read_json(workdir / store.TASKS)["split_sets"]
             else:
                 split_set_info = {name: build_files.split_set_info(s) for name, (s, _) in split_sets.items()}
             table = self._task_table(split_set_info, chunk_size)
-            if reuse:
+            if same:
                 build_files.update_task_table(workdir, table)
             else:
+                # reuse=True: the old build's trusted results, read before it is cleared.
+                harvested = _harvest(workdir) if reuse else None
                 build_files.write_new_workdir(self, workdir, identity, X, y, groups, split_sets, table,
-                                              metadata=metadata, data_digest=identity_parts["data"])
+                                              metadata=metadata, data_digest=identity_parts["data"],
+                                              metadata_digest=identity_parts.get("metadata"), harvested=harvested)
         finally:
             if lock is not None:
                 lock.release()
         return Workflow.open(workdir)
 
     def run(self, X, y=None, *, groups=None, params=None, workdir="mempamal-run", backend="local", n_jobs=None,
-            overwrite=False, progress=False, chunk_size="auto", splits_from=None, **options):
+            overwrite=False, progress=False, chunk_size="auto", splits_from=None, reuse=False, **options):
         """Build and run in one call; returns the :class:`mempamal.Results`.
 
         The arguments are those of :meth:`build` and :meth:`mempamal.Workflow.run`, keyword-only after ``y``.
@@ -320,7 +336,7 @@ class Experiment:
         # would run it again -- is refused before the build writes anything.
         check_backend(backend, n_jobs, options)
         workflow = self.build(X, y, groups=groups, params=params, workdir=workdir, overwrite=overwrite,
-                              chunk_size=chunk_size, splits_from=splits_from)
+                              chunk_size=chunk_size, splits_from=splits_from, reuse=reuse)
         return workflow.run(backend=backend, n_jobs=n_jobs, progress=progress, **options)
 
     def _metadata(self, params):
@@ -397,6 +413,23 @@ class Experiment:
         else:
             chunks = []
         return make_table(split_set_info, chunks, self.nested)
+
+def _harvest(workdir):
+    """What a ``reuse=True`` build may keep of the build in ``workdir`` (None: there is none)."""
+    from .reuse import harvest
+
+    if not (workdir / store.MANIFEST).exists():
+        return None
+    return harvest(workdir, _metadata_digest)
+
+
+def _metadata_digest(manifest):
+    """The metadata digest of an old build (one built before it was recorded: None without metadata)."""
+    if "metadata_digest" in manifest:
+        return manifest["metadata_digest"]
+    metadata = manifest.get("metadata", {})
+    return None if not metadata.get("params") and not metadata.get("routing") else "unknown"
+
 
 def _materialize_iterable(cv):
     if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):

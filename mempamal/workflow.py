@@ -428,7 +428,10 @@ class Workflow(TaskGraph):
 
     def __repr__(self):
         status = self.status(scheduler=False)
-        return f"<Workflow {self.workdir}: {status['total']} tasks, {status['done']} done>"
+        reused = status.reused or {}
+        kept = (f" ({status.kept} tasks and {reused['kept_points']} inner fits kept from a previous build)"
+                if reused.get("kept_points") or status.kept else "")
+        return f"<Workflow {self.workdir}: {status['total']} tasks, {status['done']} done{kept}>"
 
 
 def check_run_options(**options):

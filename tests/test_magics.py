@@ -88,6 +88,16 @@ def test_different_experiment_in_same_workdir_needs_overwrite(shell):
     assert shell.user_ns["res"].best_params[0] == {"C": 0.5}
 
 
+def test_reuse_grows_the_workdirs_experiment(shell, tmp_path):
+    shell.run_cell_magic("mempamal", "-n 1 -w wd", BODY)
+    grown = BODY.replace("[0.1, 1.0]", "[0.1, 1.0, 10.0]")
+    shell.run_cell_magic("mempamal", "-n 1 -w wd --reuse -o res", grown)
+    assert mp.Workflow.open(tmp_path / "wd").status().reused["kept_points"] == 2 * (3 * 2 + 2)  # + final search
+    ns = shell.user_ns
+    assert_matches_sklearn(ns["res"], mp.Experiment(ns["estimator"], param_grid=ns["param_grid"], cv=3, inner_cv=2),
+                           ns["X"], ns["y"])
+
+
 def test_cluster_start_run_on_engines_and_stop(shell):
     shell.run_line_magic("mempamal", "cluster start -n 1")
     try:

@@ -223,6 +223,18 @@ class WorkdirContext:
                                 or name == split_file]
         return cache[split_set]
 
+    def reused_rows(self, split_set, outer, inner):
+        """``{str(point): row}`` kept from a previous build for one inner split (``build(..., reuse=True)``).
+
+        ``reused.json`` is a build file (its digest in the manifest, checked
+        with the others before every task); a fit task evaluates only the
+        points it does not hold (``engine/tasks.py``).
+        """
+        if getattr(self, "_reused", None) is None:
+            name = (self.manifest.get("reuse") or {}).get("file")
+            self._reused = store.read_json(self.workdir / name) if name else {}
+        return self._reused.get(f"{split_set}/{'all' if outer is None else outer}/{inner}", {})
+
     def n_inner_splits(self, split_set, outer):
         """Inner splits of outer fold ``outer``; ``outer=None``: of the final search on all data."""
         if outer is None:

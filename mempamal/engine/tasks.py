@@ -141,15 +141,24 @@ def peak_rss_bytes():
 
 
 def _run_fit(context, record):
-    """Fit/score a chunk of grid points on one inner split of one outer fold."""
-    data, owned = context.inner_split_data(record.split_set, record.outer, record.inner)
-    fit_params, score_params = context.inner_params(record.split_set, record.outer, record.inner)
-    results = evaluate_points(
-        context.estimator, context.candidates, record.points, context.prefix_keys,
-        data, context.scorer, context.metrics, context.error_score,
-        fit_params=fit_params, score_params=score_params, return_train_score=context.return_train_score,
-        data_owned=owned,
-    )
+    """Fit/score a chunk of grid points on one inner split of one outer fold.
+
+    Points kept from a previous build (``build(..., reuse=True)``) are not
+    fitted again: their rows are taken as they are (the same floats).
+    """
+    kept = context.reused_rows(record.split_set, record.outer, record.inner)
+    todo = [point for point in record.points if str(point) not in kept]
+    computed = {}
+    if todo:
+        data, owned = context.inner_split_data(record.split_set, record.outer, record.inner)
+        fit_params, score_params = context.inner_params(record.split_set, record.outer, record.inner)
+        computed = dict(zip(todo, evaluate_points(
+            context.estimator, context.candidates, todo, context.prefix_keys,
+            data, context.scorer, context.metrics, context.error_score,
+            fit_params=fit_params, score_params=score_params, return_train_score=context.return_train_score,
+            data_owned=owned,
+        )))
+    results = [computed[point] if point in computed else kept[str(point)] for point in record.points]
     # A callable scorer may return a dict: its keys name the metrics.
     names = metric_names([r["scores"] for r in results if not r["fit_failed"]], context.metrics)
     train_scores = ABSENT

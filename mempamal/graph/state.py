@@ -266,6 +266,8 @@ class TaskGraph:
             runner=None if holder is None else describe_holder(holder),
             results=results_problem,
             jobs=recorded_jobs(self.workdir) if scheduler and not counts.finished else None,
+            # What the build kept of a previous one (build(..., reuse=True)).
+            kept=(self.manifest.get("reuse") or {}).get("kept_tasks", 0), reused=self.manifest.get("reuse"),
         )
 
 

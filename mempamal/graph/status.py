@@ -123,6 +123,14 @@ class StatusCounts(_StateCounts):
     jobs : dict or None
         The scheduler's view of a recorded job submission while tasks are
         unfinished (``{"backend": "slurm", "pending": 3, ...}``).
+    kept : int
+        Tasks whose output the build kept from a previous build
+        (``build(..., reuse=True)``); 0 otherwise.
+    reused : dict or None
+        What that build kept and why not more: ``{"from_build", "kept_tasks",
+        "kept_points"`` (inner fits kept, also in fit tasks that run only
+        their other points), ``"changed"`` (what differs from the previous
+        build)``}``; None for a build that kept nothing of another.
 
     Examples
     --------
@@ -136,6 +144,8 @@ class StatusCounts(_StateCounts):
     runner: object = dataclasses.field(default=None, repr=False)
     results: object = dataclasses.field(default=None, repr=False)
     jobs: object = dataclasses.field(default=None, repr=False)
+    kept: int = dataclasses.field(default=0, repr=False)
+    reused: object = dataclasses.field(default=None, repr=False)
 
     @property
     def finished(self):
@@ -149,7 +159,7 @@ class StatusCounts(_StateCounts):
         return self.done == self.total
 
     def with_details(self, **details):
-        """A copy with ``untrusted``, ``runner``, ``results`` or ``jobs`` set.
+        """A copy with ``untrusted``, ``runner``, ``results``, ``jobs``, ``kept`` or ``reused`` set.
 
         Examples
         --------

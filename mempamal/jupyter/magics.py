@@ -1,7 +1,7 @@
 """``%mempamal`` and ``%%mempamal``: thin magics over the public API.
 
 ``%%mempamal [-b BACKEND] [-n N] [-w WORKDIR] [-o NAME] [-a] [--preview]
-[--estimate] [--export FMT:PATH] [--overwrite]`` runs the cell body through IPython in the
+[--estimate] [--export FMT:PATH] [--overwrite] [--reuse]`` runs the cell body through IPython in the
 user namespace (``!ls``, ``%time`` and line magics work there); the body
 defines ``estimator``, ``X``, ``y`` and optionally ``groups``, ``params``
 (metadata for ``build``), ``cv``, ``inner_cv``, ``param_grid`` or
@@ -175,6 +175,8 @@ class MempamalMagics(Magics):
               help="run a small sample of the tasks (kept), predict the run's time and memory; run nothing else")
     @argument("--export", default=None, metavar="FMT:PATH", help="also export the graph (e.g. makefile:Makefile)")
     @argument("--overwrite", action="store_true", help="replace a workdir holding another experiment")
+    @argument("--reuse", action="store_true",
+              help="grow the experiment of the workdir: keep its finished tasks whose definition is unchanged")
     def run_cell(self, cell, args):
         """Run the cell body, build the workflow it defines, then preview, run or submit it.
 
@@ -198,9 +200,9 @@ class MempamalMagics(Magics):
         workdir = args.workdir or f"mempamal-runs/{output}"
         try:
             workflow = experiment.build(X, y, groups=groups, workdir=workdir, overwrite=args.overwrite,
-                                        **build_options_from_namespace(namespace, defined))
+                                        reuse=args.reuse, **build_options_from_namespace(namespace, defined))
         except FileExistsError as exc:
-            raise UsageError(f"%%mempamal: {exc} (add --overwrite)") from None
+            raise UsageError(f"%%mempamal: {exc} (add --overwrite, or --reuse to keep what is unchanged)") from None
         except (TypeError, ValueError) as exc:
             raise UsageError(f"%%mempamal: {exc}") from None
         self.last_workdir = workdir

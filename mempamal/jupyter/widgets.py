@@ -95,6 +95,8 @@ class ExperimentBuilder(widgets.VBox):
         self.n_jobs = widgets.IntText(value=-1, description="workers")
         self.workdir = widgets.Text(value="mempamal-runs/builder", description="workdir")
         self.overwrite = widgets.Checkbox(value=False, description="overwrite", indent=False)
+        self.reuse = widgets.Checkbox(value=False, description="reuse", indent=False,
+                                      tooltip="grow the workdir's experiment: keep its unchanged finished tasks")
         self.export_path = widgets.Text(value="workflow-soma.json", description="export to", style=_WIDE_LABEL)
         self.message = widgets.HTML()
         self.preview_button = widgets.Button(description="Preview", icon="eye")
@@ -119,7 +121,7 @@ class ExperimentBuilder(widgets.VBox):
         return widgets.VBox([
             self.estimator, self.parameters, widgets.HBox([self.X, self.y, self.groups]), self.grid,
             self.outer, self.inner, widgets.HBox([self.scoring, widgets.VBox([self.refit, self.n_permutations])]),
-            widgets.HBox([self.backend, self.n_jobs]), widgets.HBox([self.workdir, self.overwrite]),
+            widgets.HBox([self.backend, self.n_jobs]), widgets.HBox([self.workdir, self.overwrite, self.reuse]),
             widgets.HBox([self.preview_button, self.estimate_button, self.run_button, self.cancel_button,
                           self.export_button, self.export_path]),
             self.message,
@@ -221,7 +223,7 @@ class ExperimentBuilder(widgets.VBox):
         """
         X, y, groups = self.inputs()
         return self.experiment().build(X, y, groups=groups, workdir=self.workdir.value,
-                                       overwrite=self.overwrite.value)
+                                       overwrite=self.overwrite.value, reuse=self.reuse.value)
 
     def _guarded(self, action):
         if self._running:

@@ -22,6 +22,7 @@ BUILD_CONSTRAINTS = {
     "groups": ["array-like", None],
     "workdir": ["path"],
     "overwrite": ["boolean"],
+    "reuse": ["boolean"],
     "chunk_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
 }
 
@@ -95,8 +96,8 @@ def check_permutation_groups(groups, n_permutations):
             "permutes nothing); pass np.asarray(groups).")
 
 
-def check_build_arguments(workdir, overwrite, chunk_size):
-    """``workdir``, ``overwrite`` and ``chunk_size`` of ``Experiment.build``.
+def check_build_arguments(workdir, overwrite, chunk_size, reuse=False):
+    """``workdir``, ``overwrite``, ``chunk_size`` and ``reuse`` of ``Experiment.build``.
 
     Examples
     --------
@@ -107,8 +108,8 @@ def check_build_arguments(workdir, overwrite, chunk_size):
     """
     import os
 
-    validate_params({"workdir": workdir, "overwrite": overwrite, "chunk_size": chunk_size}, BUILD_CONSTRAINTS,
-                    "build")
+    validate_params({"workdir": workdir, "overwrite": overwrite, "chunk_size": chunk_size, "reuse": reuse},
+                    BUILD_CONSTRAINTS, "build")
     if isinstance(workdir, str) and not workdir.strip():
         # Path("") is the current folder: never build there by accident.
         raise_invalid("workdir", "build", "a non-empty path (use '.' to mean the current folder)", workdir)
