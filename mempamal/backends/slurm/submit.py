@@ -68,16 +68,16 @@ def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=No
             break
         script = folder / f"{array.name}.sh"
         store.atomic_write_bytes(script, array_script(array, python, workdir).encode())
+        limit = _array_time(array, backend.sbatch_options)
         arguments = sbatch_arguments(array, job_ids, log_dir, backend.partition, backend.sbatch_options,
-                                     throttle, prefix=f"mempamal-{workflow.workdir.name}",
-                                     time=_array_time(array, backend.sbatch_options))
+                                     throttle, prefix=f"mempamal-{workflow.workdir.name}", time=limit)
         done = run(["sbatch", *arguments, str(script)])
         if done.returncode != 0:
             raise SubmissionRefused(f"sbatch refused job array {array.name} of {workflow.workdir}: "
                                     f"{done.stderr.strip() or done.stdout.strip()}")
         job_ids.append(done.stdout.strip().split(";")[0])
         record["arrays"].append({"job_id": job_ids[-1], "name": array.name, "size": array.size,
-                                 "level": array.level, "after": list(array.after),
+                                 "level": array.level, "after": list(array.after), "time": limit,
                                  "bundles": [list(bundle.task_ids) for bundle in array.bundles]})
         # Recorded after every sbatch: a driver killed half-way still
         # leaves the ids of what it submitted (for attach/cancel).
