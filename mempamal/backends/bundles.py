@@ -167,6 +167,9 @@ def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_jo
     [('bundle-0-0', 6), ('bundle-0-1', 6), ('bundle-0-2', 6), ('bundle-0-3', 6), ('bundle-1-0', 1), ('bundle-1-1', 1), ('bundle-1-2', 1), ('bundle-1-3', 1), ('bundle-2-0', 1)]
     >>> all(b.level == 0 for b in make_bundles(wf, [t.id for t in wf.tasks if t.kind == "fit"], n_workers=4, job_seconds=60))
     True
+    >>> fits = [t.id for t in wf.tasks if t.kind == "fit"]   # an estimate says 30 s each: two per 60-s job
+    >>> [len(b.task_ids) for b in make_bundles(wf, fits, job_seconds=60, costs={t: 30.0 for t in fits})][:3]
+    [2, 2, 2]
     """
     check_bundle_options(job_seconds, tasks_per_job, "make_bundles")
     validate_params({"n_workers": n_workers}, BUNDLE_CONSTRAINTS, "make_bundles")

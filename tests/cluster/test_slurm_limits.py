@@ -30,8 +30,9 @@ def cluster(private_slurm, monkeypatch):
 
 
 def _experiment():
-    # 3 x 3 inner splits x 3 grid points = 27 fits in level 0
-    return mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=3)
+    # 3 x 2 inner splits x 2 grid points = 12 fits in level 0: 6 bundles of 2, more than MaxArraySize
+    return mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2,
+                         final_fit=False)
 
 
 def _record(workflow):
@@ -55,15 +56,16 @@ def test_levels_wider_than_max_array_size_are_cut_and_chained(cluster, tmp_path)
     refused = cluster.run("sbatch", "--array=0-8", "--wrap", "true")  # what a 9-bundle level used to get
     assert refused.returncode != 0 and "Invalid job array specification" in refused.stderr
     workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
-    results = workflow.run(backend="slurm", tasks_per_job=3, progress=False, poll_seconds=0.2)
+    results = workflow.run(backend="slurm", tasks_per_job=2, progress=False, poll_seconds=0.2)
     assert_matches_sklearn(results, _experiment(), X, y)
     record = _record(workflow)
     assert record["limits"]["max_array_size"] == 4
     arrays = record["arrays"]
     assert all(array["size"] <= 4 for array in arrays)
+    assert all(array["time"] is None for array in arrays)  # nothing measured: no --time from guesses
     level0 = [index for index, array in enumerate(arrays) if array["level"] == 0]
-    width = sum(arrays[index]["size"] for index in level0)  # 12 bundles of 3 fits (with the final search's)
-    assert width >= 9 and len(level0) == -(-width // 4)
+    width = sum(arrays[index]["size"] for index in level0)
+    assert width == 6 and [arrays[index]["size"] for index in level0] == [4, 2]
     for array in arrays:  # a level above waits for every piece of the level it needs
         if array["level"] == 1:
             assert set(level0) <= set(array["after"]), array
@@ -82,7 +84,7 @@ def test_throttle_and_waves_keep_the_queue_small(cluster, tmp_path):
     watcher = threading.Thread(target=watch_queue)
     watcher.start()
     try:
-        results = workflow.run(backend="slurm", tasks_per_job=3, array_parallelism=1, max_queued_jobs=3,
+        results = workflow.run(backend="slurm", tasks_per_job=2, array_parallelism=2, max_queued_jobs=3,
                                progress=False, poll_seconds=0.2)
     finally:
         done.set()
@@ -91,20 +93,23 @@ def test_throttle_and_waves_keep_the_queue_small(cluster, tmp_path):
     record = _record(workflow)
     assert record["limits"]["queue_limit"] == 3 and all(array["size"] <= 3 for array in record["arrays"])
     level0 = [array["size"] for array in record["arrays"] if array["level"] == 0]
-    assert len(level0) == -(-sum(level0) // 3) >= 3  # pieces of 3, submitted in waves
+    assert level0 == [3, 3]  # 6 bundles: two pieces, the second submitted once the first left the queue
     assert max(len(jobs) for jobs in seen) <= 3, max(seen, key=len)
-    for jobs in seen:  # %1: one running element per array at a time
+    for jobs in seen:  # %2: at most two running elements per array at a time
         running = [job.split("_")[0] for job, state in jobs if state == "RUNNING"]
-        assert len(running) == len(set(running)), jobs
+        assert all(running.count(array) <= 2 for array in running), jobs
+    assert any(len(jobs) == 3 for jobs in seen)  # the queue was filled up to the limit
 
 
-def test_time_limit_from_the_estimate_unless_given(cluster, tmp_path):
+def test_time_limit_from_the_estimate(cluster, tmp_path):
     workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     estimate = workflow.estimate(n_jobs=1)  # measured costs for every task, run locally
     assert estimate.sample
-    workflow.run(backend="slurm", tasks_per_job=3, progress=False, poll_seconds=0.2)
-    limits = [array["time"] for array in _record(workflow)["arrays"]]
+    results = workflow.run(backend="slurm", tasks_per_job=2, progress=False, poll_seconds=0.2)
+    assert_matches_sklearn(results, _experiment(), X, y)
+    arrays = _record(workflow)["arrays"]
+    limits = [array["time"] for array in arrays]
     assert limits and all(limit is not None and int(limit) >= 5 for limit in limits), limits
-    again = _experiment().build(X, y, workdir=tmp_path / "wd2", chunk_size=1)
-    again.run(backend="slurm", tasks_per_job=3, progress=False, poll_seconds=0.2)  # nothing measured yet
-    assert all(array["time"] is None for array in _record(again)["arrays"])  # never from guesses
+    minutes = int(limits[0])  # what Slurm holds for the job (finished jobs stay MinJobAge=300 s)
+    shown = cluster.run("scontrol", "show", "job", arrays[0]["job_id"]).stdout
+    assert f"TimeLimit={minutes // 60:02d}:{minutes % 60:02d}:00" in shown, shown
