@@ -4,8 +4,10 @@ Before the limits were read, a level of 9 bundles made ``sbatch`` answer
 "Invalid job array specification" here.
 """
 
+import getpass
 import json
 import re
+import subprocess
 import threading
 import time
 
@@ -113,3 +115,24 @@ def test_time_limit_from_the_estimate(cluster, tmp_path):
     minutes = int(limits[0])  # what Slurm holds for the job (finished jobs stay MinJobAge=300 s)
     shown = cluster.run("scontrol", "show", "job", arrays[0]["job_id"]).stdout
     assert f"TimeLimit={minutes // 60:02d}:{minutes % 60:02d}:00" in shown, shown
+
+
+def test_limits_read_from_the_default_cluster_with_accounting(monkeypatch):
+    """Read-only: what scontrol and sacctmgr say on the CI's own Slurm (accounting on)."""
+    from slurm_cluster import require_slurm
+
+    from mempamal.backends.slurm.backend import _run
+    from mempamal.backends.slurm.limits import read_limits
+
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    require_slurm(accounting=True)
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    expected = {name: int(re.search(rf"^{name}\s*=\s*(\d+)", config, re.MULTILINE).group(1))
+                for name in ("MaxArraySize", "MaxJobCount")}
+    limits = read_limits(_run)
+    assert (limits.max_array_size, limits.max_job_count) == (expected["MaxArraySize"], expected["MaxJobCount"])
+    assoc = subprocess.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={getpass.getuser()}",
+                            "format=MaxSubmitJobs,GrpSubmitJobs"], capture_output=True, text=True).stdout
+    assoc = assoc.replace("|", " ").split()
+    assert limits.max_submit_jobs == (min(int(v) for v in assoc if v.isdigit()) if any(v.isdigit() for v in assoc)
+                                      else None)

@@ -157,7 +157,11 @@ class SlurmBackend(JobBackend):
         costs = getattr(workflow, "_predicted_seconds", lambda: None)()
         bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job, costs)
         record = self._submit(workflow, plan_arrays(bundles), throttle, stop)
-        return self._wait(workflow, record, progress, stop, observer)
+        failed = self._wait(workflow, record, progress, stop, observer)
+        for task_id in record.get("unsubmitted", ()):  # a wave that could never come
+            failed.setdefault(task_id, "not submitted: the run's queued jobs could never start "
+                                       "(a task they wait for failed), so its wave never came")
+        return failed
 
     def _submit(self, workflow, arrays, throttle, stop=None):
         job_ids = []  # filled by submit_arrays as sbatch answers
