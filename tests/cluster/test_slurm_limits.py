@@ -136,3 +136,18 @@ def test_limits_read_from_the_default_cluster_with_accounting(monkeypatch):
     assoc = assoc.replace("|", " ").split()
     assert limits.max_submit_jobs == (min(int(v) for v in assoc if v.isdigit()) if any(v.isdigit() for v in assoc)
                                       else None)
+
+
+def test_a_failed_wave_stops_the_submission_and_names_what_was_not_submitted(cluster, tmp_path):
+    experiment = mp.Experiment(LogisticRegression(max_iter=300), param_grid={"C": [1.0, -1.0]}, cv=3, inner_cv=2,
+                               final_fit=False, error_score="raise")
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    with pytest.raises(mp.WorkflowError) as info:
+        workflow.run(backend="slurm", tasks_per_job=2, max_queued_jobs=3, progress=False, poll_seconds=0.2)
+    failed = info.value.failed
+    assert "InvalidParameterError" in failed["fit-o0-i0-c1"] and "'C'" in failed["fit-o0-i0-c1"]
+    # the selects wait for failed fits: never submitted, and said so
+    assert failed["select-o0"].startswith("not submitted") and failed["final"].startswith("not submitted")
+    assert {array["level"] for array in _record(workflow)["arrays"]} == {0}
+    assert {f"fit-o{k}-i{j}-c0" for k in range(3) for j in range(2)} <= workflow.done_ids()
+    assert cluster.run("squeue", "-h").stdout.strip() == ""

@@ -16,6 +16,7 @@ submission: what was not submitted is left pending, and the run reports it.
 import os
 import sys
 import time
+from dataclasses import replace
 
 from ... import store
 from .limits import has_time_option, piece_size, read_limits, time_limit
@@ -24,6 +25,10 @@ from .script import array_script, sbatch_arguments, split_arrays
 #: squeue states of an element still occupying the queue.
 QUEUED_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD",
                  "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
+
+
+#: Seconds an array must have left the queue before its missing outputs mean it failed.
+OUTPUT_GRACE = 10
 
 
 class SubmissionRefused(RuntimeError):
@@ -63,9 +68,12 @@ def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=No
     }
     job_ids = [] if job_ids is None else job_ids
     for array in arrays:
-        if queue_limit is not None and not _wait_for_room(job_ids, array.size, queue_limit, run, backend, stop):
-            record["unsubmitted"] = [t for a in arrays[len(job_ids):] for b in a.bundles for t in b.task_ids]
-            break
+        if queue_limit is not None:
+            waiting = _wait_for_room(job_ids, array.size, queue_limit, run, backend, stop)
+            array = _live_dependencies(array, arrays, job_ids, run, workflow.workdir) if waiting else None
+            if array is None:
+                record["unsubmitted"] = [t for a in arrays[len(job_ids):] for b in a.bundles for t in b.task_ids]
+                break
         script = folder / f"{array.name}.sh"
         store.atomic_write_bytes(script, array_script(array, python, workdir).encode())
         limit = _array_time(array, backend.sbatch_options)
@@ -93,6 +101,37 @@ def _array_time(array, sbatch_options):
     if has_time_option(sbatch_options) or not all(bundle.measured for bundle in array.bundles):
         return None
     return time_limit(max(bundle.seconds for bundle in array.bundles))
+
+
+def _live_dependencies(array, arrays, job_ids, run, workdir):
+    """``array`` waiting only for the arrays still queued, or None when one it needs failed.
+
+    In waves an array is submitted late: an array it needs may have left the
+    queue, and one that left long ago is unknown to Slurm (purged after
+    ``MinJobAge``), so ``afterok`` on it would be refused.  One that left
+    with every output written succeeded (dropped); one that left without
+    them failed, and nothing waiting for it may run.
+    """
+    if not array.after:
+        return array
+    queued = _queued(job_ids, run)
+    if queued is None:
+        return array  # no answer: keep every dependency (sbatch judges)
+    still = {element.split("_")[0] for element in queued}
+    done, after = None, []
+    for index in array.after:
+        if job_ids[index] in still:
+            after.append(index)
+            continue
+        needed = [t for bundle in arrays[index].bundles for t in bundle.task_ids]
+        deadline = time.monotonic() + OUTPUT_GRACE
+        done = store.finished_task_ids(workdir) if done is None else done
+        while any(t not in done for t in needed):
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(1)  # a shared filesystem may show a node's outputs late
+            done = store.finished_task_ids(workdir)
+    return replace(array, after=tuple(after))
 
 
 def _wait_for_room(job_ids, size, limit, run, backend, stop):
