@@ -67,8 +67,12 @@ def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=No
         "arrays": [],
     }
     job_ids = [] if job_ids is None else job_ids
+    queued_total, in_waves = 0, False
     for array in arrays:
-        if queue_limit is not None:
+        queued_total += array.size
+        # Until the first wave, every array fits and what it needs was just submitted: no squeue call.
+        in_waves = in_waves or (queue_limit is not None and queued_total > queue_limit)
+        if in_waves:
             waiting = _wait_for_room(job_ids, array.size, queue_limit, run, backend, stop)
             array = _live_dependencies(array, arrays, job_ids, run, workflow.workdir) if waiting else None
             if array is None:
