@@ -46,7 +46,7 @@ def _slow_experiment(delay=0.3):
         return data
 
     return mp.Experiment(make_pipeline(FunctionTransformer(slow_identity), LogisticRegression(max_iter=300)),
-                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2)
+                         param_grid={"logisticregression__C": [0.1, 1.0]}, cv=3, inner_cv=2, final_fit=False)
 
 
 def _hosts(workflow):
