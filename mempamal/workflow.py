@@ -174,6 +174,20 @@ class Workflow(TaskGraph):
         finally:
             lock.release()
 
+    def _predicted_seconds(self):
+        """``{task_id: predicted wall seconds}`` from what was measured in this workdir, or None.
+
+        What :meth:`estimate` predicts, without running anything: the job
+        backends size their bundles and time limits from it once a sample
+        (an estimate, or an earlier run) has left measured outputs.
+        """
+        from .cost_model import SplitSizes, read_costs, task_costs
+
+        measured = read_costs(self, self.done_ids())
+        if not measured:
+            return None
+        return {task_id: wall for task_id, (wall, _) in task_costs(self.tasks, SplitSizes(self), measured).items()}
+
     def estimate(self, n_jobs=None, backend="local", memory_available=None, cores=None, **options):
         """Run a small sample of the tasks, then predict the whole run: an :class:`mempamal.Estimate`.
 

@@ -61,6 +61,11 @@ class Bundle:
         Dependency level shared by all its tasks.
     seconds : float
         Estimated duration (sum of its tasks' estimates).
+    measured : bool
+        True when ``seconds`` comes from measured durations (outputs of this
+        workdir or the run's estimate) for every task, not from the guesses
+        of :data:`ESTIMATED_SECONDS`: only then may a job's time limit be
+        derived from it.
 
     Examples
     --------
@@ -73,6 +78,7 @@ class Bundle:
     deps: tuple
     level: int
     seconds: float
+    measured: bool = False
 
 
 #: The sizing options of the job backends and of make_bundles.
@@ -149,10 +155,12 @@ def _points(task):
     return max(1, len(task.points)) if task.kind in ("fit", "fit-all") and task.points else 1
 
 
-def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_job=None):
+def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_job=None, costs=None):
     """Group ``task_ids`` of ``workflow`` into :class:`Bundle` s, lowest level first.
 
     Without ``job_seconds`` and ``tasks_per_job`` every task is its own bundle.
+    ``costs`` (``{task_id: seconds}``, e.g. a run's estimate) replaces the
+    measured medians and guesses for the tasks it names.
 
     Examples
     --------
@@ -161,13 +169,19 @@ def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_jo
     [('bundle-0-0', 6), ('bundle-0-1', 6), ('bundle-0-2', 6), ('bundle-0-3', 6), ('bundle-1-0', 1), ('bundle-1-1', 1), ('bundle-1-2', 1), ('bundle-1-3', 1), ('bundle-2-0', 1)]
     >>> all(b.level == 0 for b in make_bundles(wf, [t.id for t in wf.tasks if t.kind == "fit"], n_workers=4, job_seconds=60))
     True
+    >>> fits = [t.id for t in wf.tasks if t.kind == "fit"]   # an estimate says 30 s each: two per 60-s job
+    >>> [len(b.task_ids) for b in make_bundles(wf, fits, job_seconds=60, costs={t: 30.0 for t in fits})][:3]
+    [2, 2, 2]
     """
     check_bundle_options(job_seconds, tasks_per_job, "make_bundles")
     validate_params({"n_workers": n_workers}, BUNDLE_CONSTRAINTS, "make_bundles")
     tasks = workflow.tasks
     levels = dependency_levels(tasks, task_ids)
     by_id = {task.id: task for task in tasks if task.id in levels}
-    costs = _task_costs(Path(workflow.workdir), tasks, by_id.values()) if job_seconds else {}
+    known = {} if costs is None else {task_id: float(costs[task_id]) for task_id in levels if task_id in costs}
+    costs, measured = _task_costs(Path(workflow.workdir), tasks, by_id.values()) if job_seconds or known else ({}, set())
+    costs.update(known)
+    measured |= set(known)
     per_level = {}
     for task in tasks:
         if task.id in levels:
@@ -186,14 +200,17 @@ def make_bundles(workflow, task_ids, n_workers=1, job_seconds=None, tasks_per_jo
             for task_id in members:
                 bundle_of[task_id] = bundle_id
             bundles.append(Bundle(bundle_id, tuple(members), tuple(deps), level,
-                                  sum(costs.get(task_id, 0.0) for task_id in members)))
+                                  sum(costs.get(task_id, 0.0) for task_id in members),
+                                  all(task_id in measured for task_id in members)))
     return bundles
 
 
 def _task_costs(workdir, tasks, wanted):
+    """``({task_id: seconds}, ids whose cost is measured rather than guessed)``."""
     measured = measured_seconds(workdir, tasks)
-    return {task.id: measured.get(task.kind, ESTIMATED_SECONDS.get(task.kind, 0.1)) * _points(task)
-            for task in wanted}
+    costs = {task.id: measured.get(task.kind, ESTIMATED_SECONDS.get(task.kind, 0.1)) * _points(task)
+             for task in wanted}
+    return costs, {task.id for task in wanted if task.kind in measured}
 
 
 def _split(ids, costs, n_workers, job_seconds, tasks_per_job):

@@ -20,10 +20,8 @@ same path unless ``remote_workdir=`` says where the nodes see it.
 
 import json
 import numbers
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +30,8 @@ from ..._constraints import Interval, Predicate, validate_params
 from ...exceptions import BackendError, SetupError
 from ..bundles import check_bundle_options, make_bundles
 from ..base import JobBackend, RunCancelled, RunObserver, effective_n_jobs, make_progress
-from .script import array_script, plan_arrays, sbatch_arguments
+from .script import plan_arrays
+from .submit import submit_arrays
 from ..tracker import DependencyTracker
 
 #: Default target duration of a job (seconds): long against the ~1 s an
@@ -68,6 +67,8 @@ SLURM_CONSTRAINTS = {
     "python": ["path", None],
     "remote_workdir": ["path", None],
     "poll_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
+    "array_parallelism": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "max_queued_jobs": [Interval(numbers.Integral, 1, None, closed="left"), None],
 }
 
 
@@ -90,6 +91,20 @@ class SlurmBackend(JobBackend):
         The workdir's path on the nodes, when they mount it elsewhere.
     poll_seconds : float
         Seconds between two ``squeue`` polls.
+    array_parallelism : int, optional
+        At most this many elements of each array run at once
+        (``--array=0-N%K``; with ``n_jobs`` too, the smaller wins).
+    max_queued_jobs : int, optional
+        At most this many of the run's jobs (array elements) queued at
+        once: larger submissions go in waves.  The site's ``MaxSubmitJobs``
+        (where accounting runs) and half its ``MaxJobCount`` cap it too,
+        and arrays are cut below ``MaxArraySize``
+        (:mod:`mempamal.backends.slurm.limits`).
+
+    Without ``--time`` in ``sbatch_options``, each array gets a time limit
+    of three times its longest bundle plus five minutes, when the bundles'
+    costs are measured (an estimate, or tasks finished earlier in the
+    workdir); from mere guesses, none (the partition's default).
 
     ``n_jobs`` of ``run`` is how many jobs may run at once (the arrays'
     ``%`` throttle, and the bundling's minimum number of jobs per level);
@@ -100,6 +115,7 @@ class SlurmBackend(JobBackend):
     --------
     >>> res = wf.run(backend="slurm", partition="debug", sbatch_options=["--time=10"])  # needs a Slurm cluster  # doctest: +SKIP
     >>> res = wf.run(backend="slurm", tasks_per_job=50, n_jobs=8)                       # needs a Slurm cluster  # doctest: +SKIP
+    >>> res = wf.run(backend="slurm", array_parallelism=4, max_queued_jobs=500)         # needs a Slurm cluster  # doctest: +SKIP
     """
 
     supports_stop = True
@@ -108,10 +124,12 @@ class SlurmBackend(JobBackend):
     name = "slurm"
 
     def __init__(self, partition=None, sbatch_options=(), job_seconds=None, tasks_per_job=None,
-                 python=None, remote_workdir=None, poll_seconds=1.0):
+                 python=None, remote_workdir=None, poll_seconds=1.0, array_parallelism=None, max_queued_jobs=None):
         owner = "the 'slurm' backend"
         validate_params({"partition": partition, "sbatch_options": sbatch_options, "python": python,
-                         "remote_workdir": remote_workdir, "poll_seconds": poll_seconds}, SLURM_CONSTRAINTS, owner)
+                         "remote_workdir": remote_workdir, "poll_seconds": poll_seconds,
+                         "array_parallelism": array_parallelism, "max_queued_jobs": max_queued_jobs},
+                        SLURM_CONSTRAINTS, owner)
         check_bundle_options(job_seconds, tasks_per_job, owner)
         self.partition = partition
         self.sbatch_options = list(sbatch_options)
@@ -120,6 +138,8 @@ class SlurmBackend(JobBackend):
         self.python = python
         self.remote_workdir = remote_workdir
         self.poll_seconds = poll_seconds
+        self.array_parallelism = array_parallelism
+        self.max_queued_jobs = max_queued_jobs
 
     # ------------------------------------------------------------ submit
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
@@ -132,46 +152,26 @@ class SlurmBackend(JobBackend):
         _check_commands()
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
         workers = throttle or min(DEFAULT_MAX_WORKERS, _partition_cpus(self.partition))
-        bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job)
-        record = self._submit(workflow, plan_arrays(bundles), throttle)
-        return self._wait(workflow, record, progress, stop, observer)
+        if self.array_parallelism is not None:
+            throttle = min(throttle or self.array_parallelism, self.array_parallelism)
+        # A run with an estimate (or measured outputs) sizes bundles and time limits from it.
+        costs = getattr(workflow, "_predicted_seconds", lambda: None)()
+        bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job, costs)
+        record = self._submit(workflow, plan_arrays(bundles), throttle, stop)
+        failed = self._wait(workflow, record, progress, stop, observer)
+        for task_id in record.get("unsubmitted", ()):  # a wave that could never come
+            failed.setdefault(task_id, "not submitted: the run's queued jobs could never start "
+                                       "(a task they wait for failed), so its wave never came")
+        return failed
 
-    def _submit(self, workflow, arrays, throttle):
-        folder = store.make_private_dir(workflow.workdir / SUBMISSIONS_DIR
-                                        / f"slurm-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        log_dir = store.make_private_dir(folder / "logs")
-        python = str(self.python or workflow.manifest.get("python") or sys.executable)
-        workdir = str(self.remote_workdir or workflow.workdir)
-        record = {
-            "backend": "slurm", "submitted": time.time(), "folder": str(folder),
-            "options": {"partition": self.partition, "sbatch_options": self.sbatch_options,
-                        "job_seconds": self.job_seconds, "tasks_per_job": self.tasks_per_job,
-                        "throttle": throttle, "python": python, "workdir": workdir},
-            "arrays": [],
-        }
-        job_ids = []
+    def _submit(self, workflow, arrays, throttle, stop=None):
+        job_ids = []  # filled by submit_arrays as sbatch answers
         try:
-            for array in arrays:
-                script = folder / f"{array.name}.sh"
-                store.atomic_write_bytes(script, array_script(array, python, workdir).encode())
-                arguments = sbatch_arguments(array, job_ids, log_dir, self.partition, self.sbatch_options,
-                                             throttle, prefix=f"mempamal-{workflow.workdir.name}")
-                done = _run(["sbatch", *arguments, str(script)])
-                if done.returncode != 0:
-                    raise BackendError(f"sbatch refused job array {array.name} of {workflow.workdir}: "
-                                       f"{done.stderr.strip() or done.stdout.strip()}")
-                job_ids.append(done.stdout.strip().split(";")[0])
-                record["arrays"].append({"job_id": job_ids[-1], "name": array.name, "size": array.size,
-                                         "level": array.level, "after": list(array.after),
-                                         "bundles": [list(bundle.task_ids) for bundle in array.bundles]})
-                # Recorded after every sbatch: a driver killed half-way still
-                # leaves the ids of what it submitted (for attach/cancel).
-                store.write_json(_record_path(workflow), record)
+            return submit_arrays(self, workflow, arrays, throttle, _run, _record_path(workflow), stop, job_ids)
         except BaseException:
             # Half a submission must not keep running on its own.
             _cancel(job_ids)
             raise
-        return record
 
     # -------------------------------------------------------------- wait
     def attach(self, workflow, stop=None, progress=True, observer=None):

@@ -70,6 +70,33 @@ def plan_arrays(bundles):
     return [JobArray(index, level, tuple(group), after) for index, (level, after, group) in enumerate(members)]
 
 
+def split_arrays(arrays, max_size):
+    """Cut every array into pieces of at most ``max_size`` elements (Slurm's ``MaxArraySize``).
+
+    A piece keeps its level; an array that waited for a cut one waits for
+    every piece of it, so a level still starts only when all it needs has
+    finished.  ``max_size`` None: ``arrays`` unchanged.
+
+    Examples
+    --------
+    >>> from mempamal.backends.bundles import Bundle
+    >>> bundles = [Bundle(f"bundle-0-{i}", (f"t{i}",), (), 0, 1.0) for i in range(9)]
+    >>> bundles.append(Bundle("bundle-1-0", ("final",), tuple(b.id for b in bundles), 1, 1.0))
+    >>> [(a.name, a.size, a.after) for a in split_arrays(plan_arrays(bundles), 4)]
+    [('level0-a0', 4, ()), ('level0-a1', 4, ()), ('level0-a2', 1, ()), ('level1-a3', 1, (0, 1, 2))]
+    """
+    if max_size is None or all(array.size <= max_size for array in arrays):
+        return list(arrays)
+    pieces_of, result = {}, []
+    for array in arrays:
+        after = tuple(sorted(piece for index in array.after for piece in pieces_of[index]))
+        pieces_of[array.index] = []
+        for start in range(0, array.size, max_size):
+            pieces_of[array.index].append(len(result))
+            result.append(JobArray(len(result), array.level, array.bundles[start:start + max_size], after))
+    return result
+
+
 def array_script(array, python, workdir):
     """The batch script of ``array``: element ``$SLURM_ARRAY_TASK_ID`` runs its bundle.
 
@@ -103,8 +130,12 @@ def array_script(array, python, workdir):
     return "\n".join(lines) + "\n"
 
 
-def sbatch_arguments(array, job_ids, log_dir, partition=None, sbatch_options=(), throttle=None, prefix="mempamal"):
+def sbatch_arguments(array, job_ids, log_dir, partition=None, sbatch_options=(), throttle=None, prefix="mempamal",
+                     time=None):
     """``sbatch`` options (no script) for ``array`` given the job ids of earlier arrays.
+
+    ``throttle`` K: at most K elements run at once (``--array=0-N%K``);
+    ``time``: ``--time`` (the user's ``sbatch_options`` come last and win).
 
     Examples
     --------
@@ -122,6 +153,8 @@ def sbatch_arguments(array, job_ids, log_dir, partition=None, sbatch_options=(),
     arguments += [f"--output={log_dir}/%A_%a.out", f"--error={log_dir}/%A_%a.err"]
     if partition:
         arguments.append(f"--partition={partition}")
+    if time:
+        arguments.append(f"--time={time}")
     return arguments + list(sbatch_options)
 
 
