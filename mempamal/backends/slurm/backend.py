@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ... import store
 from ..._constraints import Interval, Predicate, validate_params
-from ...exceptions import BackendError, SetupError
+from ...exceptions import SetupError
 from ..bundles import check_bundle_options, make_bundles
 from ..base import JobBackend, RunCancelled, RunObserver, effective_n_jobs, make_progress
 from .script import plan_arrays
