@@ -31,7 +31,8 @@ def _slow_once(markers, seconds):
 
     Defined in a function so that cloudpickle ships ``first_runs_sleep`` by
     value to the jobs; the markers are created *before* the sleep, so a
-    killed job's rerun does not sleep again.
+    killed job's rerun does not sleep again, and hold the array element
+    (``41_3``) that sleeps.
     """
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -39,9 +40,13 @@ def _slow_once(markers, seconds):
     def first_runs_sleep(data):
         for marker in markers:
             try:
-                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                descriptor = os.open(marker + ".tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 continue
+            element = f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
+            os.write(descriptor, element.encode())
+            os.close(descriptor)
+            os.rename(marker + ".tmp", marker)  # complete when it appears
             time.sleep(seconds)
             break
         return data
@@ -55,19 +60,15 @@ def _log(workflow):
     return path.read_text() if path.exists() else ""
 
 
-def _element_running_with(workflow, marker, timeout=240):
-    """The array element (``41_3``) running while ``marker`` exists: the one sleeping in its first run."""
+def _sleeping_element(marker, timeout=300):
+    """The array element (``41_3``) sleeping in its first run: written in ``marker`` before it sleeps."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if os.path.exists(marker):
-            time.sleep(1)  # the element that created it is running and sleeping now
-            record = read_submission(workflow.workdir)
-            ids = ",".join(array["job_id"] for array in record["arrays"])
-            answer = subprocess.run(["squeue", "-h", "-r", "-t", "R", "-o", "%i", "-j", ids],
-                                    capture_output=True, text=True)
-            running = answer.stdout.split()
-            if running:
-                return running
+            element = open(marker).read()
+            answer = subprocess.run(["squeue", "-h", "-r", "-o", "%T", "-j", element], capture_output=True, text=True)
+            assert answer.stdout.strip() == "RUNNING", (element, answer.stdout, answer.stderr)
+            return element
         time.sleep(0.5)
     raise AssertionError(f"no job started the slow fit within {timeout} s")
 
@@ -102,20 +103,18 @@ def test_jobs_killed_on_their_node_are_resubmitted(slurm, tmp_path):
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=2, poll_seconds=0.5)
     try:
-        first = _element_running_with(workflow, markers[0])
-        subprocess.run(["scancel", "--signal=KILL", first[0]], check=True)
-        second = [e for e in _element_running_with(workflow, markers[1]) if e != first[0]]
-        if second:
-            subprocess.run(["scancel", "--signal=KILL", "--batch", second[0]], check=True)
+        first = _sleeping_element(markers[0])
+        subprocess.run(["scancel", "--signal=KILL", first], check=True)
+        second = _sleeping_element(markers[1])  # its rerun, or another element of the first round
+        subprocess.run(["scancel", "--signal=KILL", "--batch", second], check=True)
         with pytest.warns(RuntimeWarning, match="resubmitting"):
             results = run.wait(timeout=600)
     finally:
         run.cancel()
     assert_matches_sklearn(results, experiment, X, y)
     log = _log(workflow)
-    assert f"Slurm job {first[0]} ended CANCELLED" in log, log
-    if second:
-        assert f"Slurm job {second[0]} ended FAILED (killed by signal 9)" in log, log
+    assert f"Slurm job {first} ended CANCELLED" in log, log
+    assert f"Slurm job {second} ended FAILED (killed by signal 9)" in log, log
 
 
 def test_a_requeued_job_runs_again_without_failing_the_run(slurm, tmp_path):
@@ -124,7 +123,7 @@ def test_a_requeued_job_runs_again_without_failing_the_run(slurm, tmp_path):
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=4, poll_seconds=0.5)
     try:
-        element = _element_running_with(workflow, marker)[0]
+        element = _sleeping_element(marker)
         subprocess.run(["scontrol", "requeue", element], check=True)  # Slurm runs it again itself
         results = run.wait(timeout=600)
     finally:

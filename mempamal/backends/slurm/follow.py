@@ -50,9 +50,11 @@ def follow(backend, workflow, record, progress=False, stop=None, observer=None, 
 
 def _cancelled_elsewhere(workflow, record):
     """True when ``SlurmBackend.cancel`` (another process) marked this round cancelled: no retry."""
-    from .backend import read_submission
-
-    current = read_submission(workflow.workdir) or {}
+    path = workflow.workdir / "submissions" / "slurm.json"  # backend.read_submission (which imports us)
+    try:
+        current = store.read_json(path)
+    except (OSError, ValueError, store.WorkdirError):
+        return False
     return bool(current.get("cancelled")) and current.get("submitted") == record.get("submitted")
 
 

@@ -158,8 +158,8 @@ def loss_reason(fields, record, element):
 
     Examples
     --------
-    >>> record = {"options": {"sbatch_options": ["--mem=100M"]}}
-    >>> loss_reason({"State": "TIMEOUT", "Timelimit": "00:01:00"}, record, "41_0")
+    >>> record = {"options": {"sbatch_options": ["--mem=100M", "--time=00:01:00"]}}
+    >>> loss_reason({"State": "TIMEOUT"}, record, "41_0")    # squeue's state, the limit asked
     'TIMEOUT (time limit 00:01:00)'
     >>> loss_reason({"State": "FAILED", "ExitCode": "0:9"}, record, "41_0")
     'FAILED (killed by signal 9)'
@@ -173,7 +173,7 @@ def loss_reason(fields, record, element):
     state = fields.get("State", "")
     name = state.split()[0] if state else ""
     if name == "TIMEOUT":
-        limit = fields.get("Timelimit")
+        limit = fields.get("Timelimit") or _asked(record, ("--time=", "-t"))
         return f"TIMEOUT (time limit {limit})" if limit else "TIMEOUT"
     if name == "OUT_OF_MEMORY":
         return f"OUT_OF_MEMORY (memory asked: {_memory_asked(fields, record)})"
@@ -185,6 +185,19 @@ def loss_reason(fields, record, element):
     if name == "FAILED" and signal not in ("", "0"):
         return f"FAILED (killed by signal {signal})"
     return None
+
+
+def _asked(record, prefixes):
+    """The value of the last sbatch option starting with one of ``prefixes`` (``--time=`` / ``-t``), or None."""
+    options = list(record.get("options", {}).get("sbatch_options", ()))
+    value = None
+    for position, option in enumerate(options):
+        for prefix in prefixes:
+            if option.startswith(prefix) and len(option) > len(prefix):
+                value = option[len(prefix):]
+            elif option == prefix and position + 1 < len(options):
+                value = options[position + 1]
+    return value
 
 
 def _memory_asked(fields, record):
