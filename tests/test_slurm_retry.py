@@ -40,13 +40,12 @@ def _slow_once(markers, seconds):
     def first_runs_sleep(data):
         for marker in markers:
             try:
-                descriptor = os.open(marker + ".tmp", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                descriptor = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 continue
             element = f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}"
             os.write(descriptor, element.encode())
             os.close(descriptor)
-            os.rename(marker + ".tmp", marker)  # complete when it appears
             time.sleep(seconds)
             break
         return data
@@ -64,8 +63,8 @@ def _sleeping_element(marker, timeout=300):
     """The array element (``41_3``) sleeping in its first run: written in ``marker`` before it sleeps."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.path.exists(marker):
-            element = open(marker).read()
+        element = open(marker).read() if os.path.exists(marker) else ""
+        if element:  # created, then written: wait for both
             answer = subprocess.run(["squeue", "-h", "-r", "-o", "%T", "-j", element], capture_output=True, text=True)
             assert answer.stdout.strip() == "RUNNING", (element, answer.stdout, answer.stderr)
             return element

@@ -66,14 +66,15 @@ class Verdict:
         --------
         >>> Verdict(lost={"41_0": "TIMEOUT"}, element_of={"fit-o0-i0-c0": "41_0"},
         ...         resubmit=["fit-o0-i0-c0"]).failures(attempt=2)["fit-o0-i0-c0"]
-        'Slurm job 41_0 ended TIMEOUT: not run to its end after 2 retries (max_retries=)'
+        'Slurm job 41_0 ended TIMEOUT: still unfinished after 2 resubmission(s) (max_retries)'
         """
         failed = dict(self.raised)
         for task_id in self.resubmit:
             element = self.element_of[task_id]
             why = self.lost.get(element)
-            failed.setdefault(task_id, f"Slurm job {element} ended {why}: not run to its end after "
-                                       f"{attempt} retries (max_retries=)" if why else
+            advice = "; ask for more memory (sbatch_options=['--mem=...'])" if "OUT_OF_MEMORY" in (why or "") else ""
+            failed.setdefault(task_id, f"Slurm job {element} ended {why}: still unfinished after "
+                                       f"{attempt} resubmission(s) (max_retries){advice}" if why else
                               f"not run: its Slurm job {element} was cancelled because a job it waits for "
                               f"was lost (see the other tasks' messages)")
         for task_id, message in self.unexplained.items():

@@ -203,6 +203,7 @@ class SlurmWatcher:
             if self._interval > floor:
                 self._due -= self._interval - floor
                 self._interval = floor
+                self._due = max(self._due, self._last_call + floor)  # never two calls within a floor
 
     def next_in(self):
         """Seconds until the next tick is due (0 when it is due now).
