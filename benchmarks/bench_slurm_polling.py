@@ -11,7 +11,7 @@ first minute (issue 25 target: <= 10, attaching not doubling it).  The run is
 cancelled after ``--minutes`` (the rate is what is measured; on a 2-CPU
 node the whole run takes ~15 minutes).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_slurm_polling.py [--bundles 1000] [--minutes 4]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_slurm_polling.py [--bundles 1000] [--minutes 4] [--n-jobs K]
 
 Needs a Slurm (``ci/slurm/start.sh``).
 """
@@ -62,6 +62,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", type=int, default=1000, help="fit bundles (multiple of 10)")
     parser.add_argument("--minutes", type=float, default=4.0, help="measure this long, then cancel")
+    parser.add_argument("--n-jobs", type=int, default=None,
+                        help="array throttle (on a shared test cluster, 1 leaves the other CPUs to others)")
     args = parser.parse_args()
     if shutil.which("sbatch") is None:
         sys.exit("no Slurm here: start one with ci/slurm/start.sh")
@@ -73,7 +75,7 @@ def main():
     workflow = mp.Experiment(LogisticRegression(), param_grid=grid, cv=5, inner_cv=2).build(
         X, y, workdir=folder / "wd", chunk_size=1)
     code = (f"import mempamal as mp; mp.Workflow.open({str(workflow.workdir)!r}).run(backend='slurm', "
-            "tasks_per_job=1, progress=False)")
+            f"tasks_per_job=1, n_jobs={args.n_jobs!r}, progress=False)")
     driver = subprocess.Popen([sys.executable, "-c", code])
     start = time.time()
     try:

@@ -139,7 +139,7 @@ def test_a_task_that_raises_is_not_retried(slurm, tmp_path):
         workflow.run(backend="slurm", n_jobs=2, progress=False, poll_seconds=0.5)
     assert "InvalidParameterError" in info.value.failed["fit-o0-i0-c1"]
     assert _log(workflow) == ""  # nothing lost, nothing resubmitted
-    assert "attempt" not in read_submission(workflow.workdir)
+    assert read_submission(workflow.workdir)["attempt"] == 0
 
 
 def test_max_retries_is_checked_before_anything_is_written(tmp_path):

@@ -141,7 +141,8 @@ class SlurmBackend(JobBackend):
         """
         _check_commands()
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
-        record = self._submit_tasks(workflow, task_ids, throttle, self.job_seconds, self.tasks_per_job)
+        record = self._submit_tasks(workflow, task_ids, throttle, self.job_seconds, self.tasks_per_job,
+                                    extra={"attempt": 0, "max_retries": self.max_retries})
         return self._wait(workflow, record, progress, stop, observer)
 
     def _submit_tasks(self, workflow, task_ids, throttle, job_seconds, tasks_per_job, extra=None):
@@ -152,14 +153,15 @@ class SlurmBackend(JobBackend):
 
     def _resubmit(self, workflow, verdict, attempt):
         """Submit the unfinished tasks of lost jobs again (retry ``attempt``), logged; the new record."""
-        throttle = read_submission(workflow.workdir)["options"].get("throttle")
-        job_seconds, tasks_per_job = self.job_seconds, self.tasks_per_job
+        current = read_submission(workflow.workdir)  # also when attached: the run's own options
+        options, max_retries = current["options"], current.get("max_retries", self.max_retries)
+        throttle, job_seconds, tasks_per_job = options["throttle"], options["job_seconds"], options["tasks_per_job"]
         if verdict.timed_out_sizes:  # the bundles were too long for the walltime: halve them
             job_seconds, tasks_per_job = None, max(1, max(verdict.timed_out_sizes) // 2)
         record = self._submit_tasks(workflow, verdict.resubmit, throttle, job_seconds, tasks_per_job,
-                                    extra={"attempt": attempt, "lost": verdict.lost})
+                                    extra={"attempt": attempt, "max_retries": max_retries, "lost": verdict.lost})
         n_jobs = sum(array["size"] for array in record["arrays"])
-        retry.log_event(workflow.workdir, retry.describe_loss(verdict, workflow, attempt, self.max_retries, n_jobs)
+        retry.log_event(workflow.workdir, retry.describe_loss(verdict, workflow, attempt, max_retries, n_jobs)
                         + f": Slurm jobs {', '.join(array['job_id'] for array in record['arrays'])}")
         return record
 

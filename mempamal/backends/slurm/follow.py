@@ -41,7 +41,8 @@ def follow(backend, workflow, record, progress=False, stop=None, observer=None, 
         verdict = retry.judge(workflow, record, states, cancelled, watcher)
         raised.update(verdict.raised)
         attempt = int(record.get("attempt", 0))
-        if not verdict.resubmit or attempt >= backend.max_retries or _cancelled_elsewhere(workflow, record):
+        limit = int(record.get("max_retries", backend.max_retries))  # the run's own, also when attached
+        if not verdict.resubmit or attempt >= limit or _cancelled_elsewhere(workflow, record):
             return {**raised, **verdict.failures(attempt)}
         if stop is not None and stop.is_set():
             raise RunCancelled(f"the Slurm run of {workflow.workdir} was cancelled")
