@@ -5,6 +5,9 @@ module                        job
 ============================  ==================================================
 :mod:`~.backend`              :class:`~mempamal.backends.slurm.backend.SlurmBackend`: submit, poll, cancel, attach
 :mod:`~.script`               the array job scripts and the plan of arrays per level
+:mod:`~.follow`               waiting for a submission: rounds of arrays, stuck arrays cancelled
+:mod:`~.watcher`              the one watcher per process: one squeue per tick for every run, backing off
+:mod:`~.retry`                lost jobs (walltime, preemption, dead node) versus tasks that raised
 ============================  ==================================================
 
 Examples

@@ -3,10 +3,14 @@
 ``wf.run(backend="slurm", partition="debug")`` groups the unfinished tasks
 into bundles (:mod:`mempamal.backends.bundles`), submits one job array per dependency
 level with ``sbatch`` (``--dependency=afterok`` between levels, see
-:mod:`mempamal.backends.slurm.script`), then polls ``squeue`` until every job
-has left the queue.  The output files are the truth: progress counts them,
-and a task without an output when its job is gone has failed (its traceback
-is ``logs/<id>.err``) or was not run.
+:mod:`mempamal.backends.slurm.script`), then follows the jobs until every one
+has left the queue (:mod:`~mempamal.backends.slurm.follow`), through the
+process's one watcher, which polls ``squeue`` politely for every run
+(:mod:`~mempamal.backends.slurm.watcher`).  The output files are the truth:
+progress counts them, and a task without an output when its job is gone has
+failed (its traceback is ``logs/<id>.err``), was not run, or was lost with
+its job (walltime, preemption, a dead node): then it is submitted again, at
+most ``max_retries`` times (:mod:`~mempamal.backends.slurm.retry`).
 
 What was submitted is recorded in ``WORKDIR/submissions/slurm.json`` (job
 ids, array sizes, bundles, options, time), so :meth:`SlurmBackend.attach`
@@ -29,10 +33,13 @@ from ... import store
 from ..._constraints import Interval, Predicate, validate_params
 from ...exceptions import SetupError
 from ..bundles import check_bundle_options, make_bundles
-from ..base import JobBackend, RunCancelled, RunObserver, effective_n_jobs, make_progress
+from ..base import JobBackend, effective_n_jobs
+from . import retry
+from .follow import cancel_jobs as _cancel
+from .follow import follow
 from .script import plan_arrays
 from .submit import submit_arrays
-from ..tracker import DependencyTracker
+from .watcher import ACTIVE_STATES, WATCHER, element_array
 
 #: Default target duration of a job (seconds): long against the ~1 s an
 #: interpreter needs to start, short enough to keep every worker busy.
@@ -40,17 +47,10 @@ DEFAULT_JOB_SECONDS = 60
 #: Without ``n_jobs``, each level is split into at most this many jobs
 #: (or the partition's CPU count when smaller).
 DEFAULT_MAX_WORKERS = 100
-#: Seconds an array must have left the queue before missing outputs (not
-#: yet visible on a shared filesystem?) count as failed tasks.
-OUTPUT_GRACE = 10
+#: How many times the unfinished tasks of lost jobs (walltime, preemption, dead node) are submitted again.
+DEFAULT_MAX_RETRIES = 2
 SUBMISSIONS_DIR = "submissions"
 RECORD = "slurm.json"
-#: Queue states of a job that has not finished yet (squeue's long names).
-ACTIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "SUSPENDED", "REQUEUED",
-                 "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED"}
-#: sacct states of a job that ended without exiting 0.
-FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
-                 "PREEMPTED"}
 INSTALL_HINT = ("The 'slurm' backend needs Slurm's client commands (sbatch, squeue, scancel) on PATH; "
                 "run from a Slurm login node (Debian/Ubuntu: apt-get install slurm-client).")
 
@@ -69,6 +69,7 @@ SLURM_CONSTRAINTS = {
     "poll_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
     "array_parallelism": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "max_queued_jobs": [Interval(numbers.Integral, 1, None, closed="left"), None],
+    "max_retries": [Interval(numbers.Integral, 0, None, closed="left")],
 }
 
 
@@ -90,7 +91,15 @@ class SlurmBackend(JobBackend):
     remote_workdir : str, optional
         The workdir's path on the nodes, when they mount it elsewhere.
     poll_seconds : float
-        Seconds between two ``squeue`` polls.
+        Seconds between two looks at the outputs, and the shortest interval
+        between two ``squeue`` calls: the process's watcher backs off from it
+        to a minute while the queue does not change (see
+        :mod:`~mempamal.backends.slurm.watcher`).
+    max_retries : int
+        How many times the unfinished tasks of jobs ended ``TIMEOUT``,
+        ``PREEMPTED``, ``NODE_FAIL``, ``OUT_OF_MEMORY``, killed or cancelled
+        from outside are submitted again (default 2; 0: never).  A task that
+        raised is a failure, never retried.
     array_parallelism : int, optional
         At most this many elements of each array run at once
         (``--array=0-N%K``; with ``n_jobs`` too, the smaller wins).
@@ -124,12 +133,13 @@ class SlurmBackend(JobBackend):
     name = "slurm"
 
     def __init__(self, partition=None, sbatch_options=(), job_seconds=None, tasks_per_job=None,
-                 python=None, remote_workdir=None, poll_seconds=1.0, array_parallelism=None, max_queued_jobs=None):
+                 python=None, remote_workdir=None, poll_seconds=1.0, array_parallelism=None, max_queued_jobs=None,
+                 max_retries=DEFAULT_MAX_RETRIES):
         owner = "the 'slurm' backend"
         validate_params({"partition": partition, "sbatch_options": sbatch_options, "python": python,
                          "remote_workdir": remote_workdir, "poll_seconds": poll_seconds,
-                         "array_parallelism": array_parallelism, "max_queued_jobs": max_queued_jobs},
-                        SLURM_CONSTRAINTS, owner)
+                         "array_parallelism": array_parallelism, "max_queued_jobs": max_queued_jobs,
+                         "max_retries": max_retries}, SLURM_CONSTRAINTS, owner)
         check_bundle_options(job_seconds, tasks_per_job, owner)
         self.partition = partition
         self.sbatch_options = list(sbatch_options)
@@ -140,6 +150,7 @@ class SlurmBackend(JobBackend):
         self.poll_seconds = poll_seconds
         self.array_parallelism = array_parallelism
         self.max_queued_jobs = max_queued_jobs
+        self.max_retries = max_retries
 
     # ------------------------------------------------------------ submit
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
@@ -151,23 +162,42 @@ class SlurmBackend(JobBackend):
         """
         _check_commands()
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
-        workers = throttle or min(DEFAULT_MAX_WORKERS, _partition_cpus(self.partition))
         if self.array_parallelism is not None:
             throttle = min(throttle or self.array_parallelism, self.array_parallelism)
-        # A run with an estimate (or measured outputs) sizes bundles and time limits from it.
-        costs = getattr(workflow, "_predicted_seconds", lambda: None)()
-        bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job, costs)
-        record = self._submit(workflow, plan_arrays(bundles), throttle, stop)
+        record = self._submit_tasks(workflow, task_ids, throttle, self.job_seconds, self.tasks_per_job, stop=stop,
+                                    extra={"attempt": 0, "max_retries": self.max_retries})
         failed = self._wait(workflow, record, progress, stop, observer)
         for task_id in record.get("unsubmitted", ()):  # a wave that could never come
             failed.setdefault(task_id, "not submitted: the run's queued jobs could never start "
                                        "(a task they wait for failed), so its wave never came")
         return failed
 
-    def _submit(self, workflow, arrays, throttle, stop=None):
+    def _submit_tasks(self, workflow, task_ids, throttle, job_seconds, tasks_per_job, stop=None, extra=None):
+        """Bundle ``task_ids``, plan their arrays and submit them (a run, or a round of retries)."""
+        workers = throttle or min(DEFAULT_MAX_WORKERS, _partition_cpus(self.partition))
+        # A run with an estimate (or measured outputs) sizes bundles and time limits from it.
+        costs = getattr(workflow, "_predicted_seconds", lambda: None)()
+        bundles = make_bundles(workflow, task_ids, workers, job_seconds, tasks_per_job, costs)
+        return self._submit(workflow, plan_arrays(bundles), throttle, stop, extra)
+
+    def _resubmit(self, workflow, verdict, attempt):
+        """Submit the unfinished tasks of lost jobs again (retry ``attempt``), logged; the new record."""
+        current = read_submission(workflow.workdir)  # also when attached: the run's own options
+        options, max_retries = current["options"], current.get("max_retries", self.max_retries)
+        throttle, job_seconds, tasks_per_job = options["throttle"], options["job_seconds"], options["tasks_per_job"]
+        if verdict.timed_out_sizes:  # the bundles were too long for the walltime: halve them
+            job_seconds, tasks_per_job = None, max(1, max(verdict.timed_out_sizes) // 2)
+        record = self._submit_tasks(workflow, verdict.resubmit, throttle, job_seconds, tasks_per_job,
+                                    extra={"attempt": attempt, "max_retries": max_retries, "lost": verdict.lost})
+        n_jobs = sum(array["size"] for array in record["arrays"])
+        retry.log_event(workflow.workdir, retry.describe_loss(verdict, workflow, attempt, max_retries, n_jobs)
+                        + f": Slurm jobs {', '.join(array['job_id'] for array in record['arrays'])}")
+        return record
+
+    def _submit(self, workflow, arrays, throttle, stop=None, extra=None):
         job_ids = []  # filled by submit_arrays as sbatch answers
         try:
-            return submit_arrays(self, workflow, arrays, throttle, _run, _record_path(workflow), stop, job_ids)
+            return submit_arrays(self, workflow, arrays, throttle, _run, _record_path(workflow), stop, job_ids, extra)
         except BaseException:
             # Half a submission must not keep running on its own.
             _cancel(job_ids)
@@ -193,7 +223,9 @@ class SlurmBackend(JobBackend):
 
         For a submission whose driver is gone (killed, or an asynchronous
         run); a running driver is cancelled with Ctrl-C or its ``stop`` event.
-        Returns the job ids cancelled.
+        The record is marked cancelled first, so that a driver still
+        following it does not take the cancelled jobs for lost ones and
+        submit them again.  Returns the job ids cancelled.
 
         Examples
         --------
@@ -202,14 +234,19 @@ class SlurmBackend(JobBackend):
         """
         record = read_submission(workflow.workdir)
         job_ids = [array["job_id"] for array in record["arrays"]] if record else []
+        if record:
+            store.write_json(_record_path(workflow), {**record, "cancelled": time.time()})
         _cancel(job_ids, wait=True)
         return job_ids
 
     def jobs_status(self, workdir, record):
         """The recorded arrays' elements as Slurm sees them: ``{"pending": n, "running": n, "finished": n}``.
 
-        One ``squeue`` call; never raises (``"error"`` says why squeue did
-        not answer).
+        Read from the process's watcher: its cache when it follows these
+        jobs, else the fresh view another process (the driver) wrote to the
+        workdir, else one ``squeue`` call spaced by the watcher's law (see
+        :mod:`~mempamal.backends.slurm.watcher`).  Never raises (``"error"``
+        says why squeue did not answer).
 
         Examples
         --------
@@ -219,98 +256,18 @@ class SlurmBackend(JobBackend):
         total = sum(array["size"] for array in record["arrays"])
         job_ids = [array["job_id"] for array in record["arrays"]]
         try:
-            answer = _run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(job_ids)], timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return {"error": f"squeue did not answer ({exc})"}
-        if answer.returncode != 0 and "Invalid job id" not in answer.stderr:
-            return {"error": f"squeue failed: {answer.stderr.strip() or answer.returncode}"}
-        states = [line.split("|", 1)[1] for line in answer.stdout.splitlines() if "|" in line]
+            answer = WATCHER.view(workdir, job_ids)
+        except Exception as exc:  # a status display must never fail because a cluster is away
+            return {"error": f"squeue did not answer ({type(exc).__name__}: {exc})"}
+        if answer is None:
+            return {"error": "squeue did not answer"}
+        states = [state for element, (state, _) in answer.items() if element_array(element) in job_ids]
         running = sum(state in ("RUNNING", "COMPLETING") for state in states)
         queued = sum(state in ACTIVE_STATES for state in states)
         return {"pending": queued - running, "running": running, "finished": max(0, total - queued)}
 
     def _wait(self, workflow, record, progress, stop, observer=None):
-        job_ids = [array["job_id"] for array in record["arrays"]]
-        wanted = {task_id for array in record["arrays"] for bundle in array["bundles"] for task_id in bundle}
-        bar = make_progress(len(wanted), progress, desc="mempamal slurm")
-        finished, ended_at = False, {}
-        observer = RunObserver() if observer is None else observer
-        try:
-            while True:
-                if stop is not None and stop.is_set():
-                    raise RunCancelled(f"the Slurm run of {workflow.workdir} was cancelled (jobs {job_ids})")
-                # listdir every poll: an output written on another node appears here.
-                done = len(store.finished_task_ids(workflow.workdir) & wanted)
-                bar.update(done - bar.n)
-                active = _queue_states(job_ids)
-                if active is not None:
-                    observer.now_executing(_running_bundles(record, active))
-                    stuck = _never_startable(record, active, workflow.workdir, ended_at)
-                    _cancel(stuck)  # waits on a failed array: would stay pending forever
-                    bar.set_postfix(jobs=len(active), refresh=False)
-                    if not {job.split("_")[0] for job in active} - set(stuck):
-                        break
-                if stop is None:
-                    time.sleep(self.poll_seconds)
-                else:
-                    stop.wait(self.poll_seconds)  # a cancel is taken at once, not at the next poll
-            finished = True
-        finally:
-            if not finished:
-                _cancel(job_ids, wait=True)
-            observer.now_executing([])
-            bar.close()
-        return _failures(workflow, record)
-
-
-def _never_startable(record, active, workdir, ended_at):
-    """Queued arrays whose ``afterok`` can no longer be met: an array they wait for failed.
-
-    Slurm notices this only at its next dependency check (tens of seconds).
-    sacct says at once when accounting is on; otherwise the outputs tell: an
-    array gone from the queue for ``OUTPUT_GRACE`` seconds (time for a shared
-    filesystem to show its files) with a task output missing did not exit 0
-    everywhere.  ``ended_at`` maps array job ids to when they left the queue.
-    """
-    arrays = record["arrays"]
-    queued = {job.split("_")[0] for job in active}
-    now = time.monotonic()
-    for array in arrays:
-        if array["job_id"] not in queued:
-            ended_at.setdefault(array["job_id"], now)
-    stuck, done, states = [], None, None
-    for array in arrays:
-        if array["job_id"] not in queued:
-            continue
-        reasons = [reason for job, (_, reason) in active.items() if job.split("_")[0] == array["job_id"]]
-        needed = [arrays[index] for index in array.get("after", ())]
-        if any("DependencyNeverSatisfied" in reason for reason in reasons):
-            stuck.append(array["job_id"])
-        elif needed and not any(dep["job_id"] in queued for dep in needed):
-            states = _sacct_states([dep["job_id"] for dep in needed]) if states is None else states
-            if states:
-                # only final states count: sacct may still say RUNNING for a job just ended
-                failed = any(state.split()[0] in FAILED_STATES for job, state in states.items()
-                             if job.split("_")[0] in {dep["job_id"] for dep in needed})
-            elif all(now - ended_at[dep["job_id"]] >= OUTPUT_GRACE for dep in needed):
-                done = store.finished_task_ids(workdir) if done is None else done
-                failed = any(t not in done for dep in needed for bundle in dep["bundles"] for t in bundle)
-            else:
-                failed = False
-            if failed:
-                stuck.append(array["job_id"])
-    return stuck
-
-
-def _running_bundles(record, active):
-    """The bundles of the array elements Slurm runs now (state RUNNING in ``active``)."""
-    bundles = {array["job_id"]: array["bundles"] for array in record["arrays"]}
-    running = []
-    for job, (state, _) in active.items():
-        array_id, _, index = job.partition("_")
-        if state == "RUNNING" and index.isdigit() and int(index) < len(bundles.get(array_id, ())):
-            running.append(bundles[array_id][int(index)])
-    return running
+        return follow(self, workflow, record, progress, stop, observer)
 
 
 def _record_path(workflow):
@@ -350,66 +307,6 @@ def _queue_states(job_ids):
         if state in ACTIVE_STATES:
             states[job] = (state, reason)
     return states
-
-
-def _cancel(job_ids, wait=False, timeout=60):
-    """``scancel`` the jobs; with ``wait``, until they have left the queue (or ``timeout``)."""
-    if not job_ids:
-        return
-    try:
-        _run(["scancel", *job_ids])
-        deadline = time.monotonic() + timeout
-        while wait and time.monotonic() < deadline and _queue_states(job_ids) != {}:
-            time.sleep(0.5)
-    except (OSError, subprocess.TimeoutExpired):
-        pass  # best effort: the caller is already failing or cancelling
-
-
-def _sacct_states(job_ids):
-    """``{"<job>_<index>": state}`` from sacct, or {} when accounting is unavailable."""
-    if not job_ids or shutil.which("sacct") is None:
-        return {}
-    try:
-        answer = _run(["sacct", "-n", "-X", "-P", "-o", "JobID,State", "-j", ",".join(job_ids)])
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    return dict(line.split("|", 1) for line in answer.stdout.splitlines() if "|" in line)
-
-
-def _failures(workflow, record):
-    """``{task_id: message}`` for the recorded tasks without an output, dependency order."""
-    done = store.finished_task_ids(workflow.workdir)
-    job_of = {}
-    for array in record["arrays"]:
-        for position, bundle in enumerate(array["bundles"]):
-            for task_id in bundle:
-                job_of[task_id] = f"{array['job_id']}_{position}"
-    missing = [task.id for task in workflow.tasks if task.id in job_of and task.id not in done]
-    if not missing:
-        return {}
-    tracker, failed = DependencyTracker(workflow, list(job_of)), {}
-    states = _sacct_states([array["job_id"] for array in record["arrays"]])
-    log_dir = Path(record["folder"]) / "logs"
-    for task_id in missing:
-        if task_id in failed:
-            continue  # already reported as blocked by a failed dependency
-        task_log = store.log_path(workflow.workdir, task_id)
-        job = job_of[task_id]
-        if task_log.exists() and task_log.stat().st_mtime >= record["submitted"] - 1:
-            tracker.record(task_id, f"Slurm job {job}: {_tail(task_log)}", failed)
-        else:
-            # No traceback of its own: the task could not even start (unreadable
-            # or refused workdir, wrong interpreter...); the job's stderr says why.
-            job_log = log_dir / f"{job}.err"
-            state = states.get(job, "state unknown")
-            detail = _tail(job_log) if job_log.exists() and job_log.stat().st_size else ""
-            tracker.record(task_id, f"Slurm job {job} ended ({state}) without its output: {detail}" if detail
-                           else f"not run: Slurm job {job} ended ({state}) without running it", failed)
-    return failed
-
-
-def _tail(path, limit=2000):
-    return Path(path).read_text(errors="replace").strip()[-limit:]
 
 
 def read_submission(workdir):

@@ -36,14 +36,15 @@ class SubmissionRefused(BackendError):
     """sbatch refused an array (its message says why); a :class:`~mempamal.exceptions.BackendError`."""
 
 
-def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=None, job_ids=None):
+def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=None, job_ids=None, extra=None):
     """Submit ``arrays`` (:func:`~mempamal.backends.slurm.script.plan_arrays`) within the site's limits.
 
     ``backend`` gives the options (partition, sbatch_options, python,
     remote_workdir, max_queued_jobs, poll_seconds); ``run(command)`` runs a
     Slurm command.  Returns the submission record; the job ids are also
     appended to ``job_ids`` as sbatch answers, so that a caller can cancel
-    what was submitted when this fails half-way.
+    what was submitted when this fails half-way.  ``extra`` adds fields to
+    the record (a retry round's attempt number, the jobs it replaces).
 
     Examples
     --------
@@ -65,7 +66,7 @@ def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=No
                     "max_queued_jobs": backend.max_queued_jobs},
         "limits": {"max_array_size": limits.max_array_size, "max_job_count": limits.max_job_count,
                    "max_submit_jobs": limits.max_submit_jobs, "queue_limit": queue_limit},
-        "arrays": [],
+        "arrays": [], **(extra or {}),
     }
     job_ids = [] if job_ids is None else job_ids
     queued_total, in_waves = 0, False
