@@ -42,6 +42,7 @@ _EXPORTS = {
     "WorkflowError": "mempamal.exceptions",
     "RunCancelled": "mempamal.exceptions",
     "SetupError": "mempamal.exceptions",
+    "WorkersLost": "mempamal.exceptions",
     # `%load_ext mempamal` looks these up here; they live in the Jupyter skin.
     "load_ipython_extension": "mempamal.jupyter.magics",
     "unload_ipython_extension": "mempamal.jupyter.magics",
