@@ -342,7 +342,27 @@ class LostWorkers:
         self.none_since = None
 
     def batch_lost(self, exc, batch, was_running, tracker, failed, bar):
-        """``batch`` did not return (``pool.result`` raised ``exc``): report it, or resubmit what is left."""
+        """``batch`` did not return (``pool.result`` raised ``exc``): report it, or resubmit what is left.
+
+        ``was_running``: the batch was executing on its worker (not only queued there).
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import InProcessPool
+        >>> class Dying(InProcessPool):
+        ...     def worker_died(self, exc):
+        ...         return True
+        >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+        >>> tracker, failed = DependencyTracker(wf, wf.pending_ids()), {}
+        >>> lost = LostWorkers(Dying(str(wf.workdir)), wf.workdir, n_tasks=4)
+        >>> task_id = tracker.ready.popleft()
+        >>> lost.batch_lost(MemoryError("killed"), [task_id], True, tracker, failed, None)
+        >>> tracker.ready[0] == task_id, failed     # resubmitted: retries=1
+        (True, {})
+        >>> lost.batch_lost(MemoryError("killed"), [tracker.ready.popleft()], True, tracker, failed, None)
+        >>> failed[task_id]
+        "Task 'score-o0' not run to the end (worker lost): its worker died 2 time(s) while it ran ..."
+        """
         pool = self.pool
         if not pool.worker_died(exc):
             for task_id in batch:
@@ -378,7 +398,22 @@ class LostWorkers:
                 f"The task did not raise: it stays pending, run again to resume.")
 
     def check_workers_left(self, tracker, failed, waiting):
-        """Raise :class:`~mempamal.exceptions.WorkersLost` when tasks wait and no worker was alive for a while."""
+        """Raise :class:`~mempamal.exceptions.WorkersLost` when tasks wait and no worker was alive for a while.
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import InProcessPool
+        >>> class Gone(InProcessPool):
+        ...     lost_after_seconds = 0
+        ...     def live_workers(self):
+        ...         return 0
+        >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+        >>> tracker = DependencyTracker(wf, wf.pending_ids())
+        >>> LostWorkers(Gone(str(wf.workdir)), wf.workdir, n_tasks=3).check_workers_left(tracker, {}, waiting=True)
+        Traceback (most recent call last):
+        ...
+        mempamal.exceptions.WorkersLost: Every worker of the run is gone (none for 0 s): 3 task(s) not run. ...
+        """
         alive = self.pool.live_workers() if waiting else None
         if alive is None or alive > 0:
             self.none_since = None
