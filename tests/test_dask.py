@@ -283,3 +283,56 @@ def test_dask_jobqueue_slurm_cluster_gives_sklearns_answer_with_jobs_in_squeue(t
     finally:
         cluster.close()
     assert_matches_sklearn(results, experiment, X, y)
+
+
+def test_a_dask_jobqueue_worker_whose_job_is_scancelled_mid_task_does_not_fail_it(tmp_path, monkeypatch):
+    """A real Slurm job killed under its running task (`scancel --signal=KILL`): what a walltime or a preemption does."""
+    require_slurm()
+    sigint_handler = signal.getsignal(signal.SIGINT)  # see the test above
+    try:
+        dask_jobqueue = pytest.importorskip("dask_jobqueue", reason="needs dask-jobqueue (mempamal[dask])")
+    finally:
+        signal.signal(signal.SIGINT, sigint_handler)
+    (tmp_path / "gatemod.py").write_text(GATED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    # The jobs get this environment (sbatch --export=ALL): their workers import gatemod.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    from gatemod import GatedLogistic
+
+    experiment = mp.Experiment(GatedLogistic(gate=str(gate)), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):  # KilledWorker at the first death
+        cluster = dask_jobqueue.SLURMCluster(
+            cores=1, processes=1, memory="1GB", walltime="00:10:00", python=sys.executable,
+            job_name="mempamal-dask-lost", log_directory=str(tmp_path / "logs"),
+            local_directory=str(tmp_path / "scratch"), scheduler_options={"dashboard_address": None, "host": "127.0.0.1"})
+    try:
+        cluster.scale(jobs=2)
+        with distributed.Client(cluster) as client:
+            client.wait_for_workers(2, timeout=300)
+            killed = []
+
+            def scancel_the_job_running_a_task():
+                [pid] = running_pids(gate, timeout=300)
+                environment = dict(line.split("=", 1) for line in
+                                   open(f"/proc/{pid}/environ").read().split("\0") if "=" in line)
+                job = environment["SLURM_JOB_ID"]
+                assert job in squeue_job_ids("mempamal-dask-lost")
+                subprocess.run(["scancel", "--signal=KILL", job], check=True)
+                import psutil
+
+                psutil.Process(pid).wait(timeout=60)  # the worker died with its job
+                killed.append(job)
+                (gate / "open").touch()
+
+            killer = threading.Thread(target=scancel_the_job_running_a_task)
+            killer.start()
+            results = workflow.run(backend="dask", client=client, progress=False)
+            killer.join()
+            assert killed
+    finally:
+        cluster.close()
+    assert_matches_sklearn(results, mp.Experiment(GatedLogistic(), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2),
+                           X, y)
