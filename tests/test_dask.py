@@ -108,15 +108,13 @@ def _cluster_with_gated_tasks(tmp_path, monkeypatch, n_workers=2, allowed_failur
             yield client
 
 
-def _kill_a_worker_running_a_task(client, gate, nanny_too=False):
+def _kill_a_worker_running_a_task(client, gate):
     """SIGKILL the worker process that waits in a task at ``gate`` (checked to be one of the cluster's)."""
     import psutil
 
     [pid] = running_pids(gate)
     assert pid in client.run(os.getpid).values()
     worker = psutil.Process(pid)
-    if nanny_too:  # no nanny left to start a new worker
-        worker.parent().kill()
     worker.kill()
     worker.wait(timeout=10)
     return pid
@@ -190,23 +188,42 @@ def test_a_task_that_raises_on_a_dask_worker_is_still_a_failure_not_a_lost_worke
 
 
 def test_when_every_dask_worker_is_gone_the_run_ends_saying_so(tmp_path, monkeypatch):
+    import psutil
     from mempamal.backends import dask as dask_backend
 
     monkeypatch.setattr(dask_backend, "WORKER_WAIT_SECONDS", 3)
-    with _cluster_with_gated_tasks(tmp_path, monkeypatch, n_workers=1) as client:
-        from gatemod import GatedLogistic
+    (tmp_path / "gatemod.py").write_text(GATED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    from gatemod import GatedLogistic
 
-        gate = tmp_path / "gate"
-        workflow = mp.Experiment(GatedLogistic(gate=str(gate)), cv=3).build(X, y, workdir=tmp_path / "wd")
-        killer = threading.Thread(target=_kill_a_worker_running_a_task, args=(client, gate, True))
-        killer.start()
-        with pytest.raises(mp.WorkersLost) as info:
-            workflow.run(backend="dask", client=client, progress=False)
-        killer.join()
+    workflow = mp.Experiment(GatedLogistic(gate=str(gate)), cv=3).build(X, y, workdir=tmp_path / "wd")
+    # A scheduler, and one worker process without a nanny (as `dask worker --no-nanny` on a node):
+    # once it is killed, nothing starts another.
+    with distributed.LocalCluster(n_workers=0, dashboard_address=None, silence_logs=logging.CRITICAL) as cluster, \
+            distributed.Client(cluster) as client:
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path),
+                                                                                  os.environ.get("PYTHONPATH")]))}
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", cluster.scheduler_address,
+                                   "--no-nanny", "--nthreads", "1", "--no-dashboard"], env=environment,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            client.wait_for_workers(1, timeout=120)
+            killer = threading.Thread(target=_kill_a_worker_running_a_task, args=(client, gate))
+            killer.start()
+            with pytest.raises(mp.WorkersLost) as info:
+                workflow.run(backend="dask", client=client, progress=False)
+            killer.join()
+            assert not psutil.pid_exists(worker.pid)  # killed (and reaped by psutil)
+        finally:
+            worker.kill()
+            worker.wait()
     message = str(info.value)
     assert message.startswith("Every Dask worker of the run is gone (none for ")
-    assert "4 task(s) not run. They did not fail" in message and "cluster.scale(n)" in message
-    assert info.value.not_run == 4 and info.value.failed == {}
+    n_tasks = len(workflow.tasks)
+    assert f"{n_tasks} task(s) not run. They did not fail" in message and "cluster.scale(n)" in message
+    assert info.value.not_run == n_tasks and info.value.failed == {}
     status = workflow.status()
     assert status["failed"] == 0 and status["done"] == 0
 
