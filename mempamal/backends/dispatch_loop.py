@@ -425,7 +425,8 @@ class LostWorkers:
             return
         pool = self.pool
         not_run = self.n_tasks - tracker.n_finished - len(failed)
-        raised = sum(1 for message in failed.values() if not message.startswith(BLOCKED_MESSAGE)
+        # str(): a failure message may be a TaskFailure carrying the estimator's exception.
+        raised = sum(1 for message in map(str, failed.values()) if not message.startswith(BLOCKED_MESSAGE)
                      and WORKER_LOST_NOT_RUN not in message)
         before = f" {raised} task(s) had failed before (WorkersLost.failed)." if raised else ""
         raise WorkersLost(
