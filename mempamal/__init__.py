@@ -46,6 +46,7 @@ _EXPORTS = {
     "ClusterUnreachable": "mempamal.exceptions",
     "MissingDependency": "mempamal.exceptions",
     "RunTimeout": "mempamal.exceptions",
+    "WorkersLost": "mempamal.exceptions",
     # `%load_ext mempamal` looks these up here; they live in the Jupyter skin.
     "load_ipython_extension": "mempamal.jupyter.magics",
     "unload_ipython_extension": "mempamal.jupyter.magics",

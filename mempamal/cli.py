@@ -135,7 +135,7 @@ def main(argv=None):
         return 2
     args = parser.parse_args(argv)
     # The public names (the package's lazy table): a skin calls the api only.
-    from . import TaskError, WorkdirError, WorkdirLocked, WorkflowError
+    from . import TaskError, WorkdirError, WorkdirLocked, WorkersLost, WorkflowError
 
     # Warnings (an untrusted output run again, some fits failed) read as
     # messages of this command, not as Python source locations.
@@ -144,7 +144,7 @@ def main(argv=None):
         f"mempamal {args.command}: {category.__name__}: {message}\n")
     try:
         return _COMMANDS[args.command](args)
-    except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, FileExistsError, ValueError) as exc:
+    except (TaskError, WorkdirError, WorkdirLocked, WorkflowError, WorkersLost, FileExistsError, ValueError) as exc:
         print(f"mempamal {args.command}: error: {_error_text(exc)}", file=sys.stderr)
         if isinstance(exc.__cause__, WorkflowError):  # an estimator's error_score="raise": the run's counts too
             print(f"mempamal {args.command}: {_error_text(exc.__cause__)}", file=sys.stderr)

@@ -13,6 +13,7 @@ exception                       builtin                        raised when
 :class:`TaskError`              ``RuntimeError``               a task could not run (names the task)
 :class:`WorkflowError`          ``RuntimeError``               tasks of a run failed (``failed`` maps ids to messages)
 :class:`RunCancelled`           ``RuntimeError``               a run was cancelled; finished outputs are kept
+:class:`WorkersLost`            ``RuntimeError``               every worker of a run is gone (its tasks did not fail)
 :class:`SetupError`             ``RuntimeError``               how mempamal is called cannot work (e.g. no main guard)
 :class:`BackendError`           ``RuntimeError``               a backend could not run tasks (a job refused, no worker)
 :class:`ClusterUnreachable`     ``RuntimeError``, ``OSError``  a backend's cluster or scheduler cannot be reached
@@ -45,6 +46,12 @@ BLOCKED_MESSAGE = "not run: depends on failed task"
 #: it stays pending). :class:`WorkflowError` counts these tasks as not run,
 #: not failed, as ``status`` does.
 DISK_FULL_NOT_RUN = "not run to the end (disk full)"
+#: How a task is reported whose worker (a process, a Dask worker, an
+#: ipyparallel engine) died while running it on every attempt the backend
+#: allows (killed at its walltime, preempted, out of memory, lost): the task
+#: did not raise; it wrote no output and no error log and stays pending.
+#: :class:`WorkflowError` counts these tasks as not run, not failed.
+WORKER_LOST_NOT_RUN = "not run to the end (worker lost)"
 
 
 class MempamalError(Exception):
@@ -198,7 +205,9 @@ class WorkflowError(MempamalError, RuntimeError):
     The tasks are counted as ``mempamal status`` counts them afterwards:
     failed (an error log), ``blocked`` by a failure, or ``not_run``: stopped
     by a full disk (``DISK_FULL_NOT_RUN``: neither their output nor an
-    error log could be written) or waiting on such a task, which stay pending.
+    error log could be written), by the death of their worker on every
+    attempt (``WORKER_LOST_NOT_RUN``: the task did not raise), or waiting
+    on such a task; those stay pending.
 
     Examples
     --------
@@ -210,13 +219,17 @@ class WorkflowError(MempamalError, RuntimeError):
     >>> str(WorkflowError({"fit-o0-i0-c0": "Task 'fit-o0-i0-c0' not run to the end (disk full): ...",
     ...                    "select-o0": "not run: depends on failed task 'fit-o0-i0-c0'"}, "wd"))[:60]
     '0 task(s) failed, 2 not run because the disk is full in wd; '
+    >>> str(WorkflowError({"fit-o0-i0-c0": "Task 'fit-o0-i0-c0' not run to the end (worker lost): ..."},
+    ...                   "wd"))[:61]
+    '0 task(s) failed, 1 not run because their worker died in wd; '
     """
 
     def __init__(self, failed, workdir=None):
         self.failed = {task_id: str(failure) for task_id, failure in failed.items()}
         self.workdir = workdir
-        stopped = {i for i, message in self.failed.items() if DISK_FULL_NOT_RUN in message}
-        # A dependent of a task the full disk stopped is pending, as that task is.
+        causes = {DISK_FULL_NOT_RUN: "the disk is full", WORKER_LOST_NOT_RUN: "their worker died"}
+        stopped = {i: cause for i, message in self.failed.items() for cause in causes if cause in message}
+        # A dependent of a task stopped this way is pending, as that task is.
         waiting = {f"{BLOCKED_MESSAGE} {task_id!r}" for task_id in stopped}
         self.not_run = sorted(i for i, message in self.failed.items() if i in stopped or message in waiting)
         # The backends report the dependents of a failed task as "not run:
@@ -228,9 +241,9 @@ class WorkflowError(MempamalError, RuntimeError):
         first_id, first_message = (errors or [(i, self.failed[i]) for i in sorted(stopped)]
                                    or list(self.failed.items()))[0]
         blocked = f", {len(self.blocked)} blocked by a failure" if self.blocked else ""
-        not_run = f", {len(self.not_run)} not run because the disk is full" if self.not_run else ""
-        advice = (" The tasks not run could not write their output or error log; they stay pending "
-                  "(as `mempamal status` counts them): free some space and run again." if self.not_run else "")
+        because = " or ".join(causes[cause] for cause in causes if cause in stopped.values())
+        not_run = f", {len(self.not_run)} not run because {because}" if self.not_run else ""
+        advice = "".join(_NOT_RUN_ADVICE[cause] for cause in causes if cause in stopped.values())
         super().__init__(
             f"{len(errors)} task(s) failed{blocked}{not_run} in {workdir}; first {first_id!r}: {first_message}"
             f"{advice}"
@@ -238,6 +251,15 @@ class WorkflowError(MempamalError, RuntimeError):
 
     def __reduce__(self):
         return type(self), (self.failed, self.workdir)
+
+
+_NOT_RUN_ADVICE = {
+    DISK_FULL_NOT_RUN: (" The tasks not run could not write their output or error log; they stay pending "
+                        "(as `mempamal status` counts them): free some space and run again."),
+    WORKER_LOST_NOT_RUN: (" The tasks not run did not raise: their worker died (killed at its time limit, "
+                          "preempted, out of memory, lost) on every attempt; they stay pending (as "
+                          "`mempamal status` counts them): run again to resume."),
+}
 
 
 class RunCancelled(MempamalError, RuntimeError):
@@ -315,3 +337,28 @@ class RunTimeout(MempamalError, TimeoutError):
     >>> isinstance(RunTimeout("the run of runs/iris is still going after 5 s"), TimeoutError)
     True
     """
+
+
+class WorkersLost(BackendError):
+    """Every worker of a run is gone (Dask workers, ipyparallel engines): the run ends, its tasks did not fail.
+
+    Raised by the batch backends when no worker is left to run the tasks
+    still to do (all killed at their time limit, preempted, or lost) and
+    none came back in time.  Finished outputs are kept: start workers and
+    run again to resume.  ``failed`` maps the tasks that did fail (raised)
+    before to their messages; ``not_run`` is how many tasks were left.
+
+    Examples
+    --------
+    >>> error = WorkersLost("Every ipyparallel engine of the run is gone ...", failed={}, not_run=12)
+    >>> isinstance(error, RuntimeError), error.not_run
+    (True, 12)
+    """
+
+    def __init__(self, message, failed=None, not_run=0):
+        super().__init__(message)
+        self.failed = dict(failed or {})
+        self.not_run = not_run
+
+    def __reduce__(self):
+        return type(self), (str(self), self.failed, self.not_run)

@@ -3,6 +3,8 @@
 import contextlib
 import os
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,6 +28,43 @@ SLOW_MODULE = textwrap.dedent("""
         def predict(self, X):
             return self.model_.predict(X)
 """)
+
+
+#: A LogisticRegression whose ``fit``, while ``GATE/open`` does not exist,
+#: writes ``GATE/running-<pid>`` and waits: a test then knows which worker
+#: process runs a task *now*, kills it mid-task, and opens the gate.
+#: ``gate=None`` is plain LogisticRegression (scikit-learn's reference).
+GATED_MODULE = textwrap.dedent("""
+    import os
+    import time
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+
+    class GatedLogistic(ClassifierMixin, BaseEstimator):
+        def __init__(self, C=1.0, gate=None):
+            self.C, self.gate = C, gate
+        def fit(self, X, y):
+            if self.gate and not os.path.exists(os.path.join(self.gate, "open")):
+                open(os.path.join(self.gate, f"running-{os.getpid()}"), "w").close()
+                while not os.path.exists(os.path.join(self.gate, "open")):
+                    time.sleep(0.02)
+            self.model_ = LogisticRegression(C=self.C, max_iter=300).fit(X, y)
+            self.classes_ = self.model_.classes_
+            return self
+        def predict(self, X):
+            return self.model_.predict(X)
+""")
+
+
+def running_pids(gate, n=1, timeout=120):
+    """The pids of the first ``n`` processes that wait in a GatedLogistic fit at ``gate``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = sorted(int(path.name.split("-")[1]) for path in Path(gate).glob("running-*"))
+        if len(pids) >= n:
+            return pids[:n]
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} task(s) started waiting at {gate} in {timeout} s")
 
 
 @pytest.fixture(autouse=True)

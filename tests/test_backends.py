@@ -10,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 import mempamal as mp
 from mempamal import store
 
-from conftest import assert_matches_sklearn, comparable, kept_environment
+from conftest import GATED_MODULE, assert_matches_sklearn, comparable, kept_environment, running_pids
 
 X, y = load_iris(return_X_y=True)
 
@@ -247,3 +247,32 @@ def test_backend_stops_when_its_stop_event_is_set_from_another_thread(backend_op
     assert workflow.status()["pending"] > 0  # really stopped before the end
     results = workflow.run(backend=name, n_jobs=2, progress=False, **options)
     assert_matches_sklearn(results, experiment, X, y)
+
+
+def test_a_local_worker_killed_mid_task_does_not_fail_it_and_the_run_gives_sklearns_answer(tmp_path, monkeypatch):
+    """The dispatch loop's lost-worker rules on the local route too (the OOM killer, a SIGKILL)."""
+    import threading
+
+    import psutil
+
+    (tmp_path / "gatemod.py").write_text(GATED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))  # loky's workers start with this sys.path
+    (tmp_path / "gate").mkdir()
+    from gatemod import GatedLogistic
+
+    experiment = mp.Experiment(GatedLogistic(gate=str(tmp_path / "gate")), param_grid={"C": [0.1, 1.0]}, cv=3,
+                               inner_cv=2)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+
+    def kill_the_worker_running_a_task():
+        [pid] = running_pids(tmp_path / "gate")
+        assert pid in {child.pid for child in psutil.Process().children(recursive=True)}
+        psutil.Process(pid).kill()
+        (tmp_path / "gate" / "open").touch()
+
+    killer = threading.Thread(target=kill_the_worker_running_a_task)
+    killer.start()
+    results = workflow.run(backend="local", n_jobs=2, progress=False)
+    killer.join()
+    assert_matches_sklearn(results, mp.Experiment(GatedLogistic(), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2),
+                           X, y)

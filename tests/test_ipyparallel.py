@@ -13,7 +13,7 @@ from sklearn.datasets import load_iris
 import mempamal as mp
 
 from slurm_cluster import require_slurm
-from conftest import SLOW_MODULE, assert_matches_sklearn, comparable, squeue_job_ids
+from conftest import GATED_MODULE, SLOW_MODULE, assert_matches_sklearn, comparable, running_pids, squeue_job_ids
 
 X, y = load_iris(return_X_y=True)
 
@@ -36,33 +36,77 @@ def _cluster_processes(marker):
     return found
 
 
-def test_killing_an_engine_mid_run_still_finishes_with_sklearns_answer(tmp_path, monkeypatch):
-    (tmp_path / "slowmod.py").write_text(SLOW_MODULE)
+def _gated_experiment(tmp_path, monkeypatch):
+    """A nested search whose fits wait at ``tmp_path/gate``; engines started in tmp_path import its module."""
+    (tmp_path / "gatemod.py").write_text(GATED_MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)  # engines start in this cwd, so they import slowmod too
-    from slowmod import SlowLogistic
+    monkeypatch.chdir(tmp_path)  # engines start in this cwd, so they import gatemod too
+    (tmp_path / "gate").mkdir()
+    from gatemod import GatedLogistic
+
+    return (mp.Experiment(GatedLogistic(gate=str(tmp_path / "gate")), param_grid={"C": [0.1, 1.0]}, cv=3,
+                          inner_cv=2, final_fit=False),
+            mp.Experiment(GatedLogistic(), param_grid={"C": [0.1, 1.0]}, cv=3, inner_cv=2, final_fit=False))
+
+
+def test_an_engine_killed_mid_task_does_not_fail_it_the_task_goes_to_the_other_engine(tmp_path, monkeypatch):
+    import psutil
     from mempamal.backends.ipyparallel import LocalCluster
 
-    # no final search (test_final_model's): 18 fits, the kill still lands after 3
-    experiment = mp.Experiment(SlowLogistic(), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2, final_fit=False)
+    experiment, reference = _gated_experiment(tmp_path, monkeypatch)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     with LocalCluster(2) as local:
         pids = local.client[:].apply_sync(os.getpid)
-        outputs = workflow.workdir / "outputs"
 
-        def kill_one_engine_mid_run():
-            while len(list(outputs.glob("*/*.json"))) < 3:
-                time.sleep(0.05)
-            os.kill(pids[0], signal.SIGKILL)
+        def kill_the_engine_running_a_task():
+            [pid] = running_pids(tmp_path / "gate")
+            assert pid in pids
+            psutil.Process(pid).kill()
+            killed.append(pid)
+            (tmp_path / "gate" / "open").touch()
 
-        killer = threading.Thread(target=kill_one_engine_mid_run)
+        killed = []
+        killer = threading.Thread(target=kill_the_engine_running_a_task)
         killer.start()
-        results = workflow.run(backend="ipyparallel", client=local.client, progress=False)
+        results = workflow.run(backend="ipyparallel", client=local.client, progress=False)  # retries=1
         killer.join()
-        assert pids[0] not in local.client[:].apply_sync(os.getpid)
-    # scikit-learn's answer for the same model without the sleep (same scores, 6 s less).
-    assert_matches_sklearn(results, mp.Experiment(
-        SlowLogistic(delay=0), param_grid={"C": [0.1, 1.0, 10.0]}, cv=3, inner_cv=2, final_fit=False), X, y)
+        assert killed and killed[0] not in local.client[:].apply_sync(os.getpid)  # one engine did all the rest
+    assert_matches_sklearn(results, reference, X, y)
+
+
+def test_when_every_engine_is_gone_the_run_ends_saying_so_and_resumes_on_new_engines(tmp_path, monkeypatch):
+    import psutil
+    from mempamal.backends import ipyparallel as ipp_backend
+
+    monkeypatch.setattr(ipp_backend, "ENGINE_WAIT_SECONDS", 2)
+    experiment, reference = _gated_experiment(tmp_path, monkeypatch)
+    workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    with ipp_backend.LocalCluster(2) as local:
+        pids = local.client[:].apply_sync(os.getpid)
+
+        def kill_both_engines_mid_task():
+            running = running_pids(tmp_path / "gate", n=2)
+            assert sorted(running) == sorted(pids)
+            for pid in running:
+                psutil.Process(pid).kill()
+            (tmp_path / "gate" / "open").touch()
+
+        killer = threading.Thread(target=kill_both_engines_mid_task)
+        killer.start()
+        with pytest.raises(mp.WorkersLost) as info:  # a cluster of the user's: no engine is started for them
+            workflow.run(backend="ipyparallel", client=local.client, progress=False)
+        killer.join()
+        message = str(info.value)
+        assert message.startswith("Every ipyparallel engine of the run is gone (none for ")
+        assert "They did not fail" in message and "start engines (ipcluster start -n N)" in message
+        assert "failed" not in message.split("They did not fail")[1]
+        assert info.value.failed == {} and info.value.not_run == len(workflow.tasks)
+        assert workflow.status()["failed"] == 0
+        # New engines: the same workdir resumes, and its answer is scikit-learn's.
+        local.add_engine()
+        local.client.wait_for_engines(1, timeout=120)
+        results = workflow.run(backend="ipyparallel", client=local.client, progress=False)
+    assert_matches_sklearn(results, reference, X, y)
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +172,12 @@ def test_with_retries_0_a_task_whose_engine_died_is_reported_and_the_others_fini
     threading.Thread(target=kill_the_victim_once_it_runs_a_task, daemon=True).start()
     with pytest.raises(mp.WorkflowError) as info:
         workflow.run(backend="ipyparallel", client=cluster.client, retries=0, progress=False)
-    died = {task_id: message for task_id, message in info.value.failed.items() if "engine died" in message}
-    assert len(died) == 1 and "1 time(s)" in next(iter(died.values()))
+    died = {task_id: message for task_id, message in info.value.failed.items()
+            if "not run to the end (worker lost): its ipyparallel engine died 1 time(s)" in message}
+    assert len(died) == 1 and "did not raise" in next(iter(died.values()))
+    assert str(info.value).startswith("0 task(s) failed, 2 not run because their worker died")
     assert workflow.status()["by_kind"]["score"]["done"] == 2
+    assert workflow.status()["failed"] == 0  # pending, as the error counts it
     assert info.value.failed["final"].startswith("not run")
 
 

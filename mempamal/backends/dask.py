@@ -9,9 +9,12 @@ resumed, and mixed with other backends freely.  Workers call
 :func:`~mempamal.backends.local.run_batch` on the workdir: remote workers
 need it on a shared filesystem at the same path.
 
-Dask reschedules the tasks of a worker that died by itself (up to
-``distributed.scheduler.allowed-failures`` times); a batch it gave up on
-(``KilledWorker``) is submitted again ``retries`` times by mempamal.
+Lost workers: Dask reschedules the tasks of a worker that died by itself
+(up to ``distributed.scheduler.allowed-failures`` times); a batch it gave up
+on (``KilledWorker``: its workers kept dying, e.g. killed at their walltime)
+is submitted again ``retries`` times by mempamal, and its task is then
+reported not run (pending), never failed.  With no worker left for
+``WORKER_WAIT_SECONDS``, the run ends with :class:`~mempamal.exceptions.WorkersLost`.
 """
 
 import contextlib
@@ -36,7 +39,8 @@ DASK_CONSTRAINTS = {
 
 INSTALL_HINT = "The 'dask' backend needs dask.distributed: pip install 'mempamal[dask]'"
 
-#: How long a run waits for a first worker (jobqueue workers wait in a batch queue).
+#: How long a run waits for a first worker (jobqueue workers wait in a batch queue),
+#: and for a new one once every worker is gone (then it ends with WorkersLost).
 WORKER_WAIT_SECONDS = 600
 #: How long connecting to a scheduler address may take.
 CONNECT_SECONDS = 30
@@ -64,9 +68,11 @@ class DaskBackend(Backend):
     address : str, optional
         A scheduler address (``"tcp://host:8786"``) to connect to; left running.
     retries : int, default 1
-        How many times mempamal resubmits a task Dask gave up on because its
-        workers kept dying (``KilledWorker``).  A task that raised is never
-        re-run: it is reported.
+        How many times mempamal resubmits a task Dask gave up on because the
+        workers running it kept dying (``KilledWorker``, after Dask's own
+        ``distributed.scheduler.allowed-failures`` reschedules); after that
+        the task is reported not run (it stays pending), not failed.  A task
+        that raised is never re-run: it is reported failed.
     threads_per_worker : int, optional
         BLAS/OpenMP threads per task.  Default: ``cpu_count // n_jobs`` in a
         private cluster; left alone on a user's cluster.
@@ -183,8 +189,15 @@ class DaskPool(WorkerPool):
     # A round trip through the scheduler costs a few ms.
     target_batch_seconds = 0.1
 
-    def __init__(self, client, workdir, retries=1, n_threads=None, worker_wait=WORKER_WAIT_SECONDS):
+    lost_advice = "start or scale workers (cluster.scale(n))"
+
+    worker_name = "Dask worker"
+
+    def __init__(self, client, workdir, retries=1, n_threads=None, worker_wait=None):
         self.client, self.workdir, self.retries, self.n_threads = client, workdir, retries, n_threads
+        worker_wait = WORKER_WAIT_SECONDS if worker_wait is None else worker_wait
+        # Batch-queue workers (dask-jobqueue) replaced after a walltime may wait in the queue as long as the first.
+        self.lost_after_seconds = worker_wait
         try:
             # Workers of a batch-queue cluster may still be waiting to start.
             client.wait_for_workers(1, timeout=worker_wait)
@@ -193,14 +206,19 @@ class DaskPool(WorkerPool):
 
             raise BackendError(f"The Dask cluster has no worker after {worker_wait} s; start or scale "
                                f"some (cluster.scale(n)) and run again.") from exc
-        self._threads, self._asked = 0, float("-inf")
+        self._threads, self._workers, self._asked = 0, 1, float("-inf")
         self.run_id = uuid.uuid4().hex[:8]
 
     def capacity(self):
         now = time.monotonic()
         if now - self._asked > CAPACITY_REFRESH_SECONDS:
-            self._threads, self._asked = sum(self.client.nthreads().values()), now
+            threads = self.client.nthreads()
+            self._threads, self._workers, self._asked = sum(threads.values()), len(threads), now
         return 2 * max(1, self._threads)
+
+    def live_workers(self):
+        self.capacity()  # asks the scheduler at most every CAPACITY_REFRESH_SECONDS
+        return self._workers
 
     def submit(self, batch):
         # A readable key: the dashboard shows which tasks a batch holds.
@@ -224,6 +242,11 @@ class DaskPool(WorkerPool):
         from distributed import KilledWorker
 
         return isinstance(exc, KilledWorker)
+
+    def describe(self, exc):
+        if self.worker_died(exc):  # its first sentence; the rest is advice on reading worker logs
+            return f"KilledWorker: {str(exc).split('. ')[0]}"
+        return super().describe(exc)
 
     def abort(self, handles):
         with contextlib.suppress(Exception):

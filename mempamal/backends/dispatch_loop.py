@@ -4,14 +4,20 @@ A batch backend does not write a scheduler: it provides a :class:`WorkerPool`
 (submit a batch, wait for any, get a result, abort, recognise a dead worker)
 and calls :func:`dispatch`, which keeps the pool busy with ready tasks
 (:class:`~mempamal.backends.tracker.DependencyTracker`) in batches sized by
-:class:`BatchSizer`, retries the tasks of a dead worker, tells the run's
+:class:`BatchSizer`, retries the tasks of a dead worker (never blaming
+them: a worker killed at its time limit or preempted is not a task that
+raised), ends the run with :class:`~mempamal.exceptions.WorkersLost` once no
+worker is left, tells the run's
 :class:`~mempamal.backends.base.RunObserver` what is executing and aborts
 everything in flight on Ctrl-C, an error or the ``stop`` event.
 """
 
 import abc
+import time
 from collections import deque
 
+from .. import store
+from ..exceptions import BLOCKED_MESSAGE, WORKER_LOST_NOT_RUN, WorkersLost
 from .base import RunObserver, check_stop
 from .tracker import DependencyTracker
 
@@ -51,10 +57,15 @@ class WorkerPool(abc.ABC):
     #: A batch of small tasks keeps a worker busy about this long: the
     #: dispatch round trip is paid once per batch, not once per task.
     target_batch_seconds = 0.05
-    #: How many times a task whose worker died is submitted again.
+    #: How many times a task whose worker died while running it is submitted again.
     retries = 1
     #: What a worker is called in messages ("worker", "engine", ...).
     worker_name = "worker"
+    #: With no live worker (:meth:`live_workers` 0) this long, the run ends
+    #: with :class:`~mempamal.exceptions.WorkersLost`.
+    lost_after_seconds = 60.0
+    #: What the message of :class:`~mempamal.exceptions.WorkersLost` tells the user to do.
+    lost_advice = "start workers"
 
     @abc.abstractmethod
     def capacity(self):
@@ -146,6 +157,17 @@ class WorkerPool(abc.ABC):
         """
         return False
 
+    def live_workers(self):
+        """How many workers are alive now, or None when the pool cannot tell (never "all gone").
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import InProcessPool
+        >>> InProcessPool(str(wf.workdir)).live_workers() is None
+        True
+        """
+        return None
+
     def recover(self, exc):
         """Called after a worker died, before its tasks are resubmitted (e.g. start a new one).
 
@@ -231,7 +253,9 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
     The one loop behind the batch backends (joblib's ``Parallel`` loop is the
     model): submit ready tasks in batches sized by :class:`BatchSizer`, wait
     for any batch, record its outcomes, resubmit the tasks of a dead worker
-    (``pool.retries`` times), and on Ctrl-C, an error or ``stop`` abort
+    (:class:`LostWorkers`: ``pool.retries`` times, never reported as failed),
+    end the run with :class:`~mempamal.exceptions.WorkersLost` once no worker
+    is left, and on Ctrl-C, an error or ``stop`` abort
     everything in flight and re-raise (:class:`~mempamal.backends.base.RunCancelled` for ``stop``).
     Finished outputs are complete files whatever happens to the rest.
     ``observer`` (the run's :class:`~mempamal.backends.base.RunObserver`)
@@ -247,7 +271,8 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
     tracker = DependencyTracker(workflow, task_ids)
     sizer = BatchSizer(pool.target_batch_seconds)
     observer = RunObserver() if observer is None else observer
-    failed, in_flight, deaths, executing = {}, {}, {}, set()
+    lost = LostWorkers(pool, getattr(workflow, "workdir", None), len(task_ids))
+    failed, in_flight, executing = {}, {}, set()
     try:
         while tracker.ready or in_flight:
             check_stop(stop)
@@ -267,7 +292,7 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
                 try:
                     outcomes = pool.result(handle)
                 except Exception as exc:  # the batch did not return: infrastructure, not the tasks
-                    _batch_lost(pool, exc, batch, tracker, failed, deaths, bar)
+                    lost.batch_lost(exc, batch, handle in executing, tracker, failed, bar)
                     continue
                 finally:  # after result(): an in-process pool runs the batch right there
                     if handle in executing:
@@ -276,6 +301,7 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
                 for task_id, error, seconds in outcomes:
                     sizer.observe(seconds)
                     tracker.record(task_id, error, failed, bar)
+            lost.check_workers_left(tracker, failed, waiting=bool(in_flight))
     except BaseException:  # Ctrl-C, stop, every worker gone: nothing left running behind us
         pool.abort(list(in_flight))
         raise
@@ -285,18 +311,125 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
     return failed
 
 
-def _batch_lost(pool, exc, batch, tracker, failed, deaths, bar):
-    """Resubmit the tasks of a dead worker (up to ``pool.retries`` times); report the rest."""
-    if not pool.worker_died(exc):
-        for task_id in batch:
-            tracker.record(task_id, f"Task {task_id!r} raised on its {pool.worker_name}: {pool.describe(exc)}",
-                           failed, bar)
-        return
-    for task_id in batch:
-        deaths[task_id] = deaths.get(task_id, 0) + 1
-        if deaths[task_id] > pool.retries:
-            tracker.record(task_id, f"Task {task_id!r}: its {pool.worker_name} died {deaths[task_id]} "
-                                    f"time(s): {pool.describe(exc)}", failed, bar)
-        else:
-            tracker.ready.appendleft(task_id)
-    pool.recover(exc)
+class LostWorkers:
+    """What :func:`dispatch` does when workers die: resubmit their tasks, end the run once none is left.
+
+    A worker that dies (killed at its time limit, preempted, out of memory,
+    lost with its node) did not fail its tasks.  A lost batch's tasks that
+    wrote their output before the death count as done; the one the worker was
+    running is resubmitted ``pool.retries`` times, then reported
+    :data:`~mempamal.exceptions.WORKER_LOST_NOT_RUN` (pending, not failed);
+    the tasks queued behind it are resubmitted freely.  A batch that was only
+    waiting on the dead worker counts half a death for its first task, so
+    that a worker dying again and again cannot loop forever.  With no live
+    worker for ``pool.lost_after_seconds`` and tasks left, the run ends with
+    :class:`~mempamal.exceptions.WorkersLost`.
+
+    Examples
+    --------
+    >>> from mempamal.backends.local import InProcessPool
+    >>> lost = LostWorkers(InProcessPool(str(wf.workdir)), wf.workdir, n_tasks=4)
+    >>> tracker = DependencyTracker(wf, wf.pending_ids())
+    >>> failed = {}
+    >>> lost.batch_lost(RuntimeError("no such module"), ["score-o0"], True, tracker, failed, None)
+    >>> failed["score-o0"]
+    "Task 'score-o0' raised on its worker: RuntimeError: no such module"
+    """
+
+    def __init__(self, pool, workdir, n_tasks):
+        self.pool, self.workdir, self.n_tasks = pool, workdir, n_tasks
+        self.deaths = {}  # task id -> [deaths while running it, deaths while it waited on that worker]
+        self.none_since = None
+
+    def batch_lost(self, exc, batch, was_running, tracker, failed, bar):
+        """``batch`` did not return (``pool.result`` raised ``exc``): report it, or resubmit what is left.
+
+        ``was_running``: the batch was executing on its worker (not only queued there).
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import InProcessPool
+        >>> class Dying(InProcessPool):
+        ...     def worker_died(self, exc):
+        ...         return True
+        >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+        >>> tracker, failed = DependencyTracker(wf, wf.pending_ids()), {}
+        >>> lost = LostWorkers(Dying(str(wf.workdir)), wf.workdir, n_tasks=4)
+        >>> task_id = tracker.ready.popleft()
+        >>> lost.batch_lost(MemoryError("killed"), [task_id], True, tracker, failed, None)
+        >>> tracker.ready[0] == task_id, failed     # resubmitted: retries=1
+        (True, {})
+        >>> lost.batch_lost(MemoryError("killed"), [tracker.ready.popleft()], True, tracker, failed, None)
+        >>> failed[task_id]
+        "Task 'score-o0' not run to the end (worker lost): its worker died 2 time(s) while it ran ..."
+        """
+        pool = self.pool
+        if not pool.worker_died(exc):
+            for task_id in batch:
+                tracker.record(task_id, f"Task {task_id!r} raised on its {pool.worker_name}: {pool.describe(exc)}",
+                               failed, bar)
+            return
+        # The worker ran the batch in order: the tasks before the one it was
+        # running are done (their outputs are complete files), the ones after
+        # it only waited behind it.
+        written = self._written(batch)
+        for task_id in written:
+            tracker.record(task_id, None, failed, bar)
+        todo = [task_id for task_id in batch if task_id not in written]
+        if todo:
+            first = todo[0]
+            deaths = self.deaths.setdefault(first, [0, 0])
+            deaths[0 if was_running else 1] += 1
+            if 2 * deaths[0] + deaths[1] > 2 * pool.retries + 1:
+                tracker.record(first, self._message(first, deaths, exc), failed, bar)
+                todo = todo[1:]
+        tracker.ready.extendleft(reversed(todo))  # first again, in their order
+        pool.recover(exc)
+
+    def _written(self, batch):
+        if self.workdir is None:
+            return []
+        return [task_id for task_id in batch if store.output_path(self.workdir, task_id).exists()]
+
+    def _message(self, task_id, deaths, exc):
+        pool = self.pool
+        return (f"Task {task_id!r} {WORKER_LOST_NOT_RUN}: its {pool.worker_name} died {sum(deaths)} time(s) while it "
+                f"ran or waited there ({pool.describe(exc)}); retries={pool.retries} resubmission(s) allowed. "
+                f"The task did not raise: it stays pending, run again to resume.")
+
+    def check_workers_left(self, tracker, failed, waiting):
+        """Raise :class:`~mempamal.exceptions.WorkersLost` when tasks wait and no worker was alive for a while.
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import InProcessPool
+        >>> class Gone(InProcessPool):
+        ...     lost_after_seconds = 0
+        ...     def live_workers(self):
+        ...         return 0
+        >>> wf = mp.Experiment(estimator, cv=2).build(X, y, workdir="runs/cv2")
+        >>> tracker = DependencyTracker(wf, wf.pending_ids())
+        >>> LostWorkers(Gone(str(wf.workdir)), wf.workdir, n_tasks=3).check_workers_left(tracker, {}, waiting=True)
+        Traceback (most recent call last):
+        ...
+        mempamal.exceptions.WorkersLost: Every worker of the run is gone (none for 0 s): 3 task(s) not run. ...
+        """
+        alive = self.pool.live_workers() if waiting else None
+        if alive is None or alive > 0:
+            self.none_since = None
+            return
+        now = time.monotonic()
+        if self.none_since is None:
+            self.none_since = now
+        if now - self.none_since < self.pool.lost_after_seconds:
+            return
+        pool = self.pool
+        not_run = self.n_tasks - tracker.n_finished - len(failed)
+        # str(): a failure message may be a TaskFailure carrying the estimator's exception.
+        raised = sum(1 for message in map(str, failed.values()) if not message.startswith(BLOCKED_MESSAGE)
+                     and WORKER_LOST_NOT_RUN not in message)
+        before = f" {raised} task(s) had failed before (WorkersLost.failed)." if raised else ""
+        raise WorkersLost(
+            f"Every {pool.worker_name} of the run is gone (none for {now - self.none_since:.0f} s): "
+            f"{not_run} task(s) not run. They did not fail and finished outputs are kept: {pool.lost_advice} "
+            f"and run again to resume.{before}", failed, not_run)

@@ -5,7 +5,10 @@ on the shared workdir: remote engines (SSH, Slurm, PBS, MPI launchers) need
 the workdir on a shared filesystem, as on clusters.  Our own driver submits
 only ready tasks through a load-balanced view (ipyparallel's ``after=``
 dependencies live in its scheduler and are lost with it); a task whose
-engine dies is resubmitted to another engine.  ``view.retries`` stays 0
+engine dies (``EngineError``: killed at its walltime, preempted, lost) is
+resubmitted to the remaining engines ``retries`` times, then reported not
+run (pending), never failed; with no engine left for ``ENGINE_WAIT_SECONDS``
+the run ends with :class:`~mempamal.exceptions.WorkersLost`.  ``view.retries`` stays 0
 because ipyparallel would also re-run tasks that raised.  Each engine's
 BLAS/OpenMP threads are limited to ``cpu_count // engines on its host``, as
 the local backend does for its workers.
@@ -41,6 +44,10 @@ TARGET_BATCH_SECONDS = 0.1
 
 #: How long a private cluster waits for its engines (Slurm jobs may queue).
 ENGINE_START_SECONDS = 300
+
+#: With no engine left (a running cluster), how long a run waits for one to
+#: register before it ends with WorkersLost.
+ENGINE_WAIT_SECONDS = 30
 
 INSTALL_HINT = "The 'ipyparallel' backend needs ipyparallel: pip install ipyparallel"
 
@@ -233,8 +240,12 @@ class IPyParallelBackend(Backend):
         Connect to a running cluster (``ipp.Client(profile=..., cluster_id=...)``),
         left running afterwards.
     retries : int, default 1
-        How many times a task whose engine died is resubmitted (to another
-        engine).  A task that raised is never re-run: it is reported.
+        How many times a task whose engine died while running it is
+        resubmitted (to the remaining engines); after that it is reported not
+        run (it stays pending), not failed.  A task that raised is never
+        re-run: it is reported failed.  With no engine left, a private
+        cluster starts a new one; on a running cluster the run ends with
+        :class:`~mempamal.WorkersLost` after ``ENGINE_WAIT_SECONDS``.
     threads_per_engine : int, optional
         BLAS/OpenMP threads per engine; default ``cpu_count // engines on
         that host`` (as the local backend), so engines sharing a machine do
@@ -340,7 +351,8 @@ class EnginePool(WorkerPool):
 
     # A round trip through the scheduler costs a few ms.
     target_batch_seconds = TARGET_BATCH_SECONDS
-    worker_name = "engine"
+    worker_name = "ipyparallel engine"
+    lost_advice = "start engines (ipcluster start -n N)"
 
     def __init__(self, client, workdir, retries=1, n_threads=None, local_cluster=None):
         if not client.ids:
@@ -350,6 +362,7 @@ class EnginePool(WorkerPool):
         self.client, self.workdir, self.retries = client, workdir, retries
         self.n_threads, self.local_cluster = n_threads, local_cluster
         self.view = client.load_balanced_view()
+        self.lost_after_seconds = ENGINE_WAIT_SECONDS
         self.per_host = None if n_threads else self._engines_per_host()
 
     def _engines_per_host(self):
@@ -377,11 +390,14 @@ class EnginePool(WorkerPool):
     def describe(self, exc):
         return exc.evalue if self.worker_died(exc) else _describe(exc)
 
+    def live_workers(self):
+        return len(self.client.ids)  # engines that unregistered (died, lost) are gone from it
+
     def recover(self, exc):
-        if self.client.ids:
+        # A running cluster is the user's: with no engine left, dispatch ends
+        # the run (WorkersLost) unless one registers within lost_after_seconds.
+        if self.client.ids or self.local_cluster is None:
             return
-        if self.local_cluster is None:
-            raise RuntimeError("Every ipyparallel engine died; restart engines and run again to resume.")
         self.local_cluster.add_engine()
         self.client.wait_for_engines(1, timeout=120)
 

@@ -32,6 +32,8 @@ class DependencyTracker:
     def __init__(self, workflow, task_ids):
         table = getattr(workflow, "table", None)
         self._positions = None
+        #: How many tasks were recorded finished (:meth:`record` with no error).
+        self.n_finished = 0
         if isinstance(table, TaskTable):
             self._init_positions(table, task_ids)
             return
@@ -138,6 +140,7 @@ class DependencyTracker:
         "not run: depends on failed task 'fit-o0-i0-c0'"
         """
         if error is None:
+            self.n_finished += 1
             self.finished(task_id)
             if bar is not None:
                 bar.update(1)
