@@ -163,3 +163,16 @@ def kept_environment():
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+# Tests that wait on a batch scheduler (Slurm jobs, dask-jobqueue workers,
+# the private multi-node clusters of tests/cluster): `make test` runs them in
+# a second pytest process beside the others (`-m scheduler`), since they
+# mostly wait for jobs; see the Makefile.
+SCHEDULER_WORDS = ("slurm", "jobqueue", "tests/cluster/")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if any(word in item.nodeid.lower() for word in SCHEDULER_WORDS):
+            item.add_marker(pytest.mark.scheduler)
