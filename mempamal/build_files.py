@@ -17,6 +17,7 @@ import warnings
 
 from . import store
 from .description import write_description
+from .engine.environment import build_environment
 from .engine.splits import save_split_set
 from .store import integrity
 from .store.lock import LOCK_NAME
@@ -94,7 +95,9 @@ def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table,
     for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
         store.make_private_dir(workdir / folder)
     store.write_json(workdir / store.TASKS, table)
-    write_description(workdir, experiment, (X, y, groups), table, metadata)  # experiment.json, for people
+    # The versions every task checks (manifest) and people read (experiment.json): computed once.
+    environment = build_environment(experiment.estimator, experiment.param_grid, experiment.param_distributions)
+    write_description(workdir, experiment, (X, y, groups), table, metadata, environment)  # for people
     store.write_json(workdir / store.MANIFEST, {
         "fingerprint": identity, "build_id": uuid.uuid4().hex,
         "tasks_digest": table_digest(table), "files": integrity.build_file_digests(workdir),
@@ -104,6 +107,8 @@ def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table,
         "metadata": {"routing": metadata["routing"], "params": stored_params},
         # What another build compares before sharing this one's splits (splits_from=).
         "data_digest": data_digest,
+        # Python and library versions of the build (engine/environment.py): a task run under others refuses.
+        "environment": environment,
     })
 
 

@@ -12,7 +12,7 @@ everything in flight on Ctrl-C, an error or the ``stop`` event.
 import abc
 from collections import deque
 
-from .base import RunObserver, check_stop
+from .base import RunObserver, allow_version_mismatch, check_stop
 from .tracker import DependencyTracker
 
 #: The dispatch loop wakes up at least this often to look at the stop event.
@@ -53,6 +53,9 @@ class WorkerPool(abc.ABC):
     target_batch_seconds = 0.05
     #: How many times a task whose worker died is submitted again.
     retries = 1
+    #: Set by :func:`dispatch` from the run (``Workflow.run(allow_version_mismatch=True)``):
+    #: pools pass it to :func:`~mempamal.backends.local.run_batch`.
+    allow_version_mismatch = False
     #: What a worker is called in messages ("worker", "engine", ...).
     worker_name = "worker"
 
@@ -246,6 +249,7 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
     """
     tracker = DependencyTracker(workflow, task_ids)
     sizer = BatchSizer(pool.target_batch_seconds)
+    pool.allow_version_mismatch = allow_version_mismatch(workflow)
     observer = RunObserver() if observer is None else observer
     failed, in_flight, deaths, executing = {}, {}, {}, set()
     try:

@@ -93,7 +93,8 @@ def _final_search(output):
     # Where and how a task ran (and what it cost: the estimate reads those
     # from the outputs) is no result: results.json stays the same between runs.
     bookkeeping = {"task", "build", "definition", "kind", "start", "ready", "end", "host", "pid",
-                   "cpu_seconds", "peak_rss_bytes", "rss_growth_bytes", integrity.DIGEST_FIELD}
+                   "cpu_seconds", "peak_rss_bytes", "rss_growth_bytes", "versions", "version_mismatch_allowed",
+                   integrity.DIGEST_FIELD}
     search = {key: value for key, value in output.items() if key not in bookkeeping}
     if "model" in search:
         search["model"] = public_record(search["model"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..store import doneindex, integrity, taskfile, tasktable
 from .. import store
 from ..store.lock import describe_holder, read_holder
-from .status import task_counts
+from .status import mixed_versions, task_counts
 from .submissions import recorded_jobs
 
 
@@ -242,7 +242,9 @@ class TaskGraph:
         view of a job submission recorded in ``WORKDIR/submissions/`` while
         tasks are unfinished (``{"backend": "slurm", "pending": 3,
         "running": 2, "finished": 4}``, or with ``"error"`` when the
-        scheduler does not answer), else None.
+        scheduler does not answer), else None.  ``mixed_versions`` names the
+        outputs that ran under other library versions than the build's
+        (allowed with ``allow_version_mismatch=True``), per package.
 
         Reads the workdir once; ``scheduler=False`` leaves ``jobs`` out (no
         scheduler is asked: what reprs and HTML summaries use).
@@ -265,6 +267,8 @@ class TaskGraph:
             runner=None if holder is None else describe_holder(holder),
             results=results_problem,
             jobs=recorded_jobs(self.workdir) if scheduler and not counts.finished else None,
+            mixed_versions=mixed_versions(self.manifest.get("environment", {}).get("versions", {}),
+                                          scan.versions_seen()),
         )
 
 

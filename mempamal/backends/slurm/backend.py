@@ -30,7 +30,7 @@ from pathlib import Path
 from ... import store
 from ..._constraints import Interval, Predicate, validate_params
 from ..bundles import check_bundle_options, make_bundles
-from ..base import JobBackend, RunCancelled, RunObserver, effective_n_jobs, make_progress
+from ..base import JobBackend, RunCancelled, RunObserver, allow_version_mismatch, effective_n_jobs, make_progress
 from .script import array_script, plan_arrays, sbatch_arguments
 from ..tracker import DependencyTracker
 
@@ -152,7 +152,8 @@ class SlurmBackend(JobBackend):
         try:
             for array in arrays:
                 script = folder / f"{array.name}.sh"
-                store.atomic_write_bytes(script, array_script(array, python, workdir).encode())
+                store.atomic_write_bytes(script, array_script(array, python, workdir,
+                                                              allow_version_mismatch(workflow)).encode())
                 arguments = sbatch_arguments(array, job_ids, log_dir, self.partition, self.sbatch_options,
                                              throttle, prefix=f"mempamal-{workflow.workdir.name}")
                 done = _run(["sbatch", *arguments, str(script)])

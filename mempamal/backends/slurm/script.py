@@ -70,8 +70,11 @@ def plan_arrays(bundles):
     return [JobArray(index, level, tuple(group), after) for index, (level, after, group) in enumerate(members)]
 
 
-def array_script(array, python, workdir):
+def array_script(array, python, workdir, allow_version_mismatch=False):
     """The batch script of ``array``: element ``$SLURM_ARRAY_TASK_ID`` runs its bundle.
+
+    ``allow_version_mismatch``: the tasks run even under other library
+    versions than the build's (``mempamal task --allow-version-mismatch``).
 
     Examples
     --------
@@ -98,7 +101,8 @@ def array_script(array, python, workdir):
     lines += [
         '  *) echo "mempamal: no bundle for array index ${SLURM_ARRAY_TASK_ID:-}" >&2; exit 2 ;;',
         "esac",
-        f'exec {shlex.quote(str(python))} -m mempamal task {shlex.quote(str(workdir))} "$@"',
+        f'exec {shlex.quote(str(python))} -m mempamal task {"--allow-version-mismatch " * allow_version_mismatch}'
+        f'{shlex.quote(str(workdir))} "$@"',
     ]
     return "\n".join(lines) + "\n"
 
