@@ -33,6 +33,7 @@ from ..bundles import check_bundle_options, make_bundles
 from ..base import JobBackend, RunCancelled, RunObserver, allow_version_mismatch, effective_n_jobs, make_progress
 from .script import array_script, plan_arrays, sbatch_arguments
 from ..tracker import DependencyTracker
+from ...engine.first_fit import check_first_fit
 
 #: Default target duration of a job (seconds): long against the ~1 s an
 #: interpreter needs to start, short enough to keep every worker busy.
@@ -67,6 +68,7 @@ SLURM_CONSTRAINTS = {
     "python": ["path", None],
     "remote_workdir": ["path", None],
     "poll_seconds": [Interval(numbers.Real, 0, None, closed="neither")],
+    "check_first": ["boolean"],
 }
 
 
@@ -89,6 +91,12 @@ class SlurmBackend(JobBackend):
         The workdir's path on the nodes, when they mount it elsewhere.
     poll_seconds : float
         Seconds between two ``squeue`` polls.
+    check_first : bool
+        Before submitting, fit one representative grid point in this
+        process (:mod:`mempamal.engine.first_fit`): when it fails the way
+        every task would (a 3-D ``X``, a single-class ``y``...), the run is
+        refused with scikit-learn's error and nothing is submitted.
+        ``False`` skips that fit.
 
     ``n_jobs`` of ``run`` is how many jobs may run at once (the arrays'
     ``%`` throttle, and the bundling's minimum number of jobs per level);
@@ -107,10 +115,11 @@ class SlurmBackend(JobBackend):
     name = "slurm"
 
     def __init__(self, partition=None, sbatch_options=(), job_seconds=None, tasks_per_job=None,
-                 python=None, remote_workdir=None, poll_seconds=1.0):
+                 python=None, remote_workdir=None, poll_seconds=1.0, check_first=True):
         owner = "the 'slurm' backend"
         validate_params({"partition": partition, "sbatch_options": sbatch_options, "python": python,
-                         "remote_workdir": remote_workdir, "poll_seconds": poll_seconds}, SLURM_CONSTRAINTS, owner)
+                         "remote_workdir": remote_workdir, "poll_seconds": poll_seconds, "check_first": check_first},
+                        SLURM_CONSTRAINTS, owner)
         check_bundle_options(job_seconds, tasks_per_job, owner)
         self.partition = partition
         self.sbatch_options = list(sbatch_options)
@@ -119,6 +128,7 @@ class SlurmBackend(JobBackend):
         self.python = python
         self.remote_workdir = remote_workdir
         self.poll_seconds = poll_seconds
+        self.check_first = check_first
 
     # ------------------------------------------------------------ submit
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
@@ -129,6 +139,9 @@ class SlurmBackend(JobBackend):
         >>> failed = SlurmBackend(partition="debug").run(wf, wf.pending_ids(), n_jobs=4)   # needs a Slurm cluster  # doctest: +SKIP
         """
         _check_commands()
+        if self.check_first:  # fail fast: nothing is submitted when every task would fail at fit
+            check_first_fit(workflow.workdir, workflow.table, task_ids,
+                            allow_version_mismatch=allow_version_mismatch(workflow), backend=self.name)
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
         workers = throttle or min(DEFAULT_MAX_WORKERS, _partition_cpus(self.partition))
         bundles = make_bundles(workflow, task_ids, workers, self.job_seconds, self.tasks_per_job)
