@@ -112,7 +112,16 @@ class WorkdirContext:
         self.workdir = Path(workdir)
         self.manifest = manifest
         self.identity = (manifest["build_id"], manifest["tasks_digest"])
-        store.check_workdir_is_safe(self.workdir)
+        store.check_workdir_is_safe(self.workdir)  # before importing the modules the manifest names
+        # Before the digests of the build files and before unpickling: another
+        # scikit-learn may not even load the estimator, and a refusal (per
+        # task, nothing cached) must stay cheap.  This process's versions are
+        # computed once (environment.version_here).
+        built = manifest.get("environment")  # absent in workdirs built before it
+        self.versions = environment.versions_for(built) if built else None
+        self.version_mismatches = environment.mismatches(built, self.versions) if built else []
+        if self.version_mismatches and not allow_version_mismatch:
+            _refuse(self.version_mismatches)
         # Before anything is unpickled or memory-mapped: the files must be
         # the ones this build wrote (not truncated, edited or swapped).
         self._verified = {}
@@ -121,13 +130,6 @@ class WorkdirContext:
         self._outputs_dir = os.path.join(str(self.workdir), store.OUTPUTS_DIR)
         self._definitions = {}
         self.records, self.split_set_info = load_task_table(self.workdir, manifest)
-        # Before unpickling: another scikit-learn may not even load the estimator.
-        # This process's versions are computed once (environment.version_here).
-        built = manifest.get("environment")  # absent in workdirs built before it
-        self.versions = environment.versions_for(built) if built else None
-        self.version_mismatches = environment.mismatches(built, self.versions) if built else []
-        if self.version_mismatches and not allow_version_mismatch:
-            _refuse(self.version_mismatches)
         try:
             self.experiment = store.load_pickle(self.workdir, self.workdir / store.EXPERIMENT, cloudpickle.load)
         except store.WorkdirError:
