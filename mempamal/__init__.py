@@ -39,6 +39,7 @@ _EXPORTS = {
     "DiskFullError": "mempamal.exceptions",
     "WorkdirLocked": "mempamal.exceptions",
     "TaskError": "mempamal.exceptions",
+    "VersionMismatchError": "mempamal.exceptions",
     "WorkflowError": "mempamal.exceptions",
     "RunCancelled": "mempamal.exceptions",
     "SetupError": "mempamal.exceptions",

@@ -17,6 +17,7 @@ import warnings
 
 from . import store
 from .description import write_description
+from .engine.environment import build_environment
 from .engine.splits import save_split_set
 from .store import integrity
 from .store.lock import LOCK_NAME
@@ -101,7 +102,9 @@ def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table,
     for folder in (store.OUTPUTS_DIR, store.LOGS_DIR):
         store.make_private_dir(workdir / folder)
     store.write_json(workdir / store.TASKS, table)
-    write_description(workdir, experiment, (X, y, groups), table, metadata)  # experiment.json, for people
+    # The versions every task checks (manifest) and people read (experiment.json): computed once.
+    environment = build_environment(experiment.estimator, experiment.param_grid, experiment.param_distributions)
+    write_description(workdir, experiment, (X, y, groups), table, metadata, environment)  # for people
     build_id, files, kept = uuid.uuid4().hex, integrity.build_file_digests(workdir), None
     if harvested is not None:
         # Outputs kept from the old build, stamped for this one, before the manifest: a build
@@ -123,6 +126,8 @@ def _write_files(experiment, workdir, identity, X, y, groups, split_sets, table,
         "data_digest": digests[0], "metadata_digest": digests[1],
         # What was kept of the previous build (reuse=True): Workflow.status()["kept"].
         "reuse": kept,
+        # Python and library versions of the build (engine/environment.py): a task run under others refuses.
+        "environment": environment,
     })
 
 

@@ -60,12 +60,16 @@ def _parser():
     task.add_argument("task_ids", nargs="+", metavar="TASK_ID",
                       help="one or more ids (a bundle), run in the order given")
     task.add_argument("--force", action="store_true", help="run even if its output exists")
+    task.add_argument("--allow-version-mismatch", action="store_true",
+                      help="run even under other Python/library versions than the build's (recorded in the outputs)")
 
     run = sub.add_parser("run", help="run every unfinished task of a workdir")
     _add_workdir(run)
     _add_backend(run)
     _add_n_jobs(run, -1, "workers (default: -1, one per core; -2 all cores but one, as in joblib)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--allow-version-mismatch", action="store_true",
+                     help="let tasks run under other Python/library versions than the build's (recorded in the outputs)")
     run.add_argument("--wait", nargs="?", type=float, const=-1.0, default=None, metavar="SECONDS",
                      help="if another process is running this workdir, wait for it (at most SECONDS) "
                           "instead of stopping with an error")
@@ -191,7 +195,7 @@ def _task(args):
     n_failed = 0
     for task_id in args.task_ids:
         try:
-            run_task(args.workdir, task_id, force=args.force)
+            run_task(args.workdir, task_id, force=args.force, allow_version_mismatch=args.allow_version_mismatch)
         except TaskError as exc:
             if len(args.task_ids) == 1:
                 raise
@@ -210,7 +214,8 @@ def _run(args):
     wait = False if args.wait is None else (True if args.wait < 0 else args.wait)
     workflow = Workflow.open(args.workdir)
     before = workflow.status(scheduler=False)
-    results = workflow.run(backend=args.backend, n_jobs=args.n_jobs, progress=not args.no_progress, wait=wait)
+    results = workflow.run(backend=args.backend, n_jobs=args.n_jobs, progress=not args.no_progress, wait=wait,
+                           allow_version_mismatch=args.allow_version_mismatch)
     if before.finished:
         print(f"nothing to do: {before.done}/{before.total} tasks done")
     print(results.summary().to_string())
@@ -261,6 +266,11 @@ def _status(args):
         print(f"  {describe_jobs(status.jobs)}")
     if status.results:
         print(f"  {status.results}: `mempamal run {args.workdir}` writes it again")
+    if status.mixed_versions:
+        from .display import describe_mixed_versions
+
+        for line in describe_mixed_versions(status.mixed_versions):
+            print(f"  mixed versions: {line}")
     return 0
 
 

@@ -10,30 +10,28 @@ run anything (``experiment.pkl``, the manifest and the task table do that);
 none and works as before.
 """
 
-import importlib
 import inspect
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from . import store
+from .engine.environment import build_environment
 from .store import integrity
 
 FORMAT = 1
 NOTE = "For people and provenance: mempamal never reads this file back to run anything."
-LIBRARIES = {"mempamal": "mempamal", "scikit-learn": "sklearn", "numpy": "numpy", "scipy": "scipy",
-             "joblib": "joblib", "cloudpickle": "cloudpickle"}
 
 
-def write_description(workdir, experiment, data, table, metadata=None):
+def write_description(workdir, experiment, data, table, metadata=None, environment=None):
     """Write ``WORKDIR/experiment.json`` (atomically, user-only, through :mod:`mempamal.store`).
 
     ``data`` is ``(X, y, groups)`` as stored in ``data/``; ``table`` the
-    task table (its fold counts).  Returns the description written.
+    task table (its fold counts); ``environment`` what the manifest records
+    (:func:`mempamal.engine.environment.build_environment`: one source of
+    the versions), computed if not given.  Returns the description written.
 
     Examples
     --------
@@ -42,13 +40,13 @@ def write_description(workdir, experiment, data, table, metadata=None):
     3
     """
     workdir = Path(workdir)
-    document = describe_build(workdir, experiment, data, table, metadata)
+    document = describe_build(workdir, experiment, data, table, metadata, environment)
     payload = json.dumps(document, indent=1, allow_nan=True).encode("utf-8")
     store.atomic_write_bytes(workdir / store.DESCRIPTION, payload)
     return document
 
 
-def describe_build(workdir, experiment, data, table, metadata=None):
+def describe_build(workdir, experiment, data, table, metadata=None, environment=None):
     """The description of a build, as the JSON-able dict :func:`write_description` writes.
 
     Examples
@@ -73,7 +71,10 @@ def describe_build(workdir, experiment, data, table, metadata=None):
     params = (metadata or {}).get("params") or {}
     document["data"]["params"] = {name: describe_data(workdir, f"param-{index}", value)
                                   for index, (name, value) in enumerate(params.items())}
-    document["versions"] = library_versions(experiment.estimator)
+    if environment is None:
+        environment = build_environment(experiment.estimator, experiment.param_grid,
+                                        experiment.param_distributions)
+    document["versions"] = dict(environment["versions"])
     return document
 
 
@@ -154,7 +155,11 @@ def describe_data(workdir, name, value):
 
 
 def library_versions(estimator=None):
-    """Python's and the libraries' versions, plus the estimator's top-level package.
+    """Python's and the libraries' versions, plus the estimator's packages (what a build records).
+
+    The one source of these versions is
+    :func:`mempamal.engine.environment.build_environment`, which the manifest
+    (checked by every task) and ``experiment.json`` share.
 
     Examples
     --------
@@ -162,22 +167,7 @@ def library_versions(estimator=None):
     >>> library_versions()["scikit-learn"] == sklearn.__version__
     True
     """
-    versions = {"python": platform.python_version()}
-    for name, module in LIBRARIES.items():
-        versions[name] = _module_version(module)
-    if estimator is not None:
-        top = type(estimator).__module__.split(".")[0]
-        if top not in LIBRARIES.values():
-            versions[top] = _module_version(top)  # None for a notebook's (__main__) class
-    return versions
-
-
-def _module_version(name):
-    try:
-        module = sys.modules.get(name) or importlib.import_module(name)
-    except ImportError:
-        return None
-    return getattr(module, "__version__", None)
+    return build_environment(estimator)["versions"]
 
 
 def plain(value):

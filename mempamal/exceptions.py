@@ -11,6 +11,7 @@ exception                       builtin                        raised when
 :class:`DiskFullError`          ``RuntimeError``               a workdir file could not be written: disk full
 :class:`WorkdirLocked`          ``RuntimeError``               another live runner holds the workdir
 :class:`TaskError`              ``RuntimeError``               a task could not run (names the task)
+:class:`VersionMismatchError`   ``RuntimeError``               a task's libraries are not the build's (a TaskError)
 :class:`WorkflowError`          ``RuntimeError``               tasks of a run failed (``failed`` maps ids to messages)
 :class:`RunCancelled`           ``RuntimeError``               a run was cancelled; finished outputs are kept
 :class:`WorkersLost`            ``RuntimeError``               every worker of a run is gone (its tasks did not fail)
@@ -169,6 +170,26 @@ class TaskError(MempamalError, RuntimeError):
     """
 
     estimator_exception = None
+
+
+class VersionMismatchError(TaskError):
+    """A task refused to run: the process's Python or library versions are not the build's.
+
+    ``mismatches`` lists ``(name, version here, version at build)``; the
+    message names each ("scikit-learn 1.6.1 here, 1.9.1 at build") and the
+    way out: rebuild, or pass ``allow_version_mismatch=True``
+    (``mempamal task --allow-version-mismatch``), which the outputs record.
+
+    Examples
+    --------
+    >>> error = VersionMismatchError("scikit-learn 1.6.1 here, 1.9.1 at build: ...", [("scikit-learn", "1.6.1", "1.9.1")])
+    >>> isinstance(error, TaskError), error.mismatches[0][0]
+    (True, 'scikit-learn')
+    """
+
+    def __init__(self, message, mismatches=()):
+        super().__init__(message)
+        self.mismatches = list(mismatches)
 
 
 class TaskDiskFullError(TaskError, DiskFullError):

@@ -22,6 +22,7 @@ RUN_CONSTRAINTS = {
     "progress": ["boolean"],
     "stop": [HasMethods(["is_set", "wait"]), None],
     "wait": ["boolean", Interval(numbers.Real, 0, None, closed="left")],
+    "allow_version_mismatch": ["boolean"],
 }
 
 
@@ -39,7 +40,12 @@ class Workflow(TaskGraph):
     """
 
     # -------------------------------------------------------------- run
-    def run(self, *, backend="local", n_jobs=None, progress=False, stop=None, wait=False, **options):
+    #: True while a run started with ``allow_version_mismatch=True`` goes on
+    #: (one runner per workdir: the lock); backends carry it to their tasks.
+    allow_version_mismatch = False
+
+    def run(self, *, backend="local", n_jobs=None, progress=False, stop=None, wait=False,
+            allow_version_mismatch=False, **options):
         """Run every unfinished task and return the :class:`mempamal.Results`.
 
         Every argument is keyword-only, as scikit-learn's options.
@@ -63,15 +69,22 @@ class Workflow(TaskGraph):
         left by a killed runner is taken over.  A missing or corrupt
         ``results.json`` of a finished workdir is written again.
 
+        Every task refuses to run under other Python or library versions
+        than the build's (:class:`mempamal.VersionMismatchError` naming each
+        package and both versions: "same answer everywhere" needs the same
+        libraries); ``allow_version_mismatch=True`` runs them anyway, and
+        each output records the mismatch (``status()["mixed_versions"]``).
+
         Examples
         --------
         >>> res = wf.run(backend="local", n_jobs=2, progress=False)
         >>> res = wf.run(n_jobs=2, wait=600, progress=False)   # queue behind a running run
         """
         return self.submit(backend=backend, n_jobs=n_jobs, progress=progress, stop=stop, wait=wait,
-                           **options).wait()
+                           allow_version_mismatch=allow_version_mismatch, **options).wait()
 
-    def submit(self, *, backend="local", n_jobs=None, progress=False, stop=None, wait=False, **options):
+    def submit(self, *, backend="local", n_jobs=None, progress=False, stop=None, wait=False,
+               allow_version_mismatch=False, **options):
         """Start running the unfinished tasks in a background thread; return a :class:`mempamal.Run` at once.
 
         Same arguments as :meth:`run`.  The caller stays free (a notebook
@@ -97,7 +110,7 @@ class Workflow(TaskGraph):
         from .run import Run
 
         check_n_jobs(n_jobs, "Workflow.run")
-        check_run_options(progress=progress, stop=stop, wait=wait)
+        check_run_options(progress=progress, stop=stop, wait=wait, allow_version_mismatch=allow_version_mismatch)
         # Refused in the caller's thread: a wrong backend or option, a script
         # whose spawned workers would start the run again.
         runner = check_backend(backend, None, options)
@@ -119,7 +132,8 @@ class Workflow(TaskGraph):
 
         def execute(stop_event):
             try:
-                return self._execute(runner, n_jobs, progress, stop_event, lock, observer=observer)
+                return self._execute(runner, n_jobs, progress, stop_event, lock, observer=observer,
+                                     allow_version_mismatch=allow_version_mismatch)
             finally:
                 if owned:
                     runner.close()
@@ -134,15 +148,18 @@ class Workflow(TaskGraph):
         self._observers.add(observer)  # status() counts what this workflow's runs execute now
         return run
 
-    def _execute(self, runner, n_jobs, progress, stop, lock, only=None, observer=None):
+    def _execute(self, runner, n_jobs, progress, stop, lock, only=None, observer=None, allow_version_mismatch=False):
         """Run the pending tasks with ``runner`` under ``lock`` (in the driver thread); the Results.
 
         ``only``: run just these ids (those not done), return None.  ``observer``:
         the run's :class:`~mempamal.backends.base.RunObserver`, told what executes.
         """
+        owned = False
         try:
             if not lock.holds():
                 lock.acquire(stop=stop)
+            # Under the lock (one run of this workdir at a time): read by the backends.
+            self.allow_version_mismatch, owned = allow_version_mismatch, True
             # One clear error here rather than the same one from every task.
             integrity.verify_build_files(self.workdir, self.manifest)
             done, untrusted = self.check_outputs()
@@ -172,6 +189,8 @@ class Workflow(TaskGraph):
                     raise error
             return self.results() if only is None else None
         finally:
+            if owned:
+                self.allow_version_mismatch = False
             lock.release()
 
     def _predicted_seconds(self):

@@ -448,6 +448,22 @@ class RunObserver:
         return running
 
 
+def allow_version_mismatch(workflow):
+    """Whether the run of ``workflow`` going on lets tasks run under other library versions than the build's.
+
+    ``Workflow.run(allow_version_mismatch=True)`` sets it on the workflow
+    for the run (one runner per workdir: the lock); a backend carries it to
+    its tasks (``run_batch``'s argument, ``mempamal task
+    --allow-version-mismatch`` in job commands).
+
+    Examples
+    --------
+    >>> allow_version_mismatch(object())
+    False
+    """
+    return bool(getattr(workflow, "allow_version_mismatch", False))
+
+
 @contextlib.contextmanager
 def temporary_environment(**values):
     """Set ``values`` in ``os.environ`` for the block; afterwards it is exactly as before.

@@ -37,6 +37,7 @@ from .._constraints import Interval, invalid, validate_params
 from ..store import integrity
 from ..store.records import TaskOutput
 from ..store.tasktable import task_command
+from .base import allow_version_mismatch
 
 #: Guess of a task's duration (seconds) by kind, used until tasks of that
 #: kind have finished in the workdir.  A ``fit`` task's guess is per grid point.
@@ -252,7 +253,10 @@ def bundle_entries(workflow, bundles, python=None, workdir=None):
     True
     """
     target = workdir or workflow.workdir
-    prefix = list(task_command(target, "", python or workflow.manifest.get("python"))[:-1])
+    prefix = list(task_command(target, "", python or workflow.manifest.get("python"))[:-2])
+    if allow_version_mismatch(workflow):  # Workflow.run(allow_version_mismatch=True)
+        prefix.append("--allow-version-mismatch")
+    prefix.append(str(target))
     rows = []
     for bundle in bundles:
         members = [workflow.task(task_id) for task_id in bundle.task_ids]

@@ -223,7 +223,8 @@ class DaskPool(WorkerPool):
     def submit(self, batch):
         # A readable key: the dashboard shows which tasks a batch holds.
         key = f"mempamal-{batch[0]}-{len(batch)}-{self.run_id}-{uuid.uuid4().hex[:8]}"
-        return self.client.submit(run_batch, self.workdir, batch, self.n_threads, key=key, pure=False)
+        return self.client.submit(run_batch, self.workdir, batch, self.n_threads, self.allow_version_mismatch,
+                                  key=key, pure=False)
 
     def wait(self, handles, timeout):
         distributed = _import_distributed()

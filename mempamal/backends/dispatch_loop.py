@@ -18,7 +18,7 @@ from collections import deque
 
 from .. import store
 from ..exceptions import BLOCKED_MESSAGE, WORKER_LOST_NOT_RUN, WorkersLost
-from .base import RunObserver, check_stop
+from .base import RunObserver, allow_version_mismatch, check_stop
 from .tracker import DependencyTracker
 
 #: The dispatch loop wakes up at least this often to look at the stop event.
@@ -59,6 +59,9 @@ class WorkerPool(abc.ABC):
     target_batch_seconds = 0.05
     #: How many times a task whose worker died while running it is submitted again.
     retries = 1
+    #: Set by :func:`dispatch` from the run (``Workflow.run(allow_version_mismatch=True)``):
+    #: pools pass it to :func:`~mempamal.backends.local.run_batch`.
+    allow_version_mismatch = False
     #: What a worker is called in messages ("worker", "engine", ...).
     worker_name = "worker"
     #: With no live worker (:meth:`live_workers` 0) this long, the run ends
@@ -270,6 +273,7 @@ def dispatch(workflow, task_ids, pool, bar=None, stop=None, observer=None):
     """
     tracker = DependencyTracker(workflow, task_ids)
     sizer = BatchSizer(pool.target_batch_seconds)
+    pool.allow_version_mismatch = allow_version_mismatch(workflow)
     observer = RunObserver() if observer is None else observer
     lost = LostWorkers(pool, getattr(workflow, "workdir", None), len(task_ids))
     failed, in_flight, executing = {}, {}, set()

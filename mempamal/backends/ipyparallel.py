@@ -376,7 +376,8 @@ class EnginePool(WorkerPool):
         return 2 * max(1, len(self.client.ids))
 
     def submit(self, batch):
-        return self.view.apply_async(run_batch_on_engine, self.workdir, batch, self.n_threads, self.per_host)
+        return self.view.apply_async(run_batch_on_engine, self.workdir, batch, self.n_threads, self.per_host,
+                                     self.allow_version_mismatch)
 
     def wait(self, handles, timeout):
         return wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)[0]
@@ -417,7 +418,7 @@ class EnginePool(WorkerPool):
                 self.client.send_signal(signal.SIGINT, targets=sorted(engines), block=True)
 
 
-def run_batch_on_engine(workdir, task_ids, n_threads=None, engines_per_host=None):
+def run_batch_on_engine(workdir, task_ids, n_threads=None, engines_per_host=None, allow_version_mismatch=False):
     """:func:`~mempamal.backends.local.run_batch` on an engine, BLAS threads split among its host's engines.
 
     Examples
@@ -432,7 +433,7 @@ def run_batch_on_engine(workdir, task_ids, n_threads=None, engines_per_host=None
         # reads these at that moment.
         for name in THREAD_VARIABLES:
             os.environ.setdefault(name, str(n_threads))
-    return run_batch(workdir, task_ids, n_threads)
+    return run_batch(workdir, task_ids, n_threads, allow_version_mismatch)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

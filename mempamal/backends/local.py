@@ -120,18 +120,20 @@ def _limit_threads(n_threads):
         _worker_thread_limit = n_threads
 
 
-def run_batch(workdir, task_ids, n_threads=None):
+def run_batch(workdir, task_ids, n_threads=None, allow_version_mismatch=False):
     """Run tasks in a worker; returns ``[(task_id, TaskError or None, seconds)]``.
 
     A failed task's :class:`~mempamal.TaskError` travels back (it pickles),
     carrying the estimator's exception with ``error_score="raise"``.
+
+    ``allow_version_mismatch``: see :func:`mempamal.run_task`.
     """
     _limit_threads(n_threads)
     outcomes = []
     for task_id in task_ids:
         start = time.perf_counter()
         try:
-            run_task(workdir, task_id)
+            run_task(workdir, task_id, allow_version_mismatch=allow_version_mismatch)
             error = None
         except TaskError as exc:
             error = reported(exc)  # carries the estimator's exception with error_score="raise"
@@ -175,7 +177,7 @@ class ProcessPool(WorkerPool):
             self.executor = None
         if self.executor is None:
             self.executor = start_executor(self.n_workers, self.env)
-        future = self.executor.submit(run_batch, self.workdir, batch, self.n_threads)
+        future = self.executor.submit(run_batch, self.workdir, batch, self.n_threads, self.allow_version_mismatch)
         self.executors[future] = self.executor
         return future
 
@@ -238,7 +240,7 @@ class InProcessPool(WorkerPool):
         return handles
 
     def result(self, handle):
-        return run_batch(self.workdir, handle)
+        return run_batch(self.workdir, handle, None, self.allow_version_mismatch)
 
     def abort(self, handles):
         pass  # nothing runs between two calls of result()

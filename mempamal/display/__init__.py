@@ -30,6 +30,7 @@ Examples
 """
 
 from ..graph.submissions import describe_jobs  # noqa: F401 (the scheduler's view, one line)
+from ..graph.status import describe_mixed_versions  # noqa: F401 (outputs run under other versions)
 from .comparison import ComparisonDisplay  # noqa: F401
 from .graph import LAYER_OF_KIND, Display, GraphDisplay  # noqa: F401
 from .graph import figure_png_html, graph_png_html, task_table_html  # noqa: F401

@@ -14,6 +14,8 @@ from pathlib import Path
 from ..store import integrity, taskfile, tasktable
 from ..store.records import read_record
 from .. import store
+from ..exceptions import VersionMismatchError
+from . import environment
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
 from .splits import SplitSet
@@ -30,12 +32,16 @@ _MAX_CONTEXTS = 2
 _MAX_OUTER_SUBSETS = 2
 
 
-def load_context(workdir):
+def load_context(workdir, allow_version_mismatch=False):
     """The cached :class:`WorkdirContext` of ``workdir`` (reloaded after a rebuild).
 
     A build or rebuild replaces ``manifest.json`` atomically (a new file), so
     an unchanged ``stat`` of it means an unchanged workdir; it is re-read
     only when that changes -- one ``stat`` per task instead of a JSON parse.
+    A process whose library versions differ from the build's
+    (:mod:`mempamal.engine.environment`) is refused with
+    :class:`~mempamal.exceptions.VersionMismatchError`, before anything is
+    unpickled, unless ``allow_version_mismatch``.
     """
     key = str(workdir)
     manifest_path = os.path.join(key, store.MANIFEST)
@@ -50,13 +56,19 @@ def load_context(workdir):
             manifest = store.read_json(manifest_path)
             context = _CONTEXTS.get(key)
             if context is None or context.identity != (manifest["build_id"], manifest["tasks_digest"]):
-                context = WorkdirContext(Path(workdir), manifest)
+                context = WorkdirContext(Path(workdir), manifest, allow_version_mismatch)
             context.manifest_signature = signature
             _CONTEXTS[key] = context
             while len(_CONTEXTS) > _MAX_CONTEXTS:
                 _CONTEXTS.popitem(last=False)
         _CONTEXTS.move_to_end(key)
-        return context
+    if context.version_mismatches and not allow_version_mismatch:  # a context loaded with the override
+        _refuse(context.version_mismatches)
+    return context
+
+
+def _refuse(found):
+    raise VersionMismatchError(environment.refusal(found), found)
 
 
 def load_task_table(workdir, manifest=None):
@@ -95,13 +107,22 @@ def _is_large(arrays):
 class WorkdirContext:
     """Experiment, data, splits and task records of one workdir."""
 
-    def __init__(self, workdir, manifest):
+    def __init__(self, workdir, manifest, allow_version_mismatch=False):
         import cloudpickle
 
         self.workdir = Path(workdir)
         self.manifest = manifest
         self.identity = (manifest["build_id"], manifest["tasks_digest"])
-        store.check_workdir_is_safe(self.workdir)
+        store.check_workdir_is_safe(self.workdir)  # before importing the modules the manifest names
+        # Before the digests of the build files and before unpickling: another
+        # scikit-learn may not even load the estimator, and a refusal (per
+        # task, nothing cached) must stay cheap.  This process's versions are
+        # computed once (environment.version_here).
+        built = manifest.get("environment")  # absent in workdirs built before it
+        self.versions = environment.versions_for(built) if built else None
+        self.version_mismatches = environment.mismatches(built, self.versions) if built else []
+        if self.version_mismatches and not allow_version_mismatch:
+            _refuse(self.version_mismatches)
         # Before anything is unpickled or memory-mapped: the files must be
         # the ones this build wrote (not truncated, edited or swapped).
         self._verified = {}
@@ -162,6 +183,20 @@ class WorkdirContext:
     def stamp(self, task_id):
         """The fields the output of ``task_id`` must start with."""
         return integrity.output_stamp(task_id, self.build_id, self.definition(task_id))
+
+    def environment_fields(self, allow_version_mismatch=False):
+        """What every output records of the process that ran it: its versions, and an allowed mismatch.
+
+        ``versions`` are this process's versions of what the build recorded
+        (absent for a workdir built before versions were recorded);
+        ``version_mismatch_allowed`` (only when the override was used)
+        maps each differing name to ``{"here", "build"}``.
+        """
+        fields = {} if self.versions is None else {"versions": self.versions}
+        if self.version_mismatches and allow_version_mismatch:
+            fields["version_mismatch_allowed"] = {name: {"here": here, "build": built}
+                                                  for name, here, built in self.version_mismatches}
+        return fields
 
     def output_file(self, task_id):
         """Path (a string: no ``pathlib`` per task) of the output of ``task_id``."""

@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from .. import store
-from ..exceptions import TaskError
+from ..exceptions import TaskError, VersionMismatchError
 from .failures import _disk_full, _estimator_error, _write_log
 from ..store import integrity
 from ..store.records import (
@@ -36,7 +36,7 @@ from .search import best_index, cv_results
 from .search_object import refit_into_search, set_search_results, unfitted_search
 
 
-def run_task(workdir, task_id, *, force=False):
+def run_task(workdir, task_id, *, force=False, allow_version_mismatch=False):
     """Run task ``task_id`` of ``workdir`` unless its output already exists.
 
     Returns ``"done"`` or ``"skipped"`` (a trusted output is already there).
@@ -45,6 +45,12 @@ def run_task(workdir, task_id, *, force=False):
     their recorded sizes and digests.  An existing output is trusted only if
     it is complete and stamped with this task's id, this build's id and this
     task's definition; any other is run again (with a warning naming it).
+
+    A process whose Python or library versions differ from the build's is
+    refused (:class:`~mempamal.exceptions.VersionMismatchError`, naming each
+    package and both versions) unless ``allow_version_mismatch=True``; the
+    output records the versions it ran with, the host, and an allowed
+    mismatch (:mod:`mempamal.engine.environment`).
 
     Examples
     --------
@@ -59,7 +65,7 @@ def run_task(workdir, task_id, *, force=False):
         # Cached per worker process (engine/context.py): the experiment, task
         # table and data are loaded once; per task only a few stats check
         # that the manifest and the build files this task uses are unchanged.
-        context = load_context(workdir)
+        context = load_context(workdir, allow_version_mismatch)
         record = context.task(task_id)
         target = context.output_file(task_id)
         if not os.path.isdir(os.path.dirname(target)):
@@ -82,6 +88,8 @@ def run_task(workdir, task_id, *, force=False):
         with config_applied(context.sklearn_config), context.routing_context():
             payload = handler(context, record)
         cpu_seconds, peak_after = time.process_time() - cpu_before, peak_rss_bytes()
+    except VersionMismatchError as exc:
+        raise VersionMismatchError(f"Task {task_id!r} of {workdir} refused to run: {exc}", exc.mismatches) from None
     except TaskError:
         raise
     except store.DiskFullError as exc:  # a model, predictions or results.json: nothing recorded
@@ -99,7 +107,8 @@ def run_task(workdir, task_id, *, force=False):
     # The stamp comes first: a reader can tell whose output this is (store/records.py: the layout).
     run = TaskRun(start=started, ready=ready, end=time.time(), host=socket.gethostname(), pid=os.getpid(),
                   cpu_seconds=cpu_seconds, peak_rss_bytes=peak_after, rss_growth_bytes=max(0, peak_after - peak_before))
-    output = TaskOutput(**context.stamp(task_id), kind=record.kind, record=payload, run=run).to_json()
+    output = TaskOutput(**context.stamp(task_id), kind=record.kind, record=payload, run=run,
+                        extra=context.environment_fields(allow_version_mismatch)).to_json()
     if not os.path.isdir(os.path.dirname(target)):
         # A rebuild during the task cleared outputs/ (shards included): the
         # output lands in the new build, which then refuses its stamp.

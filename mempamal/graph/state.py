@@ -20,7 +20,7 @@ from ..store import doneindex, integrity, taskfile, tasktable
 from .. import store
 from ..store.lock import describe_holder, read_holder
 from ..store.records import FinalRecord, TaskOutput
-from .status import task_counts
+from .status import mixed_versions, task_counts
 from .submissions import recorded_jobs
 
 
@@ -243,7 +243,9 @@ class TaskGraph:
         view of a job submission recorded in ``WORKDIR/submissions/`` while
         tasks are unfinished (``{"backend": "slurm", "pending": 3,
         "running": 2, "finished": 4}``, or with ``"error"`` when the
-        scheduler does not answer), else None.
+        scheduler does not answer), else None.  ``mixed_versions`` names the
+        outputs that ran under other library versions than the build's
+        (allowed with ``allow_version_mismatch=True``), per package.
 
         Reads the workdir once; ``scheduler=False`` leaves ``jobs`` out (no
         scheduler is asked: what reprs and HTML summaries use).
@@ -268,6 +270,8 @@ class TaskGraph:
             jobs=recorded_jobs(self.workdir) if scheduler and not counts.finished else None,
             # What the build kept of a previous one (build(..., reuse=True)).
             kept=(self.manifest.get("reuse") or {}).get("kept_tasks", 0), reused=self.manifest.get("reuse"),
+            mixed_versions=mixed_versions(self.manifest.get("environment", {}).get("versions", {}),
+                                          scan.versions_seen()),
         )
 
 

@@ -131,6 +131,11 @@ class StatusCounts(_StateCounts):
         "kept_points"`` (inner fits kept, also in fit tasks that run only
         their other points), ``"changed"`` (what differs from the previous
         build)``}``; None for a build that kept nothing of another.
+    mixed_versions : dict
+        Outputs that ran under other library versions than the build's
+        (``allow_version_mismatch=True``): ``{"scikit-learn": {"build":
+        "1.9.1", "outputs": {"1.6.1": 3}}}``; empty when every output ran
+        with the build's.
 
     Examples
     --------
@@ -146,6 +151,7 @@ class StatusCounts(_StateCounts):
     jobs: object = dataclasses.field(default=None, repr=False)
     kept: int = dataclasses.field(default=0, repr=False)
     reused: object = dataclasses.field(default=None, repr=False)
+    mixed_versions: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def finished(self):
@@ -159,7 +165,7 @@ class StatusCounts(_StateCounts):
         return self.done == self.total
 
     def with_details(self, **details):
-        """A copy with ``untrusted``, ``runner``, ``results``, ``jobs``, ``kept`` or ``reused`` set.
+        """A copy with ``untrusted``, ``runner``, ``results``, ``jobs``, ``kept``, ``reused`` or ``mixed_versions`` set.
 
         Examples
         --------
@@ -195,6 +201,43 @@ class StatusCounts(_StateCounts):
         running = f", {self.running} running" if self.running else ""
         return (f"{self.done}/{self.total} tasks done{running}, {self.failed} failed, "
                 f"{self.blocked} blocked by a failure, {self.pending} pending")
+
+
+def mixed_versions(built, seen):
+    """``{name: {"build": version, "outputs": {version: count}}}`` of the outputs that differ from the build.
+
+    ``built`` is the build's ``{name: version}``; ``seen`` what
+    :meth:`mempamal.store.doneindex.OutputScan.versions_seen` counted.
+
+    Examples
+    --------
+    >>> mixed_versions({"numpy": "2.0", "scipy": "1.1"}, {'{"numpy": "1.24", "scipy": "1.1"}': 3,
+    ...                                                  '{"numpy": "2.0", "scipy": "1.1"}': 5})
+    {'numpy': {'build': '2.0', 'outputs': {'1.24': 3}}}
+    """
+    import json
+
+    mixed = {}
+    for key, count in seen.items():
+        versions = json.loads(key)
+        for name, built_version in built.items():
+            here = versions.get(name, built_version)
+            if here != built_version:
+                entry = mixed.setdefault(name, {"build": built_version, "outputs": {}})
+                entry["outputs"][here] = entry["outputs"].get(here, 0) + count
+    return mixed
+
+
+def describe_mixed_versions(mixed):
+    """One line per package: ``'3 outputs ran with scikit-learn 1.6.1 (built with 1.9.1)'``.
+
+    Examples
+    --------
+    >>> describe_mixed_versions({"numpy": {"build": "2.0", "outputs": {"1.24": 3}}})
+    ['3 outputs ran with numpy 1.24 (built with 2.0)']
+    """
+    return [f"{count} output{'s' if count != 1 else ''} ran with {name} {version} (built with {entry['build']})"
+            for name, entry in mixed.items() for version, count in entry["outputs"].items()]
 
 
 def task_counts(graph, executing=None, watching=False, scan=None):

@@ -59,7 +59,7 @@ from .. import store
 INDEX = ".done-index.json"
 """File name of the done-index, in ``outputs/`` (a dot file: never taken for an output)."""
 
-VERSION = 2
+VERSION = 3  # 3: per shard, the versions the outputs ran with
 
 MARGIN_NS = 2_000_000_000
 """A shard folder changed less than this before a scan started is scanned again next time.
@@ -168,6 +168,21 @@ class OutputScan:
             problems.update(entry["problems"])
         return problems
 
+    def versions_seen(self):
+        """``{JSON of the versions an output ran with: number of trusted outputs}``.
+
+        Examples
+        --------
+        >>> OutputScan({"other": {"done": "final", "kinds": {"final": 1}, "problems": {},
+        ...                       "versions": {'{"numpy": "2.0"}': 1}}}).versions_seen()
+        {'{"numpy": "2.0"}': 1}
+        """
+        seen = {}
+        for entry in self.shards.values():
+            for key, count in entry.get("versions", {}).items():
+                seen[key] = seen.get(key, 0) + count
+        return seen
+
     def counts_by_kind(self):
         """``{kind: number of trusted outputs}``.
 
@@ -250,7 +265,7 @@ def _file_stats(entries):
 
 def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
     """Validate every output of one shard folder; its index entry."""
-    done, kinds, problems = [], {}, {}
+    done, kinds, problems, versions = [], {}, {}, {}
     entries = _listing(path)
     # Stats before reads: a file changed while it is read no longer matches what is recorded.
     files, _ = _file_stats(entries)
@@ -263,14 +278,17 @@ def _scan_shard(path, shard, mtime_ns, started_ns, build_id, table):
         if position is None or store.output_shard(task_id) != shard:
             continue  # no task's output, or not where output_path looks for it
         task = table[position]
-        problem = integrity.output_problem(entry.path, task_id, build_id, task.definition)
+        output, problem = integrity._checked_output(entry.path, task_id, build_id, task.definition)
         if problem is None:
             done.append(task_id)
             kinds[task.kind] = kinds.get(task.kind, 0) + 1
+            if "versions" in output:  # the same few strings: one key per distinct set of versions
+                key = json.dumps(output["versions"], sort_keys=True)
+                versions[key] = versions.get(key, 0) + 1
         elif not problem.endswith(" is missing"):  # deleted since the listing
             problems[task_id] = problem
     return {"mtime_ns": mtime_ns, "scanned_ns": started_ns, "files": files, "done": "\n".join(done),
-            "kinds": kinds, "problems": problems}
+            "kinds": kinds, "problems": problems, "versions": versions}
 
 
 def _still_true(known, path, mtime_ns, margin_ns):

@@ -33,7 +33,8 @@ from ... import store
 from ..._constraints import Interval, Predicate, validate_params
 from ...exceptions import SetupError
 from ..bundles import check_bundle_options, make_bundles
-from ..base import JobBackend, effective_n_jobs
+from ..base import JobBackend, allow_version_mismatch, effective_n_jobs
+from ...engine.first_fit import check_first_fit
 from . import retry
 from .follow import cancel_jobs as _cancel
 from .follow import follow
@@ -70,6 +71,7 @@ SLURM_CONSTRAINTS = {
     "array_parallelism": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "max_queued_jobs": [Interval(numbers.Integral, 1, None, closed="left"), None],
     "max_retries": [Interval(numbers.Integral, 0, None, closed="left")],
+    "check_first": ["boolean"],
 }
 
 
@@ -100,6 +102,12 @@ class SlurmBackend(JobBackend):
         ``PREEMPTED``, ``NODE_FAIL``, ``OUT_OF_MEMORY``, killed or cancelled
         from outside are submitted again (default 2; 0: never).  A task that
         raised is a failure, never retried.
+    check_first : bool
+        Before submitting, fit one representative grid point in this
+        process (:mod:`mempamal.engine.first_fit`): when it fails the way
+        every task would (a 3-D ``X``, a single-class ``y``...), the run is
+        refused with scikit-learn's error and nothing is submitted.
+        ``False`` skips that fit.
     array_parallelism : int, optional
         At most this many elements of each array run at once
         (``--array=0-N%K``; with ``n_jobs`` too, the smaller wins).
@@ -134,12 +142,12 @@ class SlurmBackend(JobBackend):
 
     def __init__(self, partition=None, sbatch_options=(), job_seconds=None, tasks_per_job=None,
                  python=None, remote_workdir=None, poll_seconds=1.0, array_parallelism=None, max_queued_jobs=None,
-                 max_retries=DEFAULT_MAX_RETRIES):
+                 max_retries=DEFAULT_MAX_RETRIES, check_first=True):
         owner = "the 'slurm' backend"
         validate_params({"partition": partition, "sbatch_options": sbatch_options, "python": python,
                          "remote_workdir": remote_workdir, "poll_seconds": poll_seconds,
                          "array_parallelism": array_parallelism, "max_queued_jobs": max_queued_jobs,
-                         "max_retries": max_retries}, SLURM_CONSTRAINTS, owner)
+                         "max_retries": max_retries, "check_first": check_first}, SLURM_CONSTRAINTS, owner)
         check_bundle_options(job_seconds, tasks_per_job, owner)
         self.partition = partition
         self.sbatch_options = list(sbatch_options)
@@ -151,6 +159,7 @@ class SlurmBackend(JobBackend):
         self.array_parallelism = array_parallelism
         self.max_queued_jobs = max_queued_jobs
         self.max_retries = max_retries
+        self.check_first = check_first
 
     # ------------------------------------------------------------ submit
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
@@ -161,6 +170,9 @@ class SlurmBackend(JobBackend):
         >>> failed = SlurmBackend(partition="debug").run(wf, wf.pending_ids(), n_jobs=4)   # needs a Slurm cluster  # doctest: +SKIP
         """
         _check_commands()
+        if self.check_first:  # fail fast: nothing is submitted when every task would fail at fit
+            check_first_fit(workflow.workdir, workflow.table, task_ids,
+                            allow_version_mismatch=allow_version_mismatch(workflow), backend=self.name)
         throttle = None if n_jobs is None else effective_n_jobs(n_jobs)
         if self.array_parallelism is not None:
             throttle = min(throttle or self.array_parallelism, self.array_parallelism)

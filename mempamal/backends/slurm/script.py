@@ -97,8 +97,11 @@ def split_arrays(arrays, max_size):
     return result
 
 
-def array_script(array, python, workdir):
+def array_script(array, python, workdir, allow_version_mismatch=False):
     """The batch script of ``array``: element ``$SLURM_ARRAY_TASK_ID`` runs its bundle.
+
+    ``allow_version_mismatch``: the tasks run even under other library
+    versions than the build's (``mempamal task --allow-version-mismatch``).
 
     Examples
     --------
@@ -125,7 +128,8 @@ def array_script(array, python, workdir):
     lines += [
         '  *) echo "mempamal: no bundle for array index ${SLURM_ARRAY_TASK_ID:-}" >&2; exit 2 ;;',
         "esac",
-        f'exec {shlex.quote(str(python))} -m mempamal task {shlex.quote(str(workdir))} "$@"',
+        f'exec {shlex.quote(str(python))} -m mempamal task {"--allow-version-mismatch " * allow_version_mismatch}'
+        f'{shlex.quote(str(workdir))} "$@"',
     ]
     return "\n".join(lines) + "\n"
 

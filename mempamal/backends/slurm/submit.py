@@ -20,6 +20,7 @@ from dataclasses import replace
 
 from ... import store
 from ...exceptions import BackendError
+from ..base import allow_version_mismatch
 from .limits import has_time_option, piece_size, read_limits, time_limit
 from .script import array_script, sbatch_arguments, split_arrays
 
@@ -81,7 +82,8 @@ def submit_arrays(backend, workflow, arrays, throttle, run, record_path, stop=No
                 record["unsubmitted"] = [t for a in arrays[len(job_ids):] for b in a.bundles for t in b.task_ids]
                 break
         script = folder / f"{array.name}.sh"
-        store.atomic_write_bytes(script, array_script(array, python, workdir).encode())
+        store.atomic_write_bytes(script, array_script(array, python, workdir,
+                                                      allow_version_mismatch(workflow)).encode())
         limit = _array_time(array, backend.sbatch_options)
         arguments = sbatch_arguments(array, job_ids, log_dir, backend.partition, backend.sbatch_options,
                                      throttle, prefix=f"mempamal-{workflow.workdir.name}", time=limit)

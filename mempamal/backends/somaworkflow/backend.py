@@ -24,7 +24,8 @@ from pathlib import Path
 
 from ... import store
 from ..._constraints import Interval, invalid, validate_params
-from ..base import JobBackend, RunObserver, effective_n_jobs, make_progress, temporary_environment
+from ...engine.first_fit import check_first_fit
+from ..base import JobBackend, RunObserver, allow_version_mismatch, effective_n_jobs, make_progress, temporary_environment
 from .engine import Interrupts, engine_settings, quiet, shutdown, temporary_directory
 from .jobs import build_soma_workflow, import_soma
 from .status import failures, job_ids_of, mark_record_ended, read_record, record_path, show_progress, surviving_jobs, unfinished, wait_for_slurm_jobs, write_record
@@ -43,6 +44,7 @@ SOMA_WORKFLOW_CONSTRAINTS = {
     "config": ["path", None],
     "python": ["path", None],
     "remote_workdir": ["path", None],
+    "check_first": ["boolean"],
 }
 
 
@@ -75,6 +77,10 @@ class SomaWorkflowBackend(JobBackend):
     python, remote_workdir : str, optional
         Interpreter and workdir paths in the jobs' commands, for nodes that
         mount them elsewhere than this machine (as ``export`` allows).
+    check_first : bool
+        Fit one representative grid point in this process before submitting
+        and refuse when every task would fail the same way
+        (:mod:`mempamal.engine.first_fit`); ``False`` skips it.
 
     ``n_jobs`` of ``run`` sets how many jobs run at once on this machine
     (None: all cores); a cluster resource applies its own limits.  Bundling
@@ -92,12 +98,13 @@ class SomaWorkflowBackend(JobBackend):
     name = "soma-workflow"
 
     def __init__(self, resource_id=None, isolated=None, queue=None, poll_interval=0.1, config=None,
-                 job_seconds=None, tasks_per_job=None, python=None, remote_workdir=None):
+                 job_seconds=None, tasks_per_job=None, python=None, remote_workdir=None, check_first=True):
         from ..bundles import check_bundle_options
 
         owner = "the soma-workflow backend"
         validate_params({"resource_id": resource_id, "isolated": isolated, "poll_interval": poll_interval,
-                         "config": config, "python": python, "remote_workdir": remote_workdir},
+                         "config": config, "python": python, "remote_workdir": remote_workdir,
+                         "check_first": check_first},
                         SOMA_WORKFLOW_CONSTRAINTS, owner)
         if isolated not in (None, False) and resource_id is not None:
             raise invalid("The 'isolated' parameter of the soma-workflow backend runs in light mode "
@@ -115,6 +122,7 @@ class SomaWorkflowBackend(JobBackend):
         self.tasks_per_job = tasks_per_job
         self.python = None if python is None else str(python)
         self.remote_workdir = None if remote_workdir is None else str(remote_workdir)
+        self.check_first = check_first
 
     def run(self, workflow, task_ids, n_jobs=None, progress=True, stop=None, observer=None):
         """Submit ``task_ids`` as one soma-workflow workflow and wait for it.
@@ -126,6 +134,9 @@ class SomaWorkflowBackend(JobBackend):
         from ..bundles import bundle_entries, make_bundles
 
         client, constants, _ = import_soma()
+        if self.check_first:  # fail fast: nothing is submitted when every task would fail at fit
+            check_first_fit(workflow.workdir, workflow.table, task_ids,
+                            allow_version_mismatch=allow_version_mismatch(workflow), backend=self.name)
         state = store.make_private_dir(workflow.workdir / STATE_DIR)
         light = None
         if self.isolated is not False:
