@@ -106,9 +106,9 @@ def run_task(workdir, task_id, *, force=False, allow_version_mismatch=False):
         ) from exc
     # The stamp comes first: a reader can tell whose output this is (store/records.py: the layout).
     run = TaskRun(start=started, ready=ready, end=time.time(), host=socket.gethostname(), pid=os.getpid(),
-                  cpu_seconds=cpu_seconds, peak_rss_bytes=peak_after, rss_growth_bytes=max(0, peak_after - peak_before))
-    output = TaskOutput(**context.stamp(task_id), kind=record.kind, record=payload, run=run,
-                        extra=context.environment_fields(allow_version_mismatch)).to_json()
+                  cpu_seconds=cpu_seconds, peak_rss_bytes=peak_after,
+                  rss_growth_bytes=max(0, peak_after - peak_before), **context.environment_fields(allow_version_mismatch))
+    output = TaskOutput(**context.stamp(task_id), kind=record.kind, record=payload, run=run).to_json()
     if not os.path.isdir(os.path.dirname(target)):
         # A rebuild during the task cleared outputs/ (shards included): the
         # output lands in the new build, which then refuses its stamp.

@@ -351,6 +351,13 @@ class TaskRun(_Record):
         CPU time of every thread of the process during the task.
     peak_rss_bytes, rss_growth_bytes : int
         The process's peak resident memory after the task, and how much the task raised it.
+    versions : dict
+        ``{package: version}`` of the process, for every package the build
+        recorded (``engine/environment.py``); absent for a workdir built
+        without versions, and in an output assembled by ``build(reuse=True)``.
+    version_mismatch_allowed : dict
+        Only when the task ran under other versions than the build's with
+        ``allow_version_mismatch=True``: ``{package: {"here", "build"}}``.
 
     Examples
     --------
@@ -367,6 +374,8 @@ class TaskRun(_Record):
     cpu_seconds: float
     peak_rss_bytes: int
     rss_growth_bytes: int
+    versions: dict = _optional()
+    version_mismatch_allowed: dict = _optional()
 
 
 #: The record class of each task kind.
@@ -374,6 +383,7 @@ RECORDS = {TaskKind.FIT.value: FitRecord, TaskKind.FIT_ALL.value: FitRecord, Tas
            TaskKind.SCORE.value: ScoreRecord, TaskKind.SELECT_ALL.value: SelectAllRecord,
            TaskKind.FINAL.value: FinalRecord}
 _RUN_FIELDS = tuple(field.name for field in dataclasses.fields(TaskRun))
+_REQUIRED_RUN_FIELDS = tuple(field.name for field in dataclasses.fields(TaskRun) if field.default is not ABSENT)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -461,13 +471,13 @@ class TaskOutput:
                                f"mempamal reads version {RECORD_VERSION}: run that task again.")
         if kind not in RECORDS:
             raise WorkdirError(f"The output of task {fields.get('task')!r} is of no known kind ({kind!r}).")
-        missing = sorted({"task", "build", "definition", *_RUN_FIELDS} - set(fields))
+        missing = sorted({"task", "build", "definition", *_REQUIRED_RUN_FIELDS} - set(fields))
         if missing:
             raise WorkdirError(f"The output of task {fields.get('task')!r} lacks the field(s) {missing}: "
                                "run that task again.")
         stamp = {name: fields.pop(name) for name in STAMP_FIELDS}
         del fields["kind"]
-        run = TaskRun(**{name: fields.pop(name) for name in _RUN_FIELDS})
+        run = TaskRun(**{name: fields.pop(name) for name in _RUN_FIELDS if name in fields})
         record_class = RECORDS[kind]
         names = [field.name for field in dataclasses.fields(record_class)]
         record = record_class.from_json({name: fields.pop(name) for name in names if name in fields})
