@@ -23,6 +23,7 @@ Examples
 []
 """
 
+import functools
 import importlib
 import platform
 import sys
@@ -113,12 +114,18 @@ def estimator_packages(*objects):
     tops = sorted(tops - skip)
     if not tops:
         return {}
-    # The distribution installing each module (its name in pip and in the
-    # messages); one scan of the installed distributions, at build only.
+    owners = _distributions_of_modules()
+    return {(owners.get(top) or [top])[0]: top for top in tops}
+
+
+@functools.lru_cache(maxsize=1)
+def _distributions_of_modules():
+    """``{module: [distribution, ...]}`` of the installed distributions (their names in pip and in
+    the messages): one scan per process (about 0.4 s in a venv of a hundred packages; a build
+    of the tests' estimators would pay it every time)."""
     from importlib.metadata import packages_distributions  # Python >= 3.10, as pyproject.toml
 
-    owners = packages_distributions()
-    return {(owners.get(top) or [top])[0]: top for top in tops}
+    return packages_distributions()
 
 
 def build_environment(estimator, *grids):
