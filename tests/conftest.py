@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import textwrap
 import time
 from pathlib import Path
@@ -176,3 +177,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if any(word in item.nodeid.lower() for word in SCHEDULER_WORDS):
             item.add_marker(pytest.mark.scheduler)
+
+
+def pytest_configure(config):
+    # `make test` starts the scheduler half with `&`, and a shell starts such
+    # a background command with SIGINT ignored, which its children inherit:
+    # the drivers that tests interrupt (os.kill(driver, SIGINT), as Ctrl-C)
+    # would not see it. A handler (not an ignore) is reset to the default at
+    # exec, so every process the tests start gets Python's usual Ctrl-C.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)

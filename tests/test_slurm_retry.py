@@ -26,6 +26,9 @@ from slurm_cluster import require_slurm
 X, y = load_iris(return_X_y=True)
 
 
+# Every run below passes check_first=False: the driver's fail-fast fit
+# (engine/first_fit.py) would be the first fit, sleeping in the driver and
+# taking the marker meant for a job.
 def _slow_once(markers, seconds):
     """An experiment whose first fits (one per marker path) sleep ``seconds``; every later fit is quick.
 
@@ -83,7 +86,7 @@ def test_a_job_killed_at_its_walltime_is_resubmitted_and_the_answer_is_sklearns(
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
     with pytest.warns(RuntimeWarning, match="ended TIMEOUT"):
         results = workflow.run(backend="slurm", n_jobs=2, tasks_per_job=4, progress=False, poll_seconds=0.5,
-                               sbatch_options=["--time=00:01:00"])
+                               sbatch_options=["--time=00:01:00"], check_first=False)
     assert_matches_sklearn(results, experiment, X, y)
     log = _log(workflow)
     print(log)  # the closing note of issue 25 quotes it
@@ -100,7 +103,7 @@ def test_jobs_killed_on_their_node_are_resubmitted(slurm, tmp_path):
     markers = [str(tmp_path / "first"), str(tmp_path / "second")]
     experiment = _slow_once(markers, seconds=120)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
-    run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=2, poll_seconds=0.5)
+    run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=2, poll_seconds=0.5, check_first=False)
     try:
         first = _sleeping_element(markers[0])
         subprocess.run(["scancel", "--signal=KILL", first], check=True)
@@ -120,7 +123,7 @@ def test_a_requeued_job_runs_again_without_failing_the_run(slurm, tmp_path):
     marker = str(tmp_path / "slept")
     experiment = _slow_once([marker], seconds=120)
     workflow = experiment.build(X, y, workdir=tmp_path / "wd", chunk_size=1)
-    run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=4, poll_seconds=0.5)
+    run = workflow.submit(backend="slurm", n_jobs=2, tasks_per_job=4, poll_seconds=0.5, check_first=False)
     try:
         element = _sleeping_element(marker)
         subprocess.run(["scontrol", "requeue", element], check=True)  # Slurm runs it again itself
