@@ -34,9 +34,11 @@ demo: $(STAMP)
 # Two pytest processes side by side: the tests that wait on a batch scheduler
 # (-m scheduler: Slurm jobs, dask-jobqueue; marked in tests/conftest.py) and
 # all the others. The first mostly wait for jobs, so the whole run takes about
-# as long as its longer half. Each has its own temporary folder; the scheduler
-# half's report is printed after the other's; Ctrl-C or a kill stops both.
-TEST_TMP := .pytest-tmp
+# as long as its longer half. Each has its own temporary folder, outside the
+# clone (tests copy the clone: a folder inside it would be copied into
+# itself), one per clone; the scheduler half's report is printed after the
+# other's; Ctrl-C or a kill stops both.
+TEST_TMP := $(or $(TMPDIR),/tmp)/mempamal-tests-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=   # e.g. make test PYTEST_ARGS='-k reuse -x'
 test: $(DEV_STAMP)
 	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)

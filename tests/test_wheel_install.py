@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-IGNORED = shutil.ignore_patterns(".git", ".venv", "runs", "build", "*.egg-info", "__pycache__", "_build",
-                                 ".pytest_cache")
+IGNORED = shutil.ignore_patterns(".git", ".venv", ".venv-*", "runs", "build", "*.egg-info", "__pycache__",
+                                 "_build", ".pytest_cache", ".pytest-tmp")
 
 
 def _run(command, env, cwd, timeout=600):

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# mempamal: job array level0-a0, 4 bundle(s) of level 0.
+# Element i runs bundle i: its tasks one after the other, one output each.
+set -u
+threads="${SLURM_CPUS_PER_TASK:-1}"
+export OMP_NUM_THREADS="$threads"
+export OPENBLAS_NUM_THREADS="$threads"
+export MKL_NUM_THREADS="$threads"
+export BLIS_NUM_THREADS="$threads"
+export VECLIB_MAXIMUM_THREADS="$threads"
+export NUMEXPR_NUM_THREADS="$threads"
+case "${SLURM_ARRAY_TASK_ID:-0}" in
+  0) set -- fit-o0-i0-c0 fit-o0-i0-c1 fit-o0-i1-c0 fit-o0-i1-c1 ;;
+  1) set -- fit-o1-i0-c0 fit-o1-i0-c1 fit-o1-i1-c0 fit-o1-i1-c1 ;;
+  2) set -- fit-o2-i0-c0 fit-o2-i0-c1 fit-o2-i1-c0 fit-o2-i1-c1 ;;
+  3) set -- fit-all-i0-c0 fit-all-i0-c1 fit-all-i1-c0 fit-all-i1-c1 ;;
+  *) echo "mempamal: no bundle for array index ${SLURM_ARRAY_TASK_ID:-}" >&2; exit 2 ;;
+esac
+exec /work/main/.venv/bin/python -m mempamal task /work/main/.pytest-tmp/scheduler/test_a_job_killed_at_its_wallt0/wd "$@"

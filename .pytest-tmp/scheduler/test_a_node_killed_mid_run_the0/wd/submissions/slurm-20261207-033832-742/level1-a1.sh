@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# mempamal: job array level1-a1, 3 bundle(s) of level 1.
+# Element i runs bundle i: its tasks one after the other, one output each.
+set -u
+threads="${SLURM_CPUS_PER_TASK:-1}"
+export OMP_NUM_THREADS="$threads"
+export OPENBLAS_NUM_THREADS="$threads"
+export MKL_NUM_THREADS="$threads"
+export BLIS_NUM_THREADS="$threads"
+export VECLIB_MAXIMUM_THREADS="$threads"
+export NUMEXPR_NUM_THREADS="$threads"
+case "${SLURM_ARRAY_TASK_ID:-0}" in
+  0) set -- select-o0 ;;
+  1) set -- select-o1 ;;
+  2) set -- select-o2 ;;
+  *) echo "mempamal: no bundle for array index ${SLURM_ARRAY_TASK_ID:-}" >&2; exit 2 ;;
+esac
+exec /work/main/.venv/bin/python -m mempamal task /work/main/.pytest-tmp/scheduler/test_a_node_killed_mid_run_the0/wd "$@"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# mempamal: job array level2-a2, 1 bundle(s) of level 2.
+# Element i runs bundle i: its tasks one after the other, one output each.
+set -u
+threads="${SLURM_CPUS_PER_TASK:-1}"
+export OMP_NUM_THREADS="$threads"
+export OPENBLAS_NUM_THREADS="$threads"
+export MKL_NUM_THREADS="$threads"
+export BLIS_NUM_THREADS="$threads"
+export VECLIB_MAXIMUM_THREADS="$threads"
+export NUMEXPR_NUM_THREADS="$threads"
+case "${SLURM_ARRAY_TASK_ID:-0}" in
+  0) set -- final ;;
+  *) echo "mempamal: no bundle for array index ${SLURM_ARRAY_TASK_ID:-}" >&2; exit 2 ;;
+esac
+exec /work/main/.venv/bin/python -m mempamal task /work/main/.pytest-tmp/scheduler/test_jobs_killed_on_their_node0/wd "$@"
