@@ -1,6 +1,10 @@
 """Where a mempamal run's wall-clock time goes: serial task costs, bound, profile.
 
-Shared by the nested-CV and shared-prefix cases.  Each task is run alone,
+Shared by the nested-CV, shared-prefix and throughput cases.  The
+throughput case also uses the measuring tools at the end: timers around
+the library's functions (:class:`PhaseTimer`, the library's code
+unchanged), the dispatch loop's batches (:func:`batches_recorded`) and
+the CPU of every process of a run (:func:`cpu_recorded`).  Each task is run alone,
 in this process, in graph order, with the BLAS/OpenMP pools limited to the
 threads a local worker gets (``cpu_count // n_workers``), so a task's cost
 here is the work it does in a worker.  From those costs: the lower bound of
@@ -16,8 +20,13 @@ than BLAS-heavy code, so the buckets are shares of the profiled pass, not
 seconds of a normal run.
 """
 
+import contextlib
+import functools
+import importlib
+import resource
 import shutil
 import statistics
+import threading
 import time
 
 from threadpoolctl import threadpool_limits
@@ -36,17 +45,21 @@ BUCKETS = (
 )
 
 
-def serial_task_costs(experiment, X, y):
-    """``(build seconds, {task id: seconds}, workflow)``: every task run alone, in this process, in graph order."""
+def serial_task_costs(experiment, X, y, around_tasks=contextlib.nullcontext, **build_options):
+    """``(build seconds, {task id: seconds}, workflow)``: every task run alone, in this process, in graph order.
+
+    ``around_tasks()`` is entered around the tasks only, not the build (e.g. a :class:`PhaseTimer`).
+    """
     workdir = fresh_workdir()
     start = time.perf_counter()
-    workflow = experiment.build(X, y, workdir=workdir)
+    workflow = experiment.build(X, y, workdir=workdir, **build_options)
     build_seconds = time.perf_counter() - start
     costs = {}
-    for task in workflow.tasks:
-        start = time.perf_counter()
-        mp.run_task(workdir, task.id)
-        costs[task.id] = time.perf_counter() - start
+    with around_tasks():
+        for task in workflow.tasks:
+            start = time.perf_counter()
+            mp.run_task(workdir, task.id)
+            costs[task.id] = time.perf_counter() - start
     return build_seconds, costs, workflow
 
 
@@ -130,3 +143,133 @@ def breakdown(experiment, X, y, n_workers, run_seconds, repeats, profile=False, 
         print(f"      {rest / total:6.1%}  the rest (task input/output, data slicing, clone/set_params per point)")
     return {"build": build_seconds, "serial": serial, "path": path, "bound": bound,
             "reference": statistics.median(reference_seconds) if reference_seconds else None}
+
+
+class PhaseTimer:
+    """Wall-clock seconds and calls of chosen functions, by label, while in a ``with`` block.
+
+    ``wrap(owner, name, label)`` replaces ``owner.name`` (a module, class or
+    dict entry) by a timed wrapper until the block ends, so the benchmark
+    measures the library's own phases without changing its code; nested
+    phases are counted in both.  ``by_command=True`` adds the first word of
+    the first argument to the label (a Slurm command line: ``sbatch``,
+    ``squeue``...).  Thread-safe (a run's driver thread records too).
+
+    Examples
+    --------
+    >>> import math
+    >>> with PhaseTimer() as phases:
+    ...     phases.wrap(math, "sqrt", "square roots")
+    ...     math.sqrt(4.0)
+    2.0
+    >>> phases.calls["square roots"], math.sqrt.__name__
+    (1, 'sqrt')
+    """
+
+    def __init__(self):
+        self.seconds, self.calls = {}, {}
+        self._undo, self._lock = [], threading.Lock()
+
+    def wrap(self, owner, name, label, by_command=False):
+        mapping = isinstance(owner, dict)
+        original = owner[name] if mapping else getattr(owner, name)
+        if not by_command:  # reports list the phases in the order they were wrapped
+            self.seconds.setdefault(label, 0.0)
+            self.calls.setdefault(label, 0)
+
+        @functools.wraps(original)
+        def timed(*args, **kwargs):
+            key = f"{label} {args[0][0]}" if by_command and args and args[0] else label
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.add(key, time.perf_counter() - start)
+
+        if mapping:
+            owner[name] = timed
+        else:
+            setattr(owner, name, timed)
+        self._undo.append((owner, name, original, mapping))
+
+    def add(self, label, seconds):
+        with self._lock:
+            self.seconds[label] = self.seconds.get(label, 0.0) + seconds
+            self.calls[label] = self.calls.get(label, 0) + 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for owner, name, original, mapping in reversed(self._undo):
+            if mapping:
+                owner[name] = original
+            else:
+                setattr(owner, name, original)
+        self._undo.clear()
+
+
+@contextlib.contextmanager
+def batches_recorded():
+    """The dispatch loop's batch sizes and the tasks' in-worker seconds (what ``run_batch`` returns)."""
+    from mempamal.backends import dispatch_loop
+
+    original = dispatch_loop.BatchSizer
+    record = {"sizes": [], "task_seconds": 0.0}
+
+    class Recording(original):
+        def observe(self, seconds):
+            record["task_seconds"] += seconds
+            super().observe(seconds)
+
+        def size(self, n_ready, capacity):
+            size = super().size(n_ready, capacity)
+            record["sizes"].append(min(size, n_ready))
+            return size
+
+    dispatch_loop.BatchSizer = Recording
+    try:
+        yield record
+    finally:
+        dispatch_loop.BatchSizer = original
+
+
+def _role(command):
+    for fragment, role in (("watchdog", "watchdog"), ("controller", "controller"), ("nanny", "engine nannies"),
+                           ("engine", "engines")):
+        if fragment in command:
+            return role
+    return "workers"
+
+
+def _cpu_by_process():
+    import psutil
+
+    me = psutil.Process()
+    found = {}
+    for process in [me, *me.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            role = "driver (all its threads)" if process.pid == me.pid else _role(" ".join(process.cmdline()))
+            found[process.pid] = (role, times.user + times.system)
+    return found
+
+
+@contextlib.contextmanager
+def cpu_recorded():
+    """CPU seconds spent in the block by role: this process, its live children, children that ended."""
+    before, ended_before = _cpu_by_process(), resource.getrusage(resource.RUSAGE_CHILDREN)
+    by_role = {}
+    yield by_role
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for pid, (role, seconds) in _cpu_by_process().items():
+        by_role[role] = by_role.get(role, 0.0) + seconds - before.get(pid, (role, 0.0))[1]
+    gone = ended.ru_utime + ended.ru_stime - ended_before.ru_utime - ended_before.ru_stime
+    if gone > 0.005:
+        by_role["processes that ended (jobs)"] = gone
+
+
+def wrap_phases(phases, specs):
+    """``phases.wrap`` each ``(module name or object, attribute, label)``."""
+    for owner, name, label in specs:
+        phases.wrap(importlib.import_module(owner) if isinstance(owner, str) else owner, name, label)
