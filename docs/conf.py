@@ -70,7 +70,7 @@ numpydoc_validation_exclude = {
     r"\.__init__$",
     # The worker pools implement WorkerPool's primitives, which are documented
     # once on WorkerPool (the contract); each override's docstring would repeat it.
-    r"Pool\.(capacity|submit|wait|result|abort|worker_died|recover|describe)$",
+    r"Pool\.(capacity|submit|wait|result|abort|worker_died|recover|describe|live_workers)$",
 }
 
 # ---- references: a broken one fails the -W build
