@@ -31,25 +31,13 @@ install-dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(PY) -m mempamal demo
 
-# Two pytest processes side by side: the tests that wait on a batch scheduler
-# (-m scheduler: Slurm jobs, dask-jobqueue; marked in tests/conftest.py) and
-# all the others. The first mostly wait for jobs, so the whole run takes about
-# as long as its longer half. Each has its own temporary folder, outside the
-# clone (tests copy the clone: a folder inside it would be copied into
-# itself), one per clone; the scheduler half's report is printed after the
-# other's; Ctrl-C or a kill stops both.
-TEST_TMP := $(or $(TMPDIR),/tmp)/mempamal-tests-$(shell printf %s "$(CURDIR)" | cksum | cut -d' ' -f1)
+# One pytest process. The tests that wait on a batch scheduler are marked
+# (-m scheduler, tests/conftest.py): `make test PYTEST_ARGS='-m "not scheduler"'`
+# leaves them out. Run side by side with the others in a second process they
+# disturbed timing-sensitive ipyparallel tests, so CI runs everything in one.
 PYTEST_ARGS ?=   # e.g. make test PYTEST_ARGS='-k reuse -x'
 test: $(DEV_STAMP)
-	@rm -rf $(TEST_TMP) && mkdir -p $(TEST_TMP)
-	@$(PY) -m pytest -q -m scheduler -p no:cacheprovider --basetemp=$(TEST_TMP)/scheduler --durations=15 $(PYTEST_ARGS) \
-	    > $(TEST_TMP)/scheduler.log 2>&1 & sched=$$!; \
-	trap 'kill $$sched 2>/dev/null' EXIT INT TERM; \
-	$(PY) -m pytest -q -m "not scheduler" --basetemp=$(TEST_TMP)/main --durations=30 $(PYTEST_ARGS); main=$$?; \
-	wait $$sched; sched_rc=$$?; trap - EXIT; \
-	echo "=== the tests waiting on a scheduler (pytest -m scheduler; exit $$sched_rc) ==="; \
-	cat $(TEST_TMP)/scheduler.log; \
-	exit $$(( main != 0 ? main : sched_rc ))
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 # The exactness tests again on the oldest scikit-learn pyproject.toml accepts,
 # in .venv-oldest/ (built once from ci/oldest-deps.txt; make test runs it too).

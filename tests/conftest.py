@@ -167,9 +167,8 @@ def kept_environment():
 
 
 # Tests that wait on a batch scheduler (Slurm jobs, dask-jobqueue workers,
-# the private multi-node clusters of tests/cluster): `make test` runs them in
-# a second pytest process beside the others (`-m scheduler`), since they
-# mostly wait for jobs; see the Makefile.
+# the private multi-node clusters of tests/cluster), marked so that they can
+# be chosen or left out (`-m scheduler`, `-m "not scheduler"`).
 SCHEDULER_WORDS = ("slurm", "jobqueue", "tests/cluster/")
 
 
@@ -180,8 +179,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_configure(config):
-    # `make test` starts the scheduler half with `&`, and a shell starts such
-    # a background command with SIGINT ignored, which its children inherit:
+    # A pytest started in the background by a shell (`make test &`, a CI
+    # script) has SIGINT ignored, which its children inherit:
     # the drivers that tests interrupt (os.kill(driver, SIGINT), as Ctrl-C)
     # would not see it. A handler (not an ignore) is reset to the default at
     # exec, so every process the tests start gets Python's usual Ctrl-C.
