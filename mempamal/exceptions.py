@@ -338,6 +338,11 @@ class ClusterUnreachable(BackendError, OSError):
     (True, True)
     """
 
+    def __reduce__(self):
+        # OSError and RuntimeError both define how they pickle; rebuilt by
+        # calling the class, it unpickles under every protocol.
+        return type(self), self.args
+
 
 class MissingDependency(MempamalError, ImportError):
     """An optional package a backend needs is not installed; the message says what to install.
