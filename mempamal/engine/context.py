@@ -14,7 +14,6 @@ from pathlib import Path
 from ..store import integrity, taskfile, tasktable
 from ..store.records import read_record
 from .. import store
-from ..exceptions import VersionMismatchError
 from . import environment
 from .grid import expand_grid, prefix_keys
 from .scoring import build_scorer
@@ -63,12 +62,8 @@ def load_context(workdir, allow_version_mismatch=False):
                 _CONTEXTS.popitem(last=False)
         _CONTEXTS.move_to_end(key)
     if context.version_mismatches and not allow_version_mismatch:  # a context loaded with the override
-        _refuse(context.version_mismatches)
+        environment.refuse(context.version_mismatches)
     return context
-
-
-def _refuse(found):
-    raise VersionMismatchError(environment.refusal(found), found)
 
 
 def load_task_table(workdir, manifest=None):
@@ -122,7 +117,7 @@ class WorkdirContext:
         self.versions = environment.versions_for(built) if built else None
         self.version_mismatches = environment.mismatches(built, self.versions) if built else []
         if self.version_mismatches and not allow_version_mismatch:
-            _refuse(self.version_mismatches)
+            environment.refuse(self.version_mismatches)
         # Before anything is unpickled or memory-mapped: the files must be
         # the ones this build wrote (not truncated, edited or swapped).
         self._verified = {}

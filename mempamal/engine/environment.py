@@ -200,3 +200,18 @@ def refusal(found):
     'numpy 1.24.4 here, 2.4.6 at build'
     """
     return f"{describe_mismatches(found)}: {ADVICE}"
+
+
+def refuse(found):
+    """Raise the :class:`~mempamal.exceptions.VersionMismatchError` of the mismatches ``found``.
+
+    Examples
+    --------
+    >>> refuse([("numpy", "1.0", "2.0")])
+    Traceback (most recent call last):
+    ...
+    mempamal.exceptions.VersionMismatchError: ...numpy 1.0 here, 2.0 at build...
+    """
+    from ..exceptions import VersionMismatchError
+
+    raise VersionMismatchError(refusal(found), found)
