@@ -123,8 +123,21 @@ def reference_dask(client, n_tasks):
     futures = client.map(noop, range(n_tasks), pure=False)
     client.gather(futures)
     seconds = time.perf_counter() - start
-    client.cancel(futures)
+    del futures
+    settle_scheduler(client)
     return seconds
+
+
+def settle_scheduler(client, timeout=300):
+    """Wait (untimed) until the scheduler has forgotten every task of the round before.
+
+    Releasing 20,000 futures is work the scheduler does after ``gather``
+    returns; measured next, mempamal's run would pay for it (on a loaded
+    2-core machine, up to half of its round).
+    """
+    deadline = time.monotonic() + timeout
+    while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def rounds(repeats, mempamal_side, reference_side):
@@ -143,8 +156,14 @@ def worker_route(route, args):
         reference = reference_ipyparallel if route == "ipyparallel" else reference_dask
         reference(client, 200)  # warm-up of the reference's own path
         load = os.getloadavg()[0]
-        ours, theirs = rounds(args.repeats, lambda: measure_mempamal(runner, args.tasks, options),
-                              lambda: args.tasks / reference(client, args.tasks))
+
+        def ours_side():
+            figures = measure_mempamal(runner, args.tasks, options)
+            if route == "dask":  # both sides start on an idle scheduler
+                settle_scheduler(client)
+            return figures
+
+        ours, theirs = rounds(args.repeats, ours_side, lambda: args.tasks / reference(client, args.tasks))
         direct = ""
         if route == "ipyparallel":  # for context: the map that splits the items in one message per engine
             start = time.perf_counter()
