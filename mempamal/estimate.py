@@ -148,14 +148,24 @@ def estimate_workflow(workflow, n_jobs=None, backend="local", memory_available=N
     done = workflow.done_ids()
     sample = [task_id for task_id in choose_sample(workflow.table, sizes.prefix_keys) if task_id not in done]
     started = time.perf_counter()
-    if sample:
-        workflow._run_tasks(sample, backend=backend, n_jobs=n_jobs, **options)
-    measured = read_costs(workflow, workflow.done_ids())
-    fold = _affordable_fold(workflow, sizes, measured)
-    if fold:
-        workflow._run_tasks(fold, backend=backend, n_jobs=n_jobs, **options)
+    # One runner for the sample and the fold: the workers start once.  Made
+    # from its name, it is kept for the workflow's next run by that name
+    # (Workflow._keep_warm), which then does not start workers again.
+    try:
+        if sample:
+            workflow._run_tasks(sample, backend=runner, n_jobs=n_jobs)
         measured = read_costs(workflow, workflow.done_ids())
+        fold = _affordable_fold(workflow, sizes, measured)
+        if fold:
+            workflow._run_tasks(fold, backend=runner, n_jobs=n_jobs)
+            measured = read_costs(workflow, workflow.done_ids())
+    except BaseException:
+        if isinstance(backend, str):
+            runner.close()
+        raise
     sample_seconds = time.perf_counter() - started
+    if isinstance(backend, str):
+        workflow._keep_warm(backend, options, runner)
     costs = task_costs(workflow.tasks, sizes, measured)
     return _predict(workflow, sizes, measured, costs, dict(
         n_workers=n_workers, backend=backend if isinstance(backend, str) else type(backend).__name__,

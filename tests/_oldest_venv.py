@@ -13,6 +13,7 @@ run there).  Offline the fixture skips, saying so;
 ``MEMPAMAL_SKIP_OLDEST=1`` skips it on purpose.
 """
 
+import fcntl
 import hashlib
 import os
 import re
@@ -70,7 +71,7 @@ def build_venv(venv):
     (venv / COMPLETE).touch()
     # Builds under other keys are stale (other pins or pyproject.toml): one venv at a time.
     for old in VENVS.iterdir():
-        if old != venv:
+        if old != venv and old.is_dir():
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -81,9 +82,14 @@ def oldest_python():
     venv = VENVS / venv_key()
     if not (venv / COMPLETE).exists():
         VENVS.mkdir(exist_ok=True)
-        started = time.monotonic()
-        build_venv(venv)
-        print(f"built {venv} in {time.monotonic() - started:.0f} s")
+        # make test runs pytest processes side by side: the first to get here
+        # builds, the others wait for it and then find the venv complete.
+        with open(VENVS / ".building", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (venv / COMPLETE).exists():
+                started = time.monotonic()
+                build_venv(venv)
+                print(f"built {venv} in {time.monotonic() - started:.0f} s")
     return venv / "bin" / "python"
 
 

@@ -172,10 +172,19 @@ def kept_environment():
 SCHEDULER_WORDS = ("slurm", "jobqueue", "tests/cluster/")
 
 
+# Tests that mostly wait on processes they start, kill or drive (a browser,
+# JupyterLab, drivers killed mid-run, runs side by side): `make test` runs them
+# in a pytest process of their own (-m processes), beside the others.
+PROCESS_PATHS = ("tests/faults/", "tests/browser/", "tests/test_concurrent_runs.py")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if any(word in item.nodeid.lower() for word in SCHEDULER_WORDS):
+        nodeid = item.nodeid.lower()
+        if any(word in nodeid for word in SCHEDULER_WORDS):
             item.add_marker(pytest.mark.scheduler)
+        if nodeid.startswith(PROCESS_PATHS):
+            item.add_marker(pytest.mark.processes)
 
 
 def pytest_configure(config):

@@ -64,6 +64,31 @@ def test_the_sample_is_kept_and_the_run_does_not_redo_it(tmp_path, iris):
     assert_matches_sklearn(results, experiment, X, y)
 
 
+def _writers(workflow, task_ids):
+    """The worker pids that wrote the outputs of ``task_ids``."""
+    return {store.read_json(store.output_path(workflow.workdir, task_id))["pid"] for task_id in task_ids}
+
+
+def test_the_next_run_by_the_same_name_keeps_the_samples_workers_and_another_starts_its_own(tmp_path, iris):
+    X, y = iris
+    experiment = nested_experiment()
+    workflow = experiment.build(X, y, workdir=tmp_path / "warm")
+    estimate = workflow.estimate(n_jobs=2)
+    sampled = _writers(workflow, estimate.sample)
+    assert os.getpid() not in sampled
+    results = workflow.run(n_jobs=2)
+    # the run's tasks ran in the workers the sample started: none were started again
+    assert _writers(workflow, workflow.done_ids() - set(estimate.sample)) <= sampled
+    assert_matches_sklearn(results, experiment, X, y)
+    # other options than the estimate's: the kept workers are closed, the run starts its own
+    other = experiment.build(X, y, workdir=tmp_path / "other")
+    estimate = other.estimate(n_jobs=2)
+    sampled = _writers(other, estimate.sample)
+    results = other.run(n_jobs=2, threads_per_worker=1)
+    assert not _writers(other, other.done_ids() - set(estimate.sample)) & sampled
+    assert_matches_sklearn(results, experiment, X, y)
+
+
 def test_the_sample_covers_every_kind_and_every_distinct_prefix(tmp_path, iris):
     X, y = iris
     pipeline = Pipeline([("scale", StandardScaler()), ("pca", PCA(random_state=0)),

@@ -109,6 +109,10 @@ class Backend(abc.ABC):
     #: Its work goes on when the process that submitted it dies: left running
     #: at interpreter exit, followed again by :meth:`JobBackend.attach`.
     outlives_driver = False
+    #: Made from its name for an estimate's sample, it may be kept for the
+    #: workflow's next run (the workers started once): only a backend whose
+    #: idle workers leave by themselves, and with their driver.
+    warm_after_estimate = False
 
     def __init__(self, **options):
         if options:

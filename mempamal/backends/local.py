@@ -275,6 +275,8 @@ class LocalBackend(Backend):
 
     supports_stop = True
     supports_observer = True
+    # Idle workers exit after IDLE_WORKER_TIMEOUT, and at once with their driver.
+    warm_after_estimate = True
 
     name = "local"
 
