@@ -73,3 +73,51 @@ def test_unknown_export_format_names_the_valid_ones(tmp_path):
     workflow, _, _ = _build(tmp_path)
     with pytest.raises(ValueError, match=r"'format'.*'commands', 'shell', 'makefile', 'soma-workflow'"):
         workflow.export(tmp_path / "x", format="yaml")
+
+
+def _arrays(text):
+    """``[(level, size, the JOB variables it waits for)]`` of a ``slurm`` export, in submission order."""
+    import re
+
+    arrays = []
+    for line in text.splitlines():
+        match = re.match(r"JOB\d+=\$\(sbatch .*--job-name=mempamal-level(\d+)-a\d+ --array=0-(\d+)", line)
+        if match:
+            waits = re.search(r'--dependency=afterok:([^"]*)"', line)
+            arrays.append((int(match.group(1)), int(match.group(2)) + 1,
+                           set(re.findall(r"JOB\d+", waits.group(1))) if waits else set()))
+    return arrays
+
+
+def test_the_batch_script_keeps_every_array_within_max_array_size(tmp_path):
+    X, y = load_iris(return_X_y=True)
+    workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)  # 12 fits, 3 selects, final
+    script = workflow.export(tmp_path / "submit.sh", format="slurm", tasks_per_job=1, max_array_size=4)
+    arrays = _arrays(script.read_text())
+    assert all(size <= 4 for _, size, _ in arrays), arrays
+    level0 = [index for index, (level, _, _) in enumerate(arrays) if level == 0]
+    assert sum(arrays[index][1] for index in level0) == 12 and len(level0) == 3
+    for level, _, waits in arrays:  # the selects wait for every piece of the fits' level
+        if level == 1:
+            assert waits == {f"JOB{index}" for index in level0}, arrays
+    assert "Arrays of at most 4 jobs" in script.read_text()
+
+
+def test_without_a_slurm_here_the_batch_script_keeps_slurms_default_max_array_size(tmp_path, monkeypatch):
+    from mempamal.backends.export import SLURM_DEFAULT_MAX_ARRAY_SIZE
+
+    X, y = load_iris(return_X_y=True)
+    grid = {"C": [float(c) for c in range(1, 168)]}  # 167 points x 3 x 2 = 1,002 fits: one more than 1,001
+    workflow = mp.Experiment(LogisticRegression(), grid, cv=3, inner_cv=2, final_fit=False).build(
+        X, y, workdir=tmp_path / "wd", chunk_size=1)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scontrol, no sacctmgr
+    arrays = _arrays(workflow.export(tmp_path / "submit.sh", format="slurm", tasks_per_job=1).read_text())
+    assert [size for level, size, _ in arrays if level == 0] == [SLURM_DEFAULT_MAX_ARRAY_SIZE, 1] == [1001, 1]
+
+
+def test_a_bad_max_array_size_is_refused_before_the_script_is_written(tmp_path):
+    workflow, _, _ = _build(tmp_path)
+    with pytest.raises(ValueError, match="The 'max_array_size' parameter of the 'slurm' export must be an int in "
+                                         r"the range \[1, inf\) or None; got 0"):
+        workflow.export(tmp_path / "submit.sh", format="slurm", max_array_size=0)
+    assert not (tmp_path / "submit.sh").exists()

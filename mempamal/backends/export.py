@@ -40,6 +40,8 @@ FORMATS = ("commands", "shell", "makefile", "soma-workflow", "slurm")
 EXPORT_MODES = {"commands": 0o600, "shell": 0o700, "makefile": 0o600, "soma-workflow": 0o600, "slurm": 0o700}
 #: Job length the ``slurm`` export aims at when no sizing is given.
 SLURM_EXPORT_JOB_SECONDS = 60
+#: Slurm's own default ``MaxArraySize``: the ``slurm`` export's arrays stay within it when no Slurm answers here.
+SLURM_DEFAULT_MAX_ARRAY_SIZE = 1001
 
 #: The arguments of export, each alone (the sizing options: bundles.BUNDLE_CONSTRAINTS).
 EXPORT_CONSTRAINTS = {
@@ -64,6 +66,13 @@ def export_workflow(workflow, path, format="commands", python=None, workdir=None
     PosixPath('run.sh')
     >>> wf.export("submit.sh", format="slurm", job_seconds=300)
     PosixPath('submit.sh')
+    >>> wf.export("submit.sh", format="slurm", tasks_per_job=1, max_array_size=4)   # the site's MaxArraySize
+    PosixPath('submit.sh')
+
+    The ``slurm`` script's arrays stay within the site's ``MaxArraySize``:
+    ``max_array_size=``, else what ``scontrol show config`` says here, else
+    Slurm's default (1001); a wider level becomes several arrays, and the
+    level above waits for every one of them.
     """
     from .bundles import bundle_entries, check_bundle_options, make_bundles
 
@@ -120,18 +129,41 @@ def command_entries(workflow, python=None, workdir=None):
 
 def _export_slurm(workflow, path, python, workdir, job_seconds, tasks_per_job, n_jobs, options):
     from .bundles import make_bundles
-    from .slurm.script import export_text, plan_arrays
+    from .slurm.script import export_text, plan_arrays, split_arrays
 
+    max_array_size = options.pop("max_array_size", None)
     if options:
         raise invalid(f"Unknown options for the 'slurm' export: {sorted(options)}.")
+    validate_params({"max_array_size": max_array_size},
+                    {"max_array_size": [Interval(numbers.Integral, 1, None, closed="left"), None]},
+                    "the 'slurm' export")
+    if max_array_size is None:
+        max_array_size = site_max_array_size()
     if job_seconds is None and tasks_per_job is None:
         job_seconds = SLURM_EXPORT_JOB_SECONDS
     bundles = make_bundles(workflow, [t.id for t in workflow.tasks], n_jobs, job_seconds, tasks_per_job)
     target = Path(workdir or workflow.workdir)
-    text = export_text(plan_arrays(bundles), python or workflow.manifest.get("python"), target,
-                       target / "submissions" / "slurm-export-logs")
+    text = export_text(split_arrays(plan_arrays(bundles), max_array_size), python or workflow.manifest.get("python"),
+                       target, target / "submissions" / "slurm-export-logs", max_array_size)
     store.atomic_write_bytes(path, text.encode("utf-8"))
     return path
+
+
+def site_max_array_size():
+    """``MaxArraySize`` of the Slurm this machine reaches (``scontrol show config``), else Slurm's default.
+
+    The script is usually written on the cluster's login node, where the
+    limit can be read; elsewhere the default (1001) is what most sites keep.
+
+    Examples
+    --------
+    >>> site_max_array_size() >= 1
+    True
+    """
+    from .slurm.limits import read_limits
+    from .slurm.watcher import run_command
+
+    return read_limits(run_command).max_array_size or SLURM_DEFAULT_MAX_ARRAY_SIZE
 
 
 def _commands_text(entries, workdir):

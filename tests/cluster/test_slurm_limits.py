@@ -151,3 +151,20 @@ def test_a_failed_wave_stops_the_submission_and_names_what_was_not_submitted(clu
     assert {array["level"] for array in _record(workflow)["arrays"]} == {0}
     assert {f"fit-o{k}-i{j}-c0" for k in range(3) for j in range(2)} <= workflow.done_ids()
     assert cluster.run("squeue", "-h").stdout.strip() == ""
+
+
+def test_an_exported_script_reads_max_array_size_and_runs_by_hand_to_sklearns_answer(cluster, tmp_path):
+    workflow = _experiment().build(X, y, workdir=tmp_path / "wd", chunk_size=1)
+    # the cluster's MaxArraySize (4), read with scontrol as on a login node: 12 fits become 3 arrays
+    script = workflow.export(tmp_path / "submit.sh", format="slurm", tasks_per_job=1)
+    assert "Arrays of at most 4 jobs" in script.read_text()
+    submitted = subprocess.run(["bash", str(script)], capture_output=True, text=True, cwd=tmp_path,
+                               env=cluster.env, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr  # no "Invalid job array specification"
+    names = re.findall(r"mempamal: (level\d+-a\d+) \((\d+) jobs\)", submitted.stdout)
+    assert [size for name, size in names if name.startswith("level0-")] == ["4", "4", "4"], submitted.stdout
+    deadline = time.monotonic() + 300
+    while cluster.run("squeue", "-h").stdout.strip():
+        assert time.monotonic() < deadline, cluster.run("squeue", "-h").stdout
+        time.sleep(0.5)
+    assert_matches_sklearn(mp.Results.load(workflow.workdir), _experiment(), X, y)

@@ -162,8 +162,11 @@ def sbatch_arguments(array, job_ids, log_dir, partition=None, sbatch_options=(),
     return arguments + list(sbatch_options)
 
 
-def export_text(arrays, python, workdir, log_dir):
+def export_text(arrays, python, workdir, log_dir, max_array_size=None):
     """A bash script submitting ``arrays`` with ``sbatch --parsable``, dependencies included.
+
+    ``max_array_size``: the ``MaxArraySize`` the arrays were cut for
+    (:func:`split_arrays`), said in the script's header.
 
     Extra arguments of the script go to every ``sbatch`` call
     (``bash run.sh --partition=long --time=1:00:00``).
@@ -182,6 +185,8 @@ def export_text(arrays, python, workdir, log_dir):
         "# each array waiting (--dependency=afterok) for the arrays it needs.",
         "# Usage: bash THIS_FILE [sbatch options for every job, e.g. --partition=long]",
         "# Tasks already finished are skipped by the jobs; submit again to resume.",
+        *([f"# Arrays of at most {max_array_size} jobs (the site's MaxArraySize when written; "
+           "export again with max_array_size= for another site)."] if max_array_size else []),
         "set -euo pipefail",
         'EXTRA=("$@")',
         f"mkdir -p {shlex.quote(str(log_dir))}",
