@@ -71,6 +71,16 @@ def reopen(page, lab, name):
     page.reload()
     open_notebook(page, lab, name)
     page.wait_for_timeout(2000)  # renderers settle
+    if WIDGET_ERROR in notebook_text(page):
+        # JupyterLab's widget renderer may run after the new kernel connected and
+        # before the notebook's saved widget state is restored: ipywidgets' renderer
+        # then says "model not found" and never retries (seen once in about a dozen
+        # CI runs, under load). A user reloads; so does this test, once. A state that
+        # was not saved (the real bug) fails again, and the assertions come after.
+        page.console_errors.clear()
+        page.reload()
+        open_notebook(page, lab, name)
+        page.wait_for_timeout(2000)
 
 
 def saved_mimetypes(lab, name, index):
