@@ -150,7 +150,7 @@ def estimate_workflow(workflow, n_jobs=None, backend="local", memory_available=N
     started = time.perf_counter()
     # One runner for the sample and the fold: the workers start once.  Made
     # from its name, it is kept for the workflow's next run by that name
-    # (Workflow._keep_warm), which then does not start workers again.
+    # (Workflow._kept_runner), which then does not start workers again.
     try:
         if sample:
             workflow._run_tasks(sample, backend=runner, n_jobs=n_jobs)
@@ -165,7 +165,7 @@ def estimate_workflow(workflow, n_jobs=None, backend="local", memory_available=N
         raise
     sample_seconds = time.perf_counter() - started
     if isinstance(backend, str):
-        workflow._keep_warm(backend, options, runner)
+        workflow._kept_runner.keep(backend, options, runner)
     costs = task_costs(workflow.tasks, sizes, measured)
     return _predict(workflow, sizes, measured, costs, dict(
         n_workers=n_workers, backend=backend if isinstance(backend, str) else type(backend).__name__,

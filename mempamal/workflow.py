@@ -129,8 +129,8 @@ class Workflow(TaskGraph):
         lock = WorkdirLock(self.workdir, purpose="run", wait=wait)
         if not wait:
             lock.acquire()  # refused here, in the caller's thread
-        if owned:  # the workers an estimate's sample started, when this run asks for the same backend
-            runner = self._take_warm(backend, options) or runner
+        if owned:  # the workers an estimate's sample started, for the same backend: KeptRunner
+            runner = self._kept_runner.take(backend, options) or runner
 
         def execute(stop_event):
             try:
@@ -246,32 +246,10 @@ class Workflow(TaskGraph):
         return estimate_workflow(self, n_jobs=n_jobs, backend=backend, memory_available=memory_available,
                                  cores=cores, **options)
 
-    #: ``(name, options, backend)`` kept by :meth:`estimate` for the next run, or None.
-    _warm_runner = None
-
-    def _keep_warm(self, name, options, runner):
-        """Keep ``runner`` (made from ``name`` for an estimate) for this workflow's next run by that name.
-
-        Only a backend whose idle workers leave by themselves
-        (``warm_after_estimate``: the local one; they also exit with this
-        process); any other is closed now, as a run by name closes its own.
-        """
-        self._take_warm(None, None)  # closes what an earlier estimate kept
-        if runner.warm_after_estimate:
-            self._warm_runner = (name, dict(options), runner)
-        else:
-            runner.close()
-
-    def _take_warm(self, name, options):
-        """The runner kept by :meth:`_keep_warm` if it was made from ``name`` and ``options`` (then the
-        caller's to close), else None; a kept runner that does not match is closed."""
-        warm, self._warm_runner = self._warm_runner, None
-        if warm is None:
-            return None
-        if (warm[0], warm[1]) == (name, options):
-            return warm[2]
-        warm[2].close()
-        return None
+    @property
+    def _kept_runner(self):  # the backend estimate() made from a name, for this object's next run
+        from .backends.base import KeptRunner
+        return self.__dict__.setdefault("_kept", KeptRunner())
 
     def _run_tasks(self, task_ids, backend="local", n_jobs=None, **options):
         """Run just ``task_ids`` (their dependencies done or among them) as :meth:`run` runs tasks, under the lock."""

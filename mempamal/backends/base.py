@@ -239,6 +239,62 @@ def available_backends():
     return sorted(_REGISTRY)
 
 
+class KeptRunner:
+    """One backend made from its name, kept for the next run that asks for the same name and options.
+
+    ``Workflow.estimate`` keeps the runner of its sample here, so the run
+    that follows uses the workers the sample started.  Only a backend
+    declaring :attr:`Backend.warm_after_estimate` is kept; any other is
+    closed at once, as a run by name closes its own.
+
+    Examples
+    --------
+    >>> from mempamal.backends.local import LocalBackend
+    >>> kept, local = KeptRunner(), LocalBackend()
+    >>> kept.keep("local", {}, local)
+    >>> kept.take("local", {}) is local, kept.take("local", {})      # taken once: the taker closes it
+    (True, None)
+    """
+
+    def __init__(self):
+        self._kept = None  # (name, options, backend) or None
+
+    def keep(self, name, options, runner):
+        """Keep ``runner``, made from ``name`` and ``options``; an earlier kept one is closed.
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import LocalBackend
+        >>> KeptRunner().keep("local", {}, LocalBackend())
+        """
+        self.take(None, None)
+        if runner.warm_after_estimate:
+            self._kept = (name, dict(options), runner)
+        else:
+            runner.close()
+
+    def take(self, name, options):
+        """The kept runner if it was made from ``name`` and ``options`` (then the caller's to close), else None.
+
+        A kept runner that does not match is closed.
+
+        Examples
+        --------
+        >>> from mempamal.backends.local import LocalBackend
+        >>> kept = KeptRunner()
+        >>> kept.keep("local", {}, LocalBackend())
+        >>> kept.take("local", {"threads_per_worker": 1}) is None      # other options: closed, not given
+        True
+        """
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        if (kept[0], kept[1]) == (name, options):
+            return kept[2]
+        kept[2].close()
+        return None
+
+
 def get_backend(backend, **options):
     """An instance of the backend named ``backend`` (or ``backend`` itself).
 

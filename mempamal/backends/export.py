@@ -160,10 +160,10 @@ def site_max_array_size():
     >>> site_max_array_size() >= 1
     True
     """
-    from .slurm.limits import read_limits
+    from .slurm.limits import read_config_limits
     from .slurm.watcher import run_command
 
-    return read_limits(run_command).max_array_size or SLURM_DEFAULT_MAX_ARRAY_SIZE
+    return read_config_limits(run_command).max_array_size or SLURM_DEFAULT_MAX_ARRAY_SIZE
 
 
 def _commands_text(entries, workdir):

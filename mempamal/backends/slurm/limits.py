@@ -66,15 +66,25 @@ def read_limits(run):
     >>> read_limits(_run)   # needs a Slurm cluster  # doctest: +SKIP
     SiteLimits(max_array_size=1001, max_job_count=10000, max_submit_jobs=None)
     """
-    limits = SiteLimits()
+    return replace(read_config_limits(run), max_submit_jobs=_max_submit_jobs(run))
+
+
+def read_config_limits(run):
+    """``MaxArraySize`` and ``MaxJobCount`` from ``scontrol show config`` (None each without an answer).
+
+    Examples
+    --------
+    >>> read_config_limits(_run)   # needs a Slurm cluster  # doctest: +SKIP
+    SiteLimits(max_array_size=1001, max_job_count=10000, max_submit_jobs=None)
+    """
     try:
         config = run(["scontrol", "show", "config"])
-        if config.returncode == 0:
-            limits = replace(limits, max_array_size=_config_value(config.stdout, "MaxArraySize"),
-                             max_job_count=_config_value(config.stdout, "MaxJobCount"))
     except (OSError, subprocess.TimeoutExpired):
-        pass  # no answer: submit as if unlimited, sbatch says what it refuses
-    return replace(limits, max_submit_jobs=_max_submit_jobs(run))
+        return SiteLimits()  # no answer: submit as if unlimited, sbatch says what it refuses
+    if config.returncode != 0:
+        return SiteLimits()
+    return SiteLimits(max_array_size=_config_value(config.stdout, "MaxArraySize"),
+                      max_job_count=_config_value(config.stdout, "MaxJobCount"))
 
 
 def _max_submit_jobs(run):
